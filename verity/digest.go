@@ -1,0 +1,101 @@
+package verity
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+)
+
+// DigestReader returns the fs-verity digest of everything r yields.
+func DigestReader(alg Algorithm, r io.Reader) ([]byte, error) {
+	if !alg.Valid() {
+		return nil, fmt.Errorf("fs-verity digest: %w", errInvalidAlgorithm(alg))
+	}
+	return digestStream(alg, r, runtime.NumCPU())
+}
+
+// DigestFile returns the fs-verity digest of the whole content of f (from
+// offset 0, leaving the file offset alone). When f has fs-verity enabled
+// with alg, the kernel's measurement is used; otherwise the digest is
+// computed, hashing large files on all cores.
+func DigestFile(alg Algorithm, f *os.File) ([]byte, error) {
+	if !alg.Valid() {
+		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), errInvalidAlgorithm(alg))
+	}
+	d, kerr := MeasureVerity(f, alg)
+	if kerr == nil {
+		debugf("fs-verity digest measured by kernel", f, alg, nil)
+		return d, nil
+	}
+	debugf("fs-verity digest computed in userspace", f, alg, kerr)
+	d, err := computeFile(alg, f, runtime.NumCPU())
+	if err != nil {
+		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), err)
+	}
+	return d, nil
+}
+
+// DigestPath returns the fs-verity digest of the file at path.
+func DigestPath(alg Algorithm, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return DigestFile(alg, f)
+}
+
+// computeFile hashes f in userspace with the given number of workers.
+func computeFile(alg Algorithm, f *os.File, workers int) ([]byte, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		// Pipes and devices: read what comes, from the current offset.
+		return digestStream(alg, f, workers)
+	}
+	size := fi.Size()
+	if size < parallelMin {
+		return digestSmall(alg, f, size)
+	}
+	adviseSequential(f)
+	return digestAt(alg, f, size, workers)
+}
+
+// digestSmall hashes a file too small to be worth the workers.
+func digestSmall(alg Algorithm, f *os.File, size int64) ([]byte, error) {
+	bp := getBuffer()
+	defer putBuffer(bp)
+	h := NewHasher(alg)
+	for off := int64(0); off < size; {
+		n := int(min(int64(len(*bp)), size-off))
+		if err := readFullAt(f, (*bp)[:n], off); err != nil {
+			return nil, err
+		}
+		h.Write((*bp)[:n])
+		off += int64(n)
+	}
+	return h.Sum(), nil
+}
+
+func debugf(msg string, f *os.File, alg Algorithm, reason error) {
+	ctx := context.Background()
+	if !slog.Default().Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	if reason != nil {
+		slog.Debug(msg, "file", f.Name(), "algorithm", alg.String(), "reason", reason.Error())
+		return
+	}
+	slog.Debug(msg, "file", f.Name(), "algorithm", alg.String())
+}
+
+type errInvalidAlgorithm Algorithm
+
+func (e errInvalidAlgorithm) Error() string {
+	return "unsupported hash " + Algorithm(e).String()
+}

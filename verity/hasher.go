@@ -1,0 +1,108 @@
+package verity
+
+import (
+	"io"
+)
+
+// Hasher computes the fs-verity digest of a stream: write the content, then
+// Sum. It hashes each data block as soon as it is complete, so its memory
+// does not grow with the stream.
+type Hasher struct {
+	alg     Algorithm
+	hash    blockHasher
+	tree    *tree
+	size    uint64
+	partial [BlockSize]byte
+	used    int // bytes in partial
+	digest  [maxDigestSize]byte
+}
+
+// NewHasher returns a Hasher for alg. Like Algorithm.New, an algorithm that
+// is not Valid is taken as SHA256; callers check Valid first.
+func NewHasher(alg Algorithm) *Hasher {
+	if !alg.Valid() {
+		alg = SHA256
+	}
+	return &Hasher{alg: alg, hash: blockHasherFor(alg), tree: newTree(alg)}
+}
+
+// Algorithm is the hash algorithm of the digest.
+func (h *Hasher) Algorithm() Algorithm { return h.alg }
+
+// Size is the number of bytes written so far.
+func (h *Hasher) Size() uint64 { return h.size }
+
+// Write adds p to the content; it never fails.
+func (h *Hasher) Write(p []byte) (int, error) {
+	n := len(p)
+	h.size += uint64(n)
+	ds := h.alg.Size()
+	if h.used > 0 {
+		c := copy(h.partial[h.used:], p)
+		h.used += c
+		p = p[c:]
+		if h.used < BlockSize {
+			return n, nil
+		}
+		h.hash(h.digest[:ds], h.partial[:])
+		h.tree.add(h.digest[:ds])
+		h.used = 0
+	}
+	// Whole blocks straight from p, without copying.
+	for len(p) >= BlockSize {
+		h.hash(h.digest[:ds], p[:BlockSize])
+		h.tree.add(h.digest[:ds])
+		p = p[BlockSize:]
+	}
+	h.used = copy(h.partial[:], p)
+	return n, nil
+}
+
+// ReadFrom reads r to its end into the hasher, in large reads.
+func (h *Hasher) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, 256<<10)
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// Sum returns the fs-verity digest of everything written so far; the
+// Hasher can keep being written to.
+func (h *Hasher) Sum() []byte {
+	t := h.tree
+	if h.used > 0 {
+		t = t.clone()
+		var last [BlockSize]byte
+		copy(last[:], h.partial[:h.used])
+		var d [maxDigestSize]byte
+		ds := h.alg.Size()
+		h.hash(d[:ds], last[:])
+		t.add(d[:ds])
+	}
+	return digestOf(h.alg, h.size, t.root(h.size))
+}
+
+// Reset empties the Hasher for a new stream.
+func (h *Hasher) Reset() {
+	h.tree = newTree(h.alg)
+	h.size = 0
+	h.used = 0
+}
+
+// DigestBytes returns the fs-verity digest of data.
+func DigestBytes(alg Algorithm, data []byte) []byte {
+	h := NewHasher(alg)
+	h.Write(data)
+	return h.Sum()
+}

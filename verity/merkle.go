@@ -1,0 +1,149 @@
+package verity
+
+import (
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/binary"
+)
+
+// The fs-verity Merkle tree as the kernel defines it
+// (Documentation/filesystems/fsverity.rst), restricted to what composefs
+// uses: 4096-byte blocks and no salt. Level 0 of the tree holds the hashes of
+// the data blocks (the last one zero-padded); each higher level holds the
+// hashes of the blocks of the level below, packed and zero-padded to whole
+// blocks; the root hash is the hash of the single block at the top. A file
+// of one block has no tree blocks: its root hash is the hash of that block.
+// An empty file's root hash is all zeros.
+
+const (
+	// BlockSize is the Merkle tree block size composefs uses.
+	BlockSize = 1 << logBlockSize
+	// logBlockSize is the descriptor's log_blocksize field.
+	logBlockSize = 12
+	// maxDigestSize is the largest digest of a supported algorithm.
+	maxDigestSize = sha512.Size
+	// descriptorSize is sizeof(struct fsverity_descriptor).
+	descriptorSize = 256
+)
+
+// blockHasher hashes one 4096-byte block into dst (len = digest size).
+// sha256.Sum256 and sha512.Sum512 work on the stack: no allocation per block.
+type blockHasher func(dst, block []byte)
+
+func hashBlock256(dst, block []byte) {
+	s := sha256.Sum256(block)
+	copy(dst, s[:])
+}
+
+func hashBlock512(dst, block []byte) {
+	s := sha512.Sum512(block)
+	copy(dst, s[:])
+}
+
+func blockHasherFor(alg Algorithm) blockHasher {
+	if alg == SHA512 {
+		return hashBlock512
+	}
+	return hashBlock256
+}
+
+// treeLevel is the block of one tree level currently being filled.
+type treeLevel struct {
+	block [BlockSize]byte
+	used  int    // bytes of block filled
+	count uint64 // hashes ever added to this level
+}
+
+// tree builds the levels above the data: it is fed the hash of every data
+// block in order and yields the root hash. Its memory is one block per
+// level (at most a dozen levels for any file size).
+type tree struct {
+	alg    Algorithm
+	hash   blockHasher
+	levels []*treeLevel
+}
+
+func newTree(alg Algorithm) *tree {
+	return &tree{alg: alg, hash: blockHasherFor(alg)}
+}
+
+// add appends the hash of a data block to level 0.
+func (t *tree) add(d []byte) { t.push(0, d) }
+
+// push appends hash d to level i. Digest sizes divide the block size, so a
+// level's block is complete exactly when it is full; its hash then moves up.
+func (t *tree) push(i int, d []byte) {
+	var tmp [maxDigestSize]byte
+	for ; ; i++ {
+		if i == len(t.levels) {
+			t.levels = append(t.levels, new(treeLevel))
+		}
+		l := t.levels[i]
+		l.used += copy(l.block[l.used:], d)
+		l.count++
+		if l.used < BlockSize {
+			return
+		}
+		l.used = 0
+		d = tmp[:len(d)]
+		t.hash(d, l.block[:])
+	}
+}
+
+// root finishes a copy of the tree and returns the root hash. The top of
+// the tree is the first level that received a single hash; every level
+// below it is finished by hashing its zero-padded partial block upwards.
+func (t *tree) root(dataSize uint64) []byte {
+	ds := t.alg.Size()
+	if dataSize == 0 || len(t.levels) == 0 {
+		return make([]byte, ds)
+	}
+	c := t.clone()
+	var tmp [maxDigestSize]byte
+	for i := 0; i < len(c.levels); i++ {
+		l := c.levels[i]
+		if l.count == 1 {
+			return append([]byte(nil), l.block[:ds]...)
+		}
+		if l.used > 0 {
+			clear(l.block[l.used:])
+			l.used = 0
+			c.hash(tmp[:ds], l.block[:])
+			c.push(i+1, tmp[:ds])
+		}
+	}
+	// Not reached: a level with more than one hash always feeds the next.
+	return make([]byte, ds)
+}
+
+func (t *tree) clone() *tree {
+	c := &tree{alg: t.alg, hash: t.hash, levels: make([]*treeLevel, len(t.levels))}
+	for i, l := range t.levels {
+		cp := *l
+		c.levels[i] = &cp
+	}
+	return c
+}
+
+// descriptor encodes struct fsverity_descriptor (version 1, no salt, no
+// signature); the fs-verity digest of a file is the hash of these bytes.
+func descriptor(alg Algorithm, dataSize uint64, rootHash []byte) [descriptorSize]byte {
+	var d [descriptorSize]byte
+	d[0] = 1 // version
+	d[1] = byte(alg)
+	d[2] = logBlockSize
+	d[3] = 0                                // salt_size
+	binary.LittleEndian.PutUint32(d[4:], 0) // sig_size
+	binary.LittleEndian.PutUint64(d[8:], dataSize)
+	copy(d[16:16+maxDigestSize], rootHash) // root_hash[64]
+	// salt[32] and reserved[144] stay zero.
+	return d
+}
+
+// digestOf is the file digest: the hash of the descriptor.
+func digestOf(alg Algorithm, dataSize uint64, rootHash []byte) []byte {
+	d := descriptor(alg, dataSize, rootHash)
+	h := alg.New()
+	h.Write(d[:])
+	return h.Sum(nil)
+}

@@ -1,0 +1,244 @@
+package verity
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Level 0 of the tree (the hashes of the data blocks) is nearly all of the
+// work: the levels above hash 1/128 (sha256) or 1/64 (sha512) as much. So
+// data is cut into chunks of whole blocks, workers read and hash chunks in
+// parallel, and the calling goroutine feeds their block hashes, in file
+// order, into the tree. The result is the same for any number of workers.
+
+const (
+	// chunkSize is the data one job covers: large enough that reads and
+	// channel hand-offs are cheap per byte, small enough to stay in a
+	// core's cache between the read and the hash.
+	chunkSize = 256 << 10
+	// parallelMin is the size from which DigestFile uses workers.
+	parallelMin = 2 * chunkSize
+)
+
+// chunk is one job: a block-aligned range of the data and its block hashes.
+type chunk struct {
+	off   int64
+	n     int    // data bytes in buf
+	buf   []byte // chunkSize bytes
+	sums  []byte // one digest per block
+	nsums int
+	err   error
+	done  chan struct{}
+}
+
+// hashChunk hashes the blocks of c, zero-padding a short last block in
+// place (buf is a whole number of blocks long).
+func hashChunk(hash blockHasher, ds int, c *chunk) {
+	i := 0
+	for off := 0; off < c.n; off += BlockSize {
+		blk := c.buf[off : off+BlockSize]
+		if rest := c.n - off; rest < BlockSize {
+			clear(blk[rest:])
+		}
+		hash(c.sums[i*ds:(i+1)*ds], blk)
+		i++
+	}
+	c.nsums = i
+}
+
+// pipeline runs the workers and keeps the jobs in flight in order.
+type pipeline struct {
+	alg    Algorithm
+	hash   blockHasher
+	ds     int
+	readAt io.ReaderAt // when set, workers read their own chunk
+	jobs   chan *chunk
+	wg     sync.WaitGroup
+	queue  []*chunk // submitted, oldest first
+	free   []*chunk
+	max    int // chunks in flight at most
+	tree   *tree
+	size   uint64
+	closed bool
+}
+
+func newPipeline(alg Algorithm, workers int, readAt io.ReaderAt) *pipeline {
+	if workers < 1 {
+		workers = 1
+	}
+	p := &pipeline{
+		alg:    alg,
+		hash:   blockHasherFor(alg),
+		ds:     alg.Size(),
+		readAt: readAt,
+		max:    2 * workers,
+		tree:   newTree(alg),
+	}
+	p.jobs = make(chan *chunk, p.max)
+	p.wg.Add(workers)
+	for range workers {
+		go p.work()
+	}
+	return p
+}
+
+func (p *pipeline) work() {
+	defer p.wg.Done()
+	for c := range p.jobs {
+		if p.readAt != nil {
+			c.err = readFullAt(p.readAt, c.buf[:c.n], c.off)
+		}
+		if c.err == nil {
+			hashChunk(p.hash, p.ds, c)
+		}
+		c.done <- struct{}{}
+	}
+}
+
+// get returns a chunk to fill, retiring the oldest job when all are busy.
+func (p *pipeline) get() (*chunk, error) {
+	if len(p.free) == 0 && len(p.queue) >= p.max {
+		if err := p.retire(); err != nil {
+			return nil, err
+		}
+	}
+	if n := len(p.free); n > 0 {
+		c := p.free[n-1]
+		p.free = p.free[:n-1]
+		return c, nil
+	}
+	return &chunk{
+		buf:  make([]byte, chunkSize),
+		sums: make([]byte, chunkSize/BlockSize*p.ds),
+		done: make(chan struct{}, 1),
+	}, nil
+}
+
+func (p *pipeline) submit(c *chunk) {
+	c.err = nil
+	p.queue = append(p.queue, c)
+	p.jobs <- c
+}
+
+// retire waits for the oldest job and adds its block hashes to the tree.
+func (p *pipeline) retire() error {
+	c := p.queue[0]
+	p.queue = p.queue[1:]
+	<-c.done
+	p.free = append(p.free, c)
+	if c.err != nil {
+		return c.err
+	}
+	for i := range c.nsums {
+		p.tree.add(c.sums[i*p.ds : (i+1)*p.ds])
+	}
+	p.size += uint64(c.n)
+	return nil
+}
+
+// finish drains the jobs and returns the digest.
+func (p *pipeline) finish() ([]byte, error) {
+	var err error
+	for len(p.queue) > 0 && err == nil {
+		err = p.retire()
+	}
+	p.stop()
+	if err != nil {
+		return nil, err
+	}
+	return digestOf(p.alg, p.size, p.tree.root(p.size)), nil
+}
+
+// stop ends the workers after the jobs in flight; safe to call twice.
+func (p *pipeline) stop() {
+	if p.closed {
+		return
+	}
+	p.closed = true
+	close(p.jobs)
+	for _, c := range p.queue {
+		<-c.done
+	}
+	p.queue = nil
+	p.wg.Wait()
+}
+
+// digestAt hashes size bytes of src with workers reading and hashing.
+func digestAt(alg Algorithm, src io.ReaderAt, size int64, workers int) ([]byte, error) {
+	p := newPipeline(alg, workers, src)
+	defer p.stop()
+	for off := int64(0); off < size; off += chunkSize {
+		c, err := p.get()
+		if err != nil {
+			return nil, err
+		}
+		c.off = off
+		c.n = int(min(chunkSize, size-off))
+		p.submit(c)
+	}
+	return p.finish()
+}
+
+// digestStream hashes r to its end. Input that ends within the first chunk
+// is hashed right here, without starting workers.
+func digestStream(alg Algorithm, r io.Reader, workers int) ([]byte, error) {
+	bp := getBuffer()
+	defer putBuffer(bp)
+	n, err := io.ReadFull(r, *bp)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return DigestBytes(alg, (*bp)[:n]), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	p := newPipeline(alg, workers, nil)
+	defer p.stop()
+	c, _ := p.get()
+	copy(c.buf, *bp)
+	c.n = n
+	p.submit(c)
+	for {
+		c, err := p.get()
+		if err != nil {
+			return nil, err
+		}
+		n, err := io.ReadFull(r, c.buf)
+		if n > 0 {
+			c.n = n
+			p.submit(c)
+		} else {
+			p.free = append(p.free, c)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return p.finish()
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Read buffers of chunkSize bytes, reused across calls: hashing many
+// small files should not allocate a buffer each.
+var buffers = sync.Pool{New: func() any {
+	b := make([]byte, chunkSize)
+	return &b
+}}
+
+func getBuffer() *[]byte  { return buffers.Get().(*[]byte) }
+func putBuffer(b *[]byte) { buffers.Put(b) }
+
+// readFullAt fills buf from src at off; running short means the file
+// shrank while it was being hashed.
+func readFullAt(src io.ReaderAt, buf []byte, off int64) error {
+	n, err := src.ReadAt(buf, off)
+	if n == len(buf) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		return fmt.Errorf("reading at offset %d: file shrank while hashing: %w", off, io.ErrUnexpectedEOF)
+	}
+	return err
+}
