@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/fusefs"
+	"github.com/composefs/composefs-go/objects"
+	"github.com/composefs/composefs-go/verity"
+)
+
+// serve mounts the image and serves it until it is unmounted.
+func serve(s *settings) error {
+	logger := log.New(os.Stderr, "composefs-fuse: ", 0)
+	imagePath, store, storeDirs, closeImage, err := openSources(s)
+	if err != nil {
+		return err
+	}
+	defer closeImage()
+	if s.digest != "" {
+		if err := checkImageDigest(imagePath, s.digest); err != nil {
+			return err
+		}
+	}
+	img, err := erofs.Open(imagePath)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.image, err)
+	}
+	defer img.Close()
+	fsys, err := fusefs.New(img, fusefs.Config{Store: store, Verity: s.verity, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.image, err)
+	}
+	fsname := s.fsname
+	if fsname == "" {
+		fsname = s.image
+		if abs, err := filepath.Abs(s.image); err == nil && fileExists(s.image) {
+			fsname = abs
+		}
+	}
+	server, err := fusefs.Mount(s.mountpoint, fsys, fusefs.MountOptions{
+		AllowOther:    s.allowOther,
+		Debug:         s.debug,
+		FsName:        fsname,
+		MaxStackDepth: fusefs.StackDepthFor(storeDirs...),
+		Options:       s.mountFlags,
+		Logger:        logger,
+	})
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", s.mountpoint, err)
+	}
+	go unmountOnSignal(server, s.mountpoint, logger)
+	if isDaemonChild() {
+		daemonReady(logger)
+	}
+	server.Wait()
+	return nil
+}
+
+// openSources finds the image file and the object store. With --repo, IMAGE
+// may name an image in the repository rather than a file.
+func openSources(s *settings) (imagePath string, store objects.Store, dirs []string, closeImage func(), err error) {
+	closeImage = func() {}
+	var stores []objects.Store
+	imagePath = s.image
+	if s.repo != "" {
+		repo, err := objects.OpenRepository(s.repo)
+		if err != nil {
+			return "", nil, nil, nil, fmt.Errorf("repository %s: %w", s.repo, err)
+		}
+		stores = append(stores, repo)
+		dirs = append(dirs, s.repo)
+		if !fileExists(s.image) {
+			f, err := repo.OpenImage(s.image)
+			if err != nil {
+				return "", nil, nil, nil, fmt.Errorf("image %s in repository %s: %w", s.image, s.repo, err)
+			}
+			// The mapping outlives the descriptor, which erofs.Open
+			// reopens through /proc.
+			imagePath = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+			closeImage = func() { f.Close() }
+		}
+	}
+	if len(s.basedirs) > 0 {
+		flat, err := objects.OpenFlat(s.basedirs...)
+		if err != nil {
+			return "", nil, nil, nil, fmt.Errorf("basedir: %w", err)
+		}
+		stores = append(stores, flat)
+		for _, b := range s.basedirs {
+			dirs = append(dirs, strings.Split(b, ":")...)
+		}
+	}
+	switch len(stores) {
+	case 0:
+	case 1:
+		store = stores[0]
+	default:
+		store = objects.Multi(stores...)
+	}
+	return imagePath, store, dirs, closeImage, nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
+// checkImageDigest refuses an image whose fs-verity digest is not want.
+func checkImageDigest(path, want string) error {
+	wantBytes, err := hex.DecodeString(want)
+	if err != nil {
+		return fmt.Errorf("--digest %q: not hex", want)
+	}
+	alg, ok := verity.AlgorithmForDigestSize(len(wantBytes))
+	if !ok {
+		return fmt.Errorf("--digest %q: %d bytes is no sha256 or sha512 digest", want, len(wantBytes))
+	}
+	got, err := verity.DigestPath(alg, path)
+	if err != nil {
+		return fmt.Errorf("image digest: %w", err)
+	}
+	if !bytes.Equal(got, wantBytes) {
+		return fmt.Errorf("image digest mismatch: %s is %x, expected %s", path, got, strings.ToLower(want))
+	}
+	return nil
+}
+
+// unmountOnSignal unmounts on SIGINT or SIGTERM; when something still holds
+// the mount busy, it detaches it lazily, and serving goes on until the last
+// user lets go.
+func unmountOnSignal(server *fuse.Server, mnt string, logger *log.Logger) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	for range sig {
+		err := server.Unmount()
+		if err == nil {
+			return
+		}
+		logger.Printf("unmount %s: %v; detaching it lazily", mnt, err)
+		if err := lazyUnmount(mnt); err != nil {
+			logger.Printf("lazy unmount %s: %v", mnt, err)
+			continue
+		}
+		return
+	}
+}
+
+func lazyUnmount(mnt string) error {
+	if os.Geteuid() == 0 {
+		if err := unix.Unmount(mnt, unix.MNT_DETACH); err == nil || !errors.Is(err, unix.EPERM) {
+			return err
+		}
+	}
+	out, err := exec.Command("fusermount3", "-u", "-z", mnt).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("fusermount3: %v: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
