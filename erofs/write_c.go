@@ -25,8 +25,8 @@ type cLayout struct {
 	xattrSize uint64 // xattr body after the inode
 	isize     uint64 // inode + xattr body + inline tail
 	nid       uint64
-	nBlocks   uint64 // full data blocks
-	tail      uint64 // bytes inline after the xattr body
+	nBlocks   uint64  // full data blocks
+	tail      uint64  // bytes inline after the xattr body
 	shared    []int64 // per xattr (sorted by name): shared table offset, or -1
 	dirBlocks [][]*wnode
 	dirTail   []*wnode
