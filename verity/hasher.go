@@ -23,7 +23,7 @@ func NewHasher(alg Algorithm) *Hasher {
 	if !alg.Valid() {
 		alg = SHA256
 	}
-	return &Hasher{alg: alg, hash: blockHasherFor(alg), tree: newTree(alg)}
+	return &Hasher{alg: alg, hash: newBlockHasher(alg), tree: newTree(alg)}
 }
 
 // Algorithm is the hash algorithm of the digest.
@@ -44,13 +44,13 @@ func (h *Hasher) Write(p []byte) (int, error) {
 		if h.used < BlockSize {
 			return n, nil
 		}
-		h.hash(h.digest[:ds], h.partial[:])
+		h.hash.sum(h.digest[:ds], h.partial[:])
 		h.tree.add(h.digest[:ds])
 		h.used = 0
 	}
 	// Whole blocks straight from p, without copying.
 	for len(p) >= BlockSize {
-		h.hash(h.digest[:ds], p[:BlockSize])
+		h.hash.sum(h.digest[:ds], p[:BlockSize])
 		h.tree.add(h.digest[:ds])
 		p = p[BlockSize:]
 	}
@@ -87,7 +87,7 @@ func (h *Hasher) Sum() []byte {
 		copy(last[:], h.partial[:h.used])
 		var d [maxDigestSize]byte
 		ds := h.alg.Size()
-		h.hash(d[:ds], last[:])
+		h.hash.sum(d[:ds], last[:])
 		t.add(d[:ds])
 	}
 	return digestOf(h.alg, h.size, t.root(h.size))

@@ -1,9 +1,9 @@
 package verity
 
 import (
-	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/binary"
+	"hash"
 )
 
 // The fs-verity Merkle tree as the kernel defines it
@@ -26,25 +26,23 @@ const (
 	descriptorSize = 256
 )
 
-// blockHasher hashes one 4096-byte block into dst (len = digest size).
-// sha256.Sum256 and sha512.Sum512 work on the stack: no allocation per block.
-type blockHasher func(dst, block []byte)
-
-func hashBlock256(dst, block []byte) {
-	s := sha256.Sum256(block)
-	copy(dst, s[:])
+// blockHasher hashes whole blocks with one reusable hash state: Reset,
+// Write, Sum into the caller's slice, so hashing a block allocates nothing
+// (sha256.Sum256 allocates its state on every call). Not for concurrent
+// use: each worker has its own.
+type blockHasher struct {
+	h hash.Hash
 }
 
-func hashBlock512(dst, block []byte) {
-	s := sha512.Sum512(block)
-	copy(dst, s[:])
+func newBlockHasher(alg Algorithm) blockHasher {
+	return blockHasher{h: alg.New()}
 }
 
-func blockHasherFor(alg Algorithm) blockHasher {
-	if alg == SHA512 {
-		return hashBlock512
-	}
-	return hashBlock256
+// sum writes the hash of block into dst, which has the digest's length.
+func (b blockHasher) sum(dst, block []byte) {
+	b.h.Reset()
+	b.h.Write(block)
+	b.h.Sum(dst[:0])
 }
 
 // treeLevel is the block of one tree level currently being filled.
@@ -61,10 +59,13 @@ type tree struct {
 	alg    Algorithm
 	hash   blockHasher
 	levels []*treeLevel
+	// scratch receives block hashes; a field rather than a local because
+	// the hash.Hash interface makes any slice passed to it escape.
+	scratch [maxDigestSize]byte
 }
 
 func newTree(alg Algorithm) *tree {
-	return &tree{alg: alg, hash: blockHasherFor(alg)}
+	return &tree{alg: alg, hash: newBlockHasher(alg)}
 }
 
 // add appends the hash of a data block to level 0.
@@ -73,7 +74,6 @@ func (t *tree) add(d []byte) { t.push(0, d) }
 // push appends hash d to level i. Digest sizes divide the block size, so a
 // level's block is complete exactly when it is full; its hash then moves up.
 func (t *tree) push(i int, d []byte) {
-	var tmp [maxDigestSize]byte
 	for ; ; i++ {
 		if i == len(t.levels) {
 			t.levels = append(t.levels, new(treeLevel))
@@ -85,8 +85,8 @@ func (t *tree) push(i int, d []byte) {
 			return
 		}
 		l.used = 0
-		d = tmp[:len(d)]
-		t.hash(d, l.block[:])
+		d = t.scratch[:len(d)]
+		t.hash.sum(d, l.block[:])
 	}
 }
 
@@ -99,7 +99,7 @@ func (t *tree) root(dataSize uint64) []byte {
 		return make([]byte, ds)
 	}
 	c := t.clone()
-	var tmp [maxDigestSize]byte
+	var tmp [maxDigestSize]byte // leaves c.scratch free for push
 	for i := 0; i < len(c.levels); i++ {
 		l := c.levels[i]
 		if l.count == 1 {
@@ -108,7 +108,7 @@ func (t *tree) root(dataSize uint64) []byte {
 		if l.used > 0 {
 			clear(l.block[l.used:])
 			l.used = 0
-			c.hash(tmp[:ds], l.block[:])
+			c.hash.sum(tmp[:ds], l.block[:])
 			c.push(i+1, tmp[:ds])
 		}
 	}

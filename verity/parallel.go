@@ -17,7 +17,7 @@ const (
 	// chunkSize is the data one job covers: large enough that reads and
 	// channel hand-offs are cheap per byte, small enough to stay in a
 	// core's cache between the read and the hash.
-	chunkSize = 256 << 10
+	chunkSize = 128 << 10
 	// parallelMin is the size from which DigestFile uses workers.
 	parallelMin = 2 * chunkSize
 )
@@ -42,7 +42,7 @@ func hashChunk(hash blockHasher, ds int, c *chunk) {
 		if rest := c.n - off; rest < BlockSize {
 			clear(blk[rest:])
 		}
-		hash(c.sums[i*ds:(i+1)*ds], blk)
+		hash.sum(c.sums[i*ds:(i+1)*ds], blk)
 		i++
 	}
 	c.nsums = i
@@ -51,7 +51,6 @@ func hashChunk(hash blockHasher, ds int, c *chunk) {
 // pipeline runs the workers and keeps the jobs in flight in order.
 type pipeline struct {
 	alg    Algorithm
-	hash   blockHasher
 	ds     int
 	readAt io.ReaderAt // when set, workers read their own chunk
 	jobs   chan *chunk
@@ -70,10 +69,9 @@ func newPipeline(alg Algorithm, workers int, readAt io.ReaderAt) *pipeline {
 	}
 	p := &pipeline{
 		alg:    alg,
-		hash:   blockHasherFor(alg),
 		ds:     alg.Size(),
 		readAt: readAt,
-		max:    2 * workers,
+		max:    4 * workers,
 		tree:   newTree(alg),
 	}
 	p.jobs = make(chan *chunk, p.max)
@@ -86,12 +84,13 @@ func newPipeline(alg Algorithm, workers int, readAt io.ReaderAt) *pipeline {
 
 func (p *pipeline) work() {
 	defer p.wg.Done()
+	hash := newBlockHasher(p.alg)
 	for c := range p.jobs {
 		if p.readAt != nil {
 			c.err = readFullAt(p.readAt, c.buf[:c.n], c.off)
 		}
 		if c.err == nil {
-			hashChunk(p.hash, p.ds, c)
+			hashChunk(hash, p.ds, c)
 		}
 		c.done <- struct{}{}
 	}

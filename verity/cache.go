@@ -1,0 +1,179 @@
+package verity
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// ErrMismatch is wrapped by every error reporting that a file's fs-verity
+// digest is not the expected one.
+var ErrMismatch = errors.New("fs-verity digest mismatch")
+
+// MismatchError names the file and both digests; it wraps ErrMismatch.
+type MismatchError struct {
+	Name     string
+	Alg      Algorithm
+	Expected []byte
+	Actual   []byte
+}
+
+func (e *MismatchError) Error() string {
+	return fmt.Sprintf("%s: %s: expected %s:%x, actual %s:%x",
+		e.Name, ErrMismatch, e.Alg, e.Expected, e.Alg, e.Actual)
+}
+
+func (e *MismatchError) Unwrap() error { return ErrMismatch }
+
+// cacheKey identifies one state of one file: any write changes mtime or
+// ctime (and replacing the file changes the inode), so an unchanged key
+// means unchanged content.
+type cacheKey struct {
+	dev, ino  uint64
+	size      int64
+	mtimeSec  int64
+	mtimeNsec int64
+	ctimeSec  int64
+	ctimeNsec int64
+	alg       Algorithm
+}
+
+// cacheEntry is a digest, or the promise of one while it is being computed
+// so that concurrent callers for the same file wait instead of hashing too.
+type cacheEntry struct {
+	done   chan struct{}
+	digest []byte
+	err    error
+}
+
+// Cache remembers the digests of the files it has hashed, so an object
+// opened again and again is hashed once per process while it is unchanged.
+// It is safe for concurrent use.
+type Cache struct {
+	mu  sync.Mutex
+	m   map[cacheKey]*cacheEntry
+	max int
+}
+
+// defaultCacheEntries bounds the cache (about 150 bytes an entry).
+const defaultCacheEntries = 1 << 20
+
+// NewCache returns an empty cache.
+func NewCache() *Cache {
+	return &Cache{m: make(map[cacheKey]*cacheEntry), max: defaultCacheEntries}
+}
+
+func keyOf(f *os.File, alg Algorithm) (cacheKey, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return cacheKey{}, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return cacheKey{}, fmt.Errorf("%s: no stat information", f.Name())
+	}
+	return cacheKey{
+		dev: uint64(st.Dev), ino: uint64(st.Ino), size: st.Size,
+		mtimeSec: int64(st.Mtim.Sec), mtimeNsec: int64(st.Mtim.Nsec),
+		ctimeSec: int64(st.Ctim.Sec), ctimeNsec: int64(st.Ctim.Nsec),
+		alg: alg,
+	}, nil
+}
+
+// Digest returns f's fs-verity digest, from the cache when f is unchanged
+// since it was last hashed.
+func (c *Cache) Digest(f *os.File, alg Algorithm) ([]byte, error) {
+	d, err := c.digest(f, alg)
+	return bytes.Clone(d), err
+}
+
+// digest is Digest returning the cached slice itself, not to be modified.
+func (c *Cache) digest(f *os.File, alg Algorithm) ([]byte, error) {
+	if !alg.Valid() {
+		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), errInvalidAlgorithm(alg))
+	}
+	key, err := keyOf(f, alg)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if e, ok := c.m[key]; ok {
+		c.mu.Unlock()
+		<-e.done
+		if e.err == nil {
+			return e.digest, nil
+		}
+		// The hash that was in flight failed; try again through this file.
+		return DigestFile(alg, f)
+	}
+	e := &cacheEntry{done: make(chan struct{})}
+	c.evictLocked()
+	c.m[key] = e
+	c.mu.Unlock()
+
+	e.digest, e.err = DigestFile(alg, f)
+	// Keep the result only if the file did not change while being read.
+	after, serr := keyOf(f, alg)
+	if e.err != nil || serr != nil || after != key {
+		c.mu.Lock()
+		if c.m[key] == e {
+			delete(c.m, key)
+		}
+		c.mu.Unlock()
+		if e.err == nil && serr == nil {
+			e.err = fmt.Errorf("%s changed while its fs-verity digest was computed", f.Name())
+		} else if e.err == nil {
+			e.err = serr
+		}
+	}
+	close(e.done)
+	return e.digest, e.err
+}
+
+// evictLocked makes room when the cache is full by dropping about a
+// quarter of the finished entries (which ones does not matter much: a
+// dropped object is just hashed again).
+func (c *Cache) evictLocked() {
+	if len(c.m) < c.max {
+		return
+	}
+	drop := c.max / 4
+	for k, e := range c.m {
+		if drop <= 0 {
+			break
+		}
+		select {
+		case <-e.done:
+			delete(c.m, k)
+			drop--
+		default:
+		}
+	}
+}
+
+// Len is the number of digests cached.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
+
+// Verify checks that f's fs-verity digest (of algorithm alg) is want,
+// hashing f at most once while it is unchanged. A different digest gives
+// a *MismatchError, which wraps ErrMismatch.
+func (c *Cache) Verify(f *os.File, alg Algorithm, want []byte) error {
+	if len(want) != alg.Size() {
+		return fmt.Errorf("%s: expected digest has %d bytes, %s needs %d", f.Name(), len(want), alg, alg.Size())
+	}
+	got, err := c.digest(f, alg)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, want) {
+		return &MismatchError{Name: f.Name(), Alg: alg, Expected: bytes.Clone(want), Actual: bytes.Clone(got)}
+	}
+	return nil
+}

@@ -1,0 +1,195 @@
+package verity
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestCacheHashesOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "obj")
+	data := mod251(3 << 20)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := DigestBytes(SHA256, data)
+	c := NewCache()
+	before := computed.Load()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			f, err := os.Open(path)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer f.Close()
+			errs <- c.Verify(f, SHA256, want)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := computed.Load() - before; n != 1 {
+		t.Fatalf("16 concurrent verifications hashed %d times, want 1", n)
+	}
+	// Another algorithm is another digest.
+	f, _ := os.Open(path)
+	defer f.Close()
+	if err := c.Verify(f, SHA512, DigestBytes(SHA512, data)); err != nil {
+		t.Fatal(err)
+	}
+	if n := computed.Load() - before; n != 2 {
+		t.Fatalf("hashed %d times, want 2", n)
+	}
+	if c.Len() != 2 {
+		t.Fatalf("Len %d, want 2", c.Len())
+	}
+}
+
+func TestCacheMismatchAndChange(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "obj")
+	if err := os.WriteFile(path, []byte("hello world"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := DigestBytes(SHA256, []byte("hello world"))
+	c := NewCache()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := c.Verify(f, SHA256, good); err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Repeat([]byte{1}, 32)
+	err = c.Verify(f, SHA256, bad)
+	var me *MismatchError
+	if !errors.Is(err, ErrMismatch) || !errors.As(err, &me) {
+		t.Fatalf("Verify with a wrong digest: %v", err)
+	}
+	msg := err.Error()
+	for _, s := range []string{path, "0101010101", "1e2eaa4202d750a4"} {
+		if !strings.Contains(msg, s) {
+			t.Errorf("mismatch message %q lacks %q", msg, s)
+		}
+	}
+	if !bytes.Equal(me.Actual, good) || !bytes.Equal(me.Expected, bad) {
+		t.Errorf("MismatchError %+v", me)
+	}
+	if err := c.Verify(f, SHA256, good[:31]); err == nil || errors.Is(err, ErrMismatch) {
+		t.Errorf("a 31-byte expected digest: %v", err)
+	}
+
+	// Rewriting the object (new mtime/ctime) must be noticed.
+	time.Sleep(10 * time.Millisecond)
+	if err := os.WriteFile(path, []byte("hello World"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Verify(f, SHA256, good); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("changed object still verified: %v", err)
+	}
+	if err := c.Verify(f, SHA256, DigestBytes(SHA256, []byte("hello World"))); err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Digest(f, SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d[0] ^= 0xff // must not damage the cache
+	if err := c.Verify(f, SHA256, DigestBytes(SHA256, []byte("hello World"))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCacheEvicts(t *testing.T) {
+	dir := t.TempDir()
+	c := NewCache()
+	c.max = 8
+	for i := range 20 {
+		p := filepath.Join(dir, string(rune('a'+i)))
+		os.WriteFile(p, []byte{byte(i)}, 0o644)
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Verify(f, SHA256, DigestBytes(SHA256, []byte{byte(i)})); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	if c.Len() > 8 {
+		t.Fatalf("cache grew to %d entries, bound 8", c.Len())
+	}
+}
+
+// failingReaderAt fails at a given offset.
+type failingReaderAt struct {
+	data []byte
+	at   int64
+}
+
+var errInjected = errors.New("injected read error")
+
+func (r failingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > r.at {
+		return 0, errInjected
+	}
+	return copy(p, r.data[off:]), nil
+}
+
+func TestPipelineErrors(t *testing.T) {
+	data := mod251(8 << 20)
+	for _, w := range []int{1, 2, 7} {
+		_, err := digestAt(SHA256, failingReaderAt{data, 5 << 20}, int64(len(data)), w)
+		if !errors.Is(err, errInjected) {
+			t.Errorf("workers %d: error %v", w, err)
+		}
+		// A source shorter than announced: the file shrank.
+		_, err = digestAt(SHA256, bytes.NewReader(data[:3<<20]), int64(len(data)), w)
+		if err == nil || !strings.Contains(err.Error(), "shrank") {
+			t.Errorf("workers %d: shrinking source: %v", w, err)
+		}
+		d, err := digestAt(SHA512, bytes.NewReader(data), int64(len(data)), w)
+		if err != nil || !bytes.Equal(d, DigestBytes(SHA512, data)) {
+			t.Errorf("workers %d: %x %v", w, d, err)
+		}
+	}
+	_, err := DigestReader(SHA256, &errAfterReader{data: data, n: 3 << 20})
+	if !errors.Is(err, errInjected) {
+		t.Errorf("DigestReader: %v", err)
+	}
+	for _, n := range []int{0, 100, chunkSize, chunkSize + 1, 5*chunkSize - 3} {
+		for _, w := range []int{1, 2, 7} {
+			got, err := digestStream(SHA256, bytes.NewReader(data[:n]), w)
+			if err != nil || !bytes.Equal(got, DigestBytes(SHA256, data[:n])) {
+				t.Errorf("digestStream %d bytes, %d workers: %x %v", n, w, got, err)
+			}
+		}
+	}
+}
+
+type errAfterReader struct {
+	data []byte
+	n    int
+	off  int
+}
+
+func (r *errAfterReader) Read(p []byte) (int, error) {
+	if r.off >= r.n {
+		return 0, errInjected
+	}
+	n := copy(p, r.data[r.off:r.n])
+	r.off += n
+	return n, nil
+}
