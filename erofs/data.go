@@ -10,8 +10,9 @@ import (
 const symlinkMax = 4095
 
 // extent maps file offset off (< in.Size) to the image bytes holding it, up
-// to the end of the contiguous run (block run, tail or chunk). For a hole it
-// returns nil data and the hole's length from off.
+// to the end of the contiguous run (block run, tail or chunk) or of the
+// image, whichever comes first. For a hole it returns nil data and the
+// hole's length from off.
 func (im *Image) extent(in *Inode, off uint64) (data []byte, hole uint64, err error) {
 	if !in.hasData() {
 		return nil, 0, fmt.Errorf("inode %d: mode %#o has no data", in.Nid, in.Mode)
@@ -32,11 +33,10 @@ func (im *Image) extent(in *Inode, off uint64) (data []byte, hole uint64, err er
 		if in.StartBlock == NullAddr {
 			return nil, blocksEnd - off, nil
 		}
-		start := uint64(in.StartBlock) << BlockBits
-		b, ok := im.span(start+off, blocksEnd-off)
+		b, ok := im.clamped(uint64(in.StartBlock)<<BlockBits+off, blocksEnd-off)
 		if !ok {
-			return nil, 0, fmt.Errorf("inode %d: data of %d bytes at block %d runs past the image end: %w",
-				in.Nid, blocksEnd, in.StartBlock, ErrCorrupt)
+			return nil, 0, fmt.Errorf("inode %d: data at offset %d (block %d + %d) lies past the image end: %w",
+				in.Nid, off, in.StartBlock, off>>BlockBits, ErrCorrupt)
 		}
 		return b, 0, nil
 	case LayoutChunkBased:
@@ -58,13 +58,25 @@ func (im *Image) extent(in *Inode, off uint64) (data []byte, hole uint64, err er
 		if blk == NullAddr {
 			return nil, n, nil
 		}
-		b, ok := im.span(uint64(blk)<<BlockBits+within, n)
+		b, ok := im.clamped(uint64(blk)<<BlockBits+within, n)
 		if !ok {
-			return nil, 0, fmt.Errorf("inode %d: chunk %d at block %d runs past the image end: %w", in.Nid, chunk, blk, ErrCorrupt)
+			return nil, 0, fmt.Errorf("inode %d: offset %d in chunk %d at block %d lies past the image end: %w", in.Nid, off, chunk, blk, ErrCorrupt)
 		}
 		return b, 0, nil
 	}
 	return nil, 0, fmt.Errorf("inode %d: data layout %d: %w", in.Nid, in.Layout, ErrCorrupt)
+}
+
+// clamped returns up to n bytes at off, cut at the image end, as the
+// kernel reads a mapped extent block by block; false when off itself lies
+// outside the image.
+func (im *Image) clamped(off, n uint64) ([]byte, bool) {
+	size := uint64(len(im.data))
+	if off >= size {
+		return nil, false
+	}
+	n = min(n, size-off)
+	return im.data[off : off+n : off+n], true
 }
 
 // ReadAt reads file data through the inode's layout, with io.ReaderAt
@@ -129,4 +141,32 @@ func (im *Image) contentBytes(in *Inode) ([]byte, error) {
 		return nil, err
 	}
 	return buf, nil
+}
+
+// allHoles tells whether a CHUNK_BASED file maps no block at all, as
+// composefs writes external files (their content is in the object store).
+func (im *Image) allHoles(in *Inode) (bool, error) {
+	if in.Layout != LayoutChunkBased || !in.hasData() {
+		return false, nil
+	}
+	bits := in.chunkBits()
+	chunks := in.Size >> bits
+	if in.Size&(1<<bits-1) != 0 {
+		chunks++
+	}
+	unit := in.chunkEntrySize()
+	m, ok := im.span(in.chunkMap, chunks*unit)
+	if !ok {
+		return false, fmt.Errorf("inode %d: chunk map: %w", in.Nid, ErrCorrupt)
+	}
+	for i := uint64(0); i < chunks; i++ {
+		e := m[i*unit:]
+		if unit == ChunkIndexSize {
+			e = e[4:]
+		}
+		if littleEndian.Uint32(e) != NullAddr {
+			return false, nil
+		}
+	}
+	return true, nil
 }

@@ -30,7 +30,7 @@ func (im *Image) dirBlock(in *Inode, i uint64) (dirBlock, error) {
 		return dirBlock{}, fmt.Errorf("directory block %d: %w", i, err)
 	}
 	if uint64(len(data)) < n {
-		return dirBlock{}, fmt.Errorf("inode %d: directory block %d is a hole: %w", in.Nid, i, ErrCorrupt)
+		return dirBlock{}, fmt.Errorf("inode %d: directory block %d is a hole or runs past the image end: %w", in.Nid, i, ErrCorrupt)
 	}
 	d := dirBlock{nid: in.Nid, index: i, b: data[:n:n]}
 	if n < DirentSize {
