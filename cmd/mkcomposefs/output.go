@@ -1,0 +1,163 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// imageOutput receives the image bytes; commit makes them visible, abort
+// leaves the destination as it was.
+type imageOutput interface {
+	io.Writer
+	commit() error
+	abort()
+}
+
+type discardOutput struct{}
+
+func (discardOutput) Write(p []byte) (int, error) { return len(p), nil }
+func (discardOutput) commit() error               { return nil }
+func (discardOutput) abort()                      {}
+
+// streamOutput writes to stdout. The writer checks its input before it
+// emits a byte, so an invalid tree writes nothing here either.
+type streamOutput struct{ w io.Writer }
+
+func (o *streamOutput) Write(p []byte) (int, error) { return o.w.Write(p) }
+func (o *streamOutput) commit() error               { return nil }
+func (o *streamOutput) abort()                      {}
+
+// fileOutput writes IMAGE. A regular file (or a new one) is written to a
+// temporary file beside it and renamed into place on success, so a failed
+// run leaves IMAGE untouched. Anything else (a pipe, a device, a
+// /proc/self/fd/N an invoker handed over) is opened and written in place,
+// and only once the first byte arrives, i.e. once the input proved valid.
+type fileOutput struct {
+	path   string
+	f      *os.File
+	target string // rename destination; "" when writing in place
+	err    error
+}
+
+func newFileOutput(path string) *fileOutput { return &fileOutput{path: path} }
+
+func (o *fileOutput) open() error {
+	if o.f != nil || o.err != nil {
+		return o.err
+	}
+	target, inPlace := renameTarget(o.path)
+	if inPlace {
+		o.f, o.err = os.OpenFile(o.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
+		return o.err
+	}
+	perm := fs.FileMode(0o666) &^ currentUmask()
+	if st, err := os.Stat(target); err == nil {
+		perm = st.Mode().Perm()
+	}
+	dir, base := filepath.Split(target)
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		o.err = err
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		o.err = err
+		return err
+	}
+	o.f, o.target = f, target
+	return nil
+}
+
+// renameTarget decides how to write path: through a temporary file renamed
+// onto the returned target, or in place.
+func renameTarget(path string) (string, bool) {
+	clean := filepath.Clean(path)
+	for _, p := range []string{"/proc/", "/dev/"} {
+		if strings.HasPrefix(clean, p) {
+			return "", true
+		}
+	}
+	st, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return path, false
+	case err != nil:
+		return "", true
+	case st.Mode().IsRegular():
+		return path, false
+	case st.Mode()&fs.ModeSymlink != 0:
+		// Replace the file the link names, keeping the link.
+		resolved, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			return "", true
+		}
+		if rst, err := os.Stat(resolved); err == nil && rst.Mode().IsRegular() {
+			return resolved, false
+		}
+	}
+	return "", true
+}
+
+func (o *fileOutput) Write(p []byte) (int, error) {
+	if err := o.open(); err != nil {
+		return 0, err
+	}
+	n, err := o.f.Write(p)
+	if err != nil {
+		o.err = err
+	}
+	return n, err
+}
+
+func (o *fileOutput) commit() error {
+	if err := o.open(); err != nil {
+		o.abort()
+		return fmt.Errorf("writing %s: %w", o.path, err)
+	}
+	name := o.f.Name()
+	err := o.f.Close()
+	if err == nil && o.target != "" {
+		err = os.Rename(name, o.target)
+	}
+	if err != nil {
+		if o.target != "" {
+			os.Remove(name)
+		}
+		return fmt.Errorf("writing %s: %w", o.path, err)
+	}
+	return nil
+}
+
+func (o *fileOutput) abort() {
+	if o.f == nil {
+		return
+	}
+	o.f.Close()
+	if o.target != "" {
+		os.Remove(o.f.Name())
+	}
+}
+
+func currentUmask() fs.FileMode {
+	m := unix.Umask(0)
+	unix.Umask(m)
+	return fs.FileMode(m)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
