@@ -143,9 +143,9 @@ func (im *Image) contentBytes(in *Inode) ([]byte, error) {
 	return buf, nil
 }
 
-// allHoles tells whether a CHUNK_BASED file maps no block at all, as
+// AllHoles tells whether a CHUNK_BASED file maps no block at all, as
 // composefs writes external files (their content is in the object store).
-func (im *Image) allHoles(in *Inode) (bool, error) {
+func (im *Image) AllHoles(in *Inode) (bool, error) {
 	if in.Layout != LayoutChunkBased || !in.hasData() {
 		return false, nil
 	}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bufio"
+
+	"github.com/composefs/composefs-go/dumpfile"
+	"github.com/composefs/composefs-go/erofs"
+)
+
+// tree is one image read whole, as C loads it before printing anything: an
+// image that fails half-way prints nothing.
+type tree struct {
+	path    string
+	entries []dumpfile.Entry
+}
+
+// loadTree reads the dump view of the image at path.
+func loadTree(path string, filters []string) (*tree, error) {
+	im, err := erofs.Open(path)
+	if err != nil {
+		return nil, fail("%s: %v", path, err)
+	}
+	defer im.Close()
+	t := &tree{path: path}
+	err = im.WalkFilter(filters, func(e *dumpfile.Entry) error {
+		t.entries = append(t.entries, *e)
+		return nil
+	})
+	if err != nil {
+		return nil, fail("%s: %v", path, err)
+	}
+	return t, nil
+}
+
+// eachImage loads every image in turn and hands it to fn.
+func eachImage(paths, filters []string, fn func(*tree) error) error {
+	for _, p := range paths {
+		t, err := loadTree(p, filters)
+		if err != nil {
+			return err
+		}
+		if err := fn(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printDump(t *tree, out *bufio.Writer) error {
+	var line []byte
+	for i := range t.entries {
+		var err error
+		line, err = dumpfile.AppendLine(line[:0], &t.entries[i])
+		if err != nil {
+			return fail("%s: %v", t.path, err)
+		}
+		out.Write(line)
+	}
+	return nil
+}
+
+// printLs prints every path below the root: directories with "/", symlinks
+// with "-> target", external files with "@ payload"; a hardlink is its bare
+// path (C's link nodes carry no mode of their own).
+func printLs(t *tree, out *bufio.Writer) error {
+	var line []byte
+	for i := range t.entries {
+		e := &t.entries[i]
+		if e.Path == "/" {
+			continue
+		}
+		line = appendLsEscaped(line[:0], e.Path, true)
+		switch {
+		case e.Hardlink != "":
+		case e.IsDir():
+			line = append(line, "/\t"...)
+		case e.IsSymlink():
+			line = append(line, "\t-> "...)
+			line = appendLsEscaped(line, e.Payload, false)
+		case e.IsRegular() && e.Payload != "":
+			line = append(line, "\t@ "...)
+			line = appendLsEscaped(line, e.Payload, false)
+		}
+		line = append(line, '\n')
+		out.Write(line)
+	}
+	return nil
+}
+
+// appendLsEscaped escapes as C's ls does: backslash, \n, \r, \t by name,
+// other bytes outside the printable range (graphic range when !keepSpace)
+// as \xHH.
+func appendLsEscaped(dst []byte, s string, keepSpace bool) []byte {
+	const hex = "0123456789abcdef"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\':
+			dst = append(dst, '\\', '\\')
+		case c == '\n':
+			dst = append(dst, '\\', 'n')
+		case c == '\r':
+			dst = append(dst, '\\', 'r')
+		case c == '\t':
+			dst = append(dst, '\\', 't')
+		case c < ' ' || c >= 0x7f || c == ' ' && !keepSpace:
+			dst = append(dst, '\\', 'x', hex[c>>4], hex[c&0xf])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
