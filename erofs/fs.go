@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -21,7 +21,34 @@ import (
 // allocates by size); their real size is in Sys().(*Inode).Size.
 func (im *Image) FS() fs.FS { return &imageFS{im: im} }
 
-type imageFS struct{ im *Image }
+type imageFS struct {
+	im *Image
+	// parents maps each directory nid met so far to the one place it
+	// lives (dirPlace). A directory reached from a second place is a cycle
+	// or a directory hardlink; refusing it keeps every walk of the view a
+	// walk of a tree, bounded by the image's dirents.
+	parents sync.Map
+}
+
+type dirPlace struct {
+	parent uint64
+	name   string
+}
+
+// claimDir records that directory nid is entry name of parent, or fails
+// when it was met elsewhere (the root lives nowhere).
+func (f *imageFS) claimDir(nid, parent uint64, name string) error {
+	if nid == f.im.RootNid() {
+		return fmt.Errorf("inode %d: the root directory appears as %q in directory %d: %w", nid, name, parent, ErrCorrupt)
+	}
+	place := dirPlace{parent, name}
+	if old, loaded := f.parents.LoadOrStore(nid, place); loaded && old.(dirPlace) != place {
+		p := old.(dirPlace)
+		return fmt.Errorf("inode %d: directory is %q in directory %d and %q in directory %d: %w",
+			nid, p.name, p.parent, name, parent, ErrCorrupt)
+	}
+	return nil
+}
 
 var (
 	_ fs.FS         = (*imageFS)(nil)
@@ -47,7 +74,6 @@ func (f *imageFS) resolve(op, name string) (Inode, error) {
 		return in, nil
 	}
 	rest := name
-	dirs := []uint64{in.Nid}
 	for depth := 0; rest != ""; depth++ {
 		var elem string
 		elem, rest, _ = strings.Cut(rest, "/")
@@ -72,12 +98,9 @@ func (f *imageFS) resolve(op, name string) (Inode, error) {
 			return Inode{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
 		}
 		if child.IsDir() {
-			// A directory that contains itself, directly or not, would
-			// make paths (and fs.WalkDir) endless.
-			if slices.Contains(dirs, nid) {
-				return Inode{}, &fs.PathError{Op: op, Path: name, Err: fmt.Errorf("inode %d: directory cycle: %w", nid, ErrCorrupt)}
+			if err := f.claimDir(nid, in.Nid, elem); err != nil {
+				return Inode{}, &fs.PathError{Op: op, Path: name, Err: err}
 			}
-			dirs = append(dirs, nid)
 		}
 		in = child
 	}
@@ -165,6 +188,11 @@ func (f *imageFS) list(dir *Inode, root bool) ([]fs.DirEntry, error) {
 		}
 		if root && im.hasStubs() && IsWhiteoutStub(name, &in) {
 			return nil
+		}
+		if in.IsDir() {
+			if err := f.claimDir(nid, dir.Nid, name); err != nil {
+				return err
+			}
 		}
 		info, err := f.info(name, &in)
 		if err != nil {

@@ -29,7 +29,7 @@ func (im *Image) Walk(fn func(e *dumpfile.Entry) error) error {
 // WalkFilter is Walk restricted to the root's children named in top
 // (composefs-info --filter); an empty top means all of them.
 func (im *Image) WalkFilter(top []string, fn func(e *dumpfile.Entry) error) error {
-	w := &walker{im: im, fn: fn, seen: map[uint64]*dumpfile.Entry{}, dirs: map[uint64]bool{}}
+	w := &walker{im: im, fn: fn, first: map[uint64]string{}, linked: map[uint64]*dumpfile.Entry{}, dirs: map[uint64]bool{}}
 	if len(top) > 0 {
 		w.filter = map[string]bool{}
 		for _, n := range top {
@@ -50,10 +50,13 @@ type walker struct {
 	im     *Image
 	fn     func(*dumpfile.Entry) error
 	filter map[string]bool
-	// seen maps the nid of every non-directory visited to its entry, for
-	// hardlinks; dirs holds the directories, a second visit being a cycle.
-	seen map[uint64]*dumpfile.Entry
-	dirs map[uint64]bool
+	// first maps the nid of every non-directory visited to its path, for
+	// hardlinks; linked keeps the entries of those with several links, to
+	// repeat without decoding again. dirs holds the directories: a second
+	// visit is a cycle or a directory hardlink.
+	first  map[uint64]string
+	linked map[uint64]*dumpfile.Entry
+	dirs   map[uint64]bool
 }
 
 func (w *walker) dir(in *Inode, path string, depth int) error {
@@ -81,10 +84,9 @@ func (w *walker) dir(in *Inode, path string, depth int) error {
 		if w.dirs[nid] {
 			return fmt.Errorf("inode %d: %s: directory reached twice (cycle or directory hardlink): %w", nid, child, ErrCorrupt)
 		}
-		if first, ok := w.seen[nid]; ok {
-			link := *first
-			link.Path = child
-			link.Hardlink = first.Path
+		if e, ok := w.linked[nid]; ok {
+			link := *e
+			link.Path, link.Hardlink = child, e.Path
 			return w.fn(&link)
 		}
 		cin, err := w.im.Inode(nid)
@@ -106,8 +108,17 @@ func (w *walker) dir(in *Inode, path string, depth int) error {
 		if err != nil {
 			return err
 		}
-		keep := *e
-		w.seen[nid] = &keep
+		if firstPath, ok := w.first[nid]; ok {
+			// Seen before with a single link (else it would be in
+			// linked): damage, but C shows it as a hardlink all the same.
+			e.Path, e.Hardlink = child, firstPath
+			return w.fn(e)
+		}
+		w.first[nid] = child
+		if cin.Nlink > 1 {
+			keep := *e
+			w.linked[nid] = &keep
+		}
 		return w.fn(e)
 	})
 }
@@ -131,6 +142,12 @@ func (im *Image) dumpEntry(in *Inode, path string) (*dumpfile.Entry, error) {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	case in.IsRegular() && in.Size != 0 && in.Layout != LayoutChunkBased:
+		// composefs keeps only small files in the image; C refuses to
+		// load more, which also bounds what a damaged image makes us copy.
+		if in.Size > dumpfile.InlineContentMax {
+			return nil, fmt.Errorf("%s: inode %d: %d bytes of inline content, more than %d: %w",
+				path, in.Nid, in.Size, dumpfile.InlineContentMax, ErrCorrupt)
+		}
 		if e.Content, err = im.contentBytes(in); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
@@ -148,7 +165,28 @@ func (im *Image) dumpEntry(in *Inode, path string) (*dumpfile.Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if n := dumpXattrSpace(e.Xattrs); n > maxDumpXattrSpace {
+		return nil, fmt.Errorf("%s: inode %d: %d bytes of xattrs, more than %d: %w", path, in.Nid, n, maxDumpXattrSpace, ErrCorrupt)
+	}
 	return e, nil
+}
+
+// maxDumpXattrSpace is what C's reader lets one inode's xattrs take (an
+// EROFS xattr body's u16 limit), counted as dumpXattrSpace does.
+const maxDumpXattrSpace = 65535
+
+// dumpXattrSpace counts xattrs as C does when it loads them: a header, and
+// per xattr its name and value with twice the entry header less one for
+// alignment.
+func dumpXattrSpace(xs []dumpfile.Xattr) int {
+	if len(xs) == 0 {
+		return 0
+	}
+	n := XattrIbodyHeaderSize
+	for _, x := range xs {
+		n += 2*XattrEntrySize - 1 + len(x.Name) + len(x.Value)
+	}
+	return n
 }
 
 // applyDumpXattr folds one stored xattr into the dump entry.
