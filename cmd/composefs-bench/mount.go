@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// mounter mounts one image one way and takes it down again.
+type mounter interface {
+	name() string
+	mount(c *corpus, at string) error
+	unmount(at string) error
+	// daemonPID is the serving process, or 0 when the kernel serves.
+	daemonPID(at string) int
+}
+
+// kernelMount is the reference: EROFS, then overlayfs with the object store
+// as a data-only lower layer.
+type kernelMount struct{}
+
+func (kernelMount) name() string { return "kernel" }
+
+func (kernelMount) mount(c *corpus, at string) error {
+	lower := at + ".erofs"
+	if err := os.MkdirAll(lower, 0o755); err != nil {
+		return err
+	}
+	if err := runCmd("mount", "-t", "erofs", "-o", "ro", c.image, lower); err != nil {
+		return err
+	}
+	opts := fmt.Sprintf("ro,metacopy=on,redirect_dir=on,lowerdir=%s::%s", lower, c.objects)
+	if err := runCmd("mount", "-t", "overlay", "overlay", "-o", opts, at); err != nil {
+		runCmd("umount", lower)
+		return err
+	}
+	return nil
+}
+
+func (kernelMount) unmount(at string) error {
+	err := unix.Unmount(at, 0)
+	if err2 := runCmd("umount", at+".erofs"); err == nil {
+		err = err2
+	}
+	return err
+}
+
+func (kernelMount) daemonPID(string) int { return 0 }
+
+// fuseMount is ours: composefs-fuse in its default (daemon) mode, verity on.
+type fuseMount struct{ bin string }
+
+func (fuseMount) name() string { return "composefs-fuse" }
+
+func (f fuseMount) mount(c *corpus, at string) error {
+	return runCmd(filepath.Join(f.bin, "composefs-fuse"), "--basedir="+c.objects, "--verity=on", c.image, at)
+}
+
+func (f fuseMount) unmount(at string) error {
+	pid := f.daemonPID(at)
+	if err := unix.Unmount(at, 0); err != nil {
+		return fmt.Errorf("unmount %s: %w", at, err)
+	}
+	// Wait for the daemon to go, so that runs do not overlap.
+	for i := 0; pid != 0 && i < 500; i++ {
+		if unix.Kill(pid, 0) != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// daemonPID finds the composefs-fuse process serving the mountpoint.
+func (fuseMount) daemonPID(at string) int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := bytes.Split(bytes.TrimRight(b, "\x00"), []byte{0})
+		if len(args) == 0 || !bytes.HasSuffix(args[0], []byte("composefs-fuse")) {
+			continue
+		}
+		for _, a := range args[1:] {
+			if string(a) == at {
+				pid, _ := strconv.Atoi(strings.Split(p, "/")[2])
+				return pid
+			}
+		}
+	}
+	return 0
+}
+
+func runCmd(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// dropCaches empties the page, dentry and inode caches so that the next
+// access is cold for both mounts alike.
+func dropCaches() error {
+	unix.Sync()
+	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0)
+}
+
+// rssKiB reads a process's resident set size.
+func rssKiB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				n, _ := strconv.Atoi(f[0])
+				return n
+			}
+		}
+	}
+	return 0
+}
