@@ -98,6 +98,9 @@ func smallSize(r *rand.Rand) int {
 func makeWalkCorpus(c *config, dir string) (*corpus, error) {
 	cp := &corpus{image: filepath.Join(dir, "walk.cfs"), objects: filepath.Join(dir, "objects")}
 	dump := filepath.Join(dir, "walk.dump")
+	if err := os.MkdirAll(cp.objects, 0o755); err != nil {
+		return nil, err
+	}
 	f, err := os.Create(dump)
 	if err != nil {
 		return nil, err
@@ -179,12 +182,7 @@ func fillRandom(r *rand.Rand, p []byte) {
 func (d *dumpWriter) bigFile(mib int, r *rand.Rand) error {
 	tmp, err := os.CreateTemp(d.objects, "big.")
 	if err != nil {
-		if err := os.MkdirAll(d.objects, 0o755); err != nil {
-			return err
-		}
-		if tmp, err = os.CreateTemp(d.objects, "big."); err != nil {
-			return err
-		}
+		return err
 	}
 	defer os.Remove(tmp.Name())
 	h := verity.NewHasher(verity.SHA256)
@@ -218,6 +216,9 @@ func (d *dumpWriter) bigFile(mib int, r *rand.Rand) error {
 func makeLargeImage(c *config, dir string) (*corpus, error) {
 	cp := &corpus{image: filepath.Join(dir, "large.cfs"), objects: filepath.Join(dir, "objects")}
 	dump := filepath.Join(dir, "large.dump")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	f, err := os.Create(dump)
 	if err != nil {
 		return nil, err
