@@ -1,0 +1,71 @@
+// Package objects finds the content of composefs external files: the flat
+// digest store of C mkcomposefs (--digest-store, the basedir of mount), the
+// composefs-rs repository, or several of them in order. Payloads come from
+// untrusted images, so every open stays beneath the store's root.
+package objects
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+)
+
+// Store is where the content of external files lives.
+type Store interface {
+	// Open opens the object named by payload (the redirect path, e.g.
+	// "ab/cdef..." with or without a leading "/"), safely beneath the
+	// store's root(s); only regular files.
+	Open(payload string) (*os.File, error)
+	// Has tells whether the object exists.
+	Has(payload string) (bool, error)
+}
+
+var (
+	// ErrUnsafePath is wrapped when a payload would leave the store root:
+	// an absolute path, a ".." or empty component, a NUL byte, or a
+	// symlink met on the way.
+	ErrUnsafePath = errors.New("unsafe object path")
+	// ErrNotRegular is wrapped when the path names something other than a
+	// regular file (a directory, device, fifo, socket).
+	ErrNotRegular = errors.New("object is not a regular file")
+)
+
+// PayloadForDigest formats a digest as the store's relative path
+// "xx/rest": the first byte in hex, a slash, the other bytes in hex.
+func PayloadForDigest(digest []byte) string {
+	h := hex.EncodeToString(digest)
+	if len(h) < 2 {
+		return h
+	}
+	return h[:2] + "/" + h[2:]
+}
+
+// Multi searches several stores in order: the first that has an object
+// serves it. An error other than "does not exist" stops the search.
+func Multi(stores ...Store) Store {
+	return multiStore(append([]Store(nil), stores...))
+}
+
+type multiStore []Store
+
+func (m multiStore) Open(payload string) (*os.File, error) {
+	for _, s := range m {
+		f, err := s.Open(payload)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("object %q not found in any of %d stores: %w", payload, len(m), fs.ErrNotExist)
+}
+
+func (m multiStore) Has(payload string) (bool, error) {
+	for _, s := range m {
+		ok, err := s.Has(payload)
+		if ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}

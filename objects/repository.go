@@ -1,0 +1,213 @@
+package objects
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/composefs/composefs-go/verity"
+	"golang.org/x/sys/unix"
+)
+
+// Repository is a composefs-rs repository:
+//
+//	meta.json                  format version, algorithm, feature flags
+//	objects/XX/REST            content by fs-verity digest
+//	images/<id>                -> ../objects/XX/REST, one per known image
+//	images/refs/<name>         -> ../../images/<id> (names may have slashes)
+//	streams/...                split streams (not used here)
+type Repository struct {
+	path string
+	dir  *os.File
+	meta *Meta // nil for a repository from before meta.json
+	alg  verity.Algorithm
+}
+
+// maxMetaSize bounds meta.json: it is a few hundred bytes.
+const maxMetaSize = 1 << 20
+
+// OpenRepository opens the repository at dir for reading. Its algorithm
+// comes from meta.json; a repository from before meta.json existed gets
+// it from the length of its object names.
+func OpenRepository(dir string) (*Repository, error) {
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("repository: %w", err)
+	}
+	r := &Repository{path: dir, dir: f}
+	if err := r.readMeta(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("repository %s: %w", dir, err)
+	}
+	return r, nil
+}
+
+func (r *Repository) readMeta() error {
+	mf, err := openRegular(int(r.dir.Fd()), "meta.json", filepath.Join(r.path, "meta.json"), noSymlinks)
+	if errors.Is(err, fs.ErrNotExist) {
+		alg, ierr := r.inferAlgorithm()
+		if ierr != nil {
+			return fmt.Errorf("no meta.json, and %w", ierr)
+		}
+		r.alg = alg
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("meta.json: %w", err)
+	}
+	defer mf.Close()
+	data, err := io.ReadAll(io.LimitReader(mf, maxMetaSize+1))
+	if err != nil {
+		return fmt.Errorf("meta.json: %w", err)
+	}
+	if len(data) > maxMetaSize {
+		return fmt.Errorf("%w: larger than %d bytes", ErrRepositoryMeta, maxMetaSize)
+	}
+	m, err := ParseMeta(data)
+	if err != nil {
+		return err
+	}
+	r.meta, r.alg = m, m.Algorithm
+	return nil
+}
+
+// inferAlgorithm looks at the first object name under objects/XX/: 62 hex
+// digits mean sha256, 126 sha512.
+func (r *Repository) inferAlgorithm() (verity.Algorithm, error) {
+	fd, err := openBeneath(int(r.dir.Fd()), "objects", unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
+	if err != nil {
+		return 0, fmt.Errorf("cannot infer the algorithm: objects/: %w", err)
+	}
+	objects := os.NewFile(uintptr(fd), filepath.Join(r.path, "objects"))
+	defer objects.Close()
+	subs, err := objects.Readdirnames(-1)
+	if err != nil {
+		return 0, err
+	}
+	for _, sub := range subs {
+		if len(sub) != 2 || !isHex(sub) {
+			continue
+		}
+		sfd, err := openBeneath(fd, sub, unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
+		if err != nil {
+			continue
+		}
+		sd := os.NewFile(uintptr(sfd), sub)
+		names, _ := sd.Readdirnames(-1)
+		sd.Close()
+		for _, n := range names {
+			if !isHex(n) {
+				continue
+			}
+			if alg, ok := verity.AlgorithmForDigestSize((len(n) + 2) / 2); ok && len(n)%2 == 0 {
+				return alg, nil
+			}
+		}
+	}
+	return 0, errors.New("cannot infer the algorithm: no objects")
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Close releases the repository directory.
+func (r *Repository) Close() error { return r.dir.Close() }
+
+// Path is the repository directory.
+func (r *Repository) Path() string { return r.path }
+
+// Algorithm is the repository's fs-verity algorithm.
+func (r *Repository) Algorithm() verity.Algorithm { return r.alg }
+
+// Meta is the repository's meta.json, nil for an older repository without one.
+func (r *Repository) Meta() *Meta { return r.meta }
+
+// Open opens the object named by payload under objects/, with the same
+// safety rules as FlatStore.Open.
+func (r *Repository) Open(payload string) (*os.File, error) {
+	rel, err := cleanPayload(payload)
+	if err != nil {
+		return nil, fmt.Errorf("object %q: %w", payload, err)
+	}
+	f, err := openRegular(int(r.dir.Fd()), "objects/"+rel, filepath.Join(r.path, "objects", rel), noSymlinks)
+	if err != nil {
+		return nil, fmt.Errorf("object %q in %s: %w", payload, filepath.Join(r.path, "objects"), err)
+	}
+	return f, nil
+}
+
+// Has tells whether the object exists under objects/ as a regular file.
+func (r *Repository) Has(payload string) (bool, error) {
+	rel, err := cleanPayload(payload)
+	if err != nil {
+		return false, fmt.Errorf("object %q: %w", payload, err)
+	}
+	ok, err := statRegular(int(r.dir.Fd()), "objects/"+rel, noSymlinks)
+	if err != nil {
+		return false, fmt.Errorf("object %q in %s: %w", payload, filepath.Join(r.path, "objects"), err)
+	}
+	return ok, nil
+}
+
+// OpenDigest opens the object with the given fs-verity digest.
+func (r *Repository) OpenDigest(digest []byte) (*os.File, error) {
+	if len(digest) != r.alg.Size() {
+		return nil, fmt.Errorf("object digest of %d bytes in a %s repository", len(digest), r.alg)
+	}
+	return r.Open(PayloadForDigest(digest))
+}
+
+// OpenImage opens an image by its fs-verity id (hex) or by a ref name
+// (looked up under images/refs/, e.g. "myapp/rootfs"). The symlinks of
+// images/ are followed, but only while they stay inside the repository.
+// An image opened by id is checked against that id.
+func (r *Repository) OpenImage(nameOrID string) (*os.File, error) {
+	name, err := cleanRelative(nameOrID)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %w", nameOrID, err)
+	}
+	id, isID := r.parseID(name)
+	rel := "images/" + name
+	f, err := openRegular(int(r.dir.Fd()), rel, filepath.Join(r.path, rel), symlinksBeneath)
+	if errors.Is(err, fs.ErrNotExist) && !isID {
+		rel = "images/refs/" + name
+		f, err = openRegular(int(r.dir.Fd()), rel, filepath.Join(r.path, rel), symlinksBeneath)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("image %q not found in %s: %w", nameOrID, r.path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("image %q in %s: %w", nameOrID, r.path, err)
+	}
+	if isID {
+		got, err := verity.DigestFile(r.alg, f)
+		if err == nil && string(got) != string(id) {
+			err = &verity.MismatchError{Name: f.Name(), Alg: r.alg, Expected: id, Actual: got}
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("image %q: %w", nameOrID, err)
+		}
+	}
+	return f, nil
+}
+
+// parseID tells whether name is an image id of the repository's algorithm.
+func (r *Repository) parseID(name string) ([]byte, bool) {
+	if len(name) != 2*r.alg.Size() || !isHex(name) {
+		return nil, false
+	}
+	id, err := hex.DecodeString(name)
+	return id, err == nil
+}
