@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"fmt"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -113,6 +114,9 @@ func (f *FS) newChild(ctx context.Context, parent *node, nid uint64, out *fuse.E
 	case syscall.S_IFDIR:
 		ops = &dirNode{node: node{fsys: f, ino: in}}
 	case syscall.S_IFREG:
+		if err := f.checkMetacopy(&in); err != nil {
+			return nil, f.errno(parent, "lookup", err)
+		}
 		ops = &fileNode{node: node{fsys: f, ino: in}}
 	case syscall.S_IFLNK:
 		ops = &symlinkNode{node: node{fsys: f, ino: in}}
@@ -130,4 +134,22 @@ func (f *FS) newChild(ctx context.Context, parent *node, nid uint64, out *fuse.E
 // specialNode is a device, fifo or socket: attributes and xattrs only.
 type specialNode struct {
 	node
+}
+
+// checkMetacopy refuses, as overlayfs' lookup does, a regular file marked as
+// metacopy whose data cannot be found: one whose metacopy xattr does not
+// decode, or that has no absolute redirect to an object.
+func (f *FS) checkMetacopy(in *erofs.Inode) error {
+	_, _, present, err := f.img.Metacopy(in)
+	if err != nil || !present {
+		return err
+	}
+	v, found, err := f.img.GetXattr(in, "trusted.overlay.redirect")
+	if err != nil {
+		return err
+	}
+	if !found || len(v) == 0 || v[0] != '/' {
+		return fmt.Errorf("inode %d: metacopy without an absolute redirect: no lower data", in.Nid)
+	}
+	return nil
 }

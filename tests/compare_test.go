@@ -1,0 +1,307 @@
+package tests
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// entryRecord is everything compared about one path of a mounted tree.
+type entryRecord struct {
+	// DirType is the type the parent's listing gives (d_type).
+	DirType uint8
+	// StatErr is lstat's errno; the other fields are set only without one.
+	StatErr string
+	Mode    uint32
+	UID     uint32
+	GID     uint32
+	Size    int64
+	Nlink   uint64
+	Rdev    uint64
+	Mtime   [2]int64
+	Target  string
+	// Xattrs are "name=hexvalue" in listing order.
+	Xattrs   []string
+	XattrErr string
+	// Content is a hash of the file's bytes (the first 8 MiB and the last
+	// 64 KiB of large files) and how many were read, or the errno of
+	// opening or reading it.
+	Content string
+	// Hardlinks lists every path sharing this inode, for non-directories.
+	Hardlinks string
+
+	ino uint64
+}
+
+// snapshot records every path under root, "/" being root itself. The
+// listing of each directory, "." and ".." included, is in names.
+type snapshot struct {
+	entries map[string]*entryRecord
+	// listings maps a directory to its names as listed, sorted.
+	listings map[string][]string
+}
+
+const maxEntries = 100_000
+
+func takeSnapshot(t testing.TB, root string) *snapshot {
+	t.Helper()
+	s := &snapshot{entries: map[string]*entryRecord{}, listings: map[string][]string{}}
+	s.entries["/"] = record(root, unix.DT_DIR)
+	s.walk(t, root, "/")
+	byIno := map[uint64][]string{}
+	for p, e := range s.entries {
+		if e.StatErr == "" && e.Mode&unix.S_IFMT != unix.S_IFDIR {
+			byIno[e.ino] = append(byIno[e.ino], p)
+		}
+	}
+	for _, paths := range byIno {
+		sort.Strings(paths)
+		group := strings.Join(paths, " | ")
+		for _, p := range paths {
+			s.entries[p].Hardlinks = group
+		}
+	}
+	return s
+}
+
+func (s *snapshot) walk(t testing.TB, root, rel string) {
+	dir := filepath.Join(root, rel)
+	ents, err := readDirents(dir)
+	if err != nil {
+		s.listings[rel] = []string{"error: " + errnoName(err)}
+		return
+	}
+	var names []string
+	for _, de := range ents {
+		names = append(names, de.name)
+		if de.name == "." || de.name == ".." {
+			continue
+		}
+		if len(s.entries) > maxEntries {
+			t.Fatalf("more than %d entries under %s", maxEntries, root)
+		}
+		p := filepath.Join(rel, de.name)
+		e := record(filepath.Join(root, p), de.typ)
+		s.entries[p] = e
+		if e.StatErr == "" && e.Mode&unix.S_IFMT == unix.S_IFDIR {
+			s.walk(t, root, p)
+		}
+	}
+	sort.Strings(names)
+	s.listings[rel] = names
+}
+
+type dirent struct {
+	name string
+	typ  uint8
+}
+
+// readDirents lists a directory with getdents64 as it comes, "." and ".."
+// included, with each entry's d_type.
+func readDirents(dir string) ([]dirent, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var out []dirent
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return out, nil
+		}
+		for b := buf[:n]; len(b) >= 19; {
+			reclen := int(binary.LittleEndian.Uint16(b[16:18]))
+			if reclen < 19 || reclen > len(b) {
+				return nil, fmt.Errorf("bad dirent record length %d", reclen)
+			}
+			name := b[19:reclen]
+			if i := slices.Index(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			out = append(out, dirent{name: string(name), typ: b[18]})
+			b = b[reclen:]
+		}
+	}
+}
+
+func errnoName(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return unix.ErrnoName(errno)
+	}
+	return err.Error()
+}
+
+func record(path string, dtype uint8) *entryRecord {
+	e := &entryRecord{DirType: dtype}
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		e.StatErr = errnoName(err)
+		return e
+	}
+	e.Mode, e.UID, e.GID = st.Mode, st.Uid, st.Gid
+	e.Size, e.Nlink, e.Rdev = st.Size, st.Nlink, st.Rdev
+	e.Mtime = [2]int64{st.Mtim.Sec, st.Mtim.Nsec}
+	e.ino = st.Ino
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		t, err := os.Readlink(path)
+		if err != nil {
+			t = "error: " + errnoName(err)
+		}
+		e.Target = t
+	case unix.S_IFREG:
+		e.Content = contentHash(path, st.Size)
+	}
+	e.Xattrs, e.XattrErr = xattrs(path)
+	return e
+}
+
+func contentHash(path string, size int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "error: " + errnoName(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(f, 8<<20))
+	if err != nil {
+		return fmt.Sprintf("error after %d bytes: %s", n, errnoName(err))
+	}
+	if size > 8<<20 {
+		tail := make([]byte, 64<<10)
+		m, err := f.ReadAt(tail, size-int64(len(tail)))
+		if err != nil && err != io.EOF {
+			return fmt.Sprintf("error reading the tail: %s", errnoName(err))
+		}
+		h.Write(tail[:m])
+		n += int64(m)
+	}
+	return fmt.Sprintf("%d bytes %x", n, h.Sum(nil)[:12])
+}
+
+func xattrs(path string) ([]string, string) {
+	sz, err := unix.Llistxattr(path, nil)
+	if err != nil {
+		return nil, errnoName(err)
+	}
+	buf := make([]byte, sz)
+	sz, err = unix.Llistxattr(path, buf)
+	if err != nil {
+		return nil, errnoName(err)
+	}
+	var out []string
+	for _, name := range strings.Split(string(buf[:sz]), "\x00") {
+		if name == "" {
+			continue
+		}
+		v := make([]byte, 64<<10)
+		n, err := unix.Lgetxattr(path, name, v)
+		if err != nil {
+			out = append(out, name+" error: "+errnoName(err))
+			continue
+		}
+		out = append(out, name+"="+hex.EncodeToString(v[:n]))
+	}
+	return out, ""
+}
+
+// compareTrees fails the test for every difference between the tree the
+// kernel shows (want) and ours (got), path by path and field by field.
+func compareTrees(t testing.TB, want, got string) {
+	t.Helper()
+	ws, gs := takeSnapshot(t, want), takeSnapshot(t, got)
+	var diffs []string
+	paths := map[string]bool{}
+	for p := range ws.entries {
+		paths[p] = true
+	}
+	for p := range gs.entries {
+		paths[p] = true
+	}
+	sorted := make([]string, 0, len(paths))
+	for p := range paths {
+		sorted = append(sorted, p)
+	}
+	sort.Strings(sorted)
+	for _, p := range sorted {
+		w, g := ws.entries[p], gs.entries[p]
+		switch {
+		case w == nil:
+			diffs = append(diffs, fmt.Sprintf("%s: only in ours", p))
+		case g == nil:
+			diffs = append(diffs, fmt.Sprintf("%s: missing from ours", p))
+		default:
+			diffs = append(diffs, fieldDiffs(p, w, g)...)
+		}
+	}
+	for dir, wl := range ws.listings {
+		if gl := gs.listings[dir]; !slices.Equal(wl, gl) {
+			diffs = append(diffs, fmt.Sprintf("%s: listing %q, kernel %q", dir, gl, wl))
+		}
+	}
+	diffs = append(diffs, statfsDiffs(want, got)...)
+	for i, d := range diffs {
+		if i == 40 {
+			t.Errorf("... and %d more differences", len(diffs)-i)
+			break
+		}
+		t.Errorf("differs from the kernel: %s", d)
+	}
+	if len(diffs) == 0 {
+		t.Logf("%d paths identical to the kernel's view", len(ws.entries))
+	}
+}
+
+func fieldDiffs(path string, w, g *entryRecord) []string {
+	var out []string
+	wv, gv := reflect.ValueOf(*w), reflect.ValueOf(*g)
+	for i := 0; i < wv.NumField(); i++ {
+		f := wv.Type().Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		if !reflect.DeepEqual(wv.Field(i).Interface(), gv.Field(i).Interface()) {
+			out = append(out, fmt.Sprintf("%s: %s is %v, kernel %v", path, f.Name, gv.Field(i).Interface(), wv.Field(i).Interface()))
+		}
+	}
+	return out
+}
+
+func statfsDiffs(want, got string) []string {
+	var w, g unix.Statfs_t
+	if err := unix.Statfs(want, &w); err != nil {
+		return []string{"statfs kernel: " + err.Error()}
+	}
+	if err := unix.Statfs(got, &g); err != nil {
+		return []string{"statfs ours: " + err.Error()}
+	}
+	type fields struct {
+		Bsize, Frsize, Namelen              int64
+		Blocks, Bfree, Bavail, Files, Ffree uint64
+	}
+	wf := fields{w.Bsize, w.Frsize, w.Namelen, w.Blocks, w.Bfree, w.Bavail, w.Files, w.Ffree}
+	gf := fields{g.Bsize, g.Frsize, g.Namelen, g.Blocks, g.Bfree, g.Bavail, g.Files, g.Ffree}
+	if wf != gf {
+		return []string{fmt.Sprintf("statfs %+v, kernel %+v", gf, wf)}
+	}
+	return nil
+}

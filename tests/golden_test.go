@@ -1,0 +1,35 @@
+package tests
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestGoldenImages mounts every C golden image (and composefs-rs' V2 ones)
+// with the kernel and with composefs-fuse, over one object directory holding
+// an object for every redirect, and compares the two views entry by entry.
+func TestGoldenImages(t *testing.T) {
+	requireRoot(t)
+	g := goldenDir(t)
+	images, _ := filepath.Glob(filepath.Join(g, "c", "images", "*.cfs"))
+	rs, _ := filepath.Glob(filepath.Join(g, "rs", "*.cfs"))
+	images = append(images, rs...)
+	if len(images) == 0 {
+		t.Skip("no golden images")
+	}
+	for _, image := range images {
+		name := strings.TrimSuffix(filepath.Base(image), ".cfs")
+		if strings.HasPrefix(image, filepath.Join(g, "rs")) {
+			name = "rs/" + name
+		}
+		t.Run(name, func(t *testing.T) {
+			objects := tempDir(t, "objects")
+			n := fillObjects(t, image, objects)
+			kernel := kernelMount(t, image, objects)
+			ours := fuseMount(t, image, "--basedir", objects, "--verity=off")
+			withWatchdog(t, ours, 60e9, func() { compareTrees(t, kernel, ours) })
+			t.Logf("%d objects", n)
+		})
+	}
+}

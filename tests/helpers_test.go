@@ -1,0 +1,319 @@
+package tests
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// repoRoot is the module's root, from the tests directory.
+const repoRoot = ".."
+
+func goldenDir(t testing.TB) string {
+	t.Helper()
+	d := filepath.Join(repoRoot, "..", "shared", "golden")
+	if _, err := os.Stat(d); err != nil {
+		t.Skipf("golden data absent (%s): %v", d, err)
+	}
+	abs, err := filepath.Abs(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts EROFS, overlayfs and FUSE")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("no /dev/fuse: %v", err)
+	}
+}
+
+// binaries are built once per test run, into one directory anyone can read
+// (the rootless test runs them as nobody).
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+	binMu   sync.Mutex
+	built   = map[string]string{}
+)
+
+// buildCmd builds ./cmd/NAME and returns its path; it skips the test when the
+// command does not exist yet.
+func buildCmd(t testing.TB, name string) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "composefs-tests-bin-")
+		if binErr == nil {
+			binErr = os.Chmod(binDir, 0o755)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	binMu.Lock()
+	defer binMu.Unlock()
+	if p, ok := built[name]; ok {
+		if p == "" {
+			t.Skipf("cmd/%s does not build (see the first test that needed it)", name)
+		}
+		return p
+	}
+	src := filepath.Join(repoRoot, "cmd", name)
+	if m, _ := filepath.Glob(filepath.Join(src, "*.go")); len(m) == 0 {
+		built[name] = ""
+		t.Skipf("cmd/%s does not exist yet", name)
+	}
+	out := filepath.Join(binDir, name)
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/"+name)
+	cmd.Dir = repoRoot
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		built[name] = ""
+		if name == "composefs-fuse" {
+			t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, msg)
+		}
+		t.Skipf("cmd/%s does not build yet: %v\n%s", name, err, msg)
+	}
+	built[name] = out
+	return out
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// run runs a command with a timeout and returns its combined output.
+func run(t testing.TB, timeout time.Duration, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return string(out), fmt.Errorf("%s %q: timed out after %v", name, args, timeout)
+	}
+	return string(out), err
+}
+
+func mustRun(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := run(t, 30*time.Second, name, args...)
+	if err != nil {
+		t.Fatalf("%s %q: %v\n%s", name, args, err, out)
+	}
+	return out
+}
+
+// lazyUnmount detaches a mount, ignoring "not mounted".
+func lazyUnmount(dir string) {
+	unix.Unmount(dir, unix.MNT_DETACH)
+}
+
+// mountedType returns the file system type mounted at dir ("" if none).
+func mountedType(dir string) string {
+	dir, _ = filepath.Abs(dir)
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	typ := ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 10 || unescapeMountinfo(fields[4]) != dir {
+			continue
+		}
+		for i, fl := range fields {
+			if fl == "-" && i+1 < len(fields) {
+				typ = fields[i+1] // the last mount on dir wins
+			}
+		}
+	}
+	return typ
+}
+
+func unescapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var c byte
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &c); err == nil {
+				b.WriteByte(c)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// tempDir is a fresh directory that outlives nothing: mounts on it are
+// detached by the test's cleanup, which runs before t.TempDir's removal.
+func tempDir(t testing.TB, name string) string {
+	t.Helper()
+	d := filepath.Join(t.TempDir(), name)
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// kernelMount mounts image the kernel's way: EROFS, then a read-only
+// overlayfs with objects as the data-only lower layer.
+func kernelMount(t testing.TB, image, objects string) string {
+	t.Helper()
+	e := tempDir(t, "erofs")
+	m := tempDir(t, "kernel")
+	if out, err := run(t, 30*time.Second, "mount", "-t", "erofs", "-o", "ro,loop", image, e); err != nil {
+		t.Fatalf("mount -t erofs %s: %v\n%s", image, err, out)
+	}
+	t.Cleanup(func() { lazyUnmount(e) })
+	opts := fmt.Sprintf("ro,metacopy=on,redirect_dir=on,lowerdir=%s::%s", e, objects)
+	if out, err := run(t, 30*time.Second, "mount", "-t", "overlay", "overlay", "-o", opts, m); err != nil {
+		t.Fatalf("mount -t overlay: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { lazyUnmount(m) })
+	return m
+}
+
+// fuseMount mounts image with composefs-fuse in the background (no -f): the
+// command must return only once the mount is live.
+func fuseMount(t testing.TB, image string, args ...string) string {
+	t.Helper()
+	m := tempDir(t, "fuse")
+	out, err := tryFuseMount(t, image, m, args...)
+	if err != nil {
+		t.Fatalf("composefs-fuse %s: %v\n%s", image, err, out)
+	}
+	return m
+}
+
+func tryFuseMount(t testing.TB, image, mnt string, args ...string) (string, error) {
+	t.Helper()
+	bin := buildCmd(t, "composefs-fuse")
+	t.Cleanup(func() { lazyUnmount(mnt) })
+	out, err := run(t, 30*time.Second, bin, append([]string{image, mnt}, args...)...)
+	if err == nil && mountedType(mnt) != "fuse.composefs-fuse" {
+		return out, fmt.Errorf("command returned 0 but %s shows no live mount (type %q)", mnt, mountedType(mnt))
+	}
+	return out, err
+}
+
+// foreground runs composefs-fuse -f and waits until the mount is live; its
+// stderr collects in the returned buffer.
+type foreground struct {
+	cmd    *exec.Cmd
+	mnt    string
+	stderr *lockedBuffer
+	done   chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func fuseForeground(t testing.TB, image string, args ...string) *foreground {
+	t.Helper()
+	bin := buildCmd(t, "composefs-fuse")
+	m := tempDir(t, "fuse")
+	fg := &foreground{mnt: m, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	fg.cmd = exec.Command(bin, append([]string{"-f", image, m}, args...)...)
+	fg.cmd.Stderr = fg.stderr
+	if err := fg.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { fg.done <- fg.cmd.Wait() }()
+	t.Cleanup(func() {
+		lazyUnmount(m)
+		select {
+		case <-fg.done:
+		case <-time.After(10 * time.Second):
+			fg.cmd.Process.Kill()
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for mountedType(m) != "fuse.composefs-fuse" {
+		select {
+		case err := <-fg.done:
+			t.Fatalf("composefs-fuse -f exited before mounting: %v\n%s", err, fg.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("composefs-fuse -f: no mount after 15s\n%s", fg.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fg
+}
+
+// withWatchdog runs fn, and if it takes longer than d, aborts the FUSE
+// connection of mnt so that whatever hangs comes back with ENOTCONN, then
+// fails the test.
+func withWatchdog(t testing.TB, mnt string, d time.Duration, fn func()) {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(mnt, &st); err != nil {
+		t.Fatalf("stat %s: %v", mnt, err)
+	}
+	ensureFusectl()
+	conn := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", unix.Minor(st.Dev))
+	done := make(chan struct{})
+	fired := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(d):
+			os.WriteFile(conn, []byte("1"), 0o200)
+			close(fired)
+		}
+	}()
+	fn()
+	close(done)
+	select {
+	case <-fired:
+		t.Fatalf("%s: requests hung for %v; connection aborted", mnt, d)
+	default:
+	}
+}
+
+// ensureFusectl mounts the FUSE control file system, through which a hung
+// connection can be aborted, unless it is there already.
+func ensureFusectl() {
+	const dir = "/sys/fs/fuse/connections"
+	if mountedType(dir) == "" {
+		unix.Mount("fusectl", dir, "fusectl", 0, "")
+	}
+}
