@@ -148,20 +148,29 @@ func (n *wnode) computeDataSize() {
 	}
 }
 
-// dataSize is the inode's i_size.
+// cDataSize is the inode's i_size: only directories, regular files and
+// symlinks have one.
 func (n *wnode) cDataSize() uint64 {
-	if n.fileType() == ModeDir {
+	switch n.fileType() {
+	case ModeDir:
 		return n.c.nBlocks*BlockSize + n.c.tail
+	case ModeReg, ModeLnk:
+		return n.size
 	}
-	return n.size
+	return 0
 }
 
 // fitsCompact: a compact inode has no mtime of its own (it gets the build
-// time) and 16-bit nlink, uid, gid and 32-bit size.
+// time) and 16-bit nlink, uid, gid and 32-bit size. As in C, the size
+// checked is the entry's SIZE even for types whose i_size is 0.
 func (w *cWriter) fitsCompact(n *wnode) bool {
+	size := n.size
+	if n.fileType() == ModeDir {
+		size = n.cDataSize()
+	}
 	return (mtimeKey{n.mtime.Sec, n.mtime.Nsec}) == w.minMtime &&
 		n.nlink <= 0xFFFF && n.uid <= 0xFFFF && n.gid <= 0xFFFF &&
-		n.cDataSize() <= 0xFFFFFFFF
+		size <= 0xFFFFFFFF
 }
 
 // padForTail returns the zero padding to put before an inode at pos so its
