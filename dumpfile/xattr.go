@@ -81,3 +81,25 @@ func setXattr(xattrs []Xattr, space int, name string, value []byte) ([]Xattr, in
 	}
 	return append(xattrs, Xattr{Name: name, Value: value}), space + need, nil
 }
+
+// CheckXattrs applies C's limits on the xattrs of one entry from outside
+// input (a dumpfile line, or a file mkcomposefs reads): names of 1 to
+// XattrNameMax bytes without NUL, values of at most XattrValueMax bytes, at
+// most XattrSpaceMax bytes of space as C counts it, and no name twice.
+func CheckXattrs(xattrs []Xattr) error {
+	var (
+		set   []Xattr
+		space int
+		err   error
+	)
+	for _, x := range xattrs {
+		n := len(set)
+		if set, space, err = setXattr(set, space, x.Name, x.Value); err != nil {
+			return err
+		}
+		if len(set) == n {
+			return fmt.Errorf("duplicate xattr %q", x.Name)
+		}
+	}
+	return nil
+}
