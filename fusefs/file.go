@@ -50,13 +50,13 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		return nil, 0, f.errno(&n.node, "open", errNoRedirect)
 	}
 	if digest == nil && f.cfg.Verity == VerityRequire {
-		f.cfg.Logger.Printf("composefs: %s: object %s: refused: no fs-verity digest and verity=require", n.path(), payload)
+		f.cfg.Logger.Printf("%s: object %s: refused: no fs-verity digest and verity=require", n.path(), payload)
 		return nil, 0, syscall.EIO
 	}
 	obj, err := f.openObject(payload)
 	if err != nil {
 		// overlayfs answers ENOENT for a missing data-only lower file.
-		f.cfg.Logger.Printf("composefs: %s: object %s: %v", n.path(), payload, err)
+		f.cfg.Logger.Printf("%s: object %s: %v", n.path(), payload, err)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, 0, syscall.ENOENT
 		}
@@ -65,7 +65,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if digest != nil && f.cfg.Verity != VerityOff {
 		if err := f.cfg.Cache.Verify(obj, alg, digest); err != nil {
 			obj.Close()
-			f.cfg.Logger.Printf("composefs: %s: object %s: fs-verity check failed: %v", n.path(), payload, err)
+			f.cfg.Logger.Printf("%s: object %s: fs-verity check failed: %v", n.path(), payload, err)
 			return nil, 0, syscall.EIO
 		}
 	}

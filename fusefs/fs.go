@@ -77,6 +77,6 @@ func (f *FS) errno(n *node, what string, err error) syscall.Errno {
 	if errors.Is(err, fs.ErrNotExist) {
 		return syscall.ENOENT
 	}
-	f.cfg.Logger.Printf("composefs: %s: %s: %v", n.path(), what, err)
+	f.cfg.Logger.Printf("%s: %s: %v", n.path(), what, err)
 	return syscall.EIO
 }

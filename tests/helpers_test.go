@@ -317,3 +317,20 @@ func ensureFusectl() {
 		unix.Mount("fusectl", dir, "fusectl", 0, "")
 	}
 }
+
+// waitStderr waits until everything in want has been written to stderr (the
+// copy from the child's pipe lags behind its writes) and returns it.
+func (fg *foreground) waitStderr(want ...string) string {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := fg.stderr.String()
+		all := true
+		for _, w := range want {
+			all = all && strings.Contains(s, w)
+		}
+		if all || time.Now().After(deadline) {
+			return s
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,153 @@
+package tests
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/composefs/composefs-go/verity"
+)
+
+// verityTree is an image with external files whose objects are good, bad
+// (one byte flipped, same size), missing, or without a digest.
+type verityTree struct {
+	image, objects               string
+	good, bad, missing, nodigest object
+	flipped                      []byte
+}
+
+func newVerityTree(t *testing.T) *verityTree {
+	rng := rand.New(rand.NewPCG(3, 4))
+	content := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	v := &verityTree{
+		good:     newObject(content(300_000)),
+		bad:      newObject(content(70_000)),
+		missing:  newObject(content(1000)),
+		nodigest: newObject(content(5000)),
+		objects:  tempDir(t, "objects"),
+	}
+	v.good.put(t, v.objects, v.good.content)
+	v.flipped = bytes.Clone(v.bad.content)
+	v.flipped[12345] ^= 1
+	v.bad.put(t, v.objects, v.flipped)
+	v.nodigest.put(t, v.objects, v.nodigest.content)
+	var b strings.Builder
+	b.WriteString("/ 0 40755 2 0 0 0 0.0 - - -\n")
+	b.WriteString("/inline 5 100644 1 0 0 0 0.0 - hello -\n")
+	for name, o := range map[string]object{"good": v.good, "bad": v.bad, "missing": v.missing} {
+		fmt.Fprintf(&b, "/%s %d 100644 1 0 0 0 0.0 %s - %s\n", name, len(o.content), o.payload, o.digest)
+	}
+	fmt.Fprintf(&b, "/nodigest %d 100644 1 0 0 0 0.0 %s - -\n", len(v.nodigest.content), v.nodigest.payload)
+	v.image = writeImage(t, b.String(), 1)
+	return v
+}
+
+func readErrno(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return b, errno
+	}
+	return b, err
+}
+
+func TestVerity(t *testing.T) {
+	requireRoot(t)
+	v := newVerityTree(t)
+
+	check := func(t *testing.T, mnt, name string, want []byte, wantErr error) {
+		t.Helper()
+		got, err := readErrno(filepath.Join(mnt, name))
+		if wantErr != nil {
+			if err != wantErr {
+				t.Errorf("%s: %v, want %v", name, err, wantErr)
+			}
+			return
+		}
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes, %v; want %d bytes", name, len(got), err, len(want))
+		}
+	}
+
+	t.Run("on", func(t *testing.T) {
+		mnt := fuseMount(t, v.image, "--basedir", v.objects)
+		check(t, mnt, "good", v.good.content, nil)
+		check(t, mnt, "bad", nil, syscall.EIO)
+		check(t, mnt, "missing", nil, syscall.ENOENT)
+		check(t, mnt, "nodigest", v.nodigest.content, nil)
+		check(t, mnt, "inline", []byte("hello"), nil)
+		// Still up, still refusing, still serving.
+		check(t, mnt, "bad", nil, syscall.EIO)
+		check(t, mnt, "good", v.good.content, nil)
+	})
+	t.Run("off", func(t *testing.T) {
+		mnt := fuseMount(t, v.image, "--basedir", v.objects, "--verity=off")
+		check(t, mnt, "bad", v.flipped, nil)
+		check(t, mnt, "missing", nil, syscall.ENOENT)
+	})
+	t.Run("require", func(t *testing.T) {
+		mnt := fuseMount(t, v.image, "-o", "basedir="+v.objects+",verity=require")
+		check(t, mnt, "nodigest", nil, syscall.EIO)
+		check(t, mnt, "good", v.good.content, nil)
+		check(t, mnt, "bad", nil, syscall.EIO)
+		check(t, mnt, "inline", []byte("hello"), nil)
+	})
+	t.Run("kernel", func(t *testing.T) {
+		// The kernel without verity: serves the flipped object, and a
+		// missing object is ENOENT, as ours answers.
+		mnt := kernelMount(t, v.image, v.objects)
+		check(t, mnt, "bad", v.flipped, nil)
+		check(t, mnt, "missing", nil, syscall.ENOENT)
+	})
+	t.Run("log", func(t *testing.T) {
+		fg := fuseForeground(t, v.image, "--basedir", v.objects)
+		check(t, fg.mnt, "bad", nil, syscall.EIO)
+		check(t, fg.mnt, "missing", nil, syscall.ENOENT)
+		wants := []string{"/bad", v.bad.payload, "/missing", v.missing.payload}
+		log := fg.waitStderr(wants...)
+		for _, want := range wants {
+			if !strings.Contains(log, want) {
+				t.Errorf("log lacks %q:\n%s", want, log)
+			}
+		}
+		if n := strings.Count(log, "/bad"); n != 1 {
+			t.Errorf("%d log lines for one refused open:\n%s", n, log)
+		}
+	})
+	t.Run("digest", func(t *testing.T) {
+		d, err := verity.DigestPath(verity.SHA256, v.image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mnt := fuseMount(t, v.image, "--basedir", v.objects, "--digest", hex.EncodeToString(d))
+		check(t, mnt, "good", v.good.content, nil)
+
+		wrong := bytes.Clone(d)
+		wrong[0] ^= 1
+		bad := tempDir(t, "fuse")
+		out, err := tryFuseMount(t, v.image, bad, "--basedir", v.objects, "--digest", hex.EncodeToString(wrong))
+		if err == nil || !strings.Contains(out, "digest") {
+			t.Errorf("wrong --digest: %v\n%s", err, out)
+		}
+		if typ := mountedType(bad); typ != "" {
+			t.Errorf("wrong --digest left a %s mount", typ)
+		}
+		out, err = tryFuseMount(t, v.image, bad, "-o", "digest="+hex.EncodeToString(wrong)[:10])
+		if err == nil {
+			t.Errorf("short -o digest= accepted:\n%s", out)
+		}
+	})
+}
