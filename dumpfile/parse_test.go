@@ -321,3 +321,34 @@ func (b neverEnding) Read(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+func TestCheckXattrs(t *testing.T) {
+	ok := []Xattr{{"user.a", []byte("1")}, {"security.selinux", nil}, {strings.Repeat("n", 255), make([]byte, 30000)}}
+	if err := CheckXattrs(ok); err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string][]Xattr{
+		"duplicate":    {{"user.a", nil}, {"user.a", nil}},
+		"empty name":   {{"", nil}},
+		"long name":    {{strings.Repeat("n", 256), nil}},
+		"NUL in name":  {{"user.\x00", nil}},
+		"long value":   {{"user.a", make([]byte, 65536)}},
+		"over budget":  {{"user.a", make([]byte, 20000)}, {"user.b", make([]byte, 20000)}},
+		"just over it": {{"user.a", make([]byte, XattrSpaceMax-xattrHeaderSize-xattrEntryOverhead-len("user.a")+1)}},
+	}
+	for name, xs := range bad {
+		if err := CheckXattrs(xs); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestTreeCheckerDirHardlink(t *testing.T) {
+	tc := NewTreeChecker()
+	if err := tc.Add(&Entry{Path: "/", Mode: TypeDir | 0o755}, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.Add(&Entry{Path: "/d", Mode: TypeDir | 0o755, Hardlink: "/"}, 2); err == nil {
+		t.Fatal("directory hardlink accepted")
+	}
+}

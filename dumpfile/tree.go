@@ -35,6 +35,9 @@ func (c *TreeChecker) Add(e *Entry, line int) error {
 	fail := func(format string, args ...any) error {
 		return &ParseError{Line: line, Path: e.Path, Err: fmt.Errorf(format, args...)}
 	}
+	if e.IsHardlink() && e.IsDir() {
+		return fail("directories can't be hardlinked")
+	}
 	dir := e.IsDir() && !e.IsHardlink()
 	if e.Path == "/" {
 		if !dir {
