@@ -69,3 +69,9 @@ func (m multiStore) Has(payload string) (bool, error) {
 	}
 	return false, nil
 }
+
+var (
+	_ Store = (*FlatStore)(nil)
+	_ Store = (*Repository)(nil)
+	_ Store = multiStore(nil)
+)

@@ -75,7 +75,8 @@ func computeFile(alg Algorithm, f *os.File, workers int) ([]byte, error) {
 func digestSmall(alg Algorithm, f *os.File, size int64) ([]byte, error) {
 	bp := getBuffer()
 	defer putBuffer(bp)
-	h := NewHasher(alg)
+	h := getHasher(alg)
+	defer putHasher(h)
 	for off := int64(0); off < size; {
 		n := int(min(int64(len(*bp)), size-off))
 		if err := readFullAt(f, (*bp)[:n], off); err != nil {
@@ -84,7 +85,7 @@ func digestSmall(alg Algorithm, f *os.File, size int64) ([]byte, error) {
 		h.Write((*bp)[:n])
 		off += int64(n)
 	}
-	return h.Sum(), nil
+	return h.sumFinal(), nil
 }
 
 func debugf(msg string, f *os.File, alg Algorithm, reason error) {

@@ -2,6 +2,7 @@ package verity
 
 import (
 	"io"
+	"sync"
 )
 
 // Hasher computes the fs-verity digest of a stream: write the content, then
@@ -83,26 +84,59 @@ func (h *Hasher) Sum() []byte {
 	t := h.tree
 	if h.used > 0 {
 		t = t.clone()
-		var last [BlockSize]byte
-		copy(last[:], h.partial[:h.used])
-		var d [maxDigestSize]byte
-		ds := h.alg.Size()
-		h.hash.sum(d[:ds], last[:])
-		t.add(d[:ds])
+		h.addPartial(t)
 	}
 	return digestOf(h.alg, h.size, t.root(h.size))
 }
 
+// sumFinal is Sum for a Hasher that will not be written to again (until
+// Reset): it finishes the tree in place instead of copying it.
+func (h *Hasher) sumFinal() []byte {
+	if h.used > 0 {
+		h.addPartial(h.tree)
+		h.used = 0
+	}
+	return digestOf(h.alg, h.size, h.tree.finish(h.size))
+}
+
+// addPartial adds the hash of the zero-padded partial block to t.
+func (h *Hasher) addPartial(t *tree) {
+	clear(h.partial[h.used:])
+	ds := h.alg.Size()
+	h.hash.sum(h.digest[:ds], h.partial[:])
+	t.add(h.digest[:ds])
+}
+
 // Reset empties the Hasher for a new stream.
 func (h *Hasher) Reset() {
-	h.tree = newTree(h.alg)
+	h.tree.reset()
 	h.size = 0
 	h.used = 0
 }
 
+// Hashers are pooled for the one-shot digests of small inputs, which are
+// many (every object of an image) and should not each allocate a tree.
+var hasherPools [SHA512 + 1]sync.Pool
+
+func getHasher(alg Algorithm) *Hasher {
+	if h, ok := hasherPools[alg].Get().(*Hasher); ok {
+		return h
+	}
+	return NewHasher(alg)
+}
+
+func putHasher(h *Hasher) {
+	h.Reset()
+	hasherPools[h.alg].Put(h)
+}
+
 // DigestBytes returns the fs-verity digest of data.
 func DigestBytes(alg Algorithm, data []byte) []byte {
-	h := NewHasher(alg)
+	if !alg.Valid() {
+		alg = SHA256
+	}
+	h := getHasher(alg)
+	defer putHasher(h)
 	h.Write(data)
-	return h.Sum()
+	return h.sumFinal()
 }

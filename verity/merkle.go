@@ -76,7 +76,7 @@ func (t *tree) add(d []byte) { t.push(0, d) }
 func (t *tree) push(i int, d []byte) {
 	for ; ; i++ {
 		if i == len(t.levels) {
-			t.levels = append(t.levels, new(treeLevel))
+			t.grow()
 		}
 		l := t.levels[i]
 		l.used += copy(l.block[l.used:], d)
@@ -90,26 +90,52 @@ func (t *tree) push(i int, d []byte) {
 	}
 }
 
-// root finishes a copy of the tree and returns the root hash. The top of
+// grow adds a level, reusing one a reset left behind.
+func (t *tree) grow() {
+	n := len(t.levels)
+	if n < cap(t.levels) {
+		t.levels = t.levels[:n+1]
+		if l := t.levels[n]; l != nil {
+			l.used, l.count = 0, 0
+			return
+		}
+	} else {
+		t.levels = append(t.levels, nil)
+	}
+	t.levels[n] = new(treeLevel)
+}
+
+// reset empties the tree, keeping its level blocks for reuse.
+func (t *tree) reset() { t.levels = t.levels[:0] }
+
+// root returns the root hash, finishing a copy of the tree so that it can
+// still grow; finish does the same in place, for one-shot digests.
+func (t *tree) root(dataSize uint64) []byte {
+	if dataSize == 0 || len(t.levels) == 0 {
+		return make([]byte, t.alg.Size())
+	}
+	return t.clone().finish(dataSize)
+}
+
+// finish completes the tree in place and returns the root hash. The top of
 // the tree is the first level that received a single hash; every level
 // below it is finished by hashing its zero-padded partial block upwards.
-func (t *tree) root(dataSize uint64) []byte {
+func (t *tree) finish(dataSize uint64) []byte {
 	ds := t.alg.Size()
 	if dataSize == 0 || len(t.levels) == 0 {
 		return make([]byte, ds)
 	}
-	c := t.clone()
-	var tmp [maxDigestSize]byte // leaves c.scratch free for push
-	for i := 0; i < len(c.levels); i++ {
-		l := c.levels[i]
+	for i := 0; i < len(t.levels); i++ {
+		l := t.levels[i]
 		if l.count == 1 {
 			return append([]byte(nil), l.block[:ds]...)
 		}
 		if l.used > 0 {
 			clear(l.block[l.used:])
 			l.used = 0
-			c.hash.sum(tmp[:ds], l.block[:])
-			c.push(i+1, tmp[:ds])
+			// push copies its argument before it reuses scratch.
+			t.hash.sum(t.scratch[:ds], l.block[:])
+			t.push(i+1, t.scratch[:ds])
 		}
 	}
 	// Not reached: a level with more than one hash always feeds the next.

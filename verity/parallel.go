@@ -147,7 +147,7 @@ func (p *pipeline) finish() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return digestOf(p.alg, p.size, p.tree.root(p.size)), nil
+	return digestOf(p.alg, p.size, p.tree.finish(p.size)), nil
 }
 
 // stop ends the workers after the jobs in flight; safe to call twice.
