@@ -61,7 +61,9 @@ func (h *Hasher) Write(p []byte) (int, error) {
 
 // ReadFrom reads r to its end into the hasher, in large reads.
 func (h *Hasher) ReadFrom(r io.Reader) (int64, error) {
-	buf := make([]byte, 256<<10)
+	bp := getBuffer()
+	defer putBuffer(bp)
+	buf := *bp
 	var total int64
 	for {
 		n, err := r.Read(buf)
