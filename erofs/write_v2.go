@@ -193,6 +193,9 @@ func (w *v2Writer) collectLeaf(n *wnode) (int, error) {
 		case n.content != nil:
 			in.layout, in.size, in.data = LayoutFlatInline, uint64(len(n.content)), n.content
 		case n.payload != "" || n.size > 0:
+			if n.size > 1<<(BlockBits+ChunkFormatBlkbitsMask) {
+				return 0, fmt.Errorf("%s: file of %d bytes is too large for one chunk: %w", n.path, n.size, ErrInvalidTree)
+			}
 			// One chunk of the largest size: the content comes from the
 			// redirect's object. Only a file with a digest gets a block
 			// map entry (composefs-rs' layout).

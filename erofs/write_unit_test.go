@@ -1,0 +1,197 @@
+package erofs
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/composefs/composefs-go/dumpfile"
+)
+
+func TestXXH32(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		seed uint32
+		want uint32
+	}{
+		{"", 0, 0x02CC5D05},
+		{"abc", 0, 0x32D153FF},
+	} {
+		if got := xxh32([]byte(c.in), c.seed); got != c.want {
+			t.Errorf("xxh32(%q, %#x) = %#08x, want %#08x", c.in, c.seed, got, c.want)
+		}
+	}
+	// Every length class (the 16-byte stripes, 4-byte words, bytes) is
+	// exercised by the golden images' bloom filters; here, at least, that
+	// lengths around 16 differ.
+	seen := map[uint32]bool{}
+	for n := range 40 {
+		seen[xxh32(bytes.Repeat([]byte{'x'}, n), XattrFilterSeed)] = true
+	}
+	if len(seen) != 40 {
+		t.Errorf("collisions among 40 inputs")
+	}
+}
+
+func TestChunkBitsAndCount(t *testing.T) {
+	for _, c := range []struct {
+		size  uint64
+		bits  uint32
+		count uint64
+	}{
+		{1, 12, 1}, {4096, 12, 1}, {4097, 13, 1}, {1 << 20, 20, 1}, {1<<20 + 1, 21, 1},
+		{1 << 43, 43, 1}, {1<<43 + 1, 43, 2}, {1 << 53, 43, 1024}, {1<<53 + 1, 43, 1025},
+	} {
+		bits, count := chunkBitsAndCount(c.size)
+		if bits != c.bits || count != c.count {
+			t.Errorf("chunkBitsAndCount(%d) = %d, %d; want %d, %d", c.size, bits, count, c.bits, c.count)
+		}
+	}
+}
+
+func TestWriteVersions(t *testing.T) {
+	for _, c := range []struct {
+		opts      WriteOptions
+		whiteout  bool
+		want      uint32
+		wantError bool
+	}{
+		{WriteOptions{0, 0}, true, 0, false},
+		{WriteOptions{0, 1}, true, 1, false},
+		{WriteOptions{0, 1}, false, 0, false},
+		{WriteOptions{1, 0}, false, 1, false},
+		{WriteOptions{1, 1}, false, 1, false},
+		{WriteOptions{0, 2}, true, 1, false},
+		{WriteOptions{2, 2}, true, 2, false},
+		{WriteOptions{2, 0}, false, 2, false},
+		{WriteOptions{3, 3}, false, 0, true},
+		{WriteOptions{-1, 0}, false, 0, true},
+	} {
+		entries := []dumpfile.Entry{{Path: "/", Mode: ModeDir | 0o755}}
+		if c.whiteout {
+			entries = append(entries, dumpfile.Entry{Path: "/w", Mode: ModeChr})
+		}
+		var buf bytes.Buffer
+		err := Write(&buf, entries, c.opts)
+		if c.wantError {
+			if err == nil {
+				t.Errorf("%+v: no error", c.opts)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%+v: %v", c.opts, err)
+			continue
+		}
+		if got := littleEndian.Uint32(buf.Bytes()[12:]); got != c.want {
+			t.Errorf("%+v whiteout=%v: composefs_version %d, want %d", c.opts, c.whiteout, got, c.want)
+		}
+	}
+}
+
+// TestWriteInvalidTrees: inputs that cannot make an image are errors
+// wrapping ErrInvalidTree, in every version, and nothing is written.
+func TestWriteInvalidTrees(t *testing.T) {
+	root := dumpfile.Entry{Path: "/", Mode: ModeDir | 0o755}
+	file := func(p string) dumpfile.Entry { return dumpfile.Entry{Path: p, Mode: ModeReg | 0o644} }
+	link := func(p, target string) dumpfile.Entry {
+		return dumpfile.Entry{Path: p, Mode: ModeReg | 0o644, Hardlink: target}
+	}
+	dir := func(p string) dumpfile.Entry { return dumpfile.Entry{Path: p, Mode: ModeDir | 0o755} }
+	many := root
+	for i := range 3000 {
+		many.Xattrs = append(many.Xattrs, dumpfile.Xattr{Name: "user.x" + strings.Repeat("y", i%5) + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676)), Value: []byte("v")})
+	}
+	cases := map[string][]dumpfile.Entry{
+		"empty":             nil,
+		"no root":           {file("/a")},
+		"root not dir":      {file("/")},
+		"two roots":         {root, root},
+		"root not first":    {file("/a"), root},
+		"missing parent":    {root, file("/a/b")},
+		"parent not dir":    {root, file("/a"), file("/a/b")},
+		"duplicate":         {root, file("/a"), file("/a")},
+		"dot":               {root, file("/.")},
+		"dotdot":            {root, dir("/a"), file("/a/..")},
+		"trailing slash":    {root, file("/a/")},
+		"empty path":        {root, file("")},
+		"long name":         {root, file("/" + strings.Repeat("n", 256))},
+		"nul in name":       {root, file("/a\x00b")},
+		"bad mode":          {root, {Path: "/a", Mode: 0o644}},
+		"link missing":      {root, link("/a", "/nope")},
+		"link self":         {root, link("/a", "/a")},
+		"link loop":         {root, link("/a", "/b"), link("/b", "/a")},
+		"link to dir":       {root, dir("/d"), link("/a", "/d")},
+		"link to root":      {root, link("/a", "/")},
+		"dir hardlink":      {root, file("/f"), {Path: "/a", Mode: ModeDir | 0o755, Hardlink: "/f"}},
+		"content size":      {root, {Path: "/a", Mode: ModeReg, Size: 3, Content: []byte("ab")}},
+		"content too big":   {root, {Path: "/a", Mode: ModeReg, Size: 5001, Content: make([]byte, 5001)}},
+		"symlink no target": {root, {Path: "/a", Mode: ModeLnk | 0o777}},
+		"long payload":      {root, {Path: "/a", Mode: ModeReg, Size: 1, Payload: strings.Repeat("p", 4096)}},
+		"bad digest":        {root, {Path: "/a", Mode: ModeReg, Size: 1, Digest: "abc"}},
+		"file too big":      {root, {Path: "/a", Mode: ModeReg, Size: 1<<53 + 1}},
+		"empty xattr name":  {root, {Path: "/a", Mode: ModeReg, Xattrs: []dumpfile.Xattr{{Name: ""}}}},
+		"long xattr name":   {root, {Path: "/a", Mode: ModeReg, Xattrs: []dumpfile.Xattr{{Name: "user." + strings.Repeat("k", 251)}}}},
+		"long xattr value":  {root, {Path: "/a", Mode: ModeReg, Xattrs: []dumpfile.Xattr{{Name: "user.k", Value: make([]byte, 65536)}}}},
+		"xattr budget":      {many},
+	}
+	for name, entries := range cases {
+		for _, v := range []int{0, 1, 2} {
+			var buf bytes.Buffer
+			err := Write(&buf, entries, WriteOptions{MinVersion: v, MaxVersion: v})
+			if !errors.Is(err, ErrInvalidTree) {
+				t.Errorf("%s v%d: error %v, want ErrInvalidTree", name, v, err)
+			}
+			if buf.Len() != 0 {
+				t.Errorf("%s v%d: %d bytes written", name, v, buf.Len())
+			}
+		}
+	}
+}
+
+// TestWriteV2Limits: what composefs-rs' layout cannot hold.
+func TestWriteV2Limits(t *testing.T) {
+	root := dumpfile.Entry{Path: "/", Mode: ModeDir | 0o755}
+	for name, e := range map[string]dumpfile.Entry{
+		"rdev over 32 bits":  {Path: "/c", Mode: ModeChr | 0o600, Rdev: 1 << 32},
+		"content over block": {Path: "/f", Mode: ModeReg, Size: 4500, Content: make([]byte, 4500)},
+	} {
+		var buf bytes.Buffer
+		err := Write(&buf, []dumpfile.Entry{root, e}, WriteOptions{MinVersion: 2, MaxVersion: 2})
+		if !errors.Is(err, ErrInvalidTree) {
+			t.Errorf("%s: error %v, want ErrInvalidTree", name, err)
+		}
+		// C's layout takes both.
+		if err := Write(&buf, []dumpfile.Entry{root, e}, WriteOptions{}); err != nil {
+			t.Errorf("%s in V0: %v", name, err)
+		}
+	}
+}
+
+// failWriter fails after n bytes.
+type failWriter struct{ n int }
+
+var errFull = errors.New("disk full")
+
+func (w *failWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		k := w.n
+		w.n = 0
+		return k, errFull
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+func TestWriteOutputError(t *testing.T) {
+	entries := []dumpfile.Entry{{Path: "/", Mode: ModeDir | 0o755}, {Path: "/f", Mode: ModeReg, Size: 3, Content: []byte("abc")}}
+	for _, v := range []int{0, 2} {
+		for _, n := range []int{0, 100, 3000} {
+			err := Write(&failWriter{n: n}, entries, WriteOptions{MinVersion: v, MaxVersion: v})
+			if !errors.Is(err, errFull) {
+				t.Errorf("v%d fail at %d: %v", v, n, err)
+			}
+		}
+	}
+}
