@@ -27,7 +27,7 @@ func (im *Image) dirBlock(in *Inode, i uint64) (dirBlock, error) {
 	n := min(in.Size-off, BlockSize)
 	data, _, err := im.extent(in, off)
 	if err != nil {
-		return dirBlock{}, fmt.Errorf("directory block %d: %w", i, err)
+		return dirBlock{}, fmt.Errorf("%w (directory block %d)", err, i)
 	}
 	if uint64(len(data)) < n {
 		return dirBlock{}, fmt.Errorf("inode %d: directory block %d is a hole or runs past the image end: %w", in.Nid, i, ErrCorrupt)

@@ -8,11 +8,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // FS returns the image as an io/fs file system (fs.FS, fs.ReadDirFS,
 // fs.StatFS, fs.ReadLinkFS). It shows the EROFS tree as stored, less the
-// whiteout stubs of a V0/V1 root. Symlinks are never followed: Open and
+// whiteout stubs of a V0/V1 root and names that are not UTF-8 (io/fs
+// cannot name them). Symlinks are never followed: Open and
 // Stat of a symlink describe the link itself, and a symlink inside a path is
 // not a directory. composefs writes a regular file CHUNK_BASED exactly when
 // its content is not in the image (in an object store, through
@@ -188,6 +190,9 @@ func (f *imageFS) list(dir *Inode, root bool) ([]fs.DirEntry, error) {
 		}
 		if root && im.hasStubs() && IsWhiteoutStub(name, &in) {
 			return nil
+		}
+		if !utf8.ValidString(name) {
+			return nil // io/fs paths are UTF-8: such a name cannot be opened
 		}
 		if in.IsDir() {
 			if err := f.claimDir(nid, dir.Nid, name); err != nil {

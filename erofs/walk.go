@@ -61,7 +61,7 @@ type walker struct {
 
 func (w *walker) dir(in *Inode, path string, depth int) error {
 	if depth > maxDepth {
-		return fmt.Errorf("inode %d: %s: directories nested deeper than %d: %w", in.Nid, path, maxDepth, ErrCorrupt)
+		return fmt.Errorf("%s: inode %d: directories nested deeper than %d: %w", path, in.Nid, maxDepth, ErrCorrupt)
 	}
 	w.dirs[in.Nid] = true
 	e, err := w.im.dumpEntry(in, path)
@@ -82,7 +82,7 @@ func (w *walker) dir(in *Inode, path string, depth int) error {
 		}
 		child := prefix + name
 		if w.dirs[nid] {
-			return fmt.Errorf("inode %d: %s: directory reached twice (cycle or directory hardlink): %w", nid, child, ErrCorrupt)
+			return fmt.Errorf("%s: inode %d: directory reached twice (cycle or directory hardlink): %w", child, nid, ErrCorrupt)
 		}
 		if e, ok := w.linked[nid]; ok {
 			link := *e
@@ -97,7 +97,7 @@ func (w *walker) dir(in *Inode, path string, depth int) error {
 			// C's reader drops every chardev 0/0 of a V0/V1 image: in
 			// images it writes these are exactly the root's stubs.
 			if cin.Nlink > 1 {
-				return fmt.Errorf("inode %d: %s: whiteout with %d links: %w", nid, child, cin.Nlink, ErrCorrupt)
+				return fmt.Errorf("%s: inode %d: whiteout with %d links: %w", child, nid, cin.Nlink, ErrCorrupt)
 			}
 			return nil
 		}
