@@ -3,18 +3,26 @@ package main
 import (
 	"bufio"
 	"encoding/hex"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 
+	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/verity"
 )
 
 // printObjects prints, sorted and once each, the payloads of the external
 // files of all images; for missing-objects only those not found under
-// --basedir (without --basedir, C finds none, so all are listed).
+// the flat object store at --basedir (without --basedir, C finds none, so
+// all are listed).
 func printObjects(paths []string, opts options, missingOnly bool, out *bufio.Writer) error {
+	var store *objects.FlatStore
+	if opts.basedir != "" {
+		s, err := objects.OpenFlat(opts.basedir)
+		if err != nil {
+			return fail("Can't open basedir `%s`: %v", opts.basedir, err)
+		}
+		defer s.Close()
+		store = s
+	}
 	set := map[string]bool{}
 	for _, p := range paths {
 		t, err := loadTree(p, opts.filters)
@@ -26,8 +34,12 @@ func printObjects(paths []string, opts options, missingOnly bool, out *bufio.Wri
 			if e.Hardlink != "" || !e.IsRegular() || e.Payload == "" || set[e.Payload] {
 				continue
 			}
-			if missingOnly && opts.basedir != "" && objectExists(opts.basedir, e.Payload) {
-				continue
+			if missingOnly && store != nil {
+				// An unsafe payload or a non-regular object counts as
+				// missing: it could not be served.
+				if ok, err := store.Has(e.Payload); err == nil && ok {
+					continue
+				}
 			}
 			set[e.Payload] = true
 		}
@@ -42,13 +54,6 @@ func printObjects(paths []string, opts options, missingOnly bool, out *bufio.Wri
 		out.WriteByte('\n')
 	}
 	return nil
-}
-
-// objectExists: the object's path, relative to basedir, names something
-// (C's fstatat, following symlinks).
-func objectExists(basedir, payload string) bool {
-	_, err := os.Stat(filepath.Join(basedir, strings.TrimLeft(payload, "/")))
-	return err == nil
 }
 
 // measureFiles prints the fs-verity digest of each file, lowercase hex,

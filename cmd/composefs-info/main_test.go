@@ -1,0 +1,390 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/composefs/composefs-go/dumpfile"
+)
+
+func goldenDir(t *testing.T) string {
+	t.Helper()
+	d := filepath.Join("..", "..", "..", "shared", "golden")
+	if _, err := os.Stat(d); err != nil {
+		t.Skipf("golden data not found at %s: %v", d, err)
+	}
+	return d
+}
+
+func goldenImages(t *testing.T) []string {
+	imgs, _ := filepath.Glob(filepath.Join(goldenDir(t), "c", "images", "*.cfs"))
+	if len(imgs) == 0 {
+		t.Skip("no golden images")
+	}
+	return imgs
+}
+
+// cfsInfo runs the command in process.
+func cfsInfo(args ...string) (stdout, stderr string, code int) {
+	var o, e bytes.Buffer
+	code = run(append([]string{"composefs-info"}, args...), &o, &e)
+	return o.String(), e.String(), code
+}
+
+func goldenDump(t *testing.T, image string) []byte {
+	t.Helper()
+	name := strings.TrimSuffix(filepath.Base(image), ".cfs")
+	f, err := os.Open(filepath.Join(goldenDir(t), "c", "info", name+".dump.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// garbled: C printed a redirect payload of this length with bytes from
+// past its end (the golden README's C bug), so theirs extends ours.
+func garbled(ours, theirs string) bool {
+	return len(theirs) > len(ours) && strings.HasPrefix(theirs, ours) && (len(ours)+1)%4 == 0
+}
+
+// cEntries parses C's dump of the image.
+func cEntries(t *testing.T, image string) []dumpfile.Entry {
+	t.Helper()
+	var out []dumpfile.Entry
+	p := dumpfile.NewParser(bytes.NewReader(goldenDump(t, image)), dumpfile.ParseOptions{})
+	for {
+		e, err := p.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, *e)
+	}
+}
+
+func TestDumpGolden(t *testing.T) {
+	garbles := 0
+	imgs := goldenImages(t)
+	for _, img := range imgs {
+		out, errOut, code := cfsInfo("dump", img)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", img, code, errOut)
+		}
+		want := string(goldenDump(t, img))
+		if out == want {
+			continue
+		}
+		gl, wl := strings.Split(out, "\n"), strings.Split(want, "\n")
+		if len(gl) != len(wl) {
+			t.Fatalf("%s: %d lines, C %d", img, len(gl), len(wl))
+		}
+		for i := range gl {
+			if gl[i] == wl[i] {
+				continue
+			}
+			g, w := strings.Split(gl[i], " "), strings.Split(wl[i], " ")
+			g8, w8 := g[8], w[8]
+			g[8], w[8] = "", ""
+			gp, _ := dumpfile.Unescape(g8)
+			wp, _ := dumpfile.Unescape(w8)
+			if !slices.Equal(g, w) || !garbled(string(gp), string(wp)) {
+				t.Fatalf("%s line %d:\n got %s\nwant %s", img, i+1, gl[i], wl[i])
+			}
+			garbles++
+		}
+	}
+	t.Logf("%d images dumped as C does (%d garbled C redirects excepted)", len(imgs), garbles)
+}
+
+// lsLine is what C's ls prints for an entry.
+func lsLine(e *dumpfile.Entry) string {
+	line := string(appendLsEscaped(nil, e.Path, true))
+	switch {
+	case e.Hardlink != "":
+	case e.IsDir():
+		line += "/\t"
+	case e.IsSymlink():
+		line += "\t-> " + string(appendLsEscaped(nil, e.Payload, false))
+	case e.IsRegular() && e.Payload != "":
+		line += "\t@ " + string(appendLsEscaped(nil, e.Payload, false))
+	}
+	return line
+}
+
+// TestLsObjectsGolden: ls and objects say what C's dump of the same image
+// says.
+func TestLsObjectsGolden(t *testing.T) {
+	for _, img := range goldenImages(t) {
+		entries := cEntries(t, img)
+		var wantLs []string
+		wantObj := map[string]bool{}
+		for i := range entries {
+			e := &entries[i]
+			if e.Path == "/" {
+				continue
+			}
+			wantLs = append(wantLs, lsLine(e))
+			if e.Hardlink == "" && e.IsRegular() && e.Payload != "" {
+				wantObj[e.Payload] = true
+			}
+		}
+		out, errOut, code := cfsInfo("ls", img)
+		if code != 0 {
+			t.Fatalf("%s: ls: exit %d: %s", img, code, errOut)
+		}
+		got := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		if out == "" {
+			got = nil
+		}
+		if len(got) != len(wantLs) {
+			t.Fatalf("%s: ls: %d lines, want %d", img, len(got), len(wantLs))
+		}
+		for i := range got {
+			if got[i] != wantLs[i] {
+				g, w, _ := strings.Cut(got[i], "\t@ ")
+				if !strings.HasPrefix(wantLs[i], g+"\t@ ") || !garbled(w, strings.TrimPrefix(wantLs[i], g+"\t@ ")) {
+					t.Fatalf("%s: ls line %d:\n got %q\nwant %q", img, i+1, got[i], wantLs[i])
+				}
+			}
+		}
+		out, errOut, code = cfsInfo("objects", img)
+		if code != 0 {
+			t.Fatalf("%s: objects: exit %d: %s", img, code, errOut)
+		}
+		objs := strings.Fields(out)
+		if !slices.IsSorted(objs) {
+			t.Errorf("%s: objects not sorted", img)
+		}
+		if len(objs) != len(wantObj) {
+			t.Fatalf("%s: objects %q, want %d", img, objs, len(wantObj))
+		}
+		for _, o := range objs {
+			if wantObj[o] {
+				continue
+			}
+			ok := false
+			for w := range wantObj {
+				ok = ok || garbled(o, w)
+			}
+			if !ok {
+				t.Errorf("%s: object %q not in C's dump", img, o)
+			}
+		}
+	}
+}
+
+func TestMissingObjects(t *testing.T) {
+	img := filepath.Join(goldenDir(t), "c", "images", "extra-features.v1.cfs")
+	all, _, code := cfsInfo("objects", img)
+	if code != 0 || all != "12/3456\nab/cdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\n" {
+		t.Fatalf("objects: %d %q", code, all)
+	}
+	if out, _, _ := cfsInfo("missing-objects", img); out != all {
+		t.Errorf("missing-objects without --basedir: %q, want all", out)
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "ab"), 0o755)
+	os.WriteFile(filepath.Join(dir, "ab", "cdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"), nil, 0o644)
+	out, errOut, code := cfsInfo("--basedir="+dir, "missing-objects", img)
+	if code != 0 || out != "12/3456\n" {
+		t.Errorf("missing-objects: %d %q %q", code, out, errOut)
+	}
+	// Two images: one sorted list of their union.
+	img2 := filepath.Join(goldenDir(t), "c", "images", "special.v1.cfs")
+	out2, _, _ := cfsInfo("objects", img2)
+	both, _, _ := cfsInfo("objects", img2, img)
+	want := strings.Fields(all + out2)
+	slices.Sort(want)
+	want = slices.Compact(want)
+	if strings.Join(want, "\n")+"\n" != both {
+		t.Errorf("objects of two images: %q", both)
+	}
+}
+
+func TestFilter(t *testing.T) {
+	img := filepath.Join(goldenDir(t), "c", "images", "special.v1.cfs")
+	out, _, code := cfsInfo("--filter=chardev", "--filter=inline", "--filter=whiteout", "dump", img)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "/ 4096 40555") ||
+		!strings.HasPrefix(lines[1], "/chardev 0 20777") || !strings.HasPrefix(lines[2], "/inline 15 100777") ||
+		!strings.HasPrefix(lines[3], "/whiteout 0 20777") {
+		t.Errorf("filtered dump (%d):\n%s", code, out)
+	}
+	if _, errOut, code := cfsInfo("--filter=a/b", "dump", img); code != 1 || !strings.Contains(errOut, "a/b") {
+		t.Errorf("filter with a slash: %d %q", code, errOut)
+	}
+}
+
+func TestMeasureFile(t *testing.T) {
+	f, err := os.Open(filepath.Join(goldenDir(t), "verity", "vectors.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dir := t.TempDir()
+	var files, want256, want512 []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), "\t")
+		if strings.HasPrefix(fields[0], "#") || len(fields) != 4 || !strings.HasPrefix(fields[0], "mod251") {
+			continue
+		}
+		size, _ := strconv.Atoi(fields[1])
+		if size > 1<<20 {
+			continue
+		}
+		b := make([]byte, size)
+		for i := range b {
+			b[i] = byte(i % 251)
+		}
+		p := filepath.Join(dir, fields[0])
+		os.WriteFile(p, b, 0o644)
+		files = append(files, p)
+		want256 = append(want256, fields[2])
+		want512 = append(want512, fields[3])
+	}
+	if len(files) == 0 {
+		t.Skip("no vectors")
+	}
+	out, errOut, code := cfsInfo(append([]string{"measure-file"}, files...)...)
+	if code != 0 || out != strings.Join(want256, "\n")+"\n" {
+		t.Errorf("measure-file: %d %q\n%s", code, errOut, out)
+	}
+	out, _, code = cfsInfo(append([]string{"--hash=sha512", "measure-file"}, files...)...)
+	if code != 0 || out != strings.Join(want512, "\n")+"\n" {
+		t.Errorf("measure-file --hash=sha512: %d\n%s", code, out)
+	}
+	t.Logf("%d files measured", len(files))
+}
+
+// TestErrors: every failure is exit 1 with one line on stderr naming what
+// failed.
+func TestErrors(t *testing.T) {
+	dir := t.TempDir()
+	good, err := os.ReadFile(filepath.Join(goldenDir(t), "c", "images", "extra-features.v1.cfs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, b, 0o644)
+		return p
+	}
+	flip := func(off int, v byte) []byte {
+		b := bytes.Clone(good)
+		b[off] = v
+		return b
+	}
+	notImage := write("not-an-image", []byte("hello world, this is not an image at all"))
+	cases := []struct {
+		args []string
+		want string // in the message
+	}{
+		{[]string{"dump", filepath.Join(dir, "missing.cfs")}, "missing.cfs"},
+		{[]string{"dump", notImage}, "not-an-image"},
+		{[]string{"ls", write("truncated.cfs", good[:5000])}, "truncated.cfs"},
+		{[]string{"dump", write("bad-magic.cfs", flip(1024, 0))}, "bad-magic.cfs"},
+		{[]string{"objects", write("root-nid.cfs", flip(1024+14, 0xff))}, "root-nid.cfs"},
+		{[]string{"dump", write("bad-dir.cfs", flip(len(good)-4096+8, 0xff))}, "bad-dir.cfs"},
+		{[]string{"frobnicate", notImage}, "frobnicate"},
+		{[]string{"measure-file", filepath.Join(dir, "nope")}, "nope"},
+		{[]string{"inspect", write("inspect-bad.cfs", flip(1024, 0))}, "inspect-bad.cfs"},
+		{[]string{}, "No command"},
+		{[]string{"dump"}, "No image"},
+		{[]string{"--frob", "dump", notImage}, "frob"},
+	}
+	for _, c := range cases {
+		out, errOut, code := cfsInfo(c.args...)
+		if code != 1 {
+			t.Errorf("%q: exit %d, want 1 (stdout %q)", c.args, code, out)
+		}
+		first, _, _ := strings.Cut(errOut, "\n")
+		if !strings.Contains(first, c.want) {
+			t.Errorf("%q: stderr %q does not name %q", c.args, errOut, c.want)
+		}
+		if strings.Count(errOut, "\n") > 2 {
+			t.Errorf("%q: stderr has more than a message and a usage line: %q", c.args, errOut)
+		}
+	}
+}
+
+// TestDamagedImagesExit1: damaged copies of a golden image either dump or
+// fail with exit 1 and a one-line message naming the image; never crash.
+func TestDamagedImagesExit1(t *testing.T) {
+	good, err := os.ReadFile(filepath.Join(goldenDir(t), "c", "images", "extra-features.v1.cfs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "damaged.cfs")
+	failed := 0
+	for off := 0; off < len(good); off += 97 {
+		b := bytes.Clone(good)
+		b[off] ^= 0xff
+		os.WriteFile(p, b, 0o644)
+		for _, cmd := range []string{"dump", "ls", "inspect"} {
+			_, errOut, code := cfsInfo(cmd, p)
+			switch code {
+			case 0:
+			case 1:
+				failed++
+				if !strings.HasPrefix(errOut, "composefs-info: "+p+": ") || strings.Count(errOut, "\n") != 1 {
+					t.Fatalf("%s at byte %d: %q", cmd, off, errOut)
+				}
+			default:
+				t.Fatalf("%s at byte %d: exit %d", cmd, off, code)
+			}
+		}
+	}
+	t.Logf("%d damaged runs exited 1", failed)
+}
+
+func TestInspect(t *testing.T) {
+	img := filepath.Join(goldenDir(t), "c", "images", "extra-features.v1.cfs")
+	out, errOut, code := cfsInfo("inspect", img)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"header: magic 0xd078629a version 1 flags 0x0 composefs_version 1",
+		"root_nid 36",
+		"nid 36 /: extended",
+		"whiteout stub",
+		"# /: 256 whiteout stubs",
+		"xattr shared ",
+		"mount shows trusted.overlay.custom",
+		"trusted.overlay.redirect = \"/12/3456\"",
+		"hidden by the mount",
+		"escaped whiteout",
+		"/a/hl: hardlink to /a/ext1",
+		"symlink -> \"/target\"",
+		"chunk-based",
+		"flat-inline",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect output lacks %q", want)
+		}
+	}
+	sub, _, code := cfsInfo("inspect", img, "/a")
+	if code != 0 || strings.Contains(sub, "nid 36 /:") || !strings.Contains(sub, "/a/ext1") {
+		t.Errorf("inspect of /a:\n%s", sub)
+	}
+}
