@@ -156,14 +156,16 @@ func TestWriteV2Limits(t *testing.T) {
 	for name, e := range map[string]dumpfile.Entry{
 		"rdev over 32 bits":  {Path: "/c", Mode: ModeChr | 0o600, Rdev: 1 << 32},
 		"content over block": {Path: "/f", Mode: ModeReg, Size: 4500, Content: make([]byte, 4500)},
+		"linked whiteout":    {Path: "/l", Mode: ModeChr, Hardlink: "/w"},
 	} {
 		var buf bytes.Buffer
-		err := Write(&buf, []dumpfile.Entry{root, e}, WriteOptions{MinVersion: 2, MaxVersion: 2})
+		tree := []dumpfile.Entry{root, {Path: "/w", Mode: ModeChr}, e}
+		err := Write(&buf, tree, WriteOptions{MinVersion: 2, MaxVersion: 2})
 		if !errors.Is(err, ErrInvalidTree) {
 			t.Errorf("%s: error %v, want ErrInvalidTree", name, err)
 		}
 		// C's layout takes both.
-		if err := Write(&buf, []dumpfile.Entry{root, e}, WriteOptions{}); err != nil {
+		if err := Write(&buf, tree, WriteOptions{}); err != nil {
 			t.Errorf("%s in V0: %v", name, err)
 		}
 	}
