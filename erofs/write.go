@@ -30,6 +30,14 @@ type WriteOptions struct {
 // hardlinks may point forward. The same entries and options always give the
 // same bytes: for versions 0 and 1 those of C mkcomposefs, for version 2
 // those of composefs-rs.
+//
+// Beyond what C writes, a 128-hex-digit (sha512) digest becomes a sha512
+// metacopy xattr. Version 2 refuses what its layout cannot hold: inline data
+// that does not fit in one block with its inode, device numbers over 32
+// bits, files larger than one 8 TiB chunk, hardlinked whiteouts.
+//
+// The input is checked completely before the first byte is written: an
+// invalid tree (an error wrapping ErrInvalidTree) writes nothing to w.
 func Write(w io.Writer, entries []dumpfile.Entry, opts WriteOptions) error {
 	version, maxVersion, err := opts.versions()
 	if err != nil {
