@@ -212,22 +212,53 @@ func (im *Image) xattrFromRef(in *Inode, r *xattrRef) (Xattr, error) {
 
 // GetXattr returns the value of the named xattr; found is false when the
 // inode has none of that name. Like the kernel, inline entries are searched
-// before shared ones.
+// before shared ones. It is written as plain loops, without allocating: it
+// sits on the FUSE getxattr path.
 func (im *Image) GetXattr(in *Inode, name string) (value []byte, found bool, err error) {
-	err = im.eachXattr(in, true, func(r *xattrRef) (bool, error) {
-		prefix, err := im.xattrPrefix(in, r.index)
-		if err != nil {
-			return true, err
-		}
-		if len(prefix)+len(r.suffix) == len(name) && name[:len(prefix)] == prefix &&
-			name[len(prefix):] == string(r.suffix) {
-			value, found = r.value, true
-			return true, nil
-		}
-		return false, nil
-	})
-	if err != nil {
-		return nil, false, err
+	if in.XattrCount == 0 {
+		return nil, false, nil
 	}
-	return value, found, nil
+	if im.data == nil {
+		return nil, false, errClosed
+	}
+	body, ok := im.span(in.xattrOff, uint64(in.xattrSize))
+	if !ok {
+		return nil, false, fmt.Errorf("inode %d: xattr body: %w", in.Nid, ErrCorrupt)
+	}
+	shared := int(body[4])
+	inlineStart := XattrIbodyHeaderSize + 4*shared
+	if inlineStart > len(body) {
+		return nil, false, fmt.Errorf("inode %d: %d shared xattr ids overflow the %d-byte xattr body: %w", in.Nid, shared, len(body), ErrCorrupt)
+	}
+	end := in.xattrOff + uint64(len(body))
+	for off := in.xattrOff + uint64(inlineStart); off < end; {
+		r, n, ok := im.xattrEntryAt(off, end)
+		if !ok {
+			return nil, false, fmt.Errorf("inode %d: inline xattr at %d overflows the xattr body: %w", in.Nid, off, ErrCorrupt)
+		}
+		if match, err := im.xattrNameIs(in, &r, name); err != nil || match {
+			return r.value, match, err
+		}
+		off += n
+	}
+	for i := 0; i < shared; i++ {
+		r, err := im.xattrShared(in, littleEndian.Uint32(body[XattrIbodyHeaderSize+4*i:]))
+		if err != nil {
+			return nil, false, err
+		}
+		if match, err := im.xattrNameIs(in, &r, name); err != nil || match {
+			return r.value, match, err
+		}
+	}
+	return nil, false, nil
+}
+
+// xattrNameIs tells whether entry r has the full name name.
+func (im *Image) xattrNameIs(in *Inode, r *xattrRef, name string) (bool, error) {
+	prefix, err := im.xattrPrefix(in, r.index)
+	if err != nil {
+		return false, err
+	}
+	return len(prefix)+len(r.suffix) == len(name) && name[:len(prefix)] == prefix &&
+		name[len(prefix):] == string(r.suffix), nil
 }
