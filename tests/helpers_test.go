@@ -225,7 +225,9 @@ type foreground struct {
 	cmd    *exec.Cmd
 	mnt    string
 	stderr *lockedBuffer
-	done   chan error
+	// done is closed when the command has exited, with its error in err.
+	done chan struct{}
+	err  error
 }
 
 type lockedBuffer struct {
@@ -249,13 +251,16 @@ func fuseForeground(t testing.TB, image string, args ...string) *foreground {
 	t.Helper()
 	bin := buildCmd(t, "composefs-fuse")
 	m := tempDir(t, "fuse")
-	fg := &foreground{mnt: m, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	fg := &foreground{mnt: m, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	fg.cmd = exec.Command(bin, append([]string{"-f", image, m}, args...)...)
 	fg.cmd.Stderr = fg.stderr
 	if err := fg.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { fg.done <- fg.cmd.Wait() }()
+	go func() {
+		fg.err = fg.cmd.Wait()
+		close(fg.done)
+	}()
 	t.Cleanup(func() {
 		lazyUnmount(m)
 		select {
@@ -267,8 +272,8 @@ func fuseForeground(t testing.TB, image string, args ...string) *foreground {
 	deadline := time.Now().Add(15 * time.Second)
 	for mountedType(m) != "fuse.composefs-fuse" {
 		select {
-		case err := <-fg.done:
-			t.Fatalf("composefs-fuse -f exited before mounting: %v\n%s", err, fg.stderr.String())
+		case <-fg.done:
+			t.Fatalf("composefs-fuse -f exited before mounting: %v\n%s", fg.err, fg.stderr.String())
 		default:
 		}
 		if time.Now().After(deadline) {

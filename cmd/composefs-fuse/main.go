@@ -71,7 +71,7 @@ func parseArgs(args []string) (*settings, error) {
 	fl.StringArrayVar(&basedirs, "basedir", nil, "flat object store `DIR` (repeatable, or A:B; searched in order)")
 	fl.StringVar(&s.repo, "repo", "", "composefs-rs repository `DIR`: objects from its store; IMAGE may be an image id or ref name in it")
 	fl.StringVar(&s.digest, "digest", "", "the image's expected fs-verity digest `HEX`; refuse to mount on mismatch")
-	fl.StringVar(&verity, "verity", "on", "check external files against their fs-verity digest: on, require or off")
+	fl.StringVar(&verity, "verity", "on", "check external files against their fs-verity digest: `MODE` on, require or off")
 	fl.BoolVarP(&s.foreground, "foreground", "f", false, "serve in the foreground until unmounted")
 	fl.StringArrayVarP(&mountOpt, "options", "o", nil, "comma-separated mount `OPTIONS` (basedir=, digest=, verity=, repo=, allow_other, ro, nosuid, ...)")
 	fl.BoolVar(&s.allowOther, "allow-other", false, "let other users see the mount")

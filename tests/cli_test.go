@@ -1,0 +1,150 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSignalUnmounts: composefs-fuse -f unmounts cleanly and exits 0 on
+// SIGTERM and SIGINT.
+func TestSignalUnmounts(t *testing.T) {
+	requireRoot(t)
+	v := newVerityTree(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			fg := fuseForeground(t, v.image, "--basedir", v.objects)
+			if _, err := os.ReadFile(filepath.Join(fg.mnt, "good")); err != nil {
+				t.Fatal(err)
+			}
+			fg.cmd.Process.Signal(sig)
+			select {
+			case <-fg.done:
+				if fg.err != nil {
+					t.Errorf("exit after %v: %v\n%s", sig, fg.err, fg.stderr.String())
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatalf("still running 15s after %v", sig)
+			}
+			if typ := mountedType(fg.mnt); typ != "" {
+				t.Errorf("still mounted (%s) after %v", typ, sig)
+			}
+		})
+	}
+}
+
+// TestSignalBusy: with a file held open, SIGTERM detaches the mount lazily
+// and the server serves on until the file is closed.
+func TestSignalBusy(t *testing.T) {
+	requireRoot(t)
+	v := newVerityTree(t)
+	fg := fuseForeground(t, v.image, "--basedir", v.objects)
+	f, err := os.Open(filepath.Join(fg.mnt, "inline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fg.cmd.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(10 * time.Second)
+	for mountedType(fg.mnt) != "" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if typ := mountedType(fg.mnt); typ != "" {
+		t.Fatalf("still mounted (%s) 10s after SIGTERM with a busy mount", typ)
+	}
+	b := make([]byte, 5)
+	if n, err := f.ReadAt(b, 0); err != nil || string(b[:n]) != "hello" {
+		t.Errorf("the open file no longer reads: %q %v", b[:n], err)
+	}
+	f.Close()
+	select {
+	case <-fg.done:
+		if fg.err != nil {
+			t.Errorf("exit: %v\n%s", fg.err, fg.stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("server still running 15s after its last file closed")
+	}
+}
+
+// TestMountHelper mounts through mount(8) and mount.fuse3 as an fstab line
+// would: type fuse, the command named before '#', settings as -o options,
+// with the generic options mount(8) adds (rw, dev, suid, noatime...).
+func TestMountHelper(t *testing.T) {
+	requireRoot(t)
+	if _, err := os.Stat("/usr/sbin/mount.fuse3"); err != nil {
+		if _, err := os.Stat("/sbin/mount.fuse3"); err != nil {
+			t.Skip("mount.fuse3 not installed (apt-get install -y fuse3)")
+		}
+	}
+	bin := buildCmd(t, "composefs-fuse")
+	v := newVerityTree(t)
+	mnt := tempDir(t, "mnt")
+	t.Cleanup(func() { lazyUnmount(mnt) })
+	opts := "basedir=" + v.objects + ",verity=require,nofail,_netdev,noatime,defaults,nodev"
+	out, err := run(t, 30*time.Second, "mount", "-t", "fuse", bin+"#"+v.image, mnt, "-o", opts)
+	if err != nil {
+		t.Fatalf("mount: %v\n%s", err, out)
+	}
+	if typ := mountedType(mnt); typ != "fuse.composefs-fuse" {
+		t.Fatalf("mounted as %q", typ)
+	}
+	if got, err := os.ReadFile(filepath.Join(mnt, "good")); err != nil || len(got) != len(v.good.content) {
+		t.Errorf("good: %d bytes, %v", len(got), err)
+	}
+	if _, err := readErrno(filepath.Join(mnt, "nodigest")); err != syscall.EIO {
+		t.Errorf("nodigest under verity=require from -o: %v, want EIO", err)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[1] == mnt {
+			if !strings.Contains(","+f[3]+",", ",ro,") || !strings.Contains(f[3], "nodev") {
+				t.Errorf("mount options %q lack ro or nodev", f[3])
+			}
+			if f[0] != v.image {
+				t.Errorf("mount source %q, want the image %q", f[0], v.image)
+			}
+		}
+	}
+	if out, err := run(t, 30*time.Second, "umount", mnt); err != nil {
+		t.Errorf("umount: %v\n%s", err, out)
+	}
+}
+
+// TestWritesRefused: every way of writing answers EROFS.
+func TestWritesRefused(t *testing.T) {
+	requireRoot(t)
+	v := newVerityTree(t)
+	mnt := fuseMount(t, v.image, "--basedir", v.objects)
+	p := func(n string) string { return filepath.Join(mnt, n) }
+	checks := map[string]error{
+		"create":   os.WriteFile(p("new"), nil, 0o644),
+		"write":    os.WriteFile(p("inline"), []byte("x"), 0o644),
+		"mkdir":    os.Mkdir(p("d"), 0o755),
+		"remove":   os.Remove(p("inline")),
+		"rename":   os.Rename(p("inline"), p("x")),
+		"symlink":  os.Symlink("x", p("l")),
+		"link":     os.Link(p("inline"), p("l")),
+		"chmod":    os.Chmod(p("inline"), 0o600),
+		"chown":    os.Lchown(p("inline"), 1, 1),
+		"truncate": os.Truncate(p("inline"), 0),
+		"utimes":   os.Chtimes(p("inline"), time.Now(), time.Now()),
+		"setxattr": syscall.Setxattr(p("inline"), "user.x", []byte("1"), 0),
+		"mknod":    syscall.Mknod(p("fifo"), syscall.S_IFIFO|0o644, 0),
+	}
+	for op, err := range checks {
+		var errno syscall.Errno
+		if pe, ok := err.(*os.PathError); ok {
+			err = pe.Err
+		}
+		if le, ok := err.(*os.LinkError); ok {
+			err = le.Err
+		}
+		errno, _ = err.(syscall.Errno)
+		if errno != syscall.EROFS {
+			t.Errorf("%s: %v, want EROFS", op, err)
+		}
+	}
+}
