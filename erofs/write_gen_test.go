@@ -245,7 +245,7 @@ func (g *treeGen) generate(maxEntries int) []dumpfile.Entry {
 		}
 		target := g.entries[g.leaves[g.intn(len(g.leaves))]]
 		used := g.used(d)
-		p := join(d, g.name(d, used))
+		p := genJoin(d, g.name(d, used))
 		links = append(links, dumpfile.Entry{Path: p, Mode: target.Mode, Hardlink: target.Path})
 		g.nlinks[target.Path]++
 	}
@@ -307,7 +307,7 @@ func primaryFirst(entries []dumpfile.Entry) {
 	}
 }
 
-func join(dir, name string) string {
+func genJoin(dir, name string) string {
 	if dir == "/" {
 		return "/" + name
 	}
@@ -326,7 +326,7 @@ func (g *treeGen) dirs() []string {
 
 func (g *treeGen) used(dir string) map[string]bool {
 	used := map[string]bool{}
-	prefix := join(dir, "")
+	prefix := genJoin(dir, "")
 	for _, e := range g.entries {
 		if rest, ok := strings.CutPrefix(e.Path, prefix); ok && e.Path != dir && !strings.Contains(rest, "/") {
 			used[rest] = true
@@ -342,7 +342,7 @@ func (g *treeGen) dir(path string, depth, budget int) {
 		n = 100 + g.intn(300) // several directory blocks
 	}
 	for i := 0; i < n && len(g.entries) < budget; i++ {
-		p := join(path, g.name(path, used))
+		p := genJoin(path, g.name(path, used))
 		if depth < 4 && g.chance(0.15) {
 			g.entries = append(g.entries, dumpfile.Entry{Path: p, Mode: ModeDir | uint32(g.intn(0o10000)), Nlink: 2,
 				UID: g.id(), GID: g.id(), Mtime: g.mtime(), Xattrs: g.xattrs()})
