@@ -22,7 +22,7 @@ cleanup() {
 trap cleanup EXIT
 
 # The example tree: a few directories, small (inline) and larger (external)
-# files, a symlink, a hardlink-free fifo, and an xattr.
+# files, a symlink, a fifo and a user xattr.
 src="$work/tree"
 mkdir -p "$src/etc" "$src/usr/share/doc" "$src/var/empty"
 echo "Hello from a composefs image served by composefs-fuse." >"$src/hello.txt"
