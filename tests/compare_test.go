@@ -49,20 +49,20 @@ type entryRecord struct {
 // snapshot records every path under root, "/" being root itself. The
 // listing of each directory, "." and ".." included, is in names.
 type snapshot struct {
-	entries map[string]*entryRecord
-	// listings maps a directory to its names as listed, sorted.
-	listings map[string][]string
+	Entries map[string]*entryRecord
+	// Listings maps a directory to its names as listed, sorted.
+	Listings map[string][]string
 }
 
 const maxEntries = 100_000
 
 func takeSnapshot(t testing.TB, root string) *snapshot {
 	t.Helper()
-	s := &snapshot{entries: map[string]*entryRecord{}, listings: map[string][]string{}}
-	s.entries["/"] = record(root, unix.DT_DIR)
+	s := &snapshot{Entries: map[string]*entryRecord{}, Listings: map[string][]string{}}
+	s.Entries["/"] = record(root, unix.DT_DIR)
 	s.walk(t, root, "/")
 	byIno := map[uint64][]string{}
-	for p, e := range s.entries {
+	for p, e := range s.Entries {
 		if e.StatErr == "" && e.Mode&unix.S_IFMT != unix.S_IFDIR {
 			byIno[e.ino] = append(byIno[e.ino], p)
 		}
@@ -71,7 +71,7 @@ func takeSnapshot(t testing.TB, root string) *snapshot {
 		sort.Strings(paths)
 		group := strings.Join(paths, " | ")
 		for _, p := range paths {
-			s.entries[p].Hardlinks = group
+			s.Entries[p].Hardlinks = group
 		}
 	}
 	return s
@@ -81,7 +81,7 @@ func (s *snapshot) walk(t testing.TB, root, rel string) {
 	dir := filepath.Join(root, rel)
 	ents, err := readDirents(dir)
 	if err != nil {
-		s.listings[rel] = []string{"error: " + errnoName(err)}
+		s.Listings[rel] = []string{"error: " + errnoName(err)}
 		return
 	}
 	var names []string
@@ -90,18 +90,18 @@ func (s *snapshot) walk(t testing.TB, root, rel string) {
 		if de.name == "." || de.name == ".." {
 			continue
 		}
-		if len(s.entries) > maxEntries {
+		if len(s.Entries) > maxEntries {
 			t.Fatalf("more than %d entries under %s", maxEntries, root)
 		}
 		p := filepath.Join(rel, de.name)
 		e := record(filepath.Join(root, p), de.typ)
-		s.entries[p] = e
+		s.Entries[p] = e
 		if e.StatErr == "" && e.Mode&unix.S_IFMT == unix.S_IFDIR {
 			s.walk(t, root, p)
 		}
 	}
 	sort.Strings(names)
-	s.listings[rel] = names
+	s.Listings[rel] = names
 }
 
 type dirent struct {
@@ -228,13 +228,20 @@ func xattrs(path string) ([]string, string) {
 // kernel shows (want) and ours (got), path by path and field by field.
 func compareTrees(t testing.TB, want, got string) {
 	t.Helper()
-	ws, gs := takeSnapshot(t, want), takeSnapshot(t, got)
+	ws := takeSnapshot(t, want)
+	diffs := snapshotDiffs(ws, takeSnapshot(t, got))
+	diffs = append(diffs, statfsDiffs(want, got)...)
+	reportDiffs(t, diffs, len(ws.Entries))
+}
+
+// snapshotDiffs lists the differences of got from want.
+func snapshotDiffs(ws, gs *snapshot) []string {
 	var diffs []string
 	paths := map[string]bool{}
-	for p := range ws.entries {
+	for p := range ws.Entries {
 		paths[p] = true
 	}
-	for p := range gs.entries {
+	for p := range gs.Entries {
 		paths[p] = true
 	}
 	sorted := make([]string, 0, len(paths))
@@ -243,7 +250,7 @@ func compareTrees(t testing.TB, want, got string) {
 	}
 	sort.Strings(sorted)
 	for _, p := range sorted {
-		w, g := ws.entries[p], gs.entries[p]
+		w, g := ws.Entries[p], gs.Entries[p]
 		switch {
 		case w == nil:
 			diffs = append(diffs, fmt.Sprintf("%s: only in ours", p))
@@ -253,12 +260,16 @@ func compareTrees(t testing.TB, want, got string) {
 			diffs = append(diffs, fieldDiffs(p, w, g)...)
 		}
 	}
-	for dir, wl := range ws.listings {
-		if gl := gs.listings[dir]; !slices.Equal(wl, gl) {
+	for dir, wl := range ws.Listings {
+		if gl := gs.Listings[dir]; !slices.Equal(wl, gl) {
 			diffs = append(diffs, fmt.Sprintf("%s: listing %q, kernel %q", dir, gl, wl))
 		}
 	}
-	diffs = append(diffs, statfsDiffs(want, got)...)
+	return diffs
+}
+
+func reportDiffs(t testing.TB, diffs []string, paths int) {
+	t.Helper()
 	for i, d := range diffs {
 		if i == 40 {
 			t.Errorf("... and %d more differences", len(diffs)-i)
@@ -267,7 +278,7 @@ func compareTrees(t testing.TB, want, got string) {
 		t.Errorf("differs from the kernel: %s", d)
 	}
 	if len(diffs) == 0 {
-		t.Logf("%d paths identical to the kernel's view", len(ws.entries))
+		t.Logf("%d paths identical to the kernel's view", paths)
 	}
 }
 

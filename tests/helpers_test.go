@@ -78,6 +78,14 @@ func buildCmd(t testing.TB, name string) string {
 		built[name] = ""
 		t.Skipf("cmd/%s does not exist yet", name)
 	}
+	// go test caches results by what the test binary reads; statting the
+	// sources built here makes a change to them rerun the tests.
+	for _, d := range []string{src, "fusefs", "objects"} {
+		files, _ := filepath.Glob(filepath.Join(repoRoot, strings.TrimPrefix(d, repoRoot+"/"), "*.go"))
+		for _, f := range files {
+			os.Stat(f)
+		}
+	}
 	out := filepath.Join(binDir, name)
 	cmd := exec.Command("go", "build", "-o", out, "./cmd/"+name)
 	cmd.Dir = repoRoot
@@ -169,9 +177,17 @@ func unescapeMountinfo(s string) string {
 
 // tempDir is a fresh directory that outlives nothing: mounts on it are
 // detached by the test's cleanup, which runs before t.TempDir's removal.
+//
+// It is reachable by every user (the unprivileged tests need that).
 func tempDir(t testing.TB, name string) string {
 	t.Helper()
-	d := filepath.Join(t.TempDir(), name)
+	base := t.TempDir()
+	for _, p := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := filepath.Join(base, name)
 	if err := os.Mkdir(d, 0o755); err != nil {
 		t.Fatal(err)
 	}
