@@ -1,0 +1,79 @@
+package main
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/composefs/composefs-go/fusefs"
+)
+
+func TestParseArgs(t *testing.T) {
+	s, err := parseArgs([]string{"img", "mnt", "--basedir", "/a:/b", "--basedir=/c", "-f", "--verity=require", "--digest", "ab", "--allow-other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.image != "img" || s.mountpoint != "mnt" || !s.foreground || !s.allowOther || s.digest != "ab" || s.verity != fusefs.VerityRequire {
+		t.Errorf("%+v", s)
+	}
+	if !slices.Equal(s.basedirs, []string{"/a:/b", "/c"}) {
+		t.Errorf("basedirs %q", s.basedirs)
+	}
+	if s, err := parseArgs([]string{"img", "mnt"}); err != nil || s.verity != fusefs.VerityOn || s.foreground {
+		t.Errorf("defaults: %+v %v", s, err)
+	}
+}
+
+// mount.fuse3 calls IMAGE MNT -o OPTIONS, with whatever mount(8) and fstab
+// add.
+func TestMountOptions(t *testing.T) {
+	s, err := parseArgs([]string{"img", "mnt", "-o", "rw,noatime,basedir=/x:/y,verity=off,allow_other,dev,suid,nofail,_netdev,digest=cd,repo=/r,x-systemd.automount,ro,nodev,defaults,subtype=composefs-fuse,fsname=myimg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(s.basedirs, []string{"/x:/y"}) || s.verity != fusefs.VerityOff || !s.allowOther || s.digest != "cd" || s.repo != "/r" || s.fsname != "myimg" {
+		t.Errorf("%+v", s)
+	}
+	if !slices.Equal(s.mountFlags, []string{"dev", "suid", "nodev"}) {
+		t.Errorf("mount flags %q", s.mountFlags)
+	}
+	s, err = parseArgs([]string{"-o", "basedir=/a", "img", "-o", "basedir=/b", "mnt"})
+	if err != nil || !slices.Equal(s.basedirs, []string{"/a", "/b"}) {
+		t.Errorf("repeated -o: %+v %v", s, err)
+	}
+}
+
+func TestBadArgs(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"img"},
+		{"img", "mnt", "extra"},
+		{"img", "mnt", "--verity=maybe"},
+		{"img", "mnt", "-o", "verity=maybe"},
+		{"img", "mnt", "-o", "bogus"},
+		{"img", "mnt", "-o", "basedir"},
+		{"img", "mnt", "-o", "allow_other=1"},
+		{"img", "mnt", "--no-such-flag"},
+	} {
+		if _, err := parseArgs(args); !errors.Is(err, errUsage) {
+			t.Errorf("%q: %v, want a usage error", args, err)
+		}
+	}
+}
+
+func FuzzMountOptions(f *testing.F) {
+	f.Add("rw,noatime,basedir=/x:/y,verity=off,allow_other,dev,suid")
+	f.Add("ro,nodev,nosuid,digest=00,repo=/r,x-systemd.requires=a,comment=b")
+	f.Add(",,=,basedir=,verity=")
+	f.Fuzz(func(t *testing.T, opts string) {
+		var s settings
+		if err := s.addOptions(opts); err != nil {
+			return
+		}
+		for _, fl := range s.mountFlags {
+			if !kernelFlags[fl] {
+				t.Errorf("%q passed to the kernel", fl)
+			}
+		}
+	})
+}
