@@ -71,12 +71,16 @@ func (f *FS) Root() gofs.InodeEmbedder { return f.root }
 func (f *FS) Image() *erofs.Image { return f.img }
 
 // errno turns an error from the image or the store into the errno the
-// request answers: ENOENT for a missing name or object, EIO for anything
-// else (damage included), which fails that one request and nothing more.
+// request answers: ENOENT for a missing name or object, EINVAL for a
+// redirect overlayfs would refuse, EIO for anything else (damage included),
+// which fails that one request and nothing more.
 func (f *FS) errno(n *node, what string, err error) syscall.Errno {
 	if errors.Is(err, fs.ErrNotExist) {
 		return syscall.ENOENT
 	}
 	f.cfg.Logger.Printf("%s: %s: %v", n.path(), what, err)
+	if errors.As(err, new(errInvalidRedirect)) {
+		return syscall.EINVAL
+	}
 	return syscall.EIO
 }

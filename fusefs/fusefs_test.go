@@ -407,3 +407,14 @@ func TestNodeOptions(t *testing.T) {
 }
 
 var _ context.Context = userCtx
+
+func TestValidRedirect(t *testing.T) {
+	for v, want := range map[string]bool{
+		"/ab/cdef": true, "/a": true, "name": true,
+		"": false, "/": false, "//ab": false, "/ab//cd": false, "/ab/": false, "a/b": false,
+	} {
+		if got := validRedirect([]byte(v)); got != want {
+			t.Errorf("validRedirect(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
