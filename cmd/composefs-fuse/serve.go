@@ -25,6 +25,11 @@ import (
 // serve mounts the image and serves it until it is unmounted.
 func serve(s *settings) error {
 	logger := log.New(os.Stderr, "composefs-fuse: ", 0)
+	if st, err := os.Stat(s.mountpoint); err != nil {
+		return fmt.Errorf("mountpoint: %w", err)
+	} else if !st.IsDir() {
+		return fmt.Errorf("mountpoint %s: not a directory", s.mountpoint)
+	}
 	imagePath, store, storeDirs, closeImage, err := openSources(s)
 	if err != nil {
 		return err
@@ -60,7 +65,7 @@ func serve(s *settings) error {
 		Logger:        logger,
 	})
 	if err != nil {
-		return fmt.Errorf("mount %s: %w", s.mountpoint, err)
+		return fmt.Errorf("mount %s: %s", s.mountpoint, strings.TrimSpace(err.Error()))
 	}
 	go unmountOnSignal(server, s.mountpoint, logger)
 	if isDaemonChild() {
