@@ -1,9 +1,7 @@
 package fusefs
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -89,12 +87,6 @@ func (n *node) path() string {
 	return "/" + n.Path(nil)
 }
 
-// isWhiteout tells whether the inode is an overlay whiteout: a character
-// device 0/0. overlayfs never lets one be looked up.
-func isWhiteout(in *erofs.Inode) bool {
-	return in.Mode&syscall.S_IFMT == syscall.S_IFCHR && in.Rdev == 0
-}
-
 // newChild makes the node for the inode at nid, below parent, and fills out
 // with its attributes. A known inode (a hardlink already visited) comes back
 // as the node it already has.
@@ -107,26 +99,14 @@ func (f *FS) newChild(ctx context.Context, parent *node, nid uint64, out *fuse.E
 	if err != nil {
 		return nil, f.errno(parent, "lookup", err)
 	}
-	if isWhiteout(&in) {
-		return nil, syscall.ENOENT
+	if err := f.overlayLookup(&in); err != nil {
+		return nil, f.errno(parent, "lookup", err)
 	}
 	var ops gofs.InodeEmbedder
 	switch in.Mode & syscall.S_IFMT {
 	case syscall.S_IFDIR:
-		if err := f.checkDirRedirect(&in); err != nil {
-			return nil, f.errno(parent, "lookup", err)
-		}
 		ops = &dirNode{node: node{fsys: f, ino: in}}
 	case syscall.S_IFREG:
-		if err := f.checkMetacopy(&in); err != nil {
-			return nil, f.errno(parent, "lookup", err)
-		}
-		if xw, err := f.isXattrWhiteout(&in); err != nil || xw {
-			if err != nil {
-				return nil, f.errno(parent, "lookup", err)
-			}
-			return nil, syscall.ENOENT
-		}
 		ops = &fileNode{node: node{fsys: f, ino: in}}
 	case syscall.S_IFLNK:
 		ops = &symlinkNode{node: node{fsys: f, ino: in}}
@@ -144,72 +124,4 @@ func (f *FS) newChild(ctx context.Context, parent *node, nid uint64, out *fuse.E
 // specialNode is a device, fifo or socket: attributes and xattrs only.
 type specialNode struct {
 	node
-}
-
-// isXattrWhiteout tells whether a regular file is overlayfs' other kind of
-// whiteout: empty, with a (not escaped) trusted.overlay.whiteout xattr.
-// Like a chardev 0/0, it cannot be looked up, though listings show it.
-func (f *FS) isXattrWhiteout(in *erofs.Inode) (bool, error) {
-	if in.Size != 0 || in.XattrCount == 0 {
-		return false, nil
-	}
-	_, found, err := f.img.GetXattr(in, "trusted.overlay.whiteout")
-	return found, err
-}
-
-// checkMetacopy refuses, as overlayfs' lookup does, a regular file marked as
-// metacopy whose data cannot be found: one whose metacopy xattr does not
-// decode (EIO), whose redirect is malformed (EINVAL), or that has no
-// absolute redirect to an object (EIO).
-func (f *FS) checkMetacopy(in *erofs.Inode) error {
-	_, _, present, err := f.img.Metacopy(in)
-	if err != nil || !present {
-		return err
-	}
-	v, found, err := f.img.GetXattr(in, "trusted.overlay.redirect")
-	if err != nil {
-		return err
-	}
-	if found && !validRedirect(v) {
-		return errInvalidRedirect{nid: in.Nid, redirect: string(v)}
-	}
-	if !found || v[0] != '/' {
-		return fmt.Errorf("inode %d: metacopy without an absolute redirect: no lower data", in.Nid)
-	}
-	return nil
-}
-
-// checkDirRedirect refuses a directory whose redirect is malformed, as
-// overlayfs' lookup does (it follows valid ones into lower layers, and
-// composefs has none below the image).
-func (f *FS) checkDirRedirect(in *erofs.Inode) error {
-	if in.XattrCount == 0 {
-		return nil
-	}
-	v, found, err := f.img.GetXattr(in, "trusted.overlay.redirect")
-	if err != nil || !found {
-		return err
-	}
-	if !validRedirect(v) {
-		return errInvalidRedirect{nid: in.Nid, redirect: string(v)}
-	}
-	return nil
-}
-
-// validRedirect is overlayfs' rule: an absolute redirect has no empty
-// component ("/", "//a", "/a/" are invalid); a relative one is a single
-// name.
-func validRedirect(v []byte) bool {
-	if len(v) == 0 {
-		return false
-	}
-	if v[0] != '/' {
-		return !bytes.ContainsRune(v, '/')
-	}
-	for _, c := range bytes.Split(v[1:], []byte{'/'}) {
-		if len(c) == 0 {
-			return false
-		}
-	}
-	return true
 }
