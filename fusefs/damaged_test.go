@@ -21,6 +21,8 @@ import (
 // not.
 func walk(fsys *FS) {
 	budget := 5000
+	buf := make([]byte, 128<<10)
+	xbuf := make([]byte, 64<<10)
 	var visit func(n *gofs.Inode, depth int)
 	visit = func(n *gofs.Inode, depth int) {
 		budget--
@@ -30,8 +32,8 @@ func walk(fsys *FS) {
 		ops := n.Operations()
 		var ao fuse.AttrOut
 		ops.(gofs.NodeGetattrer).Getattr(rootCtx, nil, &ao)
-		ops.(gofs.NodeListxattrer).Listxattr(rootCtx, make([]byte, 64<<10))
-		ops.(gofs.NodeGetxattrer).Getxattr(rootCtx, "trusted.overlay.opaque", make([]byte, 256))
+		ops.(gofs.NodeListxattrer).Listxattr(rootCtx, xbuf)
+		ops.(gofs.NodeGetxattrer).Getxattr(rootCtx, "trusted.overlay.opaque", xbuf)
 		switch o := ops.(type) {
 		case *symlinkNode:
 			o.Readlink(rootCtx)
@@ -40,7 +42,6 @@ func walk(fsys *FS) {
 			if errno != 0 {
 				return
 			}
-			buf := make([]byte, 128<<10)
 			for off := int64(0); off < 256<<10; off += int64(len(buf)) {
 				res, errno := o.Read(rootCtx, fh, buf, off)
 				if errno != 0 {
