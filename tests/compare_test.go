@@ -21,8 +21,13 @@ import (
 
 // entryRecord is everything compared about one path of a mounted tree.
 type entryRecord struct {
-	// DirType is the type the parent's listing gives (d_type).
+	// DirType and DirIno are what the parent's listing gives (d_type,
+	// d_ino).
 	DirType uint8
+	DirIno  uint64
+	// Ino is st_ino: the kernel's EROFS reports the nid, and so does
+	// overlayfs over it here.
+	Ino uint64
 	// StatErr is lstat's errno; the other fields are set only without one.
 	StatErr string
 	Mode    uint32
@@ -42,8 +47,6 @@ type entryRecord struct {
 	Content string
 	// Hardlinks lists every path sharing this inode, for non-directories.
 	Hardlinks string
-
-	ino uint64
 }
 
 // snapshot records every path under root, "/" being root itself. The
@@ -59,12 +62,12 @@ const maxEntries = 100_000
 func takeSnapshot(t testing.TB, root string) *snapshot {
 	t.Helper()
 	s := &snapshot{Entries: map[string]*entryRecord{}, Listings: map[string][]string{}}
-	s.Entries["/"] = record(root, unix.DT_DIR)
+	s.Entries["/"] = record(root, unix.DT_DIR, 0)
 	s.walk(t, root, "/")
 	byIno := map[uint64][]string{}
 	for p, e := range s.Entries {
 		if e.StatErr == "" && e.Mode&unix.S_IFMT != unix.S_IFDIR {
-			byIno[e.ino] = append(byIno[e.ino], p)
+			byIno[e.Ino] = append(byIno[e.Ino], p)
 		}
 	}
 	for _, paths := range byIno {
@@ -94,7 +97,7 @@ func (s *snapshot) walk(t testing.TB, root, rel string) {
 			t.Fatalf("more than %d entries under %s", maxEntries, root)
 		}
 		p := filepath.Join(rel, de.name)
-		e := record(filepath.Join(root, p), de.typ)
+		e := record(filepath.Join(root, p), de.typ, de.ino)
 		s.Entries[p] = e
 		if e.StatErr == "" && e.Mode&unix.S_IFMT == unix.S_IFDIR {
 			s.walk(t, root, p)
@@ -107,6 +110,7 @@ func (s *snapshot) walk(t testing.TB, root, rel string) {
 type dirent struct {
 	name string
 	typ  uint8
+	ino  uint64
 }
 
 // readDirents lists a directory with getdents64 as it comes, "." and ".."
@@ -136,7 +140,7 @@ func readDirents(dir string) ([]dirent, error) {
 			if i := slices.Index(name, 0); i >= 0 {
 				name = name[:i]
 			}
-			out = append(out, dirent{name: string(name), typ: b[18]})
+			out = append(out, dirent{name: string(name), typ: b[18], ino: binary.LittleEndian.Uint64(b[0:8])})
 			b = b[reclen:]
 		}
 	}
@@ -150,8 +154,8 @@ func errnoName(err error) string {
 	return err.Error()
 }
 
-func record(path string, dtype uint8) *entryRecord {
-	e := &entryRecord{DirType: dtype}
+func record(path string, dtype uint8, dino uint64) *entryRecord {
+	e := &entryRecord{DirType: dtype, DirIno: dino}
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
 		e.StatErr = errnoName(err)
@@ -160,7 +164,7 @@ func record(path string, dtype uint8) *entryRecord {
 	e.Mode, e.UID, e.GID = st.Mode, st.Uid, st.Gid
 	e.Size, e.Nlink, e.Rdev = st.Size, st.Nlink, st.Rdev
 	e.Mtime = [2]int64{st.Mtim.Sec, st.Mtim.Nsec}
-	e.ino = st.Ino
+	e.Ino = st.Ino
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFLNK:
 		t, err := os.Readlink(path)
