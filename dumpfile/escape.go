@@ -18,6 +18,9 @@ const (
 	// escapeLoneDash (payload, content): standard, plus a value that is
 	// exactly "-" written as \x2d so it is not read back as "absent".
 	escapeLoneDash escapeMode = 1 << 1
+	// escapeKeepSpace (paths in composefs-info ls): standard, but a space
+	// is written as it is.
+	escapeKeepSpace escapeMode = 1 << 2
 )
 
 const hexDigits = "0123456789abcdef"
@@ -37,6 +40,8 @@ func appendEscaped(dst []byte, s []byte, mode escapeMode) []byte {
 			dst = append(dst, '\\', 'r')
 		case c == '\t':
 			dst = append(dst, '\\', 't')
+		case c == ' ' && mode&escapeKeepSpace != 0:
+			dst = append(dst, c)
 		case c == '=' && mode&escapeEqual != 0, c <= ' ', c >= 0x7f:
 			dst = append(dst, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
 		default:
@@ -52,6 +57,16 @@ func appendOptional(dst []byte, s []byte, present bool, mode escapeMode) []byte 
 		return append(dst, '-')
 	}
 	return appendEscaped(dst, s, mode)
+}
+
+// AppendEscaped appends s escaped as composefs-info escapes a path or a
+// payload; keepSpace leaves spaces as they are (as its ls does for paths).
+func AppendEscaped(dst []byte, s string, keepSpace bool) []byte {
+	mode := escapeStandard
+	if keepSpace {
+		mode |= escapeKeepSpace
+	}
+	return appendEscaped(dst, []byte(s), mode)
 }
 
 // Escape returns s escaped as composefs-info escapes a path.

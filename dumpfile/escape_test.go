@@ -82,3 +82,20 @@ func TestUnescape(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendEscapedKeepSpace(t *testing.T) {
+	for _, c := range []struct {
+		in        string
+		keepSpace bool
+		want      string
+	}{
+		{"a b", true, "a b"},
+		{"a b", false, `a\x20b`},
+		{"t\tn\nx=\x7f", true, `t\tn\nx=\x7f`},
+		{"-", false, "-"},
+	} {
+		if got := string(AppendEscaped(nil, c.in, c.keepSpace)); got != c.want {
+			t.Errorf("AppendEscaped(%q, %v) = %q, want %q", c.in, c.keepSpace, got, c.want)
+		}
+	}
+}

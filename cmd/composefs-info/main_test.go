@@ -117,15 +117,15 @@ func TestDumpGolden(t *testing.T) {
 
 // lsLine is what C's ls prints for an entry.
 func lsLine(e *dumpfile.Entry) string {
-	line := string(appendLsEscaped(nil, e.Path, true))
+	line := string(dumpfile.AppendEscaped(nil, e.Path, true))
 	switch {
 	case e.Hardlink != "":
 	case e.IsDir():
 		line += "/\t"
 	case e.IsSymlink():
-		line += "\t-> " + string(appendLsEscaped(nil, e.Payload, false))
+		line += "\t-> " + string(dumpfile.AppendEscaped(nil, e.Payload, false))
 	case e.IsRegular() && e.Payload != "":
-		line += "\t@ " + string(appendLsEscaped(nil, e.Payload, false))
+		line += "\t@ " + string(dumpfile.AppendEscaped(nil, e.Payload, false))
 	}
 	return line
 }

@@ -69,45 +69,20 @@ func printLs(t *tree, out *bufio.Writer) error {
 		if e.Path == "/" {
 			continue
 		}
-		line = appendLsEscaped(line[:0], e.Path, true)
+		line = dumpfile.AppendEscaped(line[:0], e.Path, true)
 		switch {
 		case e.Hardlink != "":
 		case e.IsDir():
 			line = append(line, "/\t"...)
 		case e.IsSymlink():
 			line = append(line, "\t-> "...)
-			line = appendLsEscaped(line, e.Payload, false)
+			line = dumpfile.AppendEscaped(line, e.Payload, false)
 		case e.IsRegular() && e.Payload != "":
 			line = append(line, "\t@ "...)
-			line = appendLsEscaped(line, e.Payload, false)
+			line = dumpfile.AppendEscaped(line, e.Payload, false)
 		}
 		line = append(line, '\n')
 		out.Write(line)
 	}
 	return nil
-}
-
-// appendLsEscaped escapes as C's ls does: backslash, \n, \r, \t by name,
-// other bytes outside the printable range (graphic range when !keepSpace)
-// as \xHH.
-func appendLsEscaped(dst []byte, s string, keepSpace bool) []byte {
-	const hex = "0123456789abcdef"
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\\':
-			dst = append(dst, '\\', '\\')
-		case c == '\n':
-			dst = append(dst, '\\', 'n')
-		case c == '\r':
-			dst = append(dst, '\\', 'r')
-		case c == '\t':
-			dst = append(dst, '\\', 't')
-		case c < ' ' || c >= 0x7f || c == ' ' && !keepSpace:
-			dst = append(dst, '\\', 'x', hex[c>>4], hex[c&0xf])
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return dst
 }
