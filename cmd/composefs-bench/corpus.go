@@ -38,9 +38,35 @@ func buildTools(bin string) error {
 // dumpWriter collects entries into a dumpfile and their objects into a flat
 // digest store, as mkcomposefs --digest-store would lay them out.
 type dumpWriter struct {
+	f       *os.File
 	w       *bufio.Writer
 	objects string
 	err     error
+}
+
+// newDumpWriter creates the dumpfile and the store directory.
+func newDumpWriter(dump, objects string) (*dumpWriter, error) {
+	for _, dir := range []string{filepath.Dir(dump), objects} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.Create(dump)
+	if err != nil {
+		return nil, err
+	}
+	return &dumpWriter{f: f, w: bufio.NewWriterSize(f, 1<<20), objects: objects}, nil
+}
+
+// finish flushes the dumpfile and reports the first error of the writing.
+func (d *dumpWriter) finish() error {
+	if d.err == nil {
+		d.err = d.w.Flush()
+	}
+	if d.err != nil {
+		return fmt.Errorf("writing %s: %w", d.f.Name(), d.err)
+	}
+	return nil
 }
 
 func (d *dumpWriter) dir(path string, nlink uint32) {
@@ -98,15 +124,11 @@ func smallSize(r *rand.Rand) int {
 func makeWalkCorpus(c *config, dir string) (*corpus, error) {
 	cp := &corpus{image: filepath.Join(dir, "walk.cfs"), objects: filepath.Join(dir, "objects")}
 	dump := filepath.Join(dir, "walk.dump")
-	if err := os.MkdirAll(cp.objects, 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.Create(dump)
+	d, err := newDumpWriter(dump, cp.objects)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	d := &dumpWriter{w: bufio.NewWriterSize(f, 1<<20), objects: cp.objects}
+	defer d.f.Close()
 	r := rand.New(rand.NewPCG(1, 2))
 
 	top := 1
@@ -157,11 +179,8 @@ func makeWalkCorpus(c *config, dir string) (*corpus, error) {
 		}
 		cp.big = "big.bin"
 	}
-	if d.err == nil {
-		d.err = d.w.Flush()
-	}
-	if d.err != nil {
-		return nil, fmt.Errorf("writing the corpus: %w", d.err)
+	if err := d.finish(); err != nil {
+		return nil, err
 	}
 	return cp, mkcomposefs(c, dump, cp.image)
 }
@@ -216,15 +235,11 @@ func (d *dumpWriter) bigFile(mib int, r *rand.Rand) error {
 func makeLargeImage(c *config, dir string) (*corpus, error) {
 	cp := &corpus{image: filepath.Join(dir, "large.cfs"), objects: filepath.Join(dir, "objects")}
 	dump := filepath.Join(dir, "large.dump")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.Create(dump)
+	d, err := newDumpWriter(dump, cp.objects)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	d := &dumpWriter{w: bufio.NewWriterSize(f, 1<<20), objects: cp.objects}
+	defer d.f.Close()
 	const perDir = 100
 	ndirs := (c.entries + perDir) / (perDir + 1)
 	d.dir("/", uint32(2+ndirs))
@@ -242,11 +257,8 @@ func makeLargeImage(c *config, dir string) (*corpus, error) {
 			d.file(fmt.Sprintf("%s/e%03d", dp, k), content)
 		}
 	}
-	if d.err == nil {
-		d.err = d.w.Flush()
-	}
-	if d.err != nil {
-		return nil, fmt.Errorf("writing the large corpus: %w", d.err)
+	if err := d.finish(); err != nil {
+		return nil, err
 	}
 	return cp, mkcomposefs(c, dump, cp.image)
 }
