@@ -3,6 +3,7 @@ package erofs
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,7 +14,13 @@ import (
 // FuzzWrite feeds dumpfiles, with only the per-line rules applied, to the
 // writer in every version: it must never panic, refuse bad trees with
 // ErrInvalidTree, and whatever it writes must read back and write again.
+// When the seed corpus runs as a test, fsck.erofs checks every image too
+// (not while fuzzing: a process per input would be most of the time).
 func FuzzWrite(f *testing.F) {
+	fsck := ""
+	if fl := flag.Lookup("test.fuzz"); fl == nil || fl.Value.String() == "" {
+		fsck = fsckPath(f)
+	}
 	d := filepath.Join("..", "..", "shared", "golden")
 	for _, pattern := range []string{"c/dumps/*.dump", "c/should-fail/*.dump", "fuzz-seeds/*"} {
 		paths, _ := filepath.Glob(filepath.Join(d, pattern))
@@ -43,6 +50,7 @@ func FuzzWrite(f *testing.F) {
 				continue
 			}
 			img := buf.Bytes()
+			fsckImage(t, fsck, img)
 			im, err := NewImage(img)
 			if err != nil {
 				t.Fatalf("%+v: written image does not open: %v", opts, err)

@@ -113,9 +113,11 @@ func readManifest(t testing.TB) []manifestRow {
 	return rows
 }
 
-// TestWriteGoldenManifest: every C image of the manifest, byte for byte.
+// TestWriteGoldenManifest: every C image of the manifest, byte for byte, and
+// fsck.erofs accepts each.
 func TestWriteGoldenManifest(t *testing.T) {
 	rows := readManifest(t)
+	fsck := fsckPath(t)
 	parsed := map[string][]dumpfile.Entry{}
 	ok := 0
 	for _, r := range rows {
@@ -140,6 +142,7 @@ func TestWriteGoldenManifest(t *testing.T) {
 				t.Errorf("fs-verity digest %s, want %s", got, r.verity)
 				return
 			}
+			fsckImage(t, fsck, img)
 			ok++
 		})
 	}
@@ -150,8 +153,10 @@ func TestWriteGoldenManifest(t *testing.T) {
 }
 
 // TestWritePinnedDigests: the image digests composefs-rs pins in its tests,
-// for versions 0 and 1 (C's layout) and 2 (its own).
+// for versions 0 and 1 (C's layout) and 2 (its own); fsck.erofs accepts
+// each image.
 func TestWritePinnedDigests(t *testing.T) {
+	fsck := fsckPath(t)
 	f, err := os.Open(filepath.Join(writeGoldenDir(t), "rs", "pinned.tsv"))
 	if err != nil {
 		t.Skipf("pinned.tsv: %v", err)
@@ -189,6 +194,7 @@ func TestWritePinnedDigests(t *testing.T) {
 					return
 				}
 			}
+			fsckImage(t, fsck, img)
 			ok++
 		})
 	}
