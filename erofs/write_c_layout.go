@@ -14,45 +14,34 @@ import (
 // inode which of its xattrs it refers to there: at most 128, the rest stay
 // inline.
 func (w *cWriter) shareXattrs() {
-	type use struct {
-		x      wxattr
-		count  int
-		offset int64
-	}
-	uses := make(map[string]*use)
-	key := func(x wxattr) string { return x.name + "\x00" + string(x.value) }
+	counts := newXattrCounts()
 	for _, n := range w.nodes {
 		for _, x := range n.xattrs {
-			k := key(x)
-			if u := uses[k]; u != nil {
-				u.count++
-			} else {
-				uses[k] = &use{x: x, count: 1}
-			}
+			counts.note(0, x.name, x.value)
 		}
 	}
-	all := make([]*use, 0, len(uses))
-	for _, u := range uses {
-		all = append(all, u)
+	counts.seal()
+	for _, n := range w.nodes {
+		for _, x := range n.xattrs {
+			counts.count(0, x.name, x.value)
+		}
 	}
-	slices.SortFunc(all, func(a, b *use) int {
-		if c := strings.Compare(b.x.name, a.x.name); c != 0 {
+	all := counts.shared()
+	slices.SortFunc(all, func(a, b *xattrUse) int {
+		if c := strings.Compare(b.name, a.name); c != 0 {
 			return c
 		}
-		if len(a.x.value) != len(b.x.value) {
-			return len(b.x.value) - len(a.x.value)
+		if len(a.value) != len(b.value) {
+			return len(b.value) - len(a.value)
 		}
-		return bytes.Compare(b.x.value, a.x.value)
+		return bytes.Compare(b.value, a.value)
 	})
 	var off uint64
 	for _, u := range all {
-		u.offset = -1
-		if u.count > 1 {
-			u.offset = int64(off)
-			w.shared = append(w.shared, u.x)
-			_, suffix := splitXattrNameC(u.x.name)
-			off += xattrEntrySize(suffix, len(u.x.value))
-		}
+		u.id = int64(off)
+		w.shared = append(w.shared, wxattr{name: u.name, value: u.value})
+		_, suffix := splitXattrNameC(u.name)
+		off += xattrEntrySize(suffix, len(u.value))
 	}
 	w.sharedSize = off
 	for _, n := range w.nodes {
@@ -60,8 +49,8 @@ func (w *cWriter) shareXattrs() {
 		refs := 0
 		for i, x := range n.xattrs {
 			n.c.shared[i] = -1
-			if u := uses[key(x)]; u.offset >= 0 && refs < XattrLongPrefix {
-				n.c.shared[i] = u.offset
+			if u := counts.lookup(0, x.name, x.value); u != nil && refs < XattrLongPrefix {
+				n.c.shared[i] = u.id
 				refs++
 			}
 		}

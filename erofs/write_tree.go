@@ -124,7 +124,8 @@ func (n *wnode) getXattr(name string) ([]byte, bool) {
 
 // setXattr sets or replaces an xattr the way lcfs_node_set_xattr does,
 // including its space estimate and cap, so that the inputs C refuses are
-// refused here too.
+// refused here too. The value is kept, not copied: the writer never
+// modifies one, and a copy of every entry's xattrs doubled their memory.
 func (n *wnode) setXattr(name string, value []byte) error {
 	if len(name) == 0 || len(name) > writeMaxXattrName {
 		return fmt.Errorf("%s: xattr name %q: length %d not in 1..%d: %w", n.path, name, len(name), writeMaxXattrName, ErrInvalidTree)
@@ -155,7 +156,7 @@ func (n *wnode) setXattr(name string, value []byte) error {
 	if n.xattrBudget+cost > writeXattrBudget {
 		return fmt.Errorf("%s: xattr %s: too much xattr data for one inode: %w", n.path, name, ErrInvalidTree)
 	}
-	n.xattrs = append(n.xattrs, wxattr{name: name, value: slices.Clone(value)})
+	n.xattrs = append(n.xattrs, wxattr{name: name, value: value})
 	n.xattrBudget += cost
 	return nil
 }

@@ -31,10 +31,6 @@ type v2Xattr struct {
 	value  []byte
 }
 
-func (x v2Xattr) key() string {
-	return string([]byte{x.index}) + x.suffix + "\x00" + string(x.value)
-}
-
 func compareV2Xattr(a, b v2Xattr) int {
 	if a.index != b.index {
 		return int(a.index) - int(b.index)
@@ -252,30 +248,31 @@ func direntsSize(entries []v2Dirent) uint64 {
 // shareXattrs moves every xattr used by more than one inode to the shared
 // table, ordered by (index, suffix, value).
 func (w *v2Writer) shareXattrs() error {
-	counts := make(map[string]int)
+	counts := newXattrCounts()
 	for _, in := range w.inodes {
 		for _, x := range in.local {
-			counts[x.key()]++
+			counts.note(x.index, x.suffix, x.value)
 		}
 	}
+	counts.seal()
 	for _, in := range w.inodes {
 		for _, x := range in.local {
-			if k := x.key(); counts[k] > 1 {
-				w.shared = append(w.shared, x)
-				counts[k] = -1 // listed once
-			}
+			counts.count(x.index, x.suffix, x.value)
 		}
 	}
-	slices.SortFunc(w.shared, compareV2Xattr)
-	ids := make(map[string]int, len(w.shared))
-	for i, x := range w.shared {
-		ids[x.key()] = i
+	uses := counts.shared()
+	slices.SortFunc(uses, func(a, b *xattrUse) int {
+		return compareV2Xattr(v2Xattr{a.tag, a.name, a.value}, v2Xattr{b.tag, b.name, b.value})
+	})
+	for i, u := range uses {
+		u.id = int64(i)
+		w.shared = append(w.shared, v2Xattr{index: u.tag, suffix: u.name, value: u.value})
 	}
 	for _, in := range w.inodes {
 		local := in.local[:0]
 		for _, x := range in.local {
-			if id, ok := ids[x.key()]; ok {
-				in.shared = append(in.shared, id)
+			if u := counts.lookup(x.index, x.suffix, x.value); u != nil {
+				in.shared = append(in.shared, int(u.id))
 			} else {
 				local = append(local, x)
 			}
