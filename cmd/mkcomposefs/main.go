@@ -80,6 +80,15 @@ func (f versionFlag) Set(s string) error {
 	return nil
 }
 
+// defaultThreads is one worker per CPU, as C has it, but at least 8: with
+// --digest-store each copy ends waiting for its fsync, and more copies in
+// flight hide that wait (a 20,000-file tree on 2 CPUs: 3.7–5.8 s instead
+// of 6.5–8 s). Go runs no more of them at once than there are CPUs, so
+// digests alone lose nothing.
+func defaultThreads() int {
+	return max(runtime.NumCPU(), 8)
+}
+
 func parseArgs(args []string, stderr io.Writer) (*settings, error) {
 	fl := pflag.NewFlagSet("mkcomposefs", pflag.ContinueOnError)
 	fl.SortFlags = false
@@ -88,7 +97,7 @@ func parseArgs(args []string, stderr io.Writer) (*settings, error) {
 		fmt.Fprint(stderr, usageText)
 		fl.PrintDefaults()
 	}
-	s := &settings{threads: runtime.NumCPU()}
+	s := &settings{threads: defaultThreads()}
 	var versionSet bool
 	fl.StringVar(&s.digestStore, "digest-store", "", "store content files in this directory (`PATH`)")
 	fl.BoolVar(&s.useEpoch, "use-epoch", false, "make all mtimes zero")
