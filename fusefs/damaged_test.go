@@ -8,43 +8,44 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"unsafe"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/composefs/composefs-go/erofs"
 )
 
-// walk visits every node reachable from the root through the node methods
-// the kernel would call, as far as the image lets it, within limits that
-// stop cycles. Errors are expected on damaged images; panics and hangs are
-// not.
+// walk visits every node reachable from the root through the requests the
+// kernel would send, as far as the image lets it, within limits that stop
+// cycles. Errors are expected on damaged images; panics and hangs are not.
 func walk(fsys *FS) {
 	budget := 5000
 	buf := make([]byte, 128<<10)
 	xbuf := make([]byte, 64<<10)
-	var visit func(n *gofs.Inode, depth int)
-	visit = func(n *gofs.Inode, depth int) {
+	var visit func(nodeID uint64, depth int)
+	visit = func(nodeID uint64, depth int) {
 		budget--
 		if budget < 0 || depth > 12 {
 			return
 		}
-		ops := n.Operations()
+		h := fuse.InHeader{NodeId: nodeID}
 		var ao fuse.AttrOut
-		ops.(gofs.NodeGetattrer).Getattr(rootCtx, nil, &ao)
-		ops.(gofs.NodeListxattrer).Listxattr(rootCtx, xbuf)
-		ops.(gofs.NodeGetxattrer).Getxattr(rootCtx, "trusted.overlay.opaque", xbuf)
-		switch o := ops.(type) {
-		case *symlinkNode:
-			o.Readlink(rootCtx)
-		case *fileNode:
-			fh, _, errno := o.Open(rootCtx, syscall.O_RDONLY)
-			if errno != 0 {
+		if st := fsys.GetAttr(nil, &fuse.GetAttrIn{InHeader: h}, &ao); !st.Ok() {
+			return
+		}
+		fsys.ListXAttr(nil, &h, xbuf)
+		fsys.GetXAttr(nil, &h, "trusted.overlay.opaque", xbuf)
+		switch ao.Mode & syscall.S_IFMT {
+		case syscall.S_IFLNK:
+			fsys.Readlink(nil, &h)
+		case syscall.S_IFREG:
+			var oo fuse.OpenOut
+			if st := fsys.Open(nil, &fuse.OpenIn{InHeader: h}, &oo); !st.Ok() {
 				return
 			}
-			for off := int64(0); off < 256<<10; off += int64(len(buf)) {
-				res, errno := o.Read(rootCtx, fh, buf, off)
-				if errno != 0 {
+			for off := uint64(0); off < 256<<10; off += uint64(len(buf)) {
+				res, st := fsys.Read(nil, &fuse.ReadIn{InHeader: h, Fh: oo.Fh, Offset: off, Size: uint32(len(buf))}, buf)
+				if !st.Ok() {
 					break
 				}
 				b, _ := res.Bytes(buf)
@@ -53,37 +54,44 @@ func walk(fsys *FS) {
 					break
 				}
 			}
-			if r, ok := fh.(gofs.FileReleaser); ok {
-				r.Release(rootCtx)
-			}
-		case *dirNode:
-			fh, _, _ := o.OpendirHandle(rootCtx, 0)
-			h := fh.(*dirHandle)
-			for i := 0; i < 2000; i++ {
-				de, errno := h.Readdirent(rootCtx)
-				if errno != 0 || de == nil {
+			fsys.Release(nil, &fuse.ReleaseIn{InHeader: h, Fh: oo.Fh})
+		case syscall.S_IFDIR:
+			off := uint64(0)
+			for i := 0; i < 200; i++ {
+				l := fuse.NewDirEntryList(make([]byte, 4096), off)
+				if st := fsys.ReadDirPlus(nil, &fuse.ReadIn{InHeader: h, Offset: off, Size: 4096}, l); !st.Ok() {
 					break
 				}
-				if de.Name == "." || de.Name == ".." {
-					continue
+				b := l.Bytes()
+				if len(b) == 0 {
+					break
 				}
-				var out fuse.EntryOut
-				ch, errno := h.Lookup(rootCtx, de.Name, &out)
-				if errno != 0 {
-					continue
+				for len(b) > 0 {
+					eo := *(*fuse.EntryOut)(unsafe.Pointer(&b[0]))
+					b = b[unsafe.Sizeof(fuse.EntryOut{}):]
+					var de fuse.DirEntry
+					de, b = parseDirent(b)
+					off = de.Off
+					if de.Name == "." || de.Name == ".." {
+						continue
+					}
+					if eo.NodeId == 0 {
+						fsys.Lookup(nil, &h, de.Name, &eo)
+					}
+					if eo.NodeId != 0 {
+						visit(eo.NodeId, depth+1)
+					}
 				}
-				n.AddChild(de.Name, ch, false)
-				visit(ch, depth+1)
 			}
-			var out fuse.EntryOut
-			o.Lookup(rootCtx, "no such name", &out)
+			var eo fuse.EntryOut
+			fsys.Lookup(nil, &h, "no such name", &eo)
 		}
 	}
-	visit(fsys.Root().EmbeddedInode(), 0)
+	visit(fuse.FUSE_ROOT_ID, 0)
 }
 
-// serveBytes sets up a server for image bytes the way a mount would, or
-// returns false when the image is refused up front (which is fine).
+// serveBytes sets up a server for image bytes, or returns false when the
+// image is refused up front (which is fine).
 func serveBytes(data []byte) (*FS, bool) {
 	img, err := erofs.NewImage(data)
 	if err != nil {
@@ -93,7 +101,6 @@ func serveBytes(data []byte) (*FS, bool) {
 	if err != nil {
 		return nil, false
 	}
-	gofs.NewNodeFS(fsys.Root(), fsys.NodeOptions(MountOptions{Logger: log.New(io.Discard, "", 0)}))
 	return fsys, true
 }
 

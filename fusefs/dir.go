@@ -1,163 +1,123 @@
 package fusefs
 
 import (
-	"context"
+	"runtime/debug"
 	"syscall"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/composefs/composefs-go/erofs"
 )
 
-// dirNode is a directory of the image.
-type dirNode struct {
-	node
-	// isRoot: overlayfs reads the root through its merging path, which
-	// drops whiteouts from the listing; other directories list them (a
-	// lookup of one still fails).
-	isRoot bool
+// OpenDir has nothing to open: listings are read by position (see
+// dirblock.go). Where the kernel supports it, ENOSYS puts the connection in
+// no-opendir mode: no OPENDIR or RELEASEDIR round trips at all, and the
+// kernel then caches listings as FOPEN_CACHE_DIR|FOPEN_KEEP_CACHE asks.
+func (f *FS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	if f.noOpendir {
+		return fuse.ENOSYS
+	}
+	out.OpenFlags = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+	return fuse.OK
 }
 
-var (
-	_ = (gofs.NodeLookuper)((*dirNode)(nil))
-	_ = (gofs.NodeOpendirHandler)((*dirNode)(nil))
-	_ = (gofs.FileReaddirenter)((*dirHandle)(nil))
-	_ = (gofs.FileLookuper)((*dirHandle)(nil))
-	_ = (gofs.FileSeekdirer)((*dirHandle)(nil))
-	_ = (gofs.FileFsyncdirer)((*dirHandle)(nil))
-)
+func (f *FS) ReleaseDir(in *fuse.ReleaseIn) {}
 
-// Lookup finds name by binary search in the directory, unless the node for
-// it exists already (the bridge asks us even then).
-func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if ch := d.GetChild(name); ch != nil {
-		if an, ok := ch.Operations().(attrNode); ok {
-			an.fillAttr(&out.Attr)
-			return ch, 0
+// ReadDir lists a directory from the position in.Offset, in on-disk order.
+func (f *FS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	return f.readDir(in, out, false)
+}
+
+// ReadDirPlus lists a directory with each entry's lookup answered too, so
+// that a walk needs no LOOKUP or GETATTR of its own.
+func (f *FS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	return f.readDir(in, out, true)
+}
+
+func (f *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.Status {
+	debug.SetPanicOnFault(true)
+	dir, st := f.inode(in.NodeId)
+	if !st.Ok() {
+		return st
+	}
+	if !dir.IsDir() {
+		return fuse.ENOTDIR
+	}
+	f.recent.note(dir.Nid)
+	// overlayfs reads the root through its merging path, which drops
+	// whiteouts from the listing; other directories list them (a lookup
+	// of one still fails).
+	isRoot := dir.Nid == f.rootNid
+	added := 0
+	var blk dirBlock
+	for b, i := in.Offset>>cookieBits, int(in.Offset&cookieMask); ; b, i = b+1, 0 {
+		more, err := blk.load(f.img, &dir, b)
+		if err == nil && !more {
+			return fuse.OK
+		}
+		for ; err == nil && i < blk.count; i++ {
+			var name []byte
+			var nid uint64
+			var ft uint8
+			name, nid, ft, err = blk.entry(i)
+			if err != nil {
+				break
+			}
+			if isRoot && ft == erofs.FTChr && f.isWhiteoutNid(nid) {
+				continue
+			}
+			de := fuse.DirEntry{Name: string(name), Ino: nid, Mode: modeForFileType(ft), Off: b<<cookieBits | uint64(i+1)}
+			if !plus {
+				if !out.AddDirEntry(de) {
+					return fuse.OK
+				}
+				added++
+				continue
+			}
+			eo := out.AddDirLookupEntry(de)
+			if eo == nil {
+				return fuse.OK
+			}
+			added++
+			if !isDotOrDotDot(name) {
+				f.direntPlus(nid, eo)
+			}
+		}
+		if err != nil {
+			// What came before the damage is listed; the next read,
+			// starting at it, fails.
+			if added > 0 {
+				return fuse.OK
+			}
+			return f.fail(dir.Nid, "readdir", err)
 		}
 	}
-	nid, _, err := d.fsys.img.Lookup(&d.ino, name)
-	if err != nil {
-		return nil, d.fsys.errno(&d.node, "lookup "+name, err)
+}
+
+// direntPlus answers the lookup of a listed entry. An entry a lookup would
+// not find (a whiteout, damage) keeps node id 0, which tells the kernel to
+// leave it to a LOOKUP of its own, and that one reports the error.
+func (f *FS) direntPlus(nid uint64, out *fuse.EntryOut) {
+	if nid == 0 {
+		return
 	}
-	return d.fsys.newChild(ctx, &d.node, nid, out)
-}
-
-// OpendirHandle asks the kernel to keep the listing cached across opens.
-func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	return &dirHandle{dir: d}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
-}
-
-// dirent is one decoded directory entry.
-type dirent struct {
-	name  string
-	nid   uint64
-	ftype uint8
-}
-
-// dirHandle is an open directory. Its entries are decoded at the first read;
-// readdirplus then looks each one up by the nid just decoded instead of
-// searching the directory again.
-type dirHandle struct {
-	dir     *dirNode
-	loaded  bool
-	entries []dirent
-	// pos is the index of the next entry to produce: 0 is ".", 1 is "..",
-	// 2+i is entries[i]. The offset the kernel sees after an entry is
-	// its index + 1.
-	pos int
-}
-
-func (h *dirHandle) load() syscall.Errno {
-	if h.loaded {
-		return 0
+	in, err := f.img.Inode(nid)
+	if err != nil || f.fillEntry(nid, &in, out) != nil {
+		*out = fuse.EntryOut{}
 	}
-	d := h.dir
-	var entries []dirent
-	err := d.fsys.img.ReadDir(&d.ino, func(name string, nid uint64, ftype uint8) error {
-		if d.isRoot && ftype == erofs.FTChr && d.fsys.hiddenWhiteout(nid) {
-			return nil
-		}
-		entries = append(entries, dirent{name: name, nid: nid, ftype: ftype})
-		return nil
-	})
-	if err != nil {
-		return d.fsys.errno(&d.node, "readdir", err)
-	}
-	h.entries, h.loaded = entries, true
-	return 0
 }
 
-// hiddenWhiteout tells whether the root's entry at nid is a whiteout, which
+// isWhiteoutNid tells whether the root's entry at nid is a whiteout, which
 // overlayfs leaves out of the root's listing. An inode that cannot be
 // decoded stays listed; looking it up reports the damage.
-func (f *FS) hiddenWhiteout(nid uint64) bool {
+func (f *FS) isWhiteoutNid(nid uint64) bool {
 	in, err := f.img.Inode(nid)
 	return err == nil && isWhiteout(&in)
 }
 
-func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
-	if errno := h.load(); errno != 0 {
-		return nil, errno
-	}
-	var de fuse.DirEntry
-	switch {
-	case h.pos == 0:
-		de = fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: h.dir.ino.Nid}
-	case h.pos == 1:
-		de = fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: h.dir.parentIno()}
-	case h.pos-2 < len(h.entries):
-		e := &h.entries[h.pos-2]
-		de = fuse.DirEntry{Name: e.name, Mode: modeForFileType(e.ftype), Ino: e.nid}
-	default:
-		return nil, 0
-	}
-	h.pos++
-	de.Off = uint64(h.pos)
-	return &de, 0
-}
-
-// Lookup answers readdirplus for the entry just produced by Readdirent.
-func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	d := h.dir
-	if ch := d.GetChild(name); ch != nil {
-		if an, ok := ch.Operations().(attrNode); ok {
-			an.fillAttr(&out.Attr)
-			return ch, 0
-		}
-	}
-	if i := h.pos - 3; i >= 0 && i < len(h.entries) && h.entries[i].name == name {
-		return d.fsys.newChild(ctx, &d.node, h.entries[i].nid, out)
-	}
-	return d.Lookup(ctx, name, out)
-}
-
-func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	if errno := h.load(); errno != 0 {
-		return errno
-	}
-	if off > uint64(len(h.entries)+2) {
-		return syscall.EINVAL
-	}
-	h.pos = int(off)
-	return 0
-}
-
-// Fsyncdir has nothing to do; ENOSYS makes the kernel stop asking.
-func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
-	return syscall.ENOSYS
-}
-
-// parentIno is the inode number ".." reports.
-func (d *dirNode) parentIno() uint64 {
-	if d.isRoot {
-		return d.ino.Nid
-	}
-	if _, p := d.Parent(); p != nil {
-		return p.StableAttr().Ino
-	}
-	return d.ino.Nid
+// FsyncDir has nothing to do; ENOSYS makes the kernel stop asking.
+func (f *FS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	return fuse.ENOSYS
 }
 
 // modeForFileType maps an EROFS dirent file type to the file type bits of a

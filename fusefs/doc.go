@@ -12,11 +12,16 @@
 // content from the object named by the redirect, checked against the
 // metacopy's fs-verity digest according to the VerityMode.
 //
-// The image is decoded lazily: the server holds one small node per inode the
-// kernel has visited and nothing else, and tells the kernel to cache entries,
-// attributes, negative lookups, symlinks, directory listings and file pages
-// for as long as the mount lives, because an image never changes.
+// The server is stateless: FS is a go-fuse RawFileSystem whose node ids are
+// derived from the image's nids, so every request is answered from the
+// image alone and nothing is kept per inode the kernel has seen; memory
+// grows with the files held open, not with what was visited. The kernel is
+// told to cache entries, attributes, negative lookups, symlinks, directory
+// listings and file pages for as long as the mount lives, because an image
+// never changes; OPENDIR and FLUSH are declined so that the kernel stops
+// sending them, and external files are handed to the kernel with FUSE
+// passthrough where it allows.
 //
-// Node logic is testable without a mount: New, then fs.NewNodeFS on Root()
-// and calling the node methods directly.
+// The request methods can be called directly, without a mount, which is how
+// most of the tests drive it.
 package fusefs

@@ -9,18 +9,6 @@ import (
 
 var errNid0 = fmt.Errorf("directory entry names nid 0, inside the image header: %w", erofs.ErrCorrupt)
 
-// errBadType is an inode whose mode has no file type the kernel knows.
-type errBadType struct {
-	nid  uint64
-	mode uint32
-}
-
-func (e errBadType) Error() string {
-	return fmt.Sprintf("inode %d: mode %#o has no known file type: %v", e.nid, e.mode, erofs.ErrCorrupt)
-}
-
-func (e errBadType) Unwrap() error { return erofs.ErrCorrupt }
-
 // errNoRedirect is an external file (metacopy) whose object is not named.
 var errNoRedirect = errors.New("metacopy without trusted.overlay.redirect: no object to read")
 

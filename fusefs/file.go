@@ -1,140 +1,142 @@
 package fusefs
 
 import (
-	"context"
 	"errors"
 	"io"
 	"io/fs"
 	"os"
+	"runtime/debug"
 	"syscall"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/composefs/composefs-go/erofs"
 )
 
-// fileNode is a regular file: inline or in image blocks, or external (its
-// content in the object its redirect names).
-type fileNode struct {
-	node
-}
-
-var (
-	_ = (gofs.NodeOpener)((*fileNode)(nil))
-	_ = (gofs.NodeReader)((*fileNode)(nil))
-	_ = (gofs.NodeFlusher)((*fileNode)(nil))
-	_ = (gofs.NodeFsyncer)((*fileNode)(nil))
-	_ = (gofs.FilePassthroughFder)((*objectHandle)(nil))
-	_ = (gofs.FileReleaser)((*objectHandle)(nil))
-)
+// fhObject marks an open external file: its content comes from the object
+// held in FS.open under its nid. Files whose data sits in the image have
+// file handle 0.
+const fhObject = 1
 
 // Open refuses writing, and for an external file opens and (per the verity
-// policy) checks its object before anything is read. Contents never change,
-// so the kernel keeps its page cache across opens.
-func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
-		return nil, 0, syscall.EROFS
+// policy) checks its object before anything is read. The object is handed
+// to the kernel for passthrough where it can be; otherwise reads come here.
+// Contents never change, so the kernel keeps its page cache across opens.
+func (f *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	debug.SetPanicOnFault(true)
+	if in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY || in.Flags&syscall.O_TRUNC != 0 {
+		return fuse.EROFS
 	}
-	f := n.fsys
-	alg, digest, external, err := f.img.Metacopy(&n.ino)
+	ino, st := f.inode(in.NodeId)
+	if !st.Ok() {
+		return st
+	}
+	if !ino.IsRegular() {
+		return fuse.EINVAL
+	}
+	_, _, external, err := f.img.Metacopy(&ino)
 	if err != nil {
-		return nil, 0, f.errno(&n.node, "metacopy", err)
+		return f.fail(ino.Nid, "metacopy", err)
 	}
 	if !external {
-		return nil, fuse.FOPEN_KEEP_CACHE, 0
+		out.Fh, out.OpenFlags = 0, fuse.FOPEN_KEEP_CACHE
+		return fuse.OK
 	}
-	payload, ok, err := f.img.Redirect(&n.ino)
+	o, st := f.openObject(&ino)
+	if !st.Ok() {
+		return st
+	}
+	out.Fh = fhObject
+	if o.backing != 0 {
+		out.OpenFlags, out.BackingID = fuse.FOPEN_PASSTHROUGH, o.backing
+	} else {
+		out.OpenFlags = fuse.FOPEN_KEEP_CACHE
+	}
+	return fuse.OK
+}
+
+// objectFile opens the object of external file in and checks it against
+// its digest as the verity policy says. Failures are logged, naming the
+// file and the object.
+func (f *FS) objectFile(in *erofs.Inode) (*os.File, fuse.Status) {
+	alg, digest, _, err := f.img.Metacopy(in)
 	if err != nil {
-		return nil, 0, f.errno(&n.node, "redirect", err)
+		return nil, f.fail(in.Nid, "metacopy", err)
+	}
+	payload, ok, err := f.img.Redirect(in)
+	if err != nil {
+		return nil, f.fail(in.Nid, "redirect", err)
 	}
 	if !ok {
-		return nil, 0, f.errno(&n.node, "open", errNoRedirect)
+		return nil, f.fail(in.Nid, "open", errNoRedirect)
 	}
 	if digest == nil && f.cfg.Verity == VerityRequire {
-		f.cfg.Logger.Printf("%s: object %s: refused: no fs-verity digest and verity=require", n.path(), payload)
-		return nil, 0, syscall.EIO
+		f.cfg.Logger.Printf("%s: object %s: refused: no fs-verity digest and verity=require", f.pathOf(in.Nid), payload)
+		return nil, fuse.EIO
 	}
-	obj, err := f.openObject(payload)
+	var obj *os.File
+	if f.cfg.Store == nil {
+		err = fs.ErrNotExist
+	} else {
+		obj, err = f.cfg.Store.Open(payload)
+	}
 	if err != nil {
 		// overlayfs answers ENOENT for a missing data-only lower file.
-		f.cfg.Logger.Printf("%s: object %s: %v", n.path(), payload, err)
+		f.cfg.Logger.Printf("%s: object %s: %v", f.pathOf(in.Nid), payload, err)
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, 0, syscall.ENOENT
+			return nil, fuse.ENOENT
 		}
-		return nil, 0, syscall.EIO
+		return nil, fuse.EIO
 	}
 	if digest != nil && f.cfg.Verity != VerityOff {
 		if err := f.cfg.Cache.Verify(obj, alg, digest); err != nil {
 			obj.Close()
-			f.cfg.Logger.Printf("%s: object %s: fs-verity check failed: %v", n.path(), payload, err)
-			return nil, 0, syscall.EIO
+			f.cfg.Logger.Printf("%s: object %s: fs-verity check failed: %v", f.pathOf(in.Nid), payload, err)
+			return nil, fuse.EIO
 		}
 	}
-	return &objectHandle{file: obj}, fuse.FOPEN_KEEP_CACHE, 0
-}
-
-func (f *FS) openObject(payload string) (*os.File, error) {
-	if f.cfg.Store == nil {
-		return nil, fs.ErrNotExist
-	}
-	return f.cfg.Store.Open(payload)
+	return obj, fuse.OK
 }
 
 // Read serves an external file from its object (when passthrough is not in
 // use), and any other file from the image.
-func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	if h, ok := fh.(*objectHandle); ok {
-		return h.read(dest, off), 0
+func (f *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	debug.SetPanicOnFault(true)
+	dest := buf[:min(len(buf), int(in.Size))]
+	if in.Fh == fhObject {
+		o := f.heldObject(f.nidOf(in.NodeId))
+		if o == nil {
+			return nil, fuse.EBADF
+		}
+		// A reference to the object's bytes, which go-fuse splices to
+		// the kernel without copying them through our memory.
+		return fuse.ReadResultFd(o.file.Fd(), int64(in.Offset), len(dest)), fuse.OK
 	}
-	nr, err := n.fsys.img.ReadAt(&n.ino, dest, off)
+	ino, st := f.inode(in.NodeId)
+	if !st.Ok() {
+		return nil, st
+	}
+	n, err := f.img.ReadAt(&ino, dest, int64(in.Offset))
 	if err != nil && err != io.EOF {
-		return nil, n.fsys.errno(&n.node, "read", err)
+		return nil, f.fail(ino.Nid, "read", err)
 	}
-	return fuse.ReadResultData(dest[:nr]), 0
+	return fuse.ReadResultData(dest[:n]), fuse.OK
+}
+
+// Release lets go of the object of an external file.
+func (f *FS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
+	if in.Fh == fhObject {
+		f.releaseObject(f.nidOf(in.NodeId))
+	}
 }
 
 // Flush has nothing to do; ENOSYS makes the kernel stop sending FLUSH on
 // every close.
-func (n *fileNode) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
-	return syscall.ENOSYS
+func (f *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+	return fuse.ENOSYS
 }
 
 // Fsync has nothing to do; ENOSYS makes the kernel answer it itself.
-func (n *fileNode) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
-	return syscall.ENOSYS
-}
-
-// objectHandle is an open external file: the object it reads from.
-type objectHandle struct {
-	file *os.File
-}
-
-// PassthroughFd lets the kernel read the object directly, bypassing us.
-func (h *objectHandle) PassthroughFd() (int, bool) {
-	return int(h.file.Fd()), true
-}
-
-// read answers with a reference to the object's bytes, which go-fuse
-// splices to the kernel without copying them through our memory.
-func (h *objectHandle) read(dest []byte, off int64) fuse.ReadResult {
-	return fuse.ReadResultFd(h.file.Fd(), off, len(dest))
-}
-
-func (h *objectHandle) Release(ctx context.Context) syscall.Errno {
-	h.file.Close()
-	return 0
-}
-
-// symlinkNode is a symbolic link; its target is its data.
-type symlinkNode struct {
-	node
-}
-
-var _ = (gofs.NodeReadlinker)((*symlinkNode)(nil))
-
-func (n *symlinkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	t, err := n.fsys.img.Readlink(&n.ino)
-	if err != nil {
-		return nil, n.fsys.errno(&n.node, "readlink", err)
-	}
-	return []byte(t), 0
+func (f *FS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	return fuse.ENOSYS
 }

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log"
-	"syscall"
+	"sync"
+	"sync/atomic"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/composefs/composefs-go/erofs"
 	"github.com/composefs/composefs-go/objects"
@@ -30,11 +31,36 @@ type Config struct {
 	Logger *log.Logger
 }
 
-// FS is one composefs image served through FUSE.
+// FS is one composefs image served through FUSE: a fuse.RawFileSystem that
+// answers every request from the image itself, addressed by the node id the
+// kernel sends (see nodeid.go). It keeps no per-inode state; the only state
+// is the objects of external files the kernel holds open.
 type FS struct {
-	img  *erofs.Image
-	cfg  Config
-	root *dirNode
+	// The defaults answer ENOSYS, which tells the kernel to stop asking
+	// (OPENDIR, FLUSH, ACCESS, ...) or to do the work itself.
+	fuse.RawFileSystem
+
+	img     *erofs.Image
+	cfg     Config
+	rootNid uint64
+
+	// server is the connection, once mounted: for passthrough and for
+	// pushing small files into the page cache. Nil when driven directly.
+	server *fuse.Server
+	// passthrough is cleared by the first failed backing file
+	// registration (not root, or a kernel without it): reads of external
+	// files then come to us.
+	passthrough atomic.Bool
+	// noOpendir: the kernel takes ENOSYS from OPENDIR as "no need".
+	noOpendir bool
+
+	objMu sync.Mutex
+	open  map[uint64]*openObject // by nid: external files held open
+
+	// For naming inodes in log lines (path.go).
+	recent recentDirs
+	pathMu sync.Mutex
+	paths  map[uint64]string
 }
 
 // New prepares img for serving. It decodes the root inode only, refusing an
@@ -47,8 +73,10 @@ func New(img *erofs.Image, cfg Config) (*FS, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = log.Default()
 	}
-	f := &FS{img: img, cfg: cfg}
 	nid := img.RootNid()
+	if nid == 0 {
+		return nil, fmt.Errorf("root nid 0 lies in the image header: %w", erofs.ErrCorrupt)
+	}
 	in, err := img.Inode(nid)
 	if err != nil {
 		return nil, fmt.Errorf("root inode: %w", err)
@@ -56,31 +84,40 @@ func New(img *erofs.Image, cfg Config) (*FS, error) {
 	if !in.IsDir() {
 		return nil, fmt.Errorf("root inode %d is not a directory (mode %#o): %w", nid, in.Mode, erofs.ErrCorrupt)
 	}
-	if nid == 0 {
-		return nil, fmt.Errorf("root nid 0 lies in the image header: %w", erofs.ErrCorrupt)
-	}
-	f.root = &dirNode{node: node{fsys: f, ino: in}, isRoot: true}
-	return f, nil
+	return &FS{
+		RawFileSystem: fuse.NewDefaultRawFileSystem(),
+		img:           img,
+		cfg:           cfg,
+		rootNid:       nid,
+		open:          map[uint64]*openObject{},
+	}, nil
 }
-
-// Root is the root directory node, to pass to fs.NewNodeFS or fs.Mount
-// (with the options from NodeOptions, which carry the root's inode number).
-func (f *FS) Root() gofs.InodeEmbedder { return f.root }
 
 // Image is the image being served.
 func (f *FS) Image() *erofs.Image { return f.img }
 
-// errno turns an error from the image or the store into the errno the
+func (f *FS) String() string { return Name }
+
+// Init is called once the kernel has accepted the connection.
+func (f *FS) Init(s *fuse.Server) {
+	f.server = s
+	offered := s.KernelSettings().Flags64()
+	f.passthrough.Store(offered&fuse.CAP_PASSTHROUGH != 0)
+	f.noOpendir = offered&fuse.CAP_NO_OPENDIR_SUPPORT != 0
+}
+
+// fail turns an error from the image or the store into the status the
 // request answers: ENOENT for a missing name or object, EINVAL for a
 // redirect overlayfs would refuse, EIO for anything else (damage included),
-// which fails that one request and nothing more.
-func (f *FS) errno(n *node, what string, err error) syscall.Errno {
+// which fails that one request and nothing more. All but ENOENT are logged,
+// naming the inode by a path that leads to it.
+func (f *FS) fail(nid uint64, what string, err error) fuse.Status {
 	if errors.Is(err, fs.ErrNotExist) {
-		return syscall.ENOENT
+		return fuse.ENOENT
 	}
-	f.cfg.Logger.Printf("%s: %s: %v", n.path(), what, err)
+	f.cfg.Logger.Printf("%s: %s: %v", f.pathOf(nid), what, err)
 	if errors.As(err, new(errInvalidRedirect)) {
-		return syscall.EINVAL
+		return fuse.EINVAL
 	}
-	return syscall.EIO
+	return fuse.EIO
 }

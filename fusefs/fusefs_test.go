@@ -2,7 +2,6 @@ package fusefs
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -10,7 +9,6 @@ import (
 	"syscall"
 	"testing"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
@@ -68,9 +66,12 @@ func TestAttributes(t *testing.T) {
 	for _, v := range []int{0, 1, 2} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
 			s := newServer(t, imageFromDump(t, tt.dump, v), Config{Store: tt.store})
-			_, dir := s.mustLookup("dir")
+			dir := s.mustLookup("dir")
 			if dir.Mode != syscall.S_IFDIR|0o750 || dir.Uid != 1 || dir.Gid != 2 {
 				t.Errorf("dir: mode %o uid %d gid %d", dir.Mode, dir.Uid, dir.Gid)
+			}
+			if dir.EntryTimeout() < 24*3600e9 || dir.AttrTimeout() < 24*3600e9 {
+				t.Errorf("dir: cached for %v and %v only", dir.EntryTimeout(), dir.AttrTimeout())
 			}
 			// composefs-rs' V2 layout keeps no nanoseconds.
 			nsec := uint32(123456789)
@@ -80,45 +81,50 @@ func TestAttributes(t *testing.T) {
 			if dir.Mtime != 2000 || dir.Mtimensec != nsec || dir.Ctime != 2000 || dir.Atimensec != nsec {
 				t.Errorf("dir: mtime %d.%d ctime %d", dir.Mtime, dir.Mtimensec, dir.Ctime)
 			}
-			_, ext := s.mustLookup("dir/ext")
+			ext := s.mustLookup("dir/ext")
 			if ext.Mode != syscall.S_IFREG|0o640 || ext.Size != uint64(len(tt.ext.content)) || ext.Uid != 3 || ext.Gid != 4 {
 				t.Errorf("ext: mode %o size %d uid %d gid %d", ext.Mode, ext.Size, ext.Uid, ext.Gid)
 			}
 			if ext.Blocks != (ext.Size+4095)/4096*8 || ext.Blksize != 4096 {
 				t.Errorf("ext: blocks %d blksize %d", ext.Blocks, ext.Blksize)
 			}
-			inl, inlOut := s.mustLookup("dir/inline")
-			hl, hlOut := s.mustLookup("dir/hl")
-			if inl.StableAttr().Ino != hl.StableAttr().Ino || inlOut.Ino != hlOut.Ino || inlOut.Nlink != 2 {
-				t.Errorf("hardlinks: ino %d and %d, nlink %d", inlOut.Ino, hlOut.Ino, inlOut.Nlink)
+			// Hardlinks share the nid: one node id, one inode number.
+			inl, hl := s.mustLookup("dir/inline"), s.mustLookup("dir/hl")
+			if inl.NodeId != hl.NodeId || inl.Ino != hl.Ino || inl.Nlink != 2 {
+				t.Errorf("hardlinks: node %d and %d, ino %d and %d, nlink %d", inl.NodeId, hl.NodeId, inl.Ino, hl.Ino, inl.Nlink)
 			}
-			_, dev := s.mustLookup("dev")
+			dev := s.mustLookup("dev")
 			if dev.Mode != syscall.S_IFCHR|0o644 || dev.Rdev != 259 {
 				t.Errorf("dev: mode %o rdev %d", dev.Mode, dev.Rdev)
 			}
-			_, fifo := s.mustLookup("fifo")
-			if fifo.Mode != syscall.S_IFIFO|0o644 {
+			if fifo := s.mustLookup("fifo"); fifo.Mode != syscall.S_IFIFO|0o644 {
 				t.Errorf("fifo: mode %o", fifo.Mode)
 			}
-			ln, lnOut := s.mustLookup("dir/link")
-			target, errno := ln.Operations().(gofs.NodeReadlinker).Readlink(rootCtx)
-			if errno != 0 || string(target) != "target" || lnOut.Size != 6 {
-				t.Errorf("link: %q %v size %d", target, errno, lnOut.Size)
+			ln := s.mustLookup("dir/link")
+			h := header(ln.NodeId, rootCaller)
+			target, st := s.fsys.Readlink(nil, &h)
+			if !st.Ok() || string(target) != "target" || ln.Size != 6 {
+				t.Errorf("link: %q %v size %d", target, st, ln.Size)
 			}
-			// The inode number is the nid, as the kernel's EROFS reports it.
-			root := s.fsys.Root().EmbeddedInode()
-			if root.StableAttr().Ino != s.fsys.img.RootNid() {
-				t.Errorf("root ino %d, root nid %d", root.StableAttr().Ino, s.fsys.img.RootNid())
+			// The inode number is the nid, as the kernel's EROFS reports it;
+			// the root is FUSE's root node.
+			root := s.mustLookup("")
+			if root.Ino != s.fsys.img.RootNid() || root.Mtime != 1000 || root.Mtimensec != 5 && v != 2 {
+				t.Errorf("root: ino %d (root nid %d) mtime %d.%d", root.Ino, s.fsys.img.RootNid(), root.Mtime, root.Mtimensec)
+			}
+			if dir.Ino+1 != dir.NodeId {
+				t.Errorf("dir: node id %d for nid %d", dir.NodeId, dir.Ino)
 			}
 			var ga fuse.AttrOut
-			if errno := root.Operations().(gofs.NodeGetattrer).Getattr(rootCtx, nil, &ga); errno != 0 || ga.Mtime != 1000 || ga.Mtimensec != 5 && v != 2 {
-				t.Errorf("root getattr: %v mtime %d.%d", errno, ga.Mtime, ga.Mtimensec)
+			if st := s.fsys.GetAttr(nil, &fuse.GetAttrIn{InHeader: header(ext.NodeId, rootCaller)}, &ga); !st.Ok() || ga.Attr != ext.Attr || ga.Timeout() < 24*3600e9 {
+				t.Errorf("getattr ext: %v %+v, timeout %v", st, ga.Attr, ga.Timeout())
 			}
-			if _, _, errno := s.lookup("dir/nonexistent"); errno != syscall.ENOENT {
-				t.Errorf("lookup of a missing name: %v, want ENOENT", errno)
+			missing, st := s.lookup("dir/nonexistent")
+			if !st.Ok() && st != fuse.ENOENT || missing.NodeId != 0 || missing.EntryTimeout() < 24*3600e9 {
+				t.Errorf("lookup of a missing name: %v node %d, cached %v; want a negative entry cached for good", st, missing.NodeId, missing.EntryTimeout())
 			}
-			if _, _, errno := s.lookup("fifo/x"); errno != syscall.ENOTDIR {
-				t.Errorf("lookup below a fifo: %v", errno)
+			if _, st := s.lookup("fifo/x"); st != fuse.ENOTDIR {
+				t.Errorf("lookup below a fifo: %v", st)
 			}
 		})
 	}
@@ -133,15 +139,15 @@ func TestWhiteouts(t *testing.T) {
 	if want := []string{".", "..", "dev", "dir", "fifo", "wdir"}; !slices.Equal(sorted(names), want) {
 		t.Errorf("root lists %q, want %q", names, want)
 	}
-	if _, _, errno := s.lookup("00"); errno != syscall.ENOENT {
-		t.Errorf("lookup of stub 00: %v, want ENOENT", errno)
+	if _, st := s.lookup("00"); st != fuse.ENOENT {
+		t.Errorf("lookup of stub 00: %v, want ENOENT", st)
 	}
-	_, wh := s.mustLookup("wdir/wh")
+	wh := s.mustLookup("wdir/wh")
 	if wh.Mode&syscall.S_IFMT != syscall.S_IFREG || wh.Size != 0 {
 		t.Errorf("v1 escaped whiteout: mode %o size %d", wh.Mode, wh.Size)
 	}
-	if v, errno := s.getxattr(rootCtx, "wdir/wh", "trusted.overlay.whiteout"); errno != 0 || v != "" {
-		t.Errorf("v1 escaped whiteout xattr: %q %v", v, errno)
+	if v, st := s.getxattr(rootCaller, "wdir/wh", "trusted.overlay.whiteout"); !st.Ok() || v != "" {
+		t.Errorf("v1 escaped whiteout xattr: %q %v", v, st)
 	}
 
 	// V2 keeps the whiteout as chardev 0/0: as under overlayfs, a listing
@@ -152,11 +158,11 @@ func TestWhiteouts(t *testing.T) {
 	if !slices.Contains(names, "wh") {
 		t.Errorf("v2 dir lists %q, want wh among them", names)
 	}
-	if lookups["wh"] != syscall.ENOENT || lookups["f"] != 0 {
+	if lookups["wh"] != fuse.ENOENT || lookups["f"] != fuse.OK {
 		t.Errorf("v2 readdirplus lookups: %v", lookups)
 	}
-	if _, _, errno := s.lookup("wdir/wh"); errno != syscall.ENOENT {
-		t.Errorf("v2 lookup of whiteout: %v, want ENOENT", errno)
+	if _, st := s.lookup("wdir/wh"); st != fuse.ENOENT {
+		t.Errorf("v2 lookup of whiteout: %v, want ENOENT", st)
 	}
 }
 
@@ -175,45 +181,99 @@ func TestRootWhiteoutHidden(t *testing.T) {
 	}
 }
 
+// TestReaddirOffsets lists a large directory in requests of every size: the
+// offsets the kernel gets back resume the listing exactly, and stay valid
+// later (a listing keeps no state).
+func TestReaddirOffsets(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("/ 0 40755 3 0 0 0 0.0 - - -\n/big 0 40755 2 0 0 0 0.0 - - -\n")
+	var want []string
+	for i := range 1500 {
+		name := fmt.Sprintf("entry-with-a-longish-name-%05d", i)
+		want = append(want, name)
+		fmt.Fprintf(&b, "/big/%s 0 100644 1 0 0 0 0.0 - - -\n", name)
+	}
+	s := newServer(t, imageFromDump(t, b.String(), 1), Config{})
+	big := s.mustLookup("big")
+	want = append(want, ".", "..")
+	slices.Sort(want)
+	var first []dirent
+	for _, size := range []int{200, 4096, 65536} {
+		ents, st := s.listAll(big.NodeId, size)
+		if !st.Ok() {
+			t.Fatalf("size %d: %v", size, st)
+		}
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name)
+			if e.Name != "." && e.Name != ".." && (e.entry.NodeId != e.Ino+1 || e.entry.Mode != syscall.S_IFREG|0o644) {
+				t.Fatalf("size %d: %s: entry %+v", size, e.Name, e.entry)
+			}
+		}
+		if !slices.Equal(sorted(names), want) {
+			t.Fatalf("size %d: %d names, want %d", size, len(names), len(want))
+		}
+		if first == nil {
+			first = ents
+		}
+	}
+	// Resuming from any offset gives the rest.
+	for _, i := range []int{0, 1, 299, 300, 700, len(first) - 2} {
+		ents, _ := s.readdirplus(big.NodeId, first[i].Off, 4096)
+		if len(ents) == 0 || ents[0].Name != first[i+1].Name {
+			t.Errorf("resuming after %s: got %v", first[i].Name, ents)
+		}
+	}
+	if ents, st := s.readdirplus(big.NodeId, first[len(first)-1].Off, 4096); !st.Ok() || len(ents) != 0 {
+		t.Errorf("past the end: %d entries, %v", len(ents), st)
+	}
+	if ents, st := s.readdirplus(big.NodeId, 1<<40, 4096); !st.Ok() || len(ents) != 0 {
+		t.Errorf("far past the end: %d entries, %v", len(ents), st)
+	}
+}
+
 func TestXattrs(t *testing.T) {
 	tt := newTestTree(t)
 	for _, v := range []int{0, 1, 2} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
 			s := newServer(t, imageFromDump(t, tt.dump, v), Config{Store: tt.store})
-			got := sorted(s.listxattr(rootCtx, "dir"))
+			got := sorted(s.listxattr(rootCaller, "dir"))
 			if want := []string{"security.x", "trusted.overlay.custom", "user.a"}; !slices.Equal(got, want) {
 				t.Errorf("dir xattrs %q, want %q", got, want)
 			}
-			if got := s.listxattr(userCtx, "dir"); !slices.Equal(sorted(got), []string{"security.x", "user.a"}) {
+			if got := s.listxattr(userCaller, "dir"); !slices.Equal(sorted(got), []string{"security.x", "user.a"}) {
 				t.Errorf("dir xattrs for a user %q", got)
 			}
-			if got := s.listxattr(rootCtx, "dir/ext"); len(got) != 0 {
+			if got := s.listxattr(rootCaller, "dir/ext"); len(got) != 0 {
 				t.Errorf("ext lists private xattrs: %q", got)
 			}
 			for name, want := range map[string]string{"user.a": "1", "trusted.overlay.custom": "2", "security.x": "s"} {
-				if v, errno := s.getxattr(rootCtx, "dir", name); errno != 0 || v != want {
-					t.Errorf("getxattr %s = %q, %v; want %q", name, v, errno, want)
+				if v, st := s.getxattr(rootCaller, "dir", name); !st.Ok() || v != want {
+					t.Errorf("getxattr %s = %q, %v; want %q", name, v, st, want)
 				}
 			}
-			for name, want := range map[string]syscall.Errno{
-				"trusted.overlay.overlay.custom": syscall.ENODATA,
-				"user.nope":                      syscall.ENODATA,
-				"trusted.overlay.":               syscall.EINVAL,
-				"user.":                          syscall.EINVAL,
-				"foo.bar":                        syscall.EOPNOTSUPP,
+			for name, want := range map[string]fuse.Status{
+				"trusted.overlay.overlay.custom": fuse.ENODATA,
+				"user.nope":                      fuse.ENODATA,
+				"trusted.overlay.":               fuse.EINVAL,
+				"user.":                          fuse.EINVAL,
+				"foo.bar":                        fuse.Status(syscall.EOPNOTSUPP),
 			} {
-				if _, errno := s.getxattr(rootCtx, "dir", name); errno != want {
-					t.Errorf("getxattr %s: %v, want %v", name, errno, want)
+				if _, st := s.getxattr(rootCaller, "dir", name); st != want {
+					t.Errorf("getxattr %s: %v, want %v", name, st, want)
 				}
+			}
+			if _, st := s.getxattr(userCaller, "dir", "trusted.overlay.custom"); st != fuse.ENODATA {
+				t.Errorf("getxattr trusted.* for a user: %v, want ENODATA", st)
 			}
 			for _, name := range []string{"trusted.overlay.redirect", "trusted.overlay.metacopy"} {
-				if _, errno := s.getxattr(rootCtx, "dir/ext", name); errno != syscall.ENODATA {
-					t.Errorf("getxattr %s of an external file: %v, want ENODATA", name, errno)
+				if _, st := s.getxattr(rootCaller, "dir/ext", name); st != fuse.ENODATA {
+					t.Errorf("getxattr %s of an external file: %v, want ENODATA", name, st)
 				}
 			}
-			n, _ := s.mustLookup("dir")
-			if sz, errno := n.Operations().(gofs.NodeGetxattrer).Getxattr(rootCtx, "user.a", nil); errno != syscall.ERANGE || sz != 1 {
-				t.Errorf("getxattr into no buffer: %d %v, want 1 ERANGE", sz, errno)
+			h := header(s.mustLookup("dir").NodeId, rootCaller)
+			if sz, st := s.fsys.GetXAttr(nil, &h, "user.a", nil); st != fuse.ERANGE || sz != 1 {
+				t.Errorf("getxattr into no buffer: %d %v, want 1 ERANGE", sz, st)
 			}
 		})
 	}
@@ -224,107 +284,123 @@ func TestContents(t *testing.T) {
 	for _, mode := range []VerityMode{VerityOn, VerityRequire, VerityOff} {
 		t.Run(mode.String(), func(t *testing.T) {
 			s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store, Verity: mode})
-			if got, errno := s.readFile("dir/inline"); errno != 0 || string(got) != "hello" {
-				t.Errorf("inline: %q %v", got, errno)
+			if got, st := s.readFile("dir/inline"); !st.Ok() || string(got) != "hello" {
+				t.Errorf("inline: %q %v", got, st)
 			}
-			if got, errno := s.readFile("dir/ext"); errno != 0 || !bytes.Equal(got, tt.ext.content) {
-				t.Errorf("ext: %d bytes, %v", len(got), errno)
+			if got, st := s.readFile("dir/ext"); !st.Ok() || !bytes.Equal(got, tt.ext.content) {
+				t.Errorf("ext: %d bytes, %v", len(got), st)
 			}
-			got, errno := s.readFile("dir/nodigest")
+			got, st := s.readFile("dir/nodigest")
 			if mode == VerityRequire {
-				if errno != syscall.EIO {
-					t.Errorf("nodigest under require: %v, want EIO", errno)
+				if st != fuse.EIO {
+					t.Errorf("nodigest under require: %v, want EIO", st)
 				}
-			} else if errno != 0 || !bytes.Equal(got, tt.nodigest.content) {
-				t.Errorf("nodigest: %d bytes, %v", len(got), errno)
+			} else if !st.Ok() || !bytes.Equal(got, tt.nodigest.content) {
+				t.Errorf("nodigest: %d bytes, %v", len(got), st)
 			}
-			got, errno = s.readFile("dir/bad")
+			got, st = s.readFile("dir/bad")
 			if mode == VerityOff {
-				if errno != 0 || len(got) != len(tt.bad.content) {
-					t.Errorf("bad under off: %d bytes, %v", len(got), errno)
+				if !st.Ok() || len(got) != len(tt.bad.content) {
+					t.Errorf("bad under off: %d bytes, %v", len(got), st)
 				}
 			} else {
-				if errno != syscall.EIO {
-					t.Errorf("bad: %v, want EIO", errno)
+				if st != fuse.EIO {
+					t.Errorf("bad: %v, want EIO", st)
 				}
 				if !strings.Contains(s.log.String(), "/dir/bad") || !strings.Contains(s.log.String(), tt.bad.payload) {
 					t.Errorf("log does not name the file and object:\n%s", s.log.String())
 				}
 			}
-			if _, errno := s.readFile("dir/missing"); errno != syscall.ENOENT {
-				t.Errorf("missing object: %v, want ENOENT", errno)
+			if _, st := s.readFile("dir/missing"); st != fuse.ENOENT {
+				t.Errorf("missing object: %v, want ENOENT", st)
 			}
 			// The mount lives on: other files still read.
-			if got, errno := s.readFile("dir/ext"); errno != 0 || !bytes.Equal(got, tt.ext.content) {
-				t.Errorf("ext after failures: %d bytes, %v", len(got), errno)
+			if got, st := s.readFile("dir/ext"); !st.Ok() || !bytes.Equal(got, tt.ext.content) {
+				t.Errorf("ext after failures: %d bytes, %v", len(got), st)
+			}
+			if n := len(s.fsys.open); n != 0 {
+				t.Errorf("%d objects still held after every release", n)
 			}
 		})
+	}
+}
+
+// TestOpenObjectShared: opens of one external file share its object until
+// the last release.
+func TestOpenObjectShared(t *testing.T) {
+	tt := newTestTree(t)
+	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
+	ext := s.mustLookup("dir/ext")
+	in := fuse.OpenIn{InHeader: header(ext.NodeId, rootCaller), Flags: syscall.O_RDONLY}
+	var a, b fuse.OpenOut
+	if st := s.fsys.Open(nil, &in, &a); !st.Ok() {
+		t.Fatal(st)
+	}
+	if st := s.fsys.Open(nil, &in, &b); !st.Ok() {
+		t.Fatal(st)
+	}
+	if a.Fh != fhObject || b.Fh != fhObject || len(s.fsys.open) != 1 {
+		t.Fatalf("handles %d %d, %d objects held", a.Fh, b.Fh, len(s.fsys.open))
+	}
+	rel := fuse.ReleaseIn{InHeader: in.InHeader, Fh: a.Fh}
+	s.fsys.Release(nil, &rel)
+	if len(s.fsys.open) != 1 {
+		t.Errorf("object let go while still open")
+	}
+	s.fsys.Release(nil, &rel)
+	if len(s.fsys.open) != 0 {
+		t.Errorf("object held after the last release")
+	}
+	// A read after the last release has no object to read.
+	if _, st := s.fsys.Read(nil, &fuse.ReadIn{InHeader: in.InHeader, Fh: fhObject, Size: 10}, make([]byte, 10)); st != fuse.EBADF {
+		t.Errorf("read of a released object: %v, want EBADF", st)
 	}
 }
 
 func TestNoStore(t *testing.T) {
 	tt := newTestTree(t)
 	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Verity: VerityOff})
-	if _, errno := s.readFile("dir/ext"); errno != syscall.ENOENT {
-		t.Errorf("external file without a store: %v, want ENOENT", errno)
-	}
-}
-
-func TestPassthroughHandle(t *testing.T) {
-	tt := newTestTree(t)
-	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
-	n, _ := s.mustLookup("dir/ext")
-	fh, _, errno := n.Operations().(*fileNode).Open(rootCtx, syscall.O_RDONLY)
-	if errno != 0 {
-		t.Fatal(errno)
-	}
-	defer fh.(gofs.FileReleaser).Release(rootCtx)
-	fd, ok := fh.(gofs.FilePassthroughFder).PassthroughFd()
-	if !ok || fd < 0 {
-		t.Fatalf("PassthroughFd: %d %v", fd, ok)
-	}
-	// An inline file has no object to pass through.
-	n, _ = s.mustLookup("dir/inline")
-	fh, _, _ = n.Operations().(*fileNode).Open(rootCtx, syscall.O_RDONLY)
-	if _, ok := fh.(gofs.FilePassthroughFder); ok {
-		t.Errorf("inline file handle offers passthrough")
+	if _, st := s.readFile("dir/ext"); st != fuse.ENOENT {
+		t.Errorf("external file without a store: %v, want ENOENT", st)
 	}
 }
 
 func TestReadOnly(t *testing.T) {
 	tt := newTestTree(t)
 	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
-	dn, _ := s.mustLookup("dir")
-	d := dn.Operations().(*dirNode)
-	fnode, _ := s.mustLookup("dir/inline")
-	f := fnode.Operations().(*fileNode)
-	var out fuse.EntryOut
-	var aout fuse.AttrOut
-	checks := map[string]syscall.Errno{}
-	_, checks["mkdir"] = d.Mkdir(rootCtx, "x", 0o755, &out)
-	_, checks["mknod"] = d.Mknod(rootCtx, "x", 0o644, 0, &out)
-	_, checks["link"] = d.Link(rootCtx, f, "x", &out)
-	_, checks["symlink"] = d.Symlink(rootCtx, "t", "x", &out)
-	_, _, _, checks["create"] = d.Create(rootCtx, "x", 0, 0o644, &out)
-	_, _, _, checks["tmpfile"] = d.Tmpfile(rootCtx, 0, 0o644, &out)
-	checks["unlink"] = d.Unlink(rootCtx, "inline")
-	checks["rmdir"] = d.Rmdir(rootCtx, "x")
-	checks["rename"] = d.Rename(rootCtx, "inline", d, "y", 0)
-	checks["setattr"] = f.Setattr(rootCtx, nil, &fuse.SetAttrIn{}, &aout)
-	checks["setxattr"] = f.Setxattr(rootCtx, "user.x", []byte("1"), 0)
-	checks["removexattr"] = f.Removexattr(rootCtx, "user.x")
-	_, checks["write"] = f.Write(rootCtx, nil, []byte("x"), 0)
-	checks["allocate"] = f.Allocate(rootCtx, nil, 0, 1, 0)
-	_, _, checks["open O_WRONLY"] = f.Open(rootCtx, syscall.O_WRONLY)
-	_, _, checks["open O_RDWR"] = f.Open(rootCtx, syscall.O_RDWR)
-	_, _, checks["open O_TRUNC"] = f.Open(rootCtx, syscall.O_RDONLY|syscall.O_TRUNC)
-	for op, errno := range checks {
-		if errno != syscall.EROFS {
-			t.Errorf("%s: %v, want EROFS", op, errno)
+	dir := header(s.mustLookup("dir").NodeId, rootCaller)
+	file := header(s.mustLookup("dir/inline").NodeId, rootCaller)
+	f := s.fsys
+	var eo fuse.EntryOut
+	var ao fuse.AttrOut
+	var co fuse.CreateOut
+	var oo fuse.OpenOut
+	checks := map[string]fuse.Status{}
+	checks["mkdir"] = f.Mkdir(nil, &fuse.MkdirIn{InHeader: dir}, "x", &eo)
+	checks["mknod"] = f.Mknod(nil, &fuse.MknodIn{InHeader: dir}, "x", &eo)
+	checks["link"] = f.Link(nil, &fuse.LinkIn{InHeader: dir, Oldnodeid: file.NodeId}, "x", &eo)
+	checks["symlink"] = f.Symlink(nil, &dir, "t", "x", &eo)
+	checks["create"] = f.Create(nil, &fuse.CreateIn{InHeader: dir}, "x", &co)
+	checks["tmpfile"] = f.Tmpfile(nil, &fuse.CreateIn{InHeader: dir}, &co)
+	checks["unlink"] = f.Unlink(nil, &dir, "inline")
+	checks["rmdir"] = f.Rmdir(nil, &dir, "x")
+	checks["rename"] = f.Rename(nil, &fuse.RenameIn{InHeader: dir, Newdir: dir.NodeId}, "inline", "y")
+	checks["setattr"] = f.SetAttr(nil, &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{InHeader: file}}, &ao)
+	checks["setxattr"] = f.SetXAttr(nil, &fuse.SetXAttrIn{InHeader: file}, "user.x", []byte("1"))
+	checks["removexattr"] = f.RemoveXAttr(nil, &file, "user.x")
+	_, checks["write"] = f.Write(nil, &fuse.WriteIn{InHeader: file}, []byte("x"))
+	checks["fallocate"] = f.Fallocate(nil, &fuse.FallocateIn{InHeader: file})
+	_, checks["copy_file_range"] = f.CopyFileRange(nil, &fuse.CopyFileRangeIn{InHeader: file})
+	checks["open O_WRONLY"] = f.Open(nil, &fuse.OpenIn{InHeader: file, Flags: syscall.O_WRONLY}, &oo)
+	checks["open O_RDWR"] = f.Open(nil, &fuse.OpenIn{InHeader: file, Flags: syscall.O_RDWR}, &oo)
+	checks["open O_TRUNC"] = f.Open(nil, &fuse.OpenIn{InHeader: file, Flags: syscall.O_RDONLY | syscall.O_TRUNC}, &oo)
+	for op, st := range checks {
+		if st != fuse.EROFS {
+			t.Errorf("%s: %v, want EROFS", op, st)
 		}
 	}
-	if errno := f.Flush(rootCtx, nil); errno != syscall.ENOSYS {
-		t.Errorf("flush: %v, want ENOSYS", errno)
+	if st := f.Flush(nil, &fuse.FlushIn{InHeader: file}); st != fuse.ENOSYS {
+		t.Errorf("flush: %v, want ENOSYS", st)
 	}
 }
 
@@ -332,44 +408,13 @@ func TestStatfs(t *testing.T) {
 	tt := newTestTree(t)
 	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
 	var out fuse.StatfsOut
-	if errno := s.fsys.root.Statfs(rootCtx, &out); errno != 0 {
-		t.Fatal(errno)
+	h := header(fuse.FUSE_ROOT_ID, rootCaller)
+	if st := s.fsys.StatFs(nil, &h, &out); !st.Ok() {
+		t.Fatal(st)
 	}
 	sb := s.fsys.img.Superblock()
 	if out.Blocks != uint64(sb.Blocks) || out.Bsize != 4096 || out.NameLen != 255 || out.Bfree != 0 || out.Ffree != ^uint64(0)-sb.Inos {
 		t.Errorf("statfs %+v (superblock blocks %d inos %d)", out, sb.Blocks, sb.Inos)
-	}
-}
-
-func TestSeekdir(t *testing.T) {
-	tt := newTestTree(t)
-	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
-	n, _ := s.mustLookup("dir")
-	fh, _, _ := n.Operations().(*dirNode).OpendirHandle(rootCtx, 0)
-	h := fh.(*dirHandle)
-	var all []fuse.DirEntry
-	for {
-		de, errno := h.Readdirent(rootCtx)
-		if errno != 0 {
-			t.Fatal(errno)
-		}
-		if de == nil {
-			break
-		}
-		all = append(all, *de)
-	}
-	if len(all) < 5 {
-		t.Fatalf("only %d entries", len(all))
-	}
-	if errno := h.Seekdir(rootCtx, all[2].Off); errno != 0 {
-		t.Fatal(errno)
-	}
-	de, _ := h.Readdirent(rootCtx)
-	if de == nil || de.Name != all[3].Name {
-		t.Errorf("after seek to %d: %v, want %s", all[2].Off, de, all[3].Name)
-	}
-	if errno := h.Seekdir(rootCtx, 1<<40); errno != syscall.EINVAL {
-		t.Errorf("seek past the end: %v", errno)
 	}
 }
 
@@ -385,28 +430,35 @@ func TestParseVerityMode(t *testing.T) {
 	}
 }
 
-func TestNodeOptions(t *testing.T) {
+func TestFuseOptions(t *testing.T) {
 	tt := newTestTree(t)
 	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
-	o := s.fsys.NodeOptions(MountOptions{MaxStackDepth: 2, Options: []string{"nodev"}})
-	if o.EntryTimeout == nil || o.AttrTimeout == nil || o.NegativeTimeout == nil || *o.NegativeTimeout < 24*3600e9 {
-		t.Errorf("timeouts not set for good")
-	}
-	if !o.NullPermissions || !o.EnableSymlinkCaching || o.MaxWrite != 1<<20 || o.MaxStackDepth != 2 {
-		t.Errorf("options %+v", o.MountOptions)
+	o := s.fsys.FuseOptions(MountOptions{MaxStackDepth: 2, Options: []string{"nodev"}})
+	if !o.EnableSymlinkCaching || o.MaxWrite != 1<<20 || o.MaxStackDepth != 2 || o.PanicHandler == nil {
+		t.Errorf("options %+v", o)
 	}
 	if !slices.Contains(o.Options, "ro") || !slices.Contains(o.Options, "nodev") || !slices.Contains(o.Options, "default_permissions") {
 		t.Errorf("mount options %q", o.Options)
-	}
-	if o.RootStableAttr == nil || o.RootStableAttr.Ino != s.fsys.img.RootNid() {
-		t.Errorf("root ino not the root nid")
 	}
 	if d := StackDepthFor(t.TempDir()); d != 1 {
 		t.Errorf("StackDepthFor a plain dir: %d", d)
 	}
 }
 
-var _ context.Context = userCtx
+func TestLogPaths(t *testing.T) {
+	tt := newTestTree(t)
+	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
+	bad := s.mustLookup("dir/bad")
+	if p := s.fsys.pathOf(bad.Ino); p != "/dir/bad" {
+		t.Errorf("pathOf bad: %q", p)
+	}
+	if p := s.fsys.pathOf(s.fsys.img.RootNid()); p != "/" {
+		t.Errorf("pathOf root: %q", p)
+	}
+	if p := s.fsys.pathOf(1 << 30); p != fmt.Sprintf("inode %d", 1<<30) {
+		t.Errorf("pathOf a nid nowhere: %q", p)
+	}
+}
 
 func TestValidRedirect(t *testing.T) {
 	for v, want := range map[string]bool{

@@ -2,9 +2,8 @@ package fusefs
 
 import (
 	"bytes"
-	"context"
+	"encoding/binary"
 	"encoding/hex"
-	"fmt"
 	"log"
 	"os"
 	"path/filepath"
@@ -12,8 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"unsafe"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/composefs/composefs-go/dumpfile"
@@ -102,7 +101,8 @@ func goldenDir(t testing.TB) string {
 	return d
 }
 
-// server is an FS set up as go-fuse sets it up for a mount, without one.
+// server drives an FS through its request methods, as the kernel would,
+// without a mount.
 type server struct {
 	t    testing.TB
 	fsys *FS
@@ -119,133 +119,185 @@ func newServer(t testing.TB, img *erofs.Image, cfg Config) *server {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	gofs.NewNodeFS(fsys.Root(), fsys.NodeOptions(MountOptions{Logger: cfg.Logger}))
 	return &server{t: t, fsys: fsys, log: lb}
 }
 
-var rootCtx = context.Background()
+// Callers: root, and an unprivileged user.
+var (
+	rootCaller = fuse.Caller{}
+	userCaller = fuse.Caller{Owner: fuse.Owner{Uid: 1000, Gid: 1000}}
+)
 
-// userCtx is a request from an unprivileged caller.
-var userCtx = fuse.NewContext(context.Background(), &fuse.Caller{Owner: fuse.Owner{Uid: 1000, Gid: 1000}})
+func header(nodeID uint64, c fuse.Caller) fuse.InHeader {
+	return fuse.InHeader{NodeId: nodeID, Caller: c}
+}
 
-// lookup walks a slash-separated path from the root.
-func (s *server) lookup(path string) (*gofs.Inode, fuse.EntryOut, syscall.Errno) {
-	var out fuse.EntryOut
-	cur := s.fsys.Root().EmbeddedInode()
+// lookup walks a slash-separated path from the root; the root itself
+// answers with its attributes. A negative entry is ENOENT.
+func (s *server) lookup(path string) (fuse.EntryOut, fuse.Status) {
+	out := fuse.EntryOut{NodeId: fuse.FUSE_ROOT_ID}
+	var ao fuse.AttrOut
+	if st := s.fsys.GetAttr(nil, &fuse.GetAttrIn{InHeader: header(fuse.FUSE_ROOT_ID, rootCaller)}, &ao); !st.Ok() {
+		return out, st
+	}
+	out.Attr = ao.Attr
 	for _, name := range strings.Split(strings.Trim(path, "/"), "/") {
 		if name == "" {
 			continue
 		}
-		d, ok := cur.Operations().(gofs.NodeLookuper)
-		if !ok {
-			return nil, out, syscall.ENOTDIR
-		}
+		h := header(out.NodeId, rootCaller)
 		out = fuse.EntryOut{}
-		ch, errno := d.Lookup(rootCtx, name, &out)
-		if errno != 0 {
-			return nil, out, errno
+		if st := s.fsys.Lookup(nil, &h, name, &out); !st.Ok() {
+			return out, st
 		}
-		// As the bridge does: remember the child in the tree.
-		cur.AddChild(name, ch, false)
-		cur = ch
+		if out.NodeId == 0 {
+			return out, fuse.ENOENT
+		}
 	}
-	return cur, out, 0
+	return out, fuse.OK
 }
 
-func (s *server) mustLookup(path string) (*gofs.Inode, fuse.EntryOut) {
+func (s *server) mustLookup(path string) fuse.EntryOut {
 	s.t.Helper()
-	n, out, errno := s.lookup(path)
-	if errno != 0 {
-		s.t.Fatalf("lookup %s: %v", path, errno)
+	out, st := s.lookup(path)
+	if !st.Ok() {
+		s.t.Fatalf("lookup %s: %v", path, st)
 	}
-	return n, out
+	return out
 }
 
-// readdir lists a directory the way the bridge does, with the handle's
-// readdirplus lookup for every entry; it returns the names and the errno
-// of each entry's lookup.
-func (s *server) readdir(path string) ([]string, map[string]syscall.Errno) {
-	s.t.Helper()
-	n, _ := s.mustLookup(path)
-	fh, flags, errno := n.Operations().(gofs.NodeOpendirHandler).OpendirHandle(rootCtx, 0)
-	if errno != 0 {
-		s.t.Fatalf("opendir %s: %v", path, errno)
+// dirent is one entry of a listing, with the lookup readdirplus answered
+// along with it (NodeId 0: none).
+type dirent struct {
+	fuse.DirEntry
+	entry fuse.EntryOut
+}
+
+// readdirplus lists the directory at nodeID from offset off into a buffer
+// of size bytes, as one READDIRPLUS request.
+func (s *server) readdirplus(nodeID, off uint64, size int) ([]dirent, fuse.Status) {
+	buf := make([]byte, size)
+	l := fuse.NewDirEntryList(buf, off)
+	st := s.fsys.ReadDirPlus(nil, &fuse.ReadIn{InHeader: header(nodeID, rootCaller), Offset: off, Size: uint32(size)}, l)
+	if !st.Ok() {
+		return nil, st
 	}
-	if flags&fuse.FOPEN_CACHE_DIR == 0 || flags&fuse.FOPEN_KEEP_CACHE == 0 {
-		s.t.Errorf("opendir %s: flags %#x lack CACHE_DIR|KEEP_CACHE", path, flags)
+	var out []dirent
+	for b := l.Bytes(); len(b) > 0; {
+		var d dirent
+		d.entry = *(*fuse.EntryOut)(unsafe.Pointer(&b[0]))
+		b = b[unsafe.Sizeof(fuse.EntryOut{}):]
+		d.DirEntry, b = parseDirent(b)
+		out = append(out, d)
+	}
+	return out, fuse.OK
+}
+
+// parseDirent decodes a FUSE dirent {ino u64, off u64, namelen u32, type
+// u32, name, padding to 8 bytes} and returns what follows it.
+func parseDirent(b []byte) (fuse.DirEntry, []byte) {
+	n := int(binary.LittleEndian.Uint32(b[16:]))
+	de := fuse.DirEntry{
+		Ino:  binary.LittleEndian.Uint64(b),
+		Off:  binary.LittleEndian.Uint64(b[8:]),
+		Mode: binary.LittleEndian.Uint32(b[20:]) << 12,
+		Name: string(b[24 : 24+n]),
+	}
+	return de, b[(24+n+7)&^7:]
+}
+
+// listAll lists a whole directory in requests of size bytes.
+func (s *server) listAll(nodeID uint64, size int) ([]dirent, fuse.Status) {
+	var all []dirent
+	for off := uint64(0); ; {
+		ents, st := s.readdirplus(nodeID, off, size)
+		if !st.Ok() || len(ents) == 0 {
+			return all, st
+		}
+		all = append(all, ents...)
+		off = ents[len(ents)-1].Off
+	}
+}
+
+// readdir lists a directory the way the kernel does, with readdirplus; it
+// returns the names, and for each the status of looking it up (readdirplus'
+// answer, or a LOOKUP of its own where readdirplus left it to one).
+func (s *server) readdir(path string) ([]string, map[string]fuse.Status) {
+	s.t.Helper()
+	dir := s.mustLookup(path)
+	ents, st := s.listAll(dir.NodeId, 4096)
+	if !st.Ok() {
+		s.t.Fatalf("readdir %s: %v", path, st)
 	}
 	var names []string
-	lookups := map[string]syscall.Errno{}
-	for {
-		de, errno := fh.(gofs.FileReaddirenter).Readdirent(rootCtx)
-		if errno != 0 {
-			s.t.Fatalf("readdir %s: %v", path, errno)
-		}
-		if de == nil {
-			break
-		}
-		names = append(names, de.Name)
-		if de.Name == "." || de.Name == ".." {
+	lookups := map[string]fuse.Status{}
+	for _, e := range ents {
+		names = append(names, e.Name)
+		if e.Name == "." || e.Name == ".." {
 			continue
 		}
+		if e.entry.NodeId != 0 {
+			lookups[e.Name] = fuse.OK
+			continue
+		}
+		h := header(dir.NodeId, rootCaller)
 		var out fuse.EntryOut
-		_, lookups[de.Name] = fh.(gofs.FileLookuper).Lookup(rootCtx, de.Name, &out)
+		st := s.fsys.Lookup(nil, &h, e.Name, &out)
+		if st.Ok() && out.NodeId == 0 {
+			st = fuse.ENOENT
+		}
+		lookups[e.Name] = st
 	}
 	return names, lookups
 }
 
-// readFile opens and reads a whole file through the node methods.
-func (s *server) readFile(path string) ([]byte, syscall.Errno) {
-	n, out, errno := s.lookup(path)
-	if errno != 0 {
-		return nil, errno
+// readFile opens and reads a whole file through the request methods.
+func (s *server) readFile(path string) ([]byte, fuse.Status) {
+	e, st := s.lookup(path)
+	if !st.Ok() {
+		return nil, st
 	}
-	f := n.Operations().(*fileNode)
-	fh, flags, errno := f.Open(rootCtx, syscall.O_RDONLY)
-	if errno != 0 {
-		return nil, errno
+	var oo fuse.OpenOut
+	if st := s.fsys.Open(nil, &fuse.OpenIn{InHeader: header(e.NodeId, rootCaller), Flags: syscall.O_RDONLY}, &oo); !st.Ok() {
+		return nil, st
 	}
-	if flags&fuse.FOPEN_KEEP_CACHE == 0 {
-		s.t.Errorf("open %s: flags %#x lack KEEP_CACHE", path, flags)
+	defer s.fsys.Release(nil, &fuse.ReleaseIn{InHeader: header(e.NodeId, rootCaller), Fh: oo.Fh})
+	if oo.OpenFlags&(fuse.FOPEN_KEEP_CACHE|fuse.FOPEN_PASSTHROUGH) == 0 {
+		s.t.Errorf("open %s: flags %#x keep no cache", path, oo.OpenFlags)
 	}
-	defer func() {
-		if r, ok := fh.(gofs.FileReleaser); ok {
-			r.Release(rootCtx)
-		}
-	}()
 	var data []byte
 	buf := make([]byte, 64<<10)
-	for off := int64(0); off < int64(out.Size); {
-		res, errno := f.Read(rootCtx, fh, buf, off)
-		if errno != 0 {
-			return nil, errno
+	for off := uint64(0); off < e.Size; {
+		res, st := s.fsys.Read(nil, &fuse.ReadIn{InHeader: header(e.NodeId, rootCaller), Fh: oo.Fh, Offset: off, Size: uint32(len(buf))}, buf)
+		if !st.Ok() {
+			return nil, st
 		}
 		b, st := res.Bytes(make([]byte, len(buf)))
 		res.Done()
 		if !st.Ok() {
-			return nil, syscall.Errno(st)
+			return nil, st
 		}
 		if len(b) == 0 {
 			break
 		}
 		data = append(data, b...)
-		off += int64(len(b))
+		off += uint64(len(b))
 	}
-	return data, 0
+	return data, fuse.OK
 }
 
-func (s *server) listxattr(ctx context.Context, path string) []string {
+func (s *server) listxattr(c fuse.Caller, path string) []string {
 	s.t.Helper()
-	n, _ := s.mustLookup(path)
-	x := n.Operations().(gofs.NodeListxattrer)
-	size, errno := x.Listxattr(ctx, nil)
-	if errno != 0 && errno != syscall.ERANGE {
-		s.t.Fatalf("listxattr %s: %v", path, errno)
+	e := s.mustLookup(path)
+	h := header(e.NodeId, c)
+	size, st := s.fsys.ListXAttr(nil, &h, nil)
+	if !st.Ok() && st != fuse.ERANGE {
+		s.t.Fatalf("listxattr %s: %v", path, st)
 	}
 	buf := make([]byte, size)
-	got, errno := x.Listxattr(ctx, buf)
-	if errno != 0 || got != size {
-		s.t.Fatalf("listxattr %s: %d bytes, %v (size said %d)", path, got, errno, size)
+	got, st := s.fsys.ListXAttr(nil, &h, buf)
+	if !st.Ok() || got != size {
+		s.t.Fatalf("listxattr %s: %d bytes, %v (size said %d)", path, got, st, size)
 	}
 	var names []string
 	for _, name := range strings.Split(string(buf), "\x00") {
@@ -256,18 +308,14 @@ func (s *server) listxattr(ctx context.Context, path string) []string {
 	return names
 }
 
-func (s *server) getxattr(ctx context.Context, path, name string) (string, syscall.Errno) {
+func (s *server) getxattr(c fuse.Caller, path, name string) (string, fuse.Status) {
 	s.t.Helper()
-	n, _ := s.mustLookup(path)
-	x := n.Operations().(gofs.NodeGetxattrer)
+	e := s.mustLookup(path)
+	h := header(e.NodeId, c)
 	buf := make([]byte, 64<<10)
-	sz, errno := x.Getxattr(ctx, name, buf)
-	if errno != 0 {
-		return "", errno
+	sz, st := s.fsys.GetXAttr(nil, &h, name, buf)
+	if !st.Ok() {
+		return "", st
 	}
-	return string(buf[:sz]), 0
-}
-
-func dumpLine(path string, size uint64, mode uint32, nlink int, rest string) string {
-	return fmt.Sprintf("%s %d %o %d %s\n", path, size, mode, nlink, rest)
+	return string(buf[:sz]), fuse.OK
 }

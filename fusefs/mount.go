@@ -1,11 +1,11 @@
 package fusefs
 
 import (
+	"fmt"
 	"log"
 	"os"
-	"time"
+	"runtime"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
@@ -35,50 +35,62 @@ type MountOptions struct {
 // is also how mount(8) finds the command through mount.fuse3.
 const Name = "composefs-fuse"
 
-// forever is how long the kernel may cache what we tell it: an image never
-// changes while it is mounted.
-const forever = 365 * 24 * time.Hour
-
-// NodeOptions are the go-fuse options for serving f: caching for as long as
-// the mount lives, permissions exactly as stored and checked by the kernel,
-// 1 MiB requests, a read-only mount, and as root a direct mount(2).
-func (f *FS) NodeOptions(mo MountOptions) *gofs.Options {
-	t := forever
+// FuseOptions are the go-fuse options for serving f: permissions checked by
+// the kernel, 1 MiB requests, a read-only mount, and as root a direct
+// mount(2). Caching is not an option: every answer says how long it holds.
+func (f *FS) FuseOptions(mo MountOptions) *fuse.MountOptions {
 	logger := mo.Logger
 	if logger == nil {
 		logger = log.Default()
 	}
 	opts := []string{"ro", "default_permissions"}
 	opts = append(opts, mo.Options...)
-	return &gofs.Options{
-		EntryTimeout:    &t,
-		AttrTimeout:     &t,
-		NegativeTimeout: &t,
-		NullPermissions: true,
-		RootStableAttr:  &gofs.StableAttr{Ino: f.img.RootNid()},
-		Logger:          logger,
-		MountOptions: fuse.MountOptions{
-			AllowOther:           mo.AllowOther,
-			Debug:                mo.Debug,
-			Logger:               logger,
-			FsName:               mo.FsName,
-			Name:                 Name,
-			Options:              opts,
-			MaxWrite:             1 << 20,
-			EnableSymlinkCaching: true,
-			// POSIX ACLs stored in the image are enforced by the
-			// kernel, as EROFS enforces them.
-			EnableAcl:     true,
-			DirectMount:   os.Geteuid() == 0,
-			MaxStackDepth: mo.MaxStackDepth,
-		},
+	return &fuse.MountOptions{
+		AllowOther:           mo.AllowOther,
+		Debug:                mo.Debug,
+		Logger:               logger,
+		FsName:               mo.FsName,
+		Name:                 Name,
+		Options:              opts,
+		MaxWrite:             1 << 20,
+		EnableSymlinkCaching: true,
+		// POSIX ACLs stored in the image are enforced by the kernel, as
+		// EROFS enforces them.
+		EnableAcl:     true,
+		DirectMount:   os.Geteuid() == 0,
+		MaxStackDepth: mo.MaxStackDepth,
+		PanicHandler:  panicHandler(logger),
+	}
+}
+
+// panicHandler turns a request that panicked into EIO and one log line.
+// The likely cause is a fault reading the image mapping (its file truncated
+// under us), which SetPanicOnFault turns into a panic, not a crash.
+func panicHandler(logger *log.Logger) func(any) fuse.Status {
+	return func(r any) fuse.Status {
+		if e, ok := r.(interface{ Addr() uintptr }); ok {
+			logger.Printf("fault reading the image at %#x (file changed under the mount?): %v", e.Addr(), r)
+			return fuse.EIO
+		}
+		buf := make([]byte, 16<<10)
+		logger.Printf("request failed: %v\n%s", r, buf[:runtime.Stack(buf, false)])
+		return fuse.EIO
 	}
 }
 
 // Mount mounts f on dir and starts serving; it returns once the mount is
 // live. Server.Wait returns when it is unmounted.
 func Mount(dir string, f *FS, mo MountOptions) (*fuse.Server, error) {
-	return gofs.Mount(dir, f.Root(), f.NodeOptions(mo))
+	server, err := fuse.NewServer(f, dir, f.FuseOptions(mo))
+	if err != nil {
+		return nil, err
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		server.Unmount()
+		return nil, fmt.Errorf("waiting for the mount: %w", err)
+	}
+	return server, nil
 }
 
 // StackDepthFor is the MaxStackDepth passthrough needs for objects stored in

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 )
 
 // TestMountParallel mounts the test tree in this process and reads it from
@@ -31,7 +29,7 @@ func TestMountParallel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, err := gofs.Mount(mnt, fsys.Root(), fsys.NodeOptions(MountOptions{Logger: logger}))
+	server, err := Mount(mnt, fsys, MountOptions{Logger: logger})
 	if err != nil {
 		t.Skipf("mount: %v", err)
 	}

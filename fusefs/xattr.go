@@ -1,7 +1,7 @@
 package fusefs
 
 import (
-	"context"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -60,39 +60,48 @@ func checkXattrName(name string) syscall.Errno {
 // asks for CAP_SYS_ADMIN; FUSE tells us only the caller's ids, so root
 // stands for it. (The kernel itself refuses unprivileged getxattr of
 // trusted.* before asking us; listing is ours to filter.)
-func privileged(ctx context.Context) bool {
-	c, ok := fuse.FromContext(ctx)
-	return !ok || c.Uid == 0
+func privileged(h *fuse.InHeader) bool {
+	return h.Uid == 0
 }
 
-func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+func (f *FS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
+	debug.SetPanicOnFault(true)
 	if errno := checkXattrName(attr); errno != 0 {
-		return 0, errno
+		return 0, fuse.Status(errno)
 	}
-	if strings.HasPrefix(attr, trustedPrefix) && !privileged(ctx) {
-		return 0, syscall.ENODATA
+	if strings.HasPrefix(attr, trustedPrefix) && !privileged(h) {
+		return 0, fuse.ENODATA
 	}
-	v, found, err := n.fsys.img.GetXattr(&n.ino, storedName(attr))
+	in, st := f.inode(h.NodeId)
+	if !st.Ok() {
+		return 0, st
+	}
+	v, found, err := f.img.GetXattr(&in, storedName(attr))
 	if err != nil {
-		return 0, n.fsys.errno(n, "getxattr "+attr, err)
+		return 0, f.fail(in.Nid, "getxattr "+attr, err)
 	}
 	if !found {
-		return 0, syscall.ENODATA
+		return 0, fuse.ENODATA
 	}
 	if len(v) > len(dest) {
-		return uint32(len(v)), syscall.ERANGE
+		return uint32(len(v)), fuse.ERANGE
 	}
-	return uint32(copy(dest, v)), 0
+	return uint32(copy(dest, v)), fuse.OK
 }
 
-// Listxattr lists in the kernel's EROFS order: the inode's inline xattrs,
+// ListXAttr lists in the kernel's EROFS order: the inode's inline xattrs,
 // then its shared ones.
-func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	xs, err := n.fsys.img.Xattrs(&n.ino)
-	if err != nil {
-		return 0, n.fsys.errno(n, "listxattr", err)
+func (f *FS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
+	debug.SetPanicOnFault(true)
+	in, st := f.inode(h.NodeId)
+	if !st.Ok() {
+		return 0, st
 	}
-	priv := privileged(ctx)
+	xs, err := f.img.Xattrs(&in)
+	if err != nil {
+		return 0, f.fail(in.Nid, "listxattr", err)
+	}
+	priv := privileged(h)
 	var buf []byte
 	for _, shared := range []bool{false, true} {
 		for _, x := range xs {
@@ -112,7 +121,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 		}
 	}
 	if len(buf) > len(dest) {
-		return uint32(len(buf)), syscall.ERANGE
+		return uint32(len(buf)), fuse.ERANGE
 	}
-	return uint32(copy(dest, buf)), 0
+	return uint32(copy(dest, buf)), fuse.OK
 }

@@ -1,0 +1,81 @@
+package fusefs
+
+import (
+	"os"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/composefs/composefs-go/erofs"
+)
+
+// openObject is the object of an external file the kernel holds open,
+// shared by all its opens: the kernel allows one backing file per inode.
+type openObject struct {
+	file    *os.File
+	backing int32 // passthrough backing id; 0 when reads come to us
+	refs    int
+}
+
+// openObject returns the object of external file in, opened and checked at
+// the first open and held until the last release.
+func (f *FS) openObject(in *erofs.Inode) (*openObject, fuse.Status) {
+	f.objMu.Lock()
+	if o := f.open[in.Nid]; o != nil {
+		o.refs++
+		f.objMu.Unlock()
+		return o, fuse.OK
+	}
+	f.objMu.Unlock()
+
+	// Opening and hashing can take long: not under the lock.
+	file, st := f.objectFile(in)
+	if !st.Ok() {
+		return nil, st
+	}
+
+	f.objMu.Lock()
+	defer f.objMu.Unlock()
+	if o := f.open[in.Nid]; o != nil {
+		// A concurrent open got there first.
+		o.refs++
+		file.Close()
+		return o, fuse.OK
+	}
+	o := &openObject{file: file, refs: 1}
+	if f.server != nil && f.passthrough.Load() {
+		id, errno := f.server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(file.Fd())})
+		if errno != 0 {
+			// Not privileged, or no passthrough here: serve reads.
+			f.passthrough.Store(false)
+		} else {
+			o.backing = id
+		}
+	}
+	f.open[in.Nid] = o
+	return o, fuse.OK
+}
+
+// heldObject is the object of the open external file at nid.
+func (f *FS) heldObject(nid uint64) *openObject {
+	f.objMu.Lock()
+	defer f.objMu.Unlock()
+	return f.open[nid]
+}
+
+// releaseObject drops one open of the external file at nid.
+func (f *FS) releaseObject(nid uint64) {
+	f.objMu.Lock()
+	defer f.objMu.Unlock()
+	o := f.open[nid]
+	if o == nil {
+		return
+	}
+	if o.refs--; o.refs > 0 {
+		return
+	}
+	delete(f.open, nid)
+	if o.backing != 0 {
+		f.server.UnregisterBackingFd(o.backing)
+	}
+	o.file.Close()
+}
