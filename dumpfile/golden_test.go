@@ -3,8 +3,7 @@ package dumpfile
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
-	"io"
+	"github.com/composefs/composefs-go/internal/golden"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,42 +11,11 @@ import (
 	"testing"
 )
 
-// goldenDir is ../shared/golden seen from the repository root.
-func goldenDir(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join("..", "..", "shared", "golden")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("golden data not available at %s: %v", dir, err)
-	}
-	return dir
-}
-
-// readMaybeGz reads a file, gunzipping it when its name ends in .gz.
-func readMaybeGz(t testing.TB, path string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasSuffix(path, ".gz") {
-		return data
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(data))
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	out, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return out
-}
-
 // strictInputs reads manifest.tsv: for each input dump name, whether C
 // built it with CFS_PARSE_STRICT=1.
-func strictInputs(t testing.TB, golden string) map[string]bool {
+func strictInputs(t testing.TB, gdir string) map[string]bool {
 	t.Helper()
-	f, err := os.Open(filepath.Join(golden, "c", "manifest.tsv"))
+	f, err := os.Open(filepath.Join(gdir, "c", "manifest.tsv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,9 +44,9 @@ func dumpName(file string) string {
 // TestGoldenDumpsParse: every input dump C accepted parses, in strict mode
 // where C was run strict, and prints back to entries that parse equal.
 func TestGoldenDumpsParse(t *testing.T) {
-	golden := goldenDir(t)
-	strict := strictInputs(t, golden)
-	files, _ := filepath.Glob(filepath.Join(golden, "c", "dumps", "*"))
+	gdir := golden.Dir(t)
+	strict := strictInputs(t, gdir)
+	files, _ := filepath.Glob(filepath.Join(gdir, "c", "dumps", "*"))
 	if len(files) == 0 {
 		t.Fatal("no golden dumps")
 	}
@@ -89,7 +57,7 @@ func TestGoldenDumpsParse(t *testing.T) {
 			if !ok {
 				t.Fatalf("%s not in manifest.tsv", name)
 			}
-			data := readMaybeGz(t, file)
+			data := golden.Read(t, file)
 			entries, err := ParseAll(bytes.NewReader(data), ParseOptions{Strict: s})
 			if err != nil {
 				t.Fatalf("strict=%v: %v", s, err)
@@ -117,14 +85,14 @@ func TestGoldenDumpsParse(t *testing.T) {
 // TestGoldenInfoRoundTrip: composefs-info dump output parses and prints back
 // byte for byte.
 func TestGoldenInfoRoundTrip(t *testing.T) {
-	golden := goldenDir(t)
-	files, _ := filepath.Glob(filepath.Join(golden, "c", "info", "*.dump.gz"))
+	gdir := golden.Dir(t)
+	files, _ := filepath.Glob(filepath.Join(gdir, "c", "info", "*.dump.gz"))
 	if len(files) == 0 {
 		t.Fatal("no golden info dumps")
 	}
 	for _, file := range files {
 		t.Run(dumpName(file), func(t *testing.T) {
-			data := readMaybeGz(t, file)
+			data := golden.Read(t, file)
 			entries, err := ParseAll(bytes.NewReader(data), ParseOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -148,8 +116,8 @@ func TestGoldenInfoRoundTrip(t *testing.T) {
 
 // TestGoldenShouldFail: every dump C refuses, we refuse, naming the line.
 func TestGoldenShouldFail(t *testing.T) {
-	golden := goldenDir(t)
-	files, _ := filepath.Glob(filepath.Join(golden, "c", "should-fail", "*"))
+	gdir := golden.Dir(t)
+	files, _ := filepath.Glob(filepath.Join(gdir, "c", "should-fail", "*"))
 	if len(files) == 0 {
 		t.Fatal("no should-fail dumps")
 	}
@@ -182,7 +150,7 @@ func TestGoldenShouldFail(t *testing.T) {
 				t.Fatalf("new should-fail case %s: add its expected line and reason", name)
 			}
 			for _, strict := range []bool{false, true} {
-				_, err := ParseAll(bytes.NewReader(readMaybeGz(t, file)), ParseOptions{Strict: strict})
+				_, err := ParseAll(bytes.NewReader(golden.Read(t, file)), ParseOptions{Strict: strict})
 				if err == nil {
 					t.Fatalf("strict=%v: accepted", strict)
 				}

@@ -2,57 +2,13 @@ package erofs
 
 import (
 	"bytes"
-	"compress/gzip"
-	"io"
-	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/composefs/composefs-go/dumpfile"
+	"github.com/composefs/composefs-go/internal/golden"
 )
-
-// goldenDir is ../shared/golden seen from the repository root.
-func goldenDir(t testing.TB) string {
-	t.Helper()
-	d := filepath.Join("..", "..", "shared", "golden")
-	if _, err := os.Stat(d); err != nil {
-		t.Skipf("golden data not found at %s: %v", d, err)
-	}
-	return d
-}
-
-// goldenImages lists the C images (NAME.VARIANT.cfs) and the V2 images.
-func goldenImages(t testing.TB) (c, v2 []string) {
-	d := goldenDir(t)
-	c, _ = filepath.Glob(filepath.Join(d, "c", "images", "*.cfs"))
-	v2, _ = filepath.Glob(filepath.Join(d, "rs", "*.v2.cfs"))
-	if len(c) == 0 {
-		t.Skipf("no golden images under %s", d)
-	}
-	sort.Strings(c)
-	sort.Strings(v2)
-	return c, v2
-}
-
-func readGz(t testing.TB, path string) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(z)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func openGolden(t testing.TB, path string) *Image {
 	t.Helper()
@@ -63,6 +19,14 @@ func openGolden(t testing.TB, path string) *Image {
 	t.Cleanup(func() { im.Close() })
 	return im
 }
+
+// goldenDir, goldenImages and readGz are this package's names for the
+// shared golden-data helpers.
+func goldenDir(t testing.TB) string { return golden.Dir(t) }
+
+func goldenImages(t testing.TB) (c, v2 []string) { return golden.CImages(t), golden.V2Images(t) }
+
+func readGz(t testing.TB, path string) []byte { return golden.Read(t, path) }
 
 // dumpImage renders the image as composefs-info dump does.
 func dumpImage(t testing.TB, im *Image) []byte {

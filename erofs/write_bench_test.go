@@ -9,13 +9,14 @@ import (
 	"testing"
 
 	"github.com/composefs/composefs-go/dumpfile"
+	"github.com/composefs/composefs-go/internal/golden"
 )
 
 // largestGoldenDump parses the largest golden input dump (by its file
 // size, gzipped or not).
 func largestGoldenDump(b *testing.B) (string, []dumpfile.Entry) {
 	b.Helper()
-	dir := filepath.Join(writeGoldenDir(b), "c", "dumps")
+	dir := filepath.Join(golden.Dir(b), "c", "dumps")
 	paths, _ := filepath.Glob(filepath.Join(dir, "*.dump*"))
 	var best string
 	var size int64
@@ -28,7 +29,7 @@ func largestGoldenDump(b *testing.B) (string, []dumpfile.Entry) {
 		b.Skip("no golden dumps")
 	}
 	name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(best), ".gz"), ".dump")
-	entries, err := dumpfile.ParseAll(bytes.NewReader(readGoldenDump(b, name)), dumpfile.ParseOptions{})
+	entries, err := dumpfile.ParseAll(bytes.NewReader(golden.Dump(b, name)), dumpfile.ParseOptions{})
 	if err != nil {
 		b.Fatalf("%s: %v", name, err)
 	}
@@ -65,7 +66,7 @@ func BenchmarkWrite(b *testing.B) {
 // system: dumpfile text to image bytes.
 func BenchmarkParseAndWrite(b *testing.B) {
 	name, _ := largestGoldenDump(b)
-	text := readGoldenDump(b, name)
+	text := golden.Dump(b, name)
 	b.SetBytes(int64(len(text)))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -3,10 +3,8 @@ package erofs
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,41 +12,9 @@ import (
 	"testing"
 
 	"github.com/composefs/composefs-go/dumpfile"
+	"github.com/composefs/composefs-go/internal/golden"
 	"github.com/composefs/composefs-go/verity"
 )
-
-// writeGoldenDir is ../shared/golden seen from this package.
-func writeGoldenDir(t testing.TB) string {
-	t.Helper()
-	d := filepath.Join("..", "..", "shared", "golden")
-	if _, err := os.Stat(d); err != nil {
-		t.Skipf("golden data not found at %s: %v", d, err)
-	}
-	return d
-}
-
-// readGoldenDump returns a golden input dumpfile's text (gunzipped).
-func readGoldenDump(t testing.TB, name string) []byte {
-	t.Helper()
-	dir := filepath.Join(writeGoldenDir(t), "c", "dumps")
-	if b, err := os.ReadFile(filepath.Join(dir, name+".dump")); err == nil {
-		return b
-	}
-	f, err := os.Open(filepath.Join(dir, name+".dump.gz"))
-	if err != nil {
-		t.Fatalf("dump %s: %v", name, err)
-	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(z)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // optionsFromArgs maps mkcomposefs' version flags as the tool does: with
 // no flag min 0 and max 1; a flag given alone leaves the other at 0.
@@ -93,7 +59,7 @@ type manifestRow struct {
 
 func readManifest(t testing.TB) []manifestRow {
 	t.Helper()
-	f, err := os.Open(filepath.Join(writeGoldenDir(t), "c", "manifest.tsv"))
+	f, err := os.Open(filepath.Join(golden.Dir(t), "c", "manifest.tsv"))
 	if err != nil {
 		t.Skipf("manifest: %v", err)
 	}
@@ -126,7 +92,7 @@ func TestWriteGoldenManifest(t *testing.T) {
 			entries, have := parsed[key]
 			if !have {
 				var err error
-				entries, err = dumpfile.ParseAll(bytes.NewReader(readGoldenDump(t, r.name)), dumpfile.ParseOptions{Strict: r.strict})
+				entries, err = dumpfile.ParseAll(bytes.NewReader(golden.Dump(t, r.name)), dumpfile.ParseOptions{Strict: r.strict})
 				if err != nil {
 					t.Fatalf("parse: %v", err)
 				}
@@ -157,7 +123,7 @@ func TestWriteGoldenManifest(t *testing.T) {
 // each image.
 func TestWritePinnedDigests(t *testing.T) {
 	fsck := fsckPath(t)
-	f, err := os.Open(filepath.Join(writeGoldenDir(t), "rs", "pinned.tsv"))
+	f, err := os.Open(filepath.Join(golden.Dir(t), "rs", "pinned.tsv"))
 	if err != nil {
 		t.Skipf("pinned.tsv: %v", err)
 	}
@@ -178,7 +144,7 @@ func TestWritePinnedDigests(t *testing.T) {
 		}
 		rows++
 		t.Run(c[0]+"/v"+c[1], func(t *testing.T) {
-			entries, err := dumpfile.ParseAll(bytes.NewReader(readGoldenDump(t, c[0])), dumpfile.ParseOptions{})
+			entries, err := dumpfile.ParseAll(bytes.NewReader(golden.Dump(t, c[0])), dumpfile.ParseOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -188,7 +154,7 @@ func TestWritePinnedDigests(t *testing.T) {
 				return
 			}
 			if v == 2 {
-				want, err := os.ReadFile(filepath.Join(writeGoldenDir(t), "rs", c[0]+".v2.cfs"))
+				want, err := os.ReadFile(filepath.Join(golden.Dir(t), "rs", c[0]+".v2.cfs"))
 				if err == nil && !bytes.Equal(img, want) {
 					t.Errorf("bytes differ from %s.v2.cfs", c[0])
 					return

@@ -2,6 +2,7 @@ package erofs
 
 import (
 	"bytes"
+	"github.com/composefs/composefs-go/internal/golden"
 	"os"
 	"path/filepath"
 	"testing"
@@ -30,7 +31,7 @@ func walkEntries(t testing.TB, img []byte) ([]dumpfile.Entry, Header) {
 // TestWriteRoundTripGoldenImages: image → reader → writer gives the image
 // back, byte for byte, for every golden C image and composefs-rs V2 image.
 func TestWriteRoundTripGoldenImages(t *testing.T) {
-	d := writeGoldenDir(t)
+	d := golden.Dir(t)
 	paths, _ := filepath.Glob(filepath.Join(d, "c", "images", "*.cfs"))
 	v2, _ := filepath.Glob(filepath.Join(d, "rs", "*.v2.cfs"))
 	paths = append(paths, v2...)

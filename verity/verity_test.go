@@ -4,22 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/hex"
+	"github.com/composefs/composefs-go/internal/golden"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 )
-
-// goldenDir is ../shared/golden relative to the repository root.
-func goldenDir(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join("..", "..", "shared", "golden")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("golden data not found at %s: %v", dir, err)
-	}
-	return dir
-}
 
 type vector struct {
 	name   string
@@ -52,7 +43,7 @@ func mod251(n int64) []byte {
 
 func readVectors(t testing.TB) []vector {
 	t.Helper()
-	path := filepath.Join(goldenDir(t), "verity", "vectors.tsv")
+	path := filepath.Join(golden.Dir(t), "verity", "vectors.tsv")
 	f, err := os.Open(path)
 	if err != nil {
 		t.Skipf("fs-verity vectors not found: %v", err)

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,23 +12,13 @@ import (
 	"testing"
 
 	"github.com/composefs/composefs-go/dumpfile"
+	"github.com/composefs/composefs-go/internal/golden"
 )
 
-func goldenDir(t *testing.T) string {
-	t.Helper()
-	d := filepath.Join("..", "..", "..", "shared", "golden")
-	if _, err := os.Stat(d); err != nil {
-		t.Skipf("golden data not found at %s: %v", d, err)
-	}
-	return d
-}
-
-func goldenImages(t *testing.T) []string {
-	imgs, _ := filepath.Glob(filepath.Join(goldenDir(t), "c", "images", "*.cfs"))
-	if len(imgs) == 0 {
-		t.Skip("no golden images")
-	}
-	return imgs
+// goldenDump is C's composefs-info dump of a golden image.
+func goldenDump(t *testing.T, image string) []byte {
+	name := strings.TrimSuffix(filepath.Base(image), ".cfs")
+	return golden.Read(t, golden.Path(t, "c", "info", name+".dump.gz"))
 }
 
 // cfsInfo runs the command in process.
@@ -37,25 +26,6 @@ func cfsInfo(args ...string) (stdout, stderr string, code int) {
 	var o, e bytes.Buffer
 	code = run(append([]string{"composefs-info"}, args...), &o, &e)
 	return o.String(), e.String(), code
-}
-
-func goldenDump(t *testing.T, image string) []byte {
-	t.Helper()
-	name := strings.TrimSuffix(filepath.Base(image), ".cfs")
-	f, err := os.Open(filepath.Join(goldenDir(t), "c", "info", name+".dump.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(z)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // garbled: C printed a redirect payload of this length with bytes from
@@ -83,7 +53,7 @@ func cEntries(t *testing.T, image string) []dumpfile.Entry {
 
 func TestDumpGolden(t *testing.T) {
 	garbles := 0
-	imgs := goldenImages(t)
+	imgs := golden.CImages(t)
 	for _, img := range imgs {
 		out, errOut, code := cfsInfo("dump", img)
 		if code != 0 {
@@ -133,7 +103,7 @@ func lsLine(e *dumpfile.Entry) string {
 // TestLsObjectsGolden: ls and objects say what C's dump of the same image
 // says.
 func TestLsObjectsGolden(t *testing.T) {
-	for _, img := range goldenImages(t) {
+	for _, img := range golden.CImages(t) {
 		entries := cEntries(t, img)
 		var wantLs []string
 		wantObj := map[string]bool{}
@@ -193,7 +163,7 @@ func TestLsObjectsGolden(t *testing.T) {
 }
 
 func TestMissingObjects(t *testing.T) {
-	img := filepath.Join(goldenDir(t), "c", "images", "extra-features.v1.cfs")
+	img := filepath.Join(golden.Dir(t), "c", "images", "extra-features.v1.cfs")
 	all, _, code := cfsInfo("objects", img)
 	if code != 0 || all != "12/3456\nab/cdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\n" {
 		t.Fatalf("objects: %d %q", code, all)
@@ -209,7 +179,7 @@ func TestMissingObjects(t *testing.T) {
 		t.Errorf("missing-objects: %d %q %q", code, out, errOut)
 	}
 	// Two images: one sorted list of their union.
-	img2 := filepath.Join(goldenDir(t), "c", "images", "special.v1.cfs")
+	img2 := filepath.Join(golden.Dir(t), "c", "images", "special.v1.cfs")
 	out2, _, _ := cfsInfo("objects", img2)
 	both, _, _ := cfsInfo("objects", img2, img)
 	want := strings.Fields(all + out2)
@@ -221,7 +191,7 @@ func TestMissingObjects(t *testing.T) {
 }
 
 func TestFilter(t *testing.T) {
-	img := filepath.Join(goldenDir(t), "c", "images", "special.v1.cfs")
+	img := filepath.Join(golden.Dir(t), "c", "images", "special.v1.cfs")
 	out, _, code := cfsInfo("--filter=chardev", "--filter=inline", "--filter=whiteout", "dump", img)
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "/ 4096 40555") ||
@@ -235,7 +205,7 @@ func TestFilter(t *testing.T) {
 }
 
 func TestMeasureFile(t *testing.T) {
-	f, err := os.Open(filepath.Join(goldenDir(t), "verity", "vectors.tsv"))
+	f, err := os.Open(filepath.Join(golden.Dir(t), "verity", "vectors.tsv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +250,7 @@ func TestMeasureFile(t *testing.T) {
 // failed.
 func TestErrors(t *testing.T) {
 	dir := t.TempDir()
-	good, err := os.ReadFile(filepath.Join(goldenDir(t), "c", "images", "extra-features.v1.cfs"))
+	good, err := os.ReadFile(filepath.Join(golden.Dir(t), "c", "images", "extra-features.v1.cfs"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +300,7 @@ func TestErrors(t *testing.T) {
 // TestDamagedImagesExit1: damaged copies of a golden image either dump or
 // fail with exit 1 and a one-line message naming the image; never crash.
 func TestDamagedImagesExit1(t *testing.T) {
-	good, err := os.ReadFile(filepath.Join(goldenDir(t), "c", "images", "extra-features.v1.cfs"))
+	good, err := os.ReadFile(filepath.Join(golden.Dir(t), "c", "images", "extra-features.v1.cfs"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +328,7 @@ func TestDamagedImagesExit1(t *testing.T) {
 }
 
 func TestInspect(t *testing.T) {
-	img := filepath.Join(goldenDir(t), "c", "images", "extra-features.v1.cfs")
+	img := filepath.Join(golden.Dir(t), "c", "images", "extra-features.v1.cfs")
 	out, errOut, code := cfsInfo("inspect", img)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)

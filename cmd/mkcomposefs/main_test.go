@@ -3,9 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/composefs/composefs-go/internal/golden"
 	"io"
 	"os"
 	"os/exec"
@@ -14,38 +14,11 @@ import (
 	"testing"
 )
 
-func goldenDir(t testing.TB) string {
-	t.Helper()
-	d := filepath.Join("..", "..", "..", "shared", "golden")
-	if _, err := os.Stat(d); err != nil {
-		t.Skipf("golden data not found at %s: %v", d, err)
-	}
-	return d
-}
-
-// dumpPath returns a golden dump as a plain file (gunzipped into dir).
+// dumpPath returns a golden input dump as a plain file, written into dir.
 func dumpPath(t testing.TB, dir, name string) string {
 	t.Helper()
-	src := filepath.Join(goldenDir(t), "c", "dumps", name+".dump")
-	if _, err := os.Stat(src); err == nil {
-		return src
-	}
-	f, err := os.Open(src + ".gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := filepath.Join(dir, name+".dump")
-	o, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
-	if _, err := io.Copy(o, z); err != nil {
+	if err := os.WriteFile(out, golden.Dump(t, name), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -75,7 +48,7 @@ func fileSHA(t testing.TB, p string) string {
 // TestManifest: `mkcomposefs ARGS --from-file DUMP IMAGE` for every row of
 // the C manifest writes C's image and prints its digest.
 func TestManifest(t *testing.T) {
-	g := goldenDir(t)
+	g := golden.Dir(t)
 	f, err := os.Open(filepath.Join(g, "c", "manifest.tsv"))
 	if err != nil {
 		t.Skip(err)
@@ -155,7 +128,7 @@ func TestPrintDigestOnlyAndStreams(t *testing.T) {
 // TestErrors: a bad input or command line exits 1 with one line naming
 // the problem, and leaves IMAGE exactly as it was, with no stray files.
 func TestErrors(t *testing.T) {
-	g := goldenDir(t)
+	g := golden.Dir(t)
 	tmp := t.TempDir()
 	img := filepath.Join(tmp, "keep.cfs")
 	fails, _ := filepath.Glob(filepath.Join(g, "c", "should-fail", "*.dump"))
@@ -274,7 +247,7 @@ func TestVersions(t *testing.T) {
 // TestDirectorySource: the golden tree, extracted, gives C's image under
 // each option of trees.tsv, and --digest-store fills a store.
 func TestDirectorySource(t *testing.T) {
-	g := goldenDir(t)
+	g := golden.Dir(t)
 	if os.Geteuid() != 0 {
 		t.Skip("extracting the golden tree needs root (owners, devices, trusted xattrs)")
 	}

@@ -1,0 +1,103 @@
+// Package golden finds the reference data the tests compare against: the
+// outputs of the C composefs tools and of composefs-rs in ../shared/golden,
+// beside the repository. The data is never copied into the repository;
+// tests that need it skip, with a message, where it is absent.
+package golden
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// Dir is ../shared/golden seen from the module root, found by walking up
+// from the test's working directory (its package directory) to go.mod.
+func Dir(t testing.TB) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := wd
+	for {
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(root)
+		if parent == root {
+			t.Skipf("golden data: no go.mod above %s", wd)
+		}
+		root = parent
+	}
+	dir := filepath.Join(root, "..", "shared", "golden")
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("golden data not found at %s: %v", dir, err)
+	}
+	return dir
+}
+
+// Path joins elems below the golden directory.
+func Path(t testing.TB, elems ...string) string {
+	t.Helper()
+	return filepath.Join(append([]string{Dir(t)}, elems...)...)
+}
+
+// Read returns a golden file's bytes, gunzipped when its name ends in .gz.
+func Read(t testing.TB, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(path, ".gz") {
+		return data
+	}
+	z, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	out, err := io.ReadAll(z)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return out
+}
+
+// Dump returns the text of the input dumpfile c/dumps/NAME.dump (stored
+// plain or gzipped).
+func Dump(t testing.TB, name string) []byte {
+	t.Helper()
+	p := Path(t, "c", "dumps", name+".dump")
+	if _, err := os.Stat(p); err != nil {
+		p += ".gz"
+	}
+	return Read(t, p)
+}
+
+// CImages lists the C mkcomposefs images (c/images/NAME.VARIANT.cfs), sorted.
+func CImages(t testing.TB) []string {
+	t.Helper()
+	return glob(t, "c", "images", "*.cfs")
+}
+
+// V2Images lists the composefs-rs V2 images (rs/*.v2.cfs), sorted.
+func V2Images(t testing.TB) []string {
+	t.Helper()
+	return glob(t, "rs", "*.v2.cfs")
+}
+
+func glob(t testing.TB, elems ...string) []string {
+	t.Helper()
+	pattern := Path(t, elems...)
+	m, err := filepath.Glob(pattern)
+	if err != nil || len(m) == 0 {
+		t.Skipf("golden data: nothing matches %s", pattern)
+	}
+	sort.Strings(m)
+	return m
+}
