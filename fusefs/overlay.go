@@ -99,16 +99,17 @@ func (f *FS) checkDirRedirect(in *erofs.Inode) error {
 
 // validRedirect is overlayfs' rule: an absolute redirect has no empty
 // component ("/", "//a", "/a/" are invalid); a relative one is a single
-// name.
+// name. (Checked on every lookup of an external file: no allocation.)
 func validRedirect(v []byte) bool {
 	if len(v) == 0 {
 		return false
 	}
 	if v[0] != '/' {
-		return !bytes.ContainsRune(v, '/')
+		return bytes.IndexByte(v, '/') < 0
 	}
-	for _, c := range bytes.Split(v[1:], []byte{'/'}) {
-		if len(c) == 0 {
+	// Every "/" must be followed by a non-empty component.
+	for i, c := range v {
+		if c == '/' && (i+1 == len(v) || v[i+1] == '/') {
 			return false
 		}
 	}
