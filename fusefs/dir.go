@@ -2,7 +2,9 @@ package fusefs
 
 import (
 	"runtime/debug"
+	"sync"
 	"syscall"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -34,6 +36,9 @@ func (f *FS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirE
 	return f.readDir(in, out, true)
 }
 
+// dirBlocks keeps the 4 KiB block buffers of listings in progress.
+var dirBlocks = sync.Pool{New: func() any { return new(dirBlock) }}
+
 func (f *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.Status {
 	debug.SetPanicOnFault(true)
 	dir, st := f.inode(in.NodeId)
@@ -49,7 +54,8 @@ func (f *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.St
 	// of one still fails).
 	isRoot := dir.Nid == f.rootNid
 	added := 0
-	var blk dirBlock
+	blk := dirBlocks.Get().(*dirBlock)
+	defer dirBlocks.Put(blk)
 	for b, i := in.Offset>>cookieBits, int(in.Offset&cookieMask); ; b, i = b+1, 0 {
 		more, err := blk.load(f.img, &dir, b)
 		if err == nil && !more {
@@ -66,7 +72,9 @@ func (f *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.St
 			if isRoot && ft == erofs.FTChr && f.isWhiteoutNid(nid) {
 				continue
 			}
-			de := fuse.DirEntry{Name: string(name), Ino: nid, Mode: modeForFileType(ft), Off: b<<cookieBits | uint64(i+1)}
+			// The name is copied into the reply right away: it may
+			// alias the block instead of being allocated.
+			de := fuse.DirEntry{Name: unsafe.String(&name[0], len(name)), Ino: nid, Mode: modeForFileType(ft), Off: b<<cookieBits | uint64(i+1)}
 			if !plus {
 				if !out.AddDirEntry(de) {
 					return fuse.OK
