@@ -78,6 +78,16 @@ func (o object) put(t testing.TB, dir string, content []byte) {
 // writer.
 func imageFromDump(t testing.TB, dump string, version int) *erofs.Image {
 	t.Helper()
+	img, err := erofs.NewImage(imageBytes(t, dump, version))
+	if err != nil {
+		t.Fatalf("erofs.NewImage: %v", err)
+	}
+	return img
+}
+
+// imageBytes is the image of a dumpfile text.
+func imageBytes(t testing.TB, dump string, version int) []byte {
+	t.Helper()
 	entries, err := dumpfile.ParseAll(strings.NewReader(dump), dumpfile.ParseOptions{})
 	if err != nil {
 		t.Fatalf("dumpfile: %v", err)
@@ -86,11 +96,7 @@ func imageFromDump(t testing.TB, dump string, version int) *erofs.Image {
 	if err := erofs.Write(&buf, entries, erofs.WriteOptions{MinVersion: version, MaxVersion: version}); err != nil {
 		t.Fatalf("erofs.Write: %v", err)
 	}
-	img, err := erofs.NewImage(buf.Bytes())
-	if err != nil {
-		t.Fatalf("erofs.NewImage: %v", err)
-	}
-	return img
+	return buf.Bytes()
 }
 
 func goldenDir(t testing.TB) string {

@@ -2,42 +2,26 @@ package fusefs
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io/fs"
 	"log"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/composefs/composefs-go/erofs"
 )
 
 // TestMountParallel mounts the test tree in this process and reads it from
 // many goroutines at once (run it with -race): the kernel's side of the
 // node logic the other tests call directly.
 func TestMountParallel(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skipf("no /dev/fuse: %v", err)
-	}
 	tt := newTestTree(t)
-	img := imageFromDump(t, tt.dump, 1)
-	logger := log.New(&syncBuffer{}, "", 0)
-	mnt := t.TempDir()
-	fsys, err := New(img, Config{Store: tt.store, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err := Mount(mnt, fsys, MountOptions{Logger: logger})
-	if err != nil {
-		t.Skipf("mount: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := server.Unmount(); err != nil {
-			syscall.Unmount(mnt, syscall.MNT_DETACH)
-		}
-	})
+	mnt := mountInProcess(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
 	for i := range 8 {
@@ -79,5 +63,78 @@ func TestMountParallel(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Errorf("parallel reader: %v", err)
+	}
+}
+
+// mountInProcess mounts img in this process, for as long as the test runs.
+func mountInProcess(t *testing.T, img *erofs.Image, cfg Config) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("no /dev/fuse: %v", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = log.New(&syncBuffer{}, "", 0)
+	}
+	mnt := t.TempDir()
+	fsys, err := New(img, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := Mount(mnt, fsys, MountOptions{Logger: cfg.Logger})
+	if err != nil {
+		t.Skipf("mount: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := server.Unmount(); err != nil {
+			syscall.Unmount(mnt, syscall.MNT_DETACH)
+		}
+	})
+	return mnt
+}
+
+// TestTruncatedImage cuts the image file short under a live mount: the
+// requests that touch the lost part fail with EIO (the mapping faults, and
+// the fault becomes an error, not a crash of this process), the rest of
+// the mount keeps working.
+func TestTruncatedImage(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("/ 0 40755 3 0 0 0 0.0 - - -\n/a 0 40755 2 0 0 0 0.0 - - -\n/z 0 40755 2 0 0 0 0.0 - - -\n")
+	for i := range 2000 {
+		fmt.Fprintf(&b, "/z/entry-%05d 0 100644 1 0 0 0 0.0 - - -\n", i)
+	}
+	p := filepath.Join(t.TempDir(), "image.cfs")
+	if err := os.WriteFile(p, imageBytes(t, b.String(), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := erofs.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { img.Close() })
+	logs := &syncBuffer{}
+	mnt := mountInProcess(t, img, Config{Logger: log.New(logs, "", 0)})
+	if _, err := os.Stat(filepath.Join(mnt, "a")); err != nil {
+		t.Fatal(err)
+	}
+	// Keep the header, the superblock and the root; lose the rest.
+	if err := os.Truncate(p, 8192); err != nil {
+		t.Fatal(err)
+	}
+	_, err = os.ReadDir(filepath.Join(mnt, "z"))
+	if !errors.Is(err, syscall.EIO) {
+		t.Errorf("listing a directory lost to truncation: %v, want EIO", err)
+	}
+	if !strings.Contains(logs.String(), "fault reading the image") {
+		t.Errorf("no log line for the fault:\n%s", logs.String())
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &st); err != nil {
+		t.Errorf("the mount died: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "a")); err != nil {
+		t.Errorf("a cached entry: %v", err)
 	}
 }
