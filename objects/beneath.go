@@ -224,8 +224,16 @@ func readlinkat(dirfd int, name string) (string, error) {
 // openRegular opens rel beneath dirfd read-only and makes sure it is a
 // regular file. O_NONBLOCK keeps a fifo from blocking the open; it is
 // cleared again once the file is known to be regular.
+//
+// O_NOATIME, as overlayfs opens its lower files: reading an object must not
+// dirty its inode. Only the owner (or CAP_FOWNER) may ask for it, so EPERM
+// retries without.
 func openRegular(dirfd int, rel, name string, res resolution) (*os.File, error) {
-	fd, err := openBeneath(dirfd, rel, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, res)
+	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY
+	fd, err := openBeneath(dirfd, rel, flags|unix.O_NOATIME, res)
+	if errors.Is(err, unix.EPERM) {
+		fd, err = openBeneath(dirfd, rel, flags, res)
+	}
 	if err != nil {
 		return nil, err
 	}
