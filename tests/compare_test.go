@@ -238,21 +238,25 @@ func compareTrees(t testing.TB, want, got string) {
 	reportDiffs(t, diffs, len(ws.Entries))
 }
 
+// unionKeys is every key of a or b, sorted.
+func unionKeys[V any](a, b map[string]V) []string {
+	keys := make([]string, 0, len(a)+len(b))
+	for k := range a {
+		keys = append(keys, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 // snapshotDiffs lists the differences of got from want.
 func snapshotDiffs(ws, gs *snapshot) []string {
 	var diffs []string
-	paths := map[string]bool{}
-	for p := range ws.Entries {
-		paths[p] = true
-	}
-	for p := range gs.Entries {
-		paths[p] = true
-	}
-	sorted := make([]string, 0, len(paths))
-	for p := range paths {
-		sorted = append(sorted, p)
-	}
-	sort.Strings(sorted)
+	sorted := unionKeys(ws.Entries, gs.Entries)
 	for _, p := range sorted {
 		w, g := ws.Entries[p], gs.Entries[p]
 		switch {

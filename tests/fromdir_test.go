@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -268,18 +267,7 @@ func viewDiffs(want expectedSnapshot, got *snapshot) []string {
 	for d, names := range got.Listings {
 		got.Listings[d] = slices.DeleteFunc(names, func(n string) bool { return want.whiteouts[filepath.Join(d, n)] })
 	}
-	paths := map[string]bool{}
-	for p := range want.Entries {
-		paths[p] = true
-	}
-	for p := range got.Entries {
-		paths[p] = true
-	}
-	sorted := make([]string, 0, len(paths))
-	for p := range paths {
-		sorted = append(sorted, p)
-	}
-	sort.Strings(sorted)
+	sorted := unionKeys(want.Entries, got.Entries)
 	for _, p := range sorted {
 		w, g := want.Entries[p], got.Entries[p]
 		switch {
