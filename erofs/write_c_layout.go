@@ -92,21 +92,28 @@ func chunkBitsAndCount(size uint64) (chunkBits uint32, count uint64) {
 // splitDirents groups a directory's entries into blocks the way EROFS
 // fills them; the last group stays inline when it is at most half a block.
 func splitDirents(children []*wnode) (blocks [][]*wnode, tail []*wnode, tailSize uint64) {
+	return splitDirentBlocks(children, func(c *wnode) int { return len(c.name) })
+}
+
+// splitDirentBlocks fills 4 KiB directory blocks with dirents in order (a
+// dirent and its name never straddle blocks); the last group becomes the
+// inline tail when it is at most half a block, else a block of its own.
+// Both layouts, C's and composefs-rs', draw these lines the same way.
+func splitDirentBlocks[T any](items []T, nameLen func(T) int) (blocks [][]T, tail []T, tailSize uint64) {
 	var size uint64
 	start := 0
-	for i, c := range children {
-		l := uint64(DirentSize + len(c.name))
+	for i, it := range items {
+		l := uint64(DirentSize + nameLen(it))
 		if size+l > BlockSize {
-			blocks = append(blocks, children[start:i])
+			blocks = append(blocks, items[start:i])
 			start, size = i, 0
 		}
 		size += l
 	}
 	if size > BlockSize/2 {
-		blocks = append(blocks, children[start:])
-		return blocks, nil, 0
+		return append(blocks, items[start:]), nil, 0
 	}
-	return blocks, children[start:], size
+	return blocks, items[start:], size
 }
 
 // computeDataSize decides, before placement, how much of the node's data

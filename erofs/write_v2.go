@@ -217,24 +217,11 @@ func (w *v2Writer) collectLeaf(n *wnode) (int, error) {
 	return idx, nil
 }
 
-// splitDirentsV2 fills blocks as EROFS does; the last group stays inline
-// when it is at most half a block.
+// splitDirentsV2 fills blocks as EROFS does (splitDirentBlocks); size is
+// the directory's i_size: its full blocks plus the inline tail.
 func splitDirentsV2(entries []v2Dirent) (blocks [][]v2Dirent, inline []v2Dirent, size uint64) {
-	var n uint64
-	start := 0
-	for i, e := range entries {
-		l := uint64(DirentSize + len(e.name))
-		if n+l > BlockSize {
-			blocks = append(blocks, entries[start:i])
-			start, n = i, 0
-		}
-		n += l
-	}
-	if n > BlockSize/2 {
-		blocks = append(blocks, entries[start:])
-		start, n = len(entries), 0
-	}
-	return blocks, entries[start:], uint64(len(blocks))*BlockSize + n
+	blocks, inline, tail := splitDirentBlocks(entries, func(e v2Dirent) int { return len(e.name) })
+	return blocks, inline, uint64(len(blocks))*BlockSize + tail
 }
 
 func direntsSize(entries []v2Dirent) uint64 {
