@@ -54,6 +54,9 @@ type FS struct {
 	// noOpendir: the kernel takes ENOSYS from OPENDIR as "no need".
 	noOpendir bool
 
+	// ahead reads objects ahead of sequential lookups (ahead.go).
+	ahead readAhead
+
 	objMu sync.Mutex
 	open  map[uint64]*openObject // by nid: external files held open
 
@@ -105,6 +108,9 @@ func (f *FS) Init(s *fuse.Server) {
 	f.passthrough.Store(offered&fuse.CAP_PASSTHROUGH != 0)
 	f.noOpendir = offered&fuse.CAP_NO_OPENDIR_SUPPORT != 0
 }
+
+// OnUnmount stops the background read-ahead.
+func (f *FS) OnUnmount() { f.ahead.stop() }
 
 // fail turns an error from the image or the store into the status the
 // request answers: ENOENT for a missing name or object, EINVAL for a

@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/composefs/composefs-go/erofs"
 )
 
 // Lookup finds name by binary search in the parent's directory blocks.
@@ -19,14 +21,18 @@ func (f *FS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *
 		return fuse.ENOTDIR
 	}
 	f.recent.note(dir.Nid)
-	nid, _, err := f.img.Lookup(&dir, name)
+	nid, ft, err := f.img.Lookup(&dir, name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return negativeEntry(out)
 	}
 	if err != nil {
 		return f.fail(dir.Nid, "lookup "+name, err)
 	}
-	return f.lookupNid(dir.Nid, name, nid, out)
+	st = f.lookupNid(dir.Nid, name, nid, out)
+	if st.Ok() && ft == erofs.FTReg {
+		f.noteLookup(dir.Nid, name)
+	}
+	return st
 }
 
 // lookupNid answers the lookup of name in directory parent, found at nid.

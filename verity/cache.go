@@ -39,6 +39,7 @@ type cacheKey struct {
 	ctimeSec  int64
 	ctimeNsec int64
 	alg       Algorithm
+	regular   bool
 }
 
 // cacheEntry is a digest, or the promise of one while it is being computed
@@ -79,7 +80,7 @@ func keyOf(f *os.File, alg Algorithm) (cacheKey, error) {
 		dev: uint64(st.Dev), ino: uint64(st.Ino), size: st.Size,
 		mtimeSec: int64(st.Mtim.Sec), mtimeNsec: int64(st.Mtim.Nsec),
 		ctimeSec: int64(st.Ctim.Sec), ctimeNsec: int64(st.Ctim.Nsec),
-		alg: alg,
+		alg: alg, regular: fi.Mode().IsRegular(),
 	}, nil
 }
 
@@ -114,7 +115,7 @@ func (c *Cache) digest(f *os.File, alg Algorithm) ([]byte, error) {
 	c.m[key] = e
 	c.mu.Unlock()
 
-	e.digest, e.err = DigestFile(alg, f)
+	e.digest, e.err = digestRegularOrAny(alg, f, key)
 	// Keep the result only if the file did not change while being read.
 	after, serr := keyOf(f, alg)
 	if e.err != nil || serr != nil || after != key {
@@ -131,6 +132,14 @@ func (c *Cache) digest(f *os.File, alg Algorithm) ([]byte, error) {
 	}
 	close(e.done)
 	return e.digest, e.err
+}
+
+// digestRegularOrAny hashes f, whose stat the key already holds.
+func digestRegularOrAny(alg Algorithm, f *os.File, key cacheKey) ([]byte, error) {
+	if key.regular {
+		return digestRegular(alg, f, key.dev, key.size)
+	}
+	return DigestFile(alg, f)
 }
 
 // evictLocked makes room when the cache is full by dropping about a

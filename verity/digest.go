@@ -2,12 +2,17 @@ package verity
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // DigestReader returns the fs-verity digest of everything r yields.
@@ -26,18 +31,65 @@ func DigestFile(alg Algorithm, f *os.File) ([]byte, error) {
 	if !alg.Valid() {
 		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), errInvalidAlgorithm(alg))
 	}
-	d, kerr := MeasureVerity(f, alg)
-	if kerr == nil {
-		debugf("fs-verity digest measured by kernel", f, alg, nil)
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), err)
+	}
+	if !fi.Mode().IsRegular() {
+		// Pipes and devices: read what comes, from the current offset.
+		d, err := digestStream(alg, f, runtime.NumCPU())
+		if err != nil {
+			return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), err)
+		}
 		return d, nil
 	}
+	var dev uint64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		dev = uint64(st.Dev)
+	}
+	return digestRegular(alg, f, dev, fi.Size())
+}
+
+// noKernelVerity holds the devices whose file system answered that it has
+// no fs-verity at all (or the kernel has none): asking again for every file
+// there would cost an ioctl each time for the same answer.
+var noKernelVerity sync.Map // device number -> struct{}
+
+// digestRegular is DigestFile for a regular file whose device and size the
+// caller already has.
+func digestRegular(alg Algorithm, f *os.File, dev uint64, size int64) ([]byte, error) {
+	var kerr error = errKernelVerityUnsupported
+	if _, none := noKernelVerity.Load(dev); !none {
+		var d []byte
+		d, kerr = MeasureVerity(f, alg)
+		if kerr == nil {
+			debugf("fs-verity digest measured by kernel", f, alg, nil)
+			return d, nil
+		}
+		if errors.Is(kerr, unix.ENOTTY) || errors.Is(kerr, unix.EOPNOTSUPP) {
+			noKernelVerity.Store(dev, struct{}{})
+		}
+	}
 	debugf("fs-verity digest computed in userspace", f, alg, kerr)
-	d, err := computeFile(alg, f, runtime.NumCPU())
+	d, err := computeSized(alg, f, size, runtime.NumCPU())
 	if err != nil {
 		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), err)
 	}
 	return d, nil
 }
+
+// computeSized hashes the size bytes of regular file f in userspace, large
+// files with the given number of workers.
+func computeSized(alg Algorithm, f *os.File, size int64, workers int) ([]byte, error) {
+	computed.Add(1)
+	if size < parallelMin {
+		return digestSmall(alg, f, size)
+	}
+	adviseSequential(f)
+	return digestAt(alg, f, size, workers)
+}
+
+var errKernelVerityUnsupported = fmt.Errorf("%w: not supported by this file system", ErrNoKernelVerity)
 
 // DigestPath returns the fs-verity digest of the file at path.
 func DigestPath(alg Algorithm, path string) ([]byte, error) {
@@ -51,25 +103,6 @@ func DigestPath(alg Algorithm, path string) ([]byte, error) {
 
 // computed counts userspace file hashes, for tests of the cache.
 var computed atomic.Int64
-
-// computeFile hashes f in userspace with the given number of workers.
-func computeFile(alg Algorithm, f *os.File, workers int) ([]byte, error) {
-	computed.Add(1)
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		// Pipes and devices: read what comes, from the current offset.
-		return digestStream(alg, f, workers)
-	}
-	size := fi.Size()
-	if size < parallelMin {
-		return digestSmall(alg, f, size)
-	}
-	adviseSequential(f)
-	return digestAt(alg, f, size, workers)
-}
 
 // digestSmall hashes a file too small to be worth the workers.
 func digestSmall(alg Algorithm, f *os.File, size int64) ([]byte, error) {
