@@ -36,6 +36,9 @@ const (
 	aheadDirs = 64
 	// aheadQueued bounds the memory of files already read ahead.
 	aheadQueued = 1 << 16
+	// aheadReady bounds the objects kept open, checked and registered
+	// for passthrough, waiting for their OPEN.
+	aheadReady = 2 * aheadWindow
 )
 
 // dirStream is what is known of the lookups in one directory.
@@ -46,12 +49,17 @@ type dirStream struct {
 	next     string
 	started  bool
 	scanning bool
+	// forward counts the lookups in a row that moved forward by name.
+	forward int
 }
 
 // scanJob asks for the files after name in directory dir to be read ahead.
+// first: name is the first lookup seen in dir; it starts a scan only if it
+// is the directory's first regular file, and is read ahead itself.
 type scanJob struct {
-	dir  uint64
-	name string
+	dir   uint64
+	name  string
+	first bool
 }
 
 type readAhead struct {
@@ -63,6 +71,13 @@ type readAhead struct {
 	mu     sync.Mutex
 	dirs   map[uint64]*dirStream
 	queued map[uint64]struct{}
+	// ready holds objects read ahead, by nid, for their OPEN to take;
+	// readyOrder is their arrival order, for dropping the oldest.
+	ready      map[uint64]*openObject
+	readyOrder []uint64
+	stopped    bool
+	// pending counts the scans and files queued and not yet done.
+	pending sync.WaitGroup
 }
 
 func (a *readAhead) start(f *FS) {
@@ -72,6 +87,7 @@ func (a *readAhead) start(f *FS) {
 		a.done = make(chan struct{})
 		a.dirs = make(map[uint64]*dirStream)
 		a.queued = make(map[uint64]struct{})
+		a.ready = make(map[uint64]*openObject)
 		go a.scanLoop(f)
 		for range aheadWorkers {
 			go a.fileLoop(f)
@@ -79,46 +95,110 @@ func (a *readAhead) start(f *FS) {
 	})
 }
 
-// stop ends the background work (at unmount).
-func (a *readAhead) stop() {
+// stop ends the background work (at unmount) and lets go of the objects
+// read ahead.
+func (f *FS) stopAhead() {
+	a := &f.ahead
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.done != nil {
-		select {
-		case <-a.done:
-		default:
-			close(a.done)
+	if a.done == nil || a.stopped {
+		return
+	}
+	a.stopped = true
+	close(a.done)
+	for _, o := range a.ready {
+		o.file.Close() // the backing ids go with the connection
+	}
+	clear(a.ready)
+	a.readyOrder = nil
+}
+
+// take hands the open of nid the object read ahead for it, if any.
+func (a *readAhead) take(nid uint64) *openObject {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	o := a.ready[nid]
+	if o != nil {
+		delete(a.ready, nid)
+	}
+	return o
+}
+
+// keep makes o, the checked object of nid, ready for its open; it reports
+// false (and the caller drops o) when there is no room or no need.
+func (f *FS) keepAhead(nid uint64, o *openObject) bool {
+	a := &f.ahead
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopped || a.ready[nid] != nil {
+		return false
+	}
+	f.objMu.Lock()
+	_, held := f.open[nid]
+	f.objMu.Unlock()
+	if held {
+		return false
+	}
+	// Forget taken objects from the order, then drop the oldest waiting.
+	for len(a.readyOrder) > 0 && len(a.ready) >= aheadReady {
+		old := a.readyOrder[0]
+		a.readyOrder = a.readyOrder[1:]
+		if o := a.ready[old]; o != nil {
+			delete(a.ready, old)
+			f.dropObject(o)
 		}
 	}
+	if len(a.readyOrder) >= 4*aheadReady {
+		live := a.readyOrder[:0]
+		for _, n := range a.readyOrder {
+			if a.ready[n] != nil {
+				live = append(live, n)
+			}
+		}
+		a.readyOrder = live
+	}
+	a.ready[nid] = o
+	a.readyOrder = append(a.readyOrder, nid)
+	return true
 }
 
 // noteLookup follows the order of lookups of regular files in directory
-// dir and starts reading ahead once two of them move forward by name.
+// dir and starts reading ahead at a lookup of its first file, or after
+// three lookups in a row moving forward by name.
 func (f *FS) noteLookup(dir uint64, name string) {
-	if f.cfg.Store == nil || f.server == nil {
+	if f.cfg.Store == nil {
 		return
 	}
 	a := &f.ahead
 	a.start(f)
 	a.mu.Lock()
 	s := a.dirs[dir]
-	if s == nil {
+	first := s == nil
+	if first {
+		// A program reading a directory through starts with its first
+		// file: worth a look from the scanner.
 		if len(a.dirs) >= aheadDirs {
 			clear(a.dirs)
 		}
-		a.dirs[dir] = &dirStream{last: name}
-		a.mu.Unlock()
-		return
+		s = &dirStream{last: name}
+		a.dirs[dir] = s
+	} else {
+		if name == s.last {
+			// The same file again (its dentry was dropped): no news.
+			a.mu.Unlock()
+			return
+		}
+		forward := name > s.last
+		s.last = name
+		if !forward {
+			// Going back or jumping around: not a scan of the directory.
+			s.started, s.next, s.forward = false, "", 0
+			a.mu.Unlock()
+			return
+		}
+		s.forward++
 	}
-	forward := name > s.last
-	s.last = name
-	if !forward {
-		// Going back or jumping around: not a scan of the directory.
-		s.started, s.next = false, ""
-		a.mu.Unlock()
-		return
-	}
-	due := !s.scanning && (!s.started || s.next != "" && name >= s.next)
+	due := !s.scanning && (first || !s.started && s.forward >= 2 || s.started && s.next != "" && name >= s.next)
 	if due {
 		s.started, s.scanning = true, true
 	}
@@ -126,9 +206,11 @@ func (f *FS) noteLookup(dir uint64, name string) {
 	if !due {
 		return
 	}
+	a.pending.Add(1)
 	select {
-	case a.scans <- scanJob{dir, name}:
+	case a.scans <- scanJob{dir, name, first}:
 	default:
+		a.pending.Done()
 		a.mu.Lock()
 		s.scanning = false
 		a.mu.Unlock()
@@ -141,68 +223,91 @@ func (a *readAhead) scanLoop(f *FS) {
 		case <-a.done:
 			return
 		case job := <-a.scans:
-			next := f.scanAhead(job.dir, job.name)
+			next, ok := f.scanAhead(job)
 			a.mu.Lock()
 			if s := a.dirs[job.dir]; s != nil {
-				s.scanning, s.next = false, next
+				s.scanning, s.next, s.started = false, next, ok
+				if ok && next != "" && s.last >= next {
+					// The lookups passed the next scan's start while
+					// this one ran: go on from where they are.
+					s.scanning = true
+					a.pending.Add(1)
+					select {
+					case a.scans <- scanJob{dir: job.dir, name: s.last}:
+					default:
+						s.scanning = false
+						a.pending.Done()
+					}
+				}
 			}
 			a.mu.Unlock()
+			a.pending.Done()
 		}
 	}
 }
 
-// scanAhead queues the next aheadWindow regular files after name in
-// directory dir and returns the name at which the next scan is due ("" at
-// the directory's end). Damage just ends the scan: the requests that need
-// those parts will report it.
-func (f *FS) scanAhead(dirNid uint64, name string) (next string) {
+// scanAhead queues the next aheadWindow regular files after job.name in
+// directory job.dir and returns the name at which the next scan is due (""
+// at the directory's end); ok is false when a first lookup turned out not
+// to be the directory's first file, which starts nothing. Damage just ends
+// the scan: the requests that need those parts will report it.
+func (f *FS) scanAhead(job scanJob) (next string, ok bool) {
 	defer func() {
 		if recover() != nil {
 			next = ""
 		}
 	}()
 	debug.SetPanicOnFault(true)
-	dir, err := f.img.Inode(dirNid)
+	dir, err := f.img.Inode(job.dir)
 	if err != nil || !dir.IsDir() {
-		return ""
+		return "", true
 	}
 	var blk dirBlock
-	b, i, err := findAfter(f.img, &dir, name, &blk)
-	if err != nil {
-		return ""
+	var b uint64
+	var i int
+	if job.first {
+		// From the start; the first regular file must be the one looked up.
+		b, i = 0, 0
+	} else if b, i, err = findAfter(f.img, &dir, job.name, &blk); err != nil {
+		return "", true
 	}
 	a := &f.ahead
 	seen := 0
 	for ; ; b, i = b+1, 0 {
 		more, err := blk.load(f.img, &dir, b)
 		if err != nil || !more {
-			return ""
+			return "", true
 		}
 		for ; i < blk.count; i++ {
 			ename, nid, ft, err := blk.entry(i)
 			if err != nil {
-				return ""
+				return "", true
 			}
 			if ft != erofs.FTReg {
 				continue
+			}
+			if job.first && seen == 0 && string(ename) != job.name {
+				return "", false
 			}
 			seen++
 			if seen == aheadWindow/2 {
 				next = string(ename)
 			}
 			if seen > aheadWindow {
-				return next
+				return next, true
 			}
 			if !a.markQueued(nid) {
 				continue
 			}
+			a.pending.Add(1)
 			select {
 			case a.files <- nid:
 			default:
+				a.pending.Done()
 				// The workers are behind: scan again from here when
 				// the lookups get here.
 				a.unmarkQueued(nid)
-				return string(ename)
+				return string(ename), true
 			}
 		}
 	}
@@ -272,17 +377,24 @@ func (a *readAhead) fileLoop(f *FS) {
 			return
 		case nid := <-a.files:
 			f.prefetchObject(nid)
+			a.pending.Done()
 		}
 	}
 }
 
 // prefetchObject opens the object of external file nid and, as its open
-// will, checks its digest (which leaves the digest in the verity cache and
-// the content in the page cache); with verity off it asks the kernel to
-// read the object in. Failures are silent: the open reports them.
+// will, checks its digest (which also leaves the content in the page
+// cache; with verity off the kernel is asked to read the object in), then
+// keeps it, registered for passthrough, for the open to take. Failures are
+// silent: the open tries again and reports them.
 func (f *FS) prefetchObject(nid uint64) {
 	defer func() { recover() }()
 	debug.SetPanicOnFault(true)
+	select {
+	case <-f.ahead.done:
+		return
+	default:
+	}
 	in, err := f.img.Inode(nid)
 	if err != nil || !in.IsRegular() {
 		return
@@ -295,14 +407,22 @@ func (f *FS) prefetchObject(nid uint64) {
 	if err != nil || !ok {
 		return
 	}
+	if digest == nil && f.cfg.Verity == VerityRequire {
+		return
+	}
 	obj, err := f.cfg.Store.Open(payload)
 	if err != nil {
 		return
 	}
-	defer obj.Close()
 	if digest != nil && f.cfg.Verity != VerityOff {
-		f.cfg.Cache.Verify(obj, alg, digest)
-		return
+		if f.cfg.Cache.Verify(obj, alg, digest) != nil {
+			obj.Close()
+			return
+		}
+	} else {
+		unix.Fadvise(int(obj.Fd()), 0, 0, unix.FADV_WILLNEED)
 	}
-	unix.Fadvise(int(obj.Fd()), 0, 0, unix.FADV_WILLNEED)
+	if o := f.backObject(obj); !f.keepAhead(nid, o) {
+		f.dropObject(o)
+	}
 }

@@ -110,7 +110,7 @@ func (f *FS) Init(s *fuse.Server) {
 }
 
 // OnUnmount stops the background read-ahead.
-func (f *FS) OnUnmount() { f.ahead.stop() }
+func (f *FS) OnUnmount() { f.stopAhead() }
 
 // fail turns an error from the image or the store into the status the
 // request answers: ENOENT for a missing name or object, EINVAL for a

@@ -27,21 +27,34 @@ func (f *FS) openObject(in *erofs.Inode) (*openObject, fuse.Status) {
 	}
 	f.objMu.Unlock()
 
-	// Opening and hashing can take long: not under the lock.
-	file, st := f.objectFile(in)
-	if !st.Ok() {
-		return nil, st
+	// Read ahead of this open, or opened and hashed here (not under the
+	// lock: that can take long).
+	o := f.ahead.take(in.Nid)
+	if o == nil {
+		file, st := f.objectFile(in)
+		if !st.Ok() {
+			return nil, st
+		}
+		o = f.backObject(file)
 	}
 
 	f.objMu.Lock()
 	defer f.objMu.Unlock()
-	if o := f.open[in.Nid]; o != nil {
+	if held := f.open[in.Nid]; held != nil {
 		// A concurrent open got there first.
-		o.refs++
-		file.Close()
-		return o, fuse.OK
+		held.refs++
+		f.dropObject(o)
+		return held, fuse.OK
 	}
-	o := &openObject{file: file, refs: 1}
+	o.refs = 1
+	f.open[in.Nid] = o
+	return o, fuse.OK
+}
+
+// backObject wraps a checked object, registered as a passthrough backing
+// file where the kernel takes one.
+func (f *FS) backObject(file *os.File) *openObject {
+	o := &openObject{file: file}
 	if f.server != nil && f.passthrough.Load() {
 		id, errno := f.server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(file.Fd())})
 		if errno != 0 {
@@ -51,8 +64,15 @@ func (f *FS) openObject(in *erofs.Inode) (*openObject, fuse.Status) {
 			o.backing = id
 		}
 	}
-	f.open[in.Nid] = o
-	return o, fuse.OK
+	return o
+}
+
+// dropObject lets go of an object no open holds.
+func (f *FS) dropObject(o *openObject) {
+	if o.backing != 0 {
+		f.server.UnregisterBackingFd(o.backing)
+	}
+	o.file.Close()
 }
 
 // heldObject is the object of the open external file at nid.
@@ -74,8 +94,5 @@ func (f *FS) releaseObject(nid uint64) {
 		return
 	}
 	delete(f.open, nid)
-	if o.backing != 0 {
-		f.server.UnregisterBackingFd(o.backing)
-	}
-	o.file.Close()
+	f.dropObject(o)
 }

@@ -1,0 +1,132 @@
+package fusefs
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/composefs/composefs-go/verity"
+)
+
+// readAheadTree is an image with a directory /d of 40 external files, one
+// of whose objects (f20) is damaged, and a directory /r of 10.
+func readAheadTree(t *testing.T) (dump string, store dirStore, objs map[string]object) {
+	dir := t.TempDir()
+	objs = map[string]object{}
+	var b strings.Builder
+	b.WriteString("/ 0 40755 4 0 0 0 0.0 - - -\n")
+	for _, d := range []struct {
+		name string
+		n    int
+	}{{"d", 40}, {"r", 10}} {
+		fmt.Fprintf(&b, "/%s 0 40755 2 0 0 0 0.0 - - -\n", d.name)
+		for i := range d.n {
+			p := fmt.Sprintf("%s/f%02d", d.name, i)
+			content := bytes.Repeat([]byte(p), 100+i)
+			o := newObject(content)
+			stored := content
+			if p == "d/f20" {
+				stored = bytes.Clone(content)
+				stored[7] ^= 1
+			}
+			o.put(t, dir, stored)
+			objs[p] = o
+			fmt.Fprintf(&b, "/%s %d 100644 1 0 0 0 0.0 %s - %s\n", p, len(content), o.payload, o.digest)
+		}
+	}
+	return b.String(), dirStore(dir), objs
+}
+
+// TestReadAhead: lookups walking a directory in order have the objects of
+// the next files opened and checked in the background, and their opens
+// take them; a damaged object is not taken and its open still fails.
+func TestReadAhead(t *testing.T) {
+	dump, store, objs := readAheadTree(t)
+	cache := verity.NewCache()
+	s := newServer(t, imageFromDump(t, dump, 1), Config{Store: store, Verity: VerityOn, Cache: cache})
+	a := &s.fsys.ahead
+
+	// A lookup of the directory's first file starts the read-ahead, for
+	// that file and the window after it; f20's object fails its check.
+	s.mustLookup("d/f00")
+	a.pending.Wait()
+	if n := readyCount(a); n != aheadWindow-1 {
+		t.Fatalf("after the first lookup, %d objects ready, want %d", n, aheadWindow-1)
+	}
+	for i := range aheadWindow {
+		nid := s.fsys.nidOf(s.mustLookup(fmt.Sprintf("d/f%02d", i)).NodeId)
+		if ready := isReady(a, nid); ready == (i == 20) {
+			t.Errorf("f%02d: ready %v", i, ready)
+		}
+	}
+	a.pending.Wait()
+
+	// Reading every file in order: contents right, f20 refused, and the
+	// opens take what was read ahead.
+	for i := range 40 {
+		p := fmt.Sprintf("d/f%02d", i)
+		nid := s.fsys.nidOf(s.mustLookup(p).NodeId)
+		a.pending.Wait()
+		wasReady := isReady(a, nid)
+		got, st := s.readFile(p)
+		if i == 20 {
+			if st != fuse.EIO {
+				t.Errorf("%s (damaged object): %v, want EIO", p, st)
+			}
+			continue
+		}
+		if !st.Ok() || !bytes.Equal(got, objs[p].content) {
+			t.Errorf("%s: %v, %d bytes", p, st, len(got))
+		}
+		if !wasReady {
+			t.Errorf("%s: not read ahead of its open", p)
+		}
+		if isReady(a, nid) {
+			t.Errorf("%s: its open did not take the object read ahead", p)
+		}
+	}
+	if !strings.Contains(s.log.String(), "/d/f20") {
+		t.Errorf("the damaged object's open was not logged:\n%s", s.log.String())
+	}
+
+	// Lookups out of order read nothing ahead.
+	before := cache.Len()
+	for _, p := range []string{"r/f05", "r/f02", "r/f07", "r/f01", "r/f03", "r/f00"} {
+		s.mustLookup(p)
+	}
+	a.pending.Wait()
+	if got := cache.Len(); got != before {
+		t.Errorf("random lookups hashed %d objects", got-before)
+	}
+	// Three in a row moving forward (r/f00, then these) start it.
+	s.mustLookup("r/f02")
+	a.pending.Wait()
+	if got := cache.Len(); got != before {
+		t.Errorf("two forward lookups hashed %d objects", got-before)
+	}
+	s.mustLookup("r/f04")
+	a.pending.Wait()
+	if got := cache.Len() - before; got != 5 {
+		t.Errorf("after three forward lookups, %d objects hashed, want the 5 after r/f04", got)
+	}
+	s.fsys.OnUnmount()
+	if readyCount(a) != 0 {
+		t.Errorf("%d objects still held after unmount", len(a.ready))
+	}
+}
+
+func isReady(a *readAhead, nid uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.ready[nid]
+	return ok
+}
+
+func readyCount(a *readAhead) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.ready)
+}
