@@ -22,8 +22,8 @@ import (
 // cached and the content in the page cache. The kernel's overlayfs reads
 // one file at a time; this is where a userspace server can do better.
 //
-// Nothing is read ahead for random lookups, and never more than
-// aheadWindow files past the last one asked for.
+// Nothing is read ahead for random lookups, never more than aheadWindow
+// files past the last one asked for, and no file over aheadMaxSize.
 
 const (
 	// aheadWindow is how many files past the current lookup are read ahead.
@@ -39,6 +39,10 @@ const (
 	// aheadReady bounds the objects kept open, checked and registered
 	// for passthrough, waiting for their OPEN.
 	aheadReady = 2 * aheadWindow
+	// aheadMaxSize is the largest file read ahead. Waiting on the disk
+	// matters for small files; a large file's open costs the reading of
+	// all of it, not worth doing for a file that may only be looked up.
+	aheadMaxSize = 1 << 20
 )
 
 // dirStream is what is known of the lookups in one directory.
@@ -95,7 +99,7 @@ func (a *readAhead) start(f *FS) {
 	})
 }
 
-// stop ends the background work (at unmount) and lets go of the objects
+// stopAhead ends the background work (at unmount) and lets go of the objects
 // read ahead.
 func (f *FS) stopAhead() {
 	a := &f.ahead
@@ -124,7 +128,7 @@ func (a *readAhead) take(nid uint64) *openObject {
 	return o
 }
 
-// keep makes o, the checked object of nid, ready for its open; it reports
+// keepAhead makes o, the checked object of nid, ready for its open; it reports
 // false (and the caller drops o) when there is no room or no need.
 func (f *FS) keepAhead(nid uint64, o *openObject) bool {
 	a := &f.ahead
@@ -396,7 +400,7 @@ func (f *FS) prefetchObject(nid uint64) {
 	default:
 	}
 	in, err := f.img.Inode(nid)
-	if err != nil || !in.IsRegular() {
+	if err != nil || !in.IsRegular() || in.Size > aheadMaxSize {
 		return
 	}
 	alg, digest, external, err := f.img.Metacopy(&in)

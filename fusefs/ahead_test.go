@@ -12,20 +12,24 @@ import (
 )
 
 // readAheadTree is an image with a directory /d of 40 external files, one
-// of whose objects (f20) is damaged, and a directory /r of 10.
+// of whose objects (f20) is damaged, a directory /r of 10, and /b holding
+// a file too large to read ahead (f00) and a small one.
 func readAheadTree(t *testing.T) (dump string, store dirStore, objs map[string]object) {
 	dir := t.TempDir()
 	objs = map[string]object{}
 	var b strings.Builder
-	b.WriteString("/ 0 40755 4 0 0 0 0.0 - - -\n")
+	b.WriteString("/ 0 40755 5 0 0 0 0.0 - - -\n")
 	for _, d := range []struct {
 		name string
 		n    int
-	}{{"d", 40}, {"r", 10}} {
+	}{{"b", 2}, {"d", 40}, {"r", 10}} {
 		fmt.Fprintf(&b, "/%s 0 40755 2 0 0 0 0.0 - - -\n", d.name)
 		for i := range d.n {
 			p := fmt.Sprintf("%s/f%02d", d.name, i)
 			content := bytes.Repeat([]byte(p), 100+i)
+			if p == "b/f00" {
+				content = make([]byte, aheadMaxSize+1)
+			}
 			o := newObject(content)
 			stored := content
 			if p == "d/f20" {
@@ -112,6 +116,14 @@ func TestReadAhead(t *testing.T) {
 	if got := cache.Len() - before; got != 5 {
 		t.Errorf("after three forward lookups, %d objects hashed, want the 5 after r/f04", got)
 	}
+	// A large file is not read ahead; the small one after it is.
+	s.mustLookup("b/f00")
+	a.pending.Wait()
+	if isReady(a, s.fsys.nidOf(s.mustLookup("b/f00").NodeId)) || !isReady(a, s.fsys.nidOf(s.mustLookup("b/f01").NodeId)) {
+		t.Errorf("read ahead: the %d-byte file %v, the small one %v", aheadMaxSize+1,
+			isReady(a, s.fsys.nidOf(s.mustLookup("b/f00").NodeId)), isReady(a, s.fsys.nidOf(s.mustLookup("b/f01").NodeId)))
+	}
+
 	s.fsys.OnUnmount()
 	if readyCount(a) != 0 {
 		t.Errorf("%d objects still held after unmount", len(a.ready))

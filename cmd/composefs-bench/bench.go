@@ -103,6 +103,17 @@ func (b *bench) all() error {
 		}
 		add(fmt.Sprintf("cold read, %d MiB file", c.bigMiB), "s", "1.3", "0.91", vals)
 		add(fmt.Sprintf("warm read, %d MiB file", c.bigMiB), "s", "1.2", "1.42", [2]float64{median(warmBig[0]), median(warmBig[1])})
+
+		// For comparison with servers that check nothing (the C one's
+		// fs-verity check is a TODO): the same cold read, verity off.
+		vals, err = b.measure([]mounter{kernelMount{}, fuseMount{bin: c.bin, verityOff: true}}, walk,
+			func(m mounter, at string, _ float64) (float64, error) {
+				return timed(func() error { return readFile(filepath.Join(at, walk.big)) })
+			})
+		if err != nil {
+			return err
+		}
+		add("  cold read, --verity=off", "s", "", "", vals)
 	}
 	add("daemon RSS (max seen)", "MiB", "", "", [2]float64{0, rss})
 

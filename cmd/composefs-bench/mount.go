@@ -54,13 +54,21 @@ func (kernelMount) unmount(at string) error {
 
 func (kernelMount) daemonPID(string) int { return 0 }
 
-// fuseMount is ours: composefs-fuse in its default (daemon) mode, verity on.
-type fuseMount struct{ bin string }
+// fuseMount is ours: composefs-fuse in its default (daemon) mode, with
+// verity on unless verityOff.
+type fuseMount struct {
+	bin       string
+	verityOff bool
+}
 
 func (fuseMount) name() string { return "composefs-fuse" }
 
 func (f fuseMount) mount(c *corpus, at string) error {
-	return runCmd(filepath.Join(f.bin, "composefs-fuse"), "--basedir="+c.objects, "--verity=on", c.image, at)
+	mode := "--verity=on"
+	if f.verityOff {
+		mode = "--verity=off"
+	}
+	return runCmd(filepath.Join(f.bin, "composefs-fuse"), "--basedir="+c.objects, mode, c.image, at)
 }
 
 func (f fuseMount) unmount(at string) error {
