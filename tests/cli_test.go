@@ -52,7 +52,7 @@ func TestSignalBusy(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if typ := mountedType(fg.mnt); typ != "" {
-		t.Fatalf("still mounted (%s) 10s after SIGTERM with a busy mount", typ)
+		t.Fatalf("still mounted (%s) 10s after SIGTERM with a busy mount; server said:\n%s", typ, fg.stderr.String())
 	}
 	b := make([]byte, 5)
 	if n, err := f.ReadAt(b, 0); err != nil || string(b[:n]) != "hello" {

@@ -69,6 +69,11 @@ func serve(s *settings) error {
 			fsname = abs
 		}
 	}
+	// Listening before the mount exists: a signal that comes as soon as
+	// the mount is visible must unmount it, not kill the server under it.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	server, err := fusefs.Mount(s.mountpoint, fsys, fusefs.MountOptions{
 		AllowOther:    s.allowOther,
 		Debug:         s.debug,
@@ -80,7 +85,7 @@ func serve(s *settings) error {
 	if err != nil {
 		return fmt.Errorf("mount %s: %s", s.mountpoint, strings.TrimSpace(err.Error()))
 	}
-	go unmountOnSignal(server, s.mountpoint, logger)
+	go unmountOnSignal(sig, server, s.mountpoint, logger)
 	if isDaemonChild() {
 		daemonReady(logger)
 	}
@@ -160,9 +165,7 @@ func checkImageDigest(path, want string) error {
 // unmountOnSignal unmounts on SIGINT or SIGTERM; when something still holds
 // the mount busy, it detaches it lazily, and serving goes on until the last
 // user lets go.
-func unmountOnSignal(server *fuse.Server, mnt string, logger *log.Logger) {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+func unmountOnSignal(sig <-chan os.Signal, server *fuse.Server, mnt string, logger *log.Logger) {
 	for range sig {
 		err := server.Unmount()
 		if err == nil {
