@@ -187,6 +187,9 @@ func (b *bench) measure(ways []mounter, c *corpus, f func(m mounter, at string, 
 				return [2]float64{}, uerr
 			}
 			got[i] = append(got[i], v)
+			if b.cfg.verbose {
+				fmt.Fprintf(os.Stderr, "  run %d %-15s %10.4f\n", run+1, m.name(), v)
+			}
 		}
 	}
 	return [2]float64{median(got[0]), median(got[1])}, nil

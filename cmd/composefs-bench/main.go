@@ -26,6 +26,7 @@ type config struct {
 	runs    int
 	keep    bool
 	skip500 bool
+	verbose bool
 }
 
 func main() {
@@ -39,6 +40,7 @@ func main() {
 	pflag.IntVar(&c.runs, "runs", 3, "runs per measurement (the median is reported)")
 	pflag.BoolVar(&c.keep, "keep", false, "keep the work directory")
 	pflag.BoolVar(&c.skip500, "skip-large-image", false, "skip the large-image rows")
+	pflag.BoolVarP(&c.verbose, "verbose", "v", false, "print every run's figure (seconds) as it is measured")
 	pflag.Parse()
 	if err := run(&c); err != nil {
 		fmt.Fprintf(os.Stderr, "composefs-bench: %v\n", err)
