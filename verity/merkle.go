@@ -45,6 +45,21 @@ func (b blockHasher) sum(dst, block []byte) {
 	b.h.Sum(dst[:0])
 }
 
+// sum2 writes the hashes of two whole blocks into dst1 and dst2: at once
+// where the CPU hashes two SHA-256 blocks side by side (sha256x2_gen.go),
+// else one after the other.
+func (b blockHasher) sum2(alg Algorithm, dst1, dst2, block1, block2 []byte) {
+	if alg == SHA256 && have2x && len(block1) == BlockSize && len(block2) == BlockSize {
+		var out [64]byte
+		sha256Block2x(&out, (*[BlockSize]byte)(block1), (*[BlockSize]byte)(block2))
+		copy(dst1, out[:32])
+		copy(dst2, out[32:])
+		return
+	}
+	b.sum(dst1, block1)
+	b.sum(dst2, block2)
+}
+
 // treeLevel is the block of one tree level currently being filled.
 type treeLevel struct {
 	block [BlockSize]byte

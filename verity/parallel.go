@@ -35,9 +35,15 @@ type chunk struct {
 
 // hashChunk hashes the blocks of c, zero-padding a short last block in
 // place (buf is a whole number of blocks long).
-func hashChunk(hash blockHasher, ds int, c *chunk) {
+func hashChunk(hash blockHasher, alg Algorithm, ds int, c *chunk) {
 	i := 0
-	for off := 0; off < c.n; off += BlockSize {
+	off := 0
+	for ; off+2*BlockSize <= c.n; off += 2 * BlockSize {
+		hash.sum2(alg, c.sums[i*ds:(i+1)*ds], c.sums[(i+1)*ds:(i+2)*ds],
+			c.buf[off:off+BlockSize], c.buf[off+BlockSize:off+2*BlockSize])
+		i += 2
+	}
+	for ; off < c.n; off += BlockSize {
 		blk := c.buf[off : off+BlockSize]
 		if rest := c.n - off; rest < BlockSize {
 			clear(blk[rest:])
@@ -90,7 +96,7 @@ func (p *pipeline) work() {
 			c.err = readFullAt(p.readAt, c.buf[:c.n], c.off)
 		}
 		if c.err == nil {
-			hashChunk(hash, p.ds, c)
+			hashChunk(hash, p.alg, p.ds, c)
 		}
 		c.done <- struct{}{}
 	}
