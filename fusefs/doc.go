@@ -15,12 +15,18 @@
 // The server is stateless: FS is a go-fuse RawFileSystem whose node ids are
 // derived from the image's nids, so every request is answered from the
 // image alone and nothing is kept per inode the kernel has seen; memory
-// grows with the files held open, not with what was visited. The kernel is
+// grows with the files held open (and a bounded read-ahead), not with what
+// was visited. The kernel is
 // told to cache entries, attributes, negative lookups, symlinks, directory
 // listings and file pages for as long as the mount lives, because an image
 // never changes; OPENDIR and FLUSH are declined so that the kernel stops
 // sending them, and external files are handed to the kernel with FUSE
 // passthrough where it allows.
+//
+// When lookups walk a directory in name order (a program reading its files
+// one after another), the objects of the next small files are opened and
+// verified in the background, several at a time, and kept ready for their
+// OPEN (ahead.go): disk latency and hashing leave the path of each request.
 //
 // The request methods can be called directly, without a mount, which is how
 // most of the tests drive it.
