@@ -37,7 +37,7 @@ func main() {
 	pflag.IntVar(&c.dirs, "dirs", 1400, "directories in the walk corpus")
 	pflag.IntVar(&c.bigMiB, "big-mib", 512, "size of the large file, MiB")
 	pflag.IntVar(&c.entries, "entries", 500000, "entries in the large image")
-	pflag.IntVar(&c.runs, "runs", 3, "runs per measurement (the median is reported)")
+	pflag.IntVar(&c.runs, "runs", 5, "runs per measurement (the median is reported)")
 	pflag.BoolVar(&c.keep, "keep", false, "keep the work directory")
 	pflag.BoolVar(&c.skip500, "skip-large-image", false, "skip the large-image rows")
 	pflag.BoolVarP(&c.verbose, "verbose", "v", false, "print every run's figure (seconds) as it is measured")
