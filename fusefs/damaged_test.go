@@ -17,9 +17,11 @@ import (
 
 // walk visits every node reachable from the root through the requests the
 // kernel would send, as far as the image lets it, within limits that stop
-// cycles. Errors are expected on damaged images; panics and hangs are not.
+// cycles: a depth, and a budget of entries handled and listings asked
+// for (a damaged directory can list itself thousands of times over).
+// Errors are expected on damaged images; panics and hangs are not.
 func walk(fsys *FS) {
-	budget := 5000
+	budget := 20000
 	buf := make([]byte, 128<<10)
 	xbuf := make([]byte, 64<<10)
 	var visit func(nodeID uint64, depth int)
@@ -56,8 +58,10 @@ func walk(fsys *FS) {
 			}
 			fsys.Release(nil, &fuse.ReleaseIn{InHeader: h, Fh: oo.Fh})
 		case syscall.S_IFDIR:
+			var names []string
 			off := uint64(0)
-			for i := 0; i < 200; i++ {
+			for i := 0; i < 200 && budget > 0; i++ {
+				budget--
 				l := fuse.NewDirEntryList(make([]byte, 4096), off)
 				if st := fsys.ReadDirPlus(nil, &fuse.ReadIn{InHeader: h, Offset: off, Size: 4096}, l); !st.Ok() {
 					break
@@ -67,6 +71,7 @@ func walk(fsys *FS) {
 					break
 				}
 				for len(b) > 0 {
+					budget--
 					eo := *(*fuse.EntryOut)(unsafe.Pointer(&b[0]))
 					b = b[unsafe.Sizeof(fuse.EntryOut{}):]
 					var de fuse.DirEntry
@@ -74,6 +79,9 @@ func walk(fsys *FS) {
 					off = de.Off
 					if de.Name == "." || de.Name == ".." {
 						continue
+					}
+					if len(names) < 50 {
+						names = append(names, de.Name)
 					}
 					if eo.NodeId == 0 {
 						fsys.Lookup(nil, &h, de.Name, &eo)
@@ -85,9 +93,17 @@ func walk(fsys *FS) {
 			}
 			var eo fuse.EntryOut
 			fsys.Lookup(nil, &h, "no such name", &eo)
+			// Looking the entries up in order, as a program reading
+			// the directory's files does, sets the read-ahead going
+			// over this (maybe damaged) directory too.
+			for _, name := range names {
+				fsys.Lookup(nil, &h, name, &eo)
+			}
 		}
 	}
 	visit(fuse.FUSE_ROOT_ID, 0)
+	fsys.ahead.pending.Wait()
+	fsys.OnUnmount()
 }
 
 // serveBytes sets up a server for image bytes, or returns false when the
