@@ -22,14 +22,25 @@ type mountedAt struct {
 	at string
 }
 
+// The ways an image is mounted, as indexes of figures: the kernel, ours,
+// and (with --c-server) the C project's FUSE server, run side by side.
+const (
+	kernelWay = iota
+	oursWay
+	cWay
+	nWays
+)
+
+// figures holds one number per way; 0 is "not measured".
+type figures [nWays]float64
+
 // measurement is one row of the report: a duration (or size) for each way.
 type measurement struct {
 	label   string
-	kernel  float64
-	ours    float64
+	vals    figures
 	unit    string // "s" or "MiB"
 	bar     string // the ratio we must stay under
-	cServer string // what the C project's FUSE server measured on this row
+	cQuoted string // what the C project's FUSE server is quoted at on this row
 }
 
 func (b *bench) all() error {
@@ -42,10 +53,13 @@ func (b *bench) all() error {
 	fmt.Fprintf(os.Stderr, "corpus: %d files in %d directories + %d MiB file, made in %.1fs\n",
 		len(walk.files), c.dirs, c.bigMiB, time.Since(start).Seconds())
 	ways := []mounter{kernelMount{}, fuseMount{bin: c.bin}}
+	if c.cServer != "" {
+		ways = append(ways, cServerMount{bin: c.cServer})
+	}
 
 	var rows []measurement
-	add := func(label, unit, bar, cServer string, vals [2]float64) {
-		rows = append(rows, measurement{label, vals[0], vals[1], unit, bar, cServer})
+	add := func(label, unit, bar, cQuoted string, vals figures) {
+		rows = append(rows, measurement{label, vals, unit, bar, cQuoted})
 	}
 
 	vals, err := b.measure(ways, walk, func(_ mounter, _ string, mountSecs float64) (float64, error) { return mountSecs, nil })
@@ -54,7 +68,7 @@ func (b *bench) all() error {
 	}
 	add("mount time", "s", "", "", vals)
 
-	var warm [2][]float64
+	var warm [nWays][]float64
 	vals, err = b.measure(ways, walk, func(m mounter, at string, _ float64) (float64, error) {
 		cold, err := timed(func() error { return statWalk(at, len(walk.files)) })
 		if err != nil {
@@ -68,13 +82,13 @@ func (b *bench) all() error {
 		return err
 	}
 	add(fmt.Sprintf("cold stat walk, %d files", len(walk.files)), "s", "1.0", "0.70", vals)
-	add(fmt.Sprintf("warm stat walk, %d files", len(walk.files)), "s", "1.2", "1.02", [2]float64{median(warm[0]), median(warm[1])})
+	add(fmt.Sprintf("warm stat walk, %d files", len(walk.files)), "s", "1.2", "1.02", medians(warm))
 
-	var rss float64
+	var rss figures
 	vals, err = b.measure(ways, walk, func(m mounter, at string, _ float64) (float64, error) {
 		d, err := timed(func() error { return readAll(at, walk.files) })
 		if pid := m.daemonPID(at); pid != 0 {
-			rss = max(rss, float64(rssKiB(pid))/1024)
+			rss[wayIndex(m)] = max(rss[wayIndex(m)], float64(rssKiB(pid))/1024)
 		}
 		return d, err
 	})
@@ -84,7 +98,7 @@ func (b *bench) all() error {
 	add(fmt.Sprintf("cold read of %d files", len(walk.files)), "s", "1.5", "1.35", vals)
 
 	if walk.big != "" {
-		var warmBig [2][]float64
+		var warmBig [nWays][]float64
 		vals, err = b.measure(ways, walk, func(m mounter, at string, _ float64) (float64, error) {
 			p := filepath.Join(at, walk.big)
 			cold, err := timed(func() error { return readFile(p) })
@@ -94,7 +108,7 @@ func (b *bench) all() error {
 			w, err := timed(func() error { return readFile(p) })
 			warmBig[wayIndex(m)] = append(warmBig[wayIndex(m)], w)
 			if pid := m.daemonPID(at); pid != 0 {
-				rss = max(rss, float64(rssKiB(pid))/1024)
+				rss[wayIndex(m)] = max(rss[wayIndex(m)], float64(rssKiB(pid))/1024)
 			}
 			return cold, err
 		})
@@ -102,7 +116,7 @@ func (b *bench) all() error {
 			return err
 		}
 		add(fmt.Sprintf("cold read, %d MiB file", c.bigMiB), "s", "1.3", "0.91", vals)
-		add(fmt.Sprintf("warm read, %d MiB file", c.bigMiB), "s", "1.2", "1.42", [2]float64{median(warmBig[0]), median(warmBig[1])})
+		add(fmt.Sprintf("warm read, %d MiB file", c.bigMiB), "s", "1.2", "1.42", medians(warmBig))
 
 		// For comparison with servers that check nothing (the C one's
 		// fs-verity check is a TODO): the same cold read, verity off.
@@ -115,7 +129,7 @@ func (b *bench) all() error {
 		}
 		add("  cold read, --verity=off", "s", "", "", vals)
 	}
-	add("daemon RSS (max seen)", "MiB", "", "", [2]float64{0, rss})
+	add("daemon RSS (max seen)", "MiB", "", "", rss)
 
 	if !c.skip500 && c.entries > 0 {
 		start = time.Now()
@@ -127,72 +141,83 @@ func (b *bench) all() error {
 		// Only the entries with content under the store need objects, and
 		// they are all inline, so the walk corpus' store serves as OBJECTS.
 		large.objects = walk.objects
-		var mounts [2][]float64
-		var largeRSS float64
+		var mounts [nWays][]float64
+		var largeRSS figures
 		vals, err := b.measure(ways, large, func(m mounter, at string, mountSecs float64) (float64, error) {
 			mounts[wayIndex(m)] = append(mounts[wayIndex(m)], mountSecs)
 			d, err := timed(func() error { return statWalk(at, -1) })
 			if pid := m.daemonPID(at); pid != 0 {
-				largeRSS = max(largeRSS, float64(rssKiB(pid))/1024)
+				largeRSS[wayIndex(m)] = max(largeRSS[wayIndex(m)], float64(rssKiB(pid))/1024)
 			}
 			return d, err
 		})
 		if err != nil {
 			return err
 		}
-		add(fmt.Sprintf("%d entries: mount time", c.entries), "s", "0.3 s", "", [2]float64{median(mounts[0]), median(mounts[1])})
+		add(fmt.Sprintf("%d entries: mount time", c.entries), "s", "0.3 s", "", medians(mounts))
 		add(fmt.Sprintf("%d entries: cold stat walk", c.entries), "s", "2.0", "", vals)
-		add(fmt.Sprintf("%d entries: RSS after walk", c.entries), "MiB", "256 MiB", "", [2]float64{0, largeRSS})
+		add(fmt.Sprintf("%d entries: RSS after walk", c.entries), "MiB", "256 MiB", "", largeRSS)
 	}
-	printReport(os.Stdout, rows)
+	printReport(os.Stdout, rows, c.cServer != "")
 	return nil
 }
 
 func wayIndex(m mounter) int {
-	if _, ok := m.(kernelMount); ok {
-		return 0
+	switch m.(type) {
+	case kernelMount:
+		return kernelWay
+	case cServerMount:
+		return cWay
 	}
-	return 1
+	return oursWay
+}
+
+func medians(runs [nWays][]float64) figures {
+	var f figures
+	for i, r := range runs {
+		f[i] = median(r)
+	}
+	return f
 }
 
 // measure runs f cfg.runs times for each way, each time on a fresh mount
 // with every cache dropped, and returns the medians of what f measured. f
 // also gets the time the mount took.
-func (b *bench) measure(ways []mounter, c *corpus, f func(m mounter, at string, mountSecs float64) (float64, error)) ([2]float64, error) {
-	var got [2][]float64
+func (b *bench) measure(ways []mounter, c *corpus, f func(m mounter, at string, mountSecs float64) (float64, error)) (figures, error) {
+	var got [nWays][]float64
 	for run := 0; run < b.cfg.runs; run++ {
-		for i, m := range ways {
+		for _, m := range ways {
 			at := filepath.Join(b.cfg.work, "mnt-"+m.name())
 			if err := os.MkdirAll(at, 0o755); err != nil {
-				return [2]float64{}, err
+				return figures{}, err
 			}
 			if err := dropCaches(); err != nil {
-				return [2]float64{}, fmt.Errorf("dropping caches: %w", err)
+				return figures{}, fmt.Errorf("dropping caches: %w", err)
 			}
 			mountSecs, err := timed(func() error { return m.mount(c, at) })
 			if err != nil {
-				return [2]float64{}, fmt.Errorf("%s mount: %w", m.name(), err)
+				return figures{}, fmt.Errorf("%s mount: %w", m.name(), err)
 			}
 			b.mounted = append(b.mounted, mountedAt{m, at})
 			if err := dropCaches(); err != nil {
-				return [2]float64{}, err
+				return figures{}, err
 			}
 			v, err := f(m, at, mountSecs)
 			uerr := m.unmount(at)
 			b.mounted = b.mounted[:len(b.mounted)-1]
 			if err != nil {
-				return [2]float64{}, fmt.Errorf("%s: %w", m.name(), err)
+				return figures{}, fmt.Errorf("%s: %w", m.name(), err)
 			}
 			if uerr != nil {
-				return [2]float64{}, uerr
+				return figures{}, uerr
 			}
-			got[i] = append(got[i], v)
+			got[wayIndex(m)] = append(got[wayIndex(m)], v)
 			if b.cfg.verbose {
 				fmt.Fprintf(os.Stderr, "  run %d %-15s %10.4f\n", run+1, m.name(), v)
 			}
 		}
 	}
-	return [2]float64{median(got[0]), median(got[1])}, nil
+	return medians(got), nil
 }
 
 func (b *bench) unmountAll() {
@@ -279,19 +304,34 @@ func readAll(root string, files []string) error {
 	return nil
 }
 
-func printReport(w io.Writer, rows []measurement) {
-	fmt.Fprintf(w, "%-36s %12s %12s %8s %9s %10s\n", "measurement", "kernel", "ours", "ratio", "bar", "C fuse")
+func printReport(w io.Writer, rows []measurement, withC bool) {
+	fmt.Fprintf(w, "%-36s %12s %12s %8s %9s %10s", "measurement", "kernel", "ours", "ratio", "bar", "C quoted")
+	if withC {
+		fmt.Fprintf(w, " %12s %8s", "C here", "C ratio")
+	}
+	fmt.Fprintln(w)
 	for _, r := range rows {
-		k, o := fmtVal(r.kernel, r.unit), fmtVal(r.ours, r.unit)
-		ratio := "-"
-		if r.kernel > 0 && r.ours > 0 {
-			ratio = fmt.Sprintf("%.2f", r.ours/r.kernel)
-		}
-		if r.kernel == 0 {
+		k, o := fmtVal(r.vals[kernelWay], r.unit), fmtVal(r.vals[oursWay], r.unit)
+		if r.vals[kernelWay] == 0 {
 			k = "-"
 		}
-		fmt.Fprintf(w, "%-36s %12s %12s %8s %9s %10s\n", r.label, k, o, ratio, dash(r.bar), dash(r.cServer))
+		fmt.Fprintf(w, "%-36s %12s %12s %8s %9s %10s", r.label, k, o, ratio(r.vals[oursWay], r.vals[kernelWay]), dash(r.bar), dash(r.cQuoted))
+		if withC {
+			c := "-"
+			if r.vals[cWay] > 0 {
+				c = fmtVal(r.vals[cWay], r.unit)
+			}
+			fmt.Fprintf(w, " %12s %8s", c, ratio(r.vals[cWay], r.vals[kernelWay]))
+		}
+		fmt.Fprintln(w)
 	}
+}
+
+func ratio(v, kernel float64) string {
+	if kernel > 0 && v > 0 {
+		return fmt.Sprintf("%.2f", v/kernel)
+	}
+	return "-"
 }
 
 func fmtVal(v float64, unit string) string {

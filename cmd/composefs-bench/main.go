@@ -27,6 +27,7 @@ type config struct {
 	keep    bool
 	skip500 bool
 	verbose bool
+	cServer string
 }
 
 func main() {
@@ -40,6 +41,7 @@ func main() {
 	pflag.IntVar(&c.runs, "runs", 5, "runs per measurement (the median is reported)")
 	pflag.BoolVar(&c.keep, "keep", false, "keep the work directory")
 	pflag.BoolVar(&c.skip500, "skip-large-image", false, "skip the large-image rows")
+	pflag.StringVar(&c.cServer, "c-server", "", "also measure the C project's FUSE server (its composefs-fuse binary), side by side")
 	pflag.BoolVarP(&c.verbose, "verbose", "v", false, "print every run's figure (seconds) as it is measured")
 	pflag.Parse()
 	if err := run(&c); err != nil {

@@ -86,6 +86,20 @@ func (f fuseMount) unmount(at string) error {
 	return nil
 }
 
+// cServerMount is the C project's FUSE server (tools/cfs-fuse.c), which
+// takes its image and store as -o source=,basedir= and checks no digest.
+type cServerMount struct{ bin string }
+
+func (cServerMount) name() string { return "C composefs-fuse" }
+
+func (m cServerMount) mount(c *corpus, at string) error {
+	return runCmd(m.bin, "-o", "source="+c.image+",basedir="+c.objects, at)
+}
+
+func (cServerMount) unmount(at string) error { return fuseMount{}.unmount(at) }
+
+func (cServerMount) daemonPID(at string) int { return fuseMount{}.daemonPID(at) }
+
 // daemonPID finds the composefs-fuse process serving the mountpoint.
 func (fuseMount) daemonPID(at string) int {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
