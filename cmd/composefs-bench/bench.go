@@ -120,7 +120,11 @@ func (b *bench) all() error {
 
 		// For comparison with servers that check nothing (the C one's
 		// fs-verity check is a TODO): the same cold read, verity off.
-		vals, err = b.measure([]mounter{kernelMount{}, fuseMount{bin: c.bin, verityOff: true}}, walk,
+		offWays := []mounter{kernelMount{}, fuseMount{bin: c.bin, verityOff: true}}
+		if c.cServer != "" {
+			offWays = append(offWays, cServerMount{bin: c.cServer})
+		}
+		vals, err = b.measure(offWays, walk,
 			func(m mounter, at string, _ float64) (float64, error) {
 				return timed(func() error { return readFile(filepath.Join(at, walk.big)) })
 			})
