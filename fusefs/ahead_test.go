@@ -36,9 +36,9 @@ func readAheadTree(t *testing.T) (dump string, store dirStore, objs map[string]o
 				stored = bytes.Clone(content)
 				stored[7] ^= 1
 			}
-			o.put(t, dir, stored)
+			o.Put(t, dir, stored)
 			objs[p] = o
-			fmt.Fprintf(&b, "/%s %d 100644 1 0 0 0 0.0 %s - %s\n", p, len(content), o.payload, o.digest)
+			fmt.Fprintf(&b, "/%s %d 100644 1 0 0 0 0.0 %s - %s\n", p, len(content), o.Payload, o.Digest)
 		}
 	}
 	return b.String(), dirStore(dir), objs
@@ -82,7 +82,7 @@ func TestReadAhead(t *testing.T) {
 			}
 			continue
 		}
-		if !st.Ok() || !bytes.Equal(got, objs[p].content) {
+		if !st.Ok() || !bytes.Equal(got, objs[p].Content) {
 			t.Errorf("%s: %v, %d bytes", p, st, len(got))
 		}
 		if !wasReady {

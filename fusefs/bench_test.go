@@ -36,7 +36,7 @@ func BenchmarkReadDirPlus(b *testing.B) {
 	dump.WriteString("/ 0 40755 3 0 0 0 0.0 - - -\n/d 0 40755 2 0 0 0 0.0 - - -\n")
 	for i := range 14 {
 		o := newObject([]byte(fmt.Sprintf("content of file %d, long enough to be external", i)))
-		fmt.Fprintf(&dump, "/d/f%05d 100 100644 1 0 0 0 1700000000.123456789 %s - %s\n", i, o.payload, o.digest)
+		fmt.Fprintf(&dump, "/d/f%05d 100 100644 1 0 0 0 1700000000.123456789 %s - %s\n", i, o.Payload, o.Digest)
 	}
 	s := newServer(b, imageFromDump(b, dump.String(), 1), Config{})
 	d := s.mustLookup("d")

@@ -36,21 +36,21 @@ func newTestTree(t *testing.T) *testTree {
 		ms:       newObject(content(10)),
 		store:    dirStore(t.TempDir()),
 	}
-	tt.ext.put(t, string(tt.store), tt.ext.content)
-	tt.nodigest.put(t, string(tt.store), tt.nodigest.content)
-	flipped := bytes.Clone(tt.bad.content)
+	tt.ext.Put(t, string(tt.store), tt.ext.Content)
+	tt.nodigest.Put(t, string(tt.store), tt.nodigest.Content)
+	flipped := bytes.Clone(tt.bad.Content)
 	flipped[4321] ^= 0x40
-	tt.bad.put(t, string(tt.store), flipped)
+	tt.bad.Put(t, string(tt.store), flipped)
 
 	var b strings.Builder
 	b.WriteString("/ 0 40755 4 0 0 0 1000.5 - - - user.root=1\n")
 	b.WriteString("/dir 0 40750 2 1 2 0 2000.123456789 - - - user.a=1 trusted.overlay.custom=2 security.x=s\n")
 	b.WriteString("/dir/inline 5 100644 2 0 0 0 1000.0 - hello -\n")
 	b.WriteString("/dir/hl 0 @100644 0 0 0 0 0.0 /dir/inline - -\n")
-	fmt.Fprintf(&b, "/dir/ext %d 100640 1 3 4 0 1000.0 %s - %s\n", len(tt.ext.content), tt.ext.payload, tt.ext.digest)
-	fmt.Fprintf(&b, "/dir/nodigest %d 100644 1 0 0 0 1000.0 %s - -\n", len(tt.nodigest.content), tt.nodigest.payload)
-	fmt.Fprintf(&b, "/dir/bad %d 100644 1 0 0 0 1000.0 %s - %s\n", len(tt.bad.content), tt.bad.payload, tt.bad.digest)
-	fmt.Fprintf(&b, "/dir/missing %d 100644 1 0 0 0 1000.0 %s - %s\n", len(tt.ms.content), tt.ms.payload, tt.ms.digest)
+	fmt.Fprintf(&b, "/dir/ext %d 100640 1 3 4 0 1000.0 %s - %s\n", len(tt.ext.Content), tt.ext.Payload, tt.ext.Digest)
+	fmt.Fprintf(&b, "/dir/nodigest %d 100644 1 0 0 0 1000.0 %s - -\n", len(tt.nodigest.Content), tt.nodigest.Payload)
+	fmt.Fprintf(&b, "/dir/bad %d 100644 1 0 0 0 1000.0 %s - %s\n", len(tt.bad.Content), tt.bad.Payload, tt.bad.Digest)
+	fmt.Fprintf(&b, "/dir/missing %d 100644 1 0 0 0 1000.0 %s - %s\n", len(tt.ms.Content), tt.ms.Payload, tt.ms.Digest)
 	b.WriteString("/dir/link 6 120777 1 0 0 0 1000.0 target - -\n")
 	b.WriteString("/wdir 0 40755 2 0 0 0 1000.0 - - -\n")
 	b.WriteString("/wdir/wh 0 20000 1 0 0 0 1000.0 - - -\n")
@@ -82,7 +82,7 @@ func TestAttributes(t *testing.T) {
 				t.Errorf("dir: mtime %d.%d ctime %d", dir.Mtime, dir.Mtimensec, dir.Ctime)
 			}
 			ext := s.mustLookup("dir/ext")
-			if ext.Mode != syscall.S_IFREG|0o640 || ext.Size != uint64(len(tt.ext.content)) || ext.Uid != 3 || ext.Gid != 4 {
+			if ext.Mode != syscall.S_IFREG|0o640 || ext.Size != uint64(len(tt.ext.Content)) || ext.Uid != 3 || ext.Gid != 4 {
 				t.Errorf("ext: mode %o size %d uid %d gid %d", ext.Mode, ext.Size, ext.Uid, ext.Gid)
 			}
 			if ext.Blocks != (ext.Size+4095)/4096*8 || ext.Blksize != 4096 {
@@ -287,7 +287,7 @@ func TestContents(t *testing.T) {
 			if got, st := s.readFile("dir/inline"); !st.Ok() || string(got) != "hello" {
 				t.Errorf("inline: %q %v", got, st)
 			}
-			if got, st := s.readFile("dir/ext"); !st.Ok() || !bytes.Equal(got, tt.ext.content) {
+			if got, st := s.readFile("dir/ext"); !st.Ok() || !bytes.Equal(got, tt.ext.Content) {
 				t.Errorf("ext: %d bytes, %v", len(got), st)
 			}
 			got, st := s.readFile("dir/nodigest")
@@ -295,19 +295,19 @@ func TestContents(t *testing.T) {
 				if st != fuse.EIO {
 					t.Errorf("nodigest under require: %v, want EIO", st)
 				}
-			} else if !st.Ok() || !bytes.Equal(got, tt.nodigest.content) {
+			} else if !st.Ok() || !bytes.Equal(got, tt.nodigest.Content) {
 				t.Errorf("nodigest: %d bytes, %v", len(got), st)
 			}
 			got, st = s.readFile("dir/bad")
 			if mode == VerityOff {
-				if !st.Ok() || len(got) != len(tt.bad.content) {
+				if !st.Ok() || len(got) != len(tt.bad.Content) {
 					t.Errorf("bad under off: %d bytes, %v", len(got), st)
 				}
 			} else {
 				if st != fuse.EIO {
 					t.Errorf("bad: %v, want EIO", st)
 				}
-				if !strings.Contains(s.log.String(), "/dir/bad") || !strings.Contains(s.log.String(), tt.bad.payload) {
+				if !strings.Contains(s.log.String(), "/dir/bad") || !strings.Contains(s.log.String(), tt.bad.Payload) {
 					t.Errorf("log does not name the file and object:\n%s", s.log.String())
 				}
 			}
@@ -315,7 +315,7 @@ func TestContents(t *testing.T) {
 				t.Errorf("missing object: %v, want ENOENT", st)
 			}
 			// The mount lives on: other files still read.
-			if got, st := s.readFile("dir/ext"); !st.Ok() || !bytes.Equal(got, tt.ext.content) {
+			if got, st := s.readFile("dir/ext"); !st.Ok() || !bytes.Equal(got, tt.ext.Content) {
 				t.Errorf("ext after failures: %d bytes, %v", len(got), st)
 			}
 			if n := len(s.fsys.open); n != 0 {

@@ -3,7 +3,6 @@ package fusefs
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/hex"
 	"log"
 	"os"
 	"path/filepath"
@@ -17,7 +16,7 @@ import (
 
 	"github.com/composefs/composefs-go/dumpfile"
 	"github.com/composefs/composefs-go/erofs"
-	"github.com/composefs/composefs-go/verity"
+	"github.com/composefs/composefs-go/internal/testobj"
 )
 
 // dirStore is the simplest object store: payload paths below one directory.
@@ -50,29 +49,10 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// object is content for an external file: its payload path and digest.
-type object struct {
-	content []byte
-	digest  string
-	payload string
-}
+// object is the content of an external file and its place in a flat store.
+type object = testobj.Object
 
-func newObject(content []byte) object {
-	d := hex.EncodeToString(verity.DigestBytes(verity.SHA256, content))
-	return object{content: content, digest: d, payload: d[:2] + "/" + d[2:]}
-}
-
-// put stores o (or other bytes under o's name) in dir.
-func (o object) put(t testing.TB, dir string, content []byte) {
-	t.Helper()
-	p := filepath.Join(dir, o.payload)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, content, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
+var newObject = testobj.New
 
 // imageFromDump writes the image of a dumpfile text with the project's
 // writer.

@@ -42,7 +42,7 @@ func TestMountParallel(t *testing.T) {
 					return
 				}
 				got, err := os.ReadFile(filepath.Join(mnt, "dir", "ext"))
-				if err != nil || !bytes.Equal(got, tt.ext.content) {
+				if err != nil || !bytes.Equal(got, tt.ext.Content) {
 					errs <- err
 					return
 				}

@@ -91,7 +91,7 @@ func TestMountHelper(t *testing.T) {
 	if typ := mountedType(mnt); typ != "fuse.composefs-fuse" {
 		t.Fatalf("mounted as %q", typ)
 	}
-	if got, err := os.ReadFile(filepath.Join(mnt, "good")); err != nil || len(got) != len(v.good.content) {
+	if got, err := os.ReadFile(filepath.Join(mnt, "good")); err != nil || len(got) != len(v.good.Content) {
 		t.Errorf("good: %d bytes, %v", len(got), err)
 	}
 	if _, err := readErrno(filepath.Join(mnt, "nodigest")); err != syscall.EIO {

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bytes"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +9,7 @@ import (
 
 	"github.com/composefs/composefs-go/dumpfile"
 	"github.com/composefs/composefs-go/erofs"
-	"github.com/composefs/composefs-go/verity"
+	"github.com/composefs/composefs-go/internal/testobj"
 )
 
 // writeImage writes the image of a dumpfile text with the project's writer
@@ -32,27 +31,7 @@ func writeImage(t testing.TB, dump string, version int) string {
 	return p
 }
 
-// object is the content of an external file and where a flat store keeps
-// it.
-type object struct {
-	content []byte
-	digest  string
-	payload string
-}
+// object is the content of an external file and its place in a flat store.
+type object = testobj.Object
 
-func newObject(content []byte) object {
-	d := hex.EncodeToString(verity.DigestBytes(verity.SHA256, content))
-	return object{content: content, digest: d, payload: d[:2] + "/" + d[2:]}
-}
-
-// put stores content (o's own or other bytes) under o's name in dir.
-func (o object) put(t testing.TB, dir string, content []byte) {
-	t.Helper()
-	p := filepath.Join(dir, o.payload)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, content, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
+var newObject = testobj.New

@@ -48,7 +48,7 @@ func TestOverlaySemantics(t *testing.T) {
 	src := tempDir(t, "src")
 	objects := tempDir(t, "objects")
 	o := newObject([]byte("the object's content, longer than the stub"))
-	o.put(t, objects, o.content)
+	o.Put(t, objects, o.Content)
 
 	type node struct {
 		path   string
@@ -71,19 +71,19 @@ func TestOverlaySemantics(t *testing.T) {
 		{"opaque/f", 'f', "x", nil},
 		{"redirdir", 'd', "", map[string]string{"trusted.overlay.redirect": "/elsewhere"}},
 		{"redirdir/f", 'f', "y", nil},
-		{"external", 'f', "stub", map[string]string{"trusted.overlay.metacopy": mc, "trusted.overlay.redirect": "/" + o.payload}},
+		{"external", 'f', "stub", map[string]string{"trusted.overlay.metacopy": mc, "trusted.overlay.redirect": "/" + o.Payload}},
 		{"external-missing", 'f', "stub", map[string]string{"trusted.overlay.metacopy": mc, "trusted.overlay.redirect": "/00/00"}},
 		{"metacopy-only", 'f', "stub", map[string]string{"trusted.overlay.metacopy": mc}},
-		{"metacopy-relative", 'f', "stub", map[string]string{"trusted.overlay.metacopy": mc, "trusted.overlay.redirect": o.payload}},
-		{"metacopy-bad", 'f', "stub", map[string]string{"trusted.overlay.metacopy": "abc", "trusted.overlay.redirect": "/" + o.payload}},
+		{"metacopy-relative", 'f', "stub", map[string]string{"trusted.overlay.metacopy": mc, "trusted.overlay.redirect": o.Payload}},
+		{"metacopy-bad", 'f', "stub", map[string]string{"trusted.overlay.metacopy": "abc", "trusted.overlay.redirect": "/" + o.Payload}},
 		{"metacopy-root-redirect", 'f', "stub", map[string]string{"trusted.overlay.metacopy": mc, "trusted.overlay.redirect": "/"}},
 		{"metacopy-double-slash", 'f', "stub", map[string]string{"trusted.overlay.metacopy": mc, "trusted.overlay.redirect": "/ab//cd"}},
-		{"metacopy-trailing-slash", 'f', "stub", map[string]string{"trusted.overlay.metacopy": mc, "trusted.overlay.redirect": "/" + o.payload + "/"}},
+		{"metacopy-trailing-slash", 'f', "stub", map[string]string{"trusted.overlay.metacopy": mc, "trusted.overlay.redirect": "/" + o.Payload + "/"}},
 		{"metacopy-name", 'f', "stub", map[string]string{"trusted.overlay.metacopy": mc, "trusted.overlay.redirect": "name"}},
 		{"badredirdir", 'd', "", map[string]string{"trusted.overlay.redirect": "x/y"}},
 		{"relredirdir", 'd', "", map[string]string{"trusted.overlay.redirect": "x"}},
 		{"redirect-invalid", 'f', "own", map[string]string{"trusted.overlay.redirect": "x/y"}},
-		{"redirect-only", 'f', "own data", map[string]string{"trusted.overlay.redirect": "/" + o.payload}},
+		{"redirect-only", 'f', "own data", map[string]string{"trusted.overlay.redirect": "/" + o.Payload}},
 		{"private", 'f', "p", map[string]string{"trusted.overlay.origin": "o", "trusted.overlay.impure": "y", "trusted.overlay.nlink": "2", "trusted.other": "t", "security.x": "s"}},
 		{"link", 's', "target", nil},
 	}

@@ -27,7 +27,7 @@ func TestPassthrough(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			fg := fuseForeground(t, v.image, "--basedir", objects, "--debug")
 			got, err := os.ReadFile(filepath.Join(fg.mnt, "good"))
-			if err != nil || !bytes.Equal(got, v.good.content) {
+			if err != nil || !bytes.Equal(got, v.good.Content) {
 				t.Fatalf("good: %d bytes, %v", len(got), err)
 			}
 			log := fg.waitStderr("BACKING_OPEN")

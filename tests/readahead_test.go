@@ -38,13 +38,13 @@ func TestReadAheadMount(t *testing.T) {
 		case 30:
 			flipped := bytes.Clone(content)
 			flipped[size/2] ^= 1
-			o.put(t, objects, flipped)
+			o.Put(t, objects, flipped)
 		case 40:
 			// missing from the store
 		default:
-			o.put(t, objects, content)
+			o.Put(t, objects, content)
 		}
-		fmt.Fprintf(&dump, "/d/f%03d %d 100644 1 0 0 0 0.0 %s - %s\n", i, size, o.payload, o.digest)
+		fmt.Fprintf(&dump, "/d/f%03d %d 100644 1 0 0 0 0.0 %s - %s\n", i, size, o.Payload, o.Digest)
 	}
 	image := writeImage(t, dump.String(), 1)
 	fg := fuseForeground(t, image, "--basedir", objects)

@@ -17,7 +17,7 @@ func TestRepository(t *testing.T) {
 	v := newVerityTree(t)
 	repo := tempDir(t, "repo")
 	put := func(o object) {
-		o.put(t, filepath.Join(repo, "objects"), o.content)
+		o.Put(t, filepath.Join(repo, "objects"), o.Content)
 	}
 	for _, o := range []object{v.good, v.nodigest} {
 		put(o)
@@ -32,7 +32,7 @@ func TestRepository(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(repo, "images", "refs", "sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(filepath.Join("..", "objects", img.payload), filepath.Join(repo, "images", id)); err != nil {
+	if err := os.Symlink(filepath.Join("..", "objects", img.Payload), filepath.Join(repo, "images", id)); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(filepath.Join("..", "..", "..", "images", id), filepath.Join(repo, "images", "refs", "sub", "name")); err != nil {
@@ -46,7 +46,7 @@ func TestRepository(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			mnt := fuseMount(t, args[0], args[1:]...)
 			got, err := os.ReadFile(filepath.Join(mnt, "good"))
-			if err != nil || !bytes.Equal(got, v.good.content) {
+			if err != nil || !bytes.Equal(got, v.good.Content) {
 				t.Errorf("good: %d bytes, %v", len(got), err)
 			}
 			if _, err := readErrno(filepath.Join(mnt, "inline")); err != nil {

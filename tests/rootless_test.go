@@ -88,7 +88,7 @@ func TestRootless(t *testing.T) {
 	if typ := mountedType(mnt); typ != "fuse.composefs-fuse" {
 		t.Fatalf("after the command returned, %s is mounted as %q", mnt, typ)
 	}
-	for name, want := range map[string][]byte{"inline": []byte("hello"), "good": v.good.content, "nodigest": v.nodigest.content} {
+	for name, want := range map[string][]byte{"inline": []byte("hello"), "good": v.good.Content, "nodigest": v.nodigest.Content} {
 		out, err := asNobody(t, "cat", filepath.Join(mnt, name))
 		if err != nil || out != string(want) {
 			t.Errorf("cat %s as nobody: %v, %d bytes, want %d", name, err, len(out), len(want))

@@ -39,18 +39,18 @@ func newVerityTree(t *testing.T) *verityTree {
 		nodigest: newObject(content(5000)),
 		objects:  tempDir(t, "objects"),
 	}
-	v.good.put(t, v.objects, v.good.content)
-	v.flipped = bytes.Clone(v.bad.content)
+	v.good.Put(t, v.objects, v.good.Content)
+	v.flipped = bytes.Clone(v.bad.Content)
 	v.flipped[12345] ^= 1
-	v.bad.put(t, v.objects, v.flipped)
-	v.nodigest.put(t, v.objects, v.nodigest.content)
+	v.bad.Put(t, v.objects, v.flipped)
+	v.nodigest.Put(t, v.objects, v.nodigest.Content)
 	var b strings.Builder
 	b.WriteString("/ 0 40755 2 0 0 0 0.0 - - -\n")
 	b.WriteString("/inline 5 100644 1 0 0 0 0.0 - hello -\n")
 	for name, o := range map[string]object{"good": v.good, "bad": v.bad, "missing": v.missing} {
-		fmt.Fprintf(&b, "/%s %d 100644 1 0 0 0 0.0 %s - %s\n", name, len(o.content), o.payload, o.digest)
+		fmt.Fprintf(&b, "/%s %d 100644 1 0 0 0 0.0 %s - %s\n", name, len(o.Content), o.Payload, o.Digest)
 	}
-	fmt.Fprintf(&b, "/nodigest %d 100644 1 0 0 0 0.0 %s - -\n", len(v.nodigest.content), v.nodigest.payload)
+	fmt.Fprintf(&b, "/nodigest %d 100644 1 0 0 0 0.0 %s - -\n", len(v.nodigest.Content), v.nodigest.Payload)
 	v.image = writeImage(t, b.String(), 1)
 	return v
 }
@@ -84,14 +84,14 @@ func TestVerity(t *testing.T) {
 
 	t.Run("on", func(t *testing.T) {
 		mnt := fuseMount(t, v.image, "--basedir", v.objects)
-		check(t, mnt, "good", v.good.content, nil)
+		check(t, mnt, "good", v.good.Content, nil)
 		check(t, mnt, "bad", nil, syscall.EIO)
 		check(t, mnt, "missing", nil, syscall.ENOENT)
-		check(t, mnt, "nodigest", v.nodigest.content, nil)
+		check(t, mnt, "nodigest", v.nodigest.Content, nil)
 		check(t, mnt, "inline", []byte("hello"), nil)
 		// Still up, still refusing, still serving.
 		check(t, mnt, "bad", nil, syscall.EIO)
-		check(t, mnt, "good", v.good.content, nil)
+		check(t, mnt, "good", v.good.Content, nil)
 	})
 	t.Run("off", func(t *testing.T) {
 		mnt := fuseMount(t, v.image, "--basedir", v.objects, "--verity=off")
@@ -101,7 +101,7 @@ func TestVerity(t *testing.T) {
 	t.Run("require", func(t *testing.T) {
 		mnt := fuseMount(t, v.image, "-o", "basedir="+v.objects+",verity=require")
 		check(t, mnt, "nodigest", nil, syscall.EIO)
-		check(t, mnt, "good", v.good.content, nil)
+		check(t, mnt, "good", v.good.Content, nil)
 		check(t, mnt, "bad", nil, syscall.EIO)
 		check(t, mnt, "inline", []byte("hello"), nil)
 	})
@@ -116,7 +116,7 @@ func TestVerity(t *testing.T) {
 		fg := fuseForeground(t, v.image, "--basedir", v.objects)
 		check(t, fg.mnt, "bad", nil, syscall.EIO)
 		check(t, fg.mnt, "missing", nil, syscall.ENOENT)
-		wants := []string{"/bad", v.bad.payload, "/missing", v.missing.payload}
+		wants := []string{"/bad", v.bad.Payload, "/missing", v.missing.Payload}
 		log := fg.waitStderr(wants...)
 		for _, want := range wants {
 			if !strings.Contains(log, want) {
@@ -133,7 +133,7 @@ func TestVerity(t *testing.T) {
 			t.Fatal(err)
 		}
 		mnt := fuseMount(t, v.image, "--basedir", v.objects, "--digest", hex.EncodeToString(d))
-		check(t, mnt, "good", v.good.content, nil)
+		check(t, mnt, "good", v.good.Content, nil)
 
 		wrong := bytes.Clone(d)
 		wrong[0] ^= 1
