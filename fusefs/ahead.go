@@ -403,27 +403,16 @@ func (f *FS) prefetchObject(nid uint64) {
 	if err != nil || !in.IsRegular() || in.Size > aheadMaxSize {
 		return
 	}
-	alg, digest, external, err := f.img.Metacopy(&in)
+	_, digest, external, err := f.img.Metacopy(&in)
 	if err != nil || !external {
 		return
 	}
-	payload, ok, err := f.img.Redirect(&in)
-	if err != nil || !ok {
-		return
-	}
-	if digest == nil && f.cfg.Verity == VerityRequire {
-		return
-	}
-	obj, err := f.cfg.Store.Open(payload)
+	obj, _, _, err := f.checkedObject(&in)
 	if err != nil {
 		return
 	}
-	if digest != nil && f.cfg.Verity != VerityOff {
-		if f.cfg.Cache.Verify(obj, alg, digest) != nil {
-			obj.Close()
-			return
-		}
-	} else {
+	if f.cfg.Verity == VerityOff || digest == nil {
+		// Unchecked, so not read: ask the kernel to read it in.
 		unix.Fadvise(int(obj.Fd()), 0, 0, unix.FADV_WILLNEED)
 	}
 	if o := f.backObject(obj); !f.keepAhead(nid, o) {

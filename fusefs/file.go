@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -85,22 +86,38 @@ func (f *FS) storeSmall(nodeID uint64, in *erofs.Inode) {
 // its digest as the verity policy says. Failures are logged, naming the
 // file and the object.
 func (f *FS) objectFile(in *erofs.Inode) (*os.File, fuse.Status) {
+	obj, payload, st, err := f.checkedObject(in)
+	if err != nil {
+		if payload == "" {
+			return nil, f.fail(in.Nid, "open", err)
+		}
+		f.cfg.Logger.Printf("%s: object %s: %v", f.pathOf(in.Nid), payload, err)
+	}
+	return obj, st
+}
+
+// errNoDigest: verity=require and the file's metacopy has no digest.
+var errNoDigest = errors.New("refused: no fs-verity digest and verity=require")
+
+// checkedObject opens the object of external file in and checks it against
+// its digest as the verity policy says, without logging: the status is the
+// open's answer, err what went wrong, payload the object's name once known.
+// With verity off (or no digest) the object is opened unchecked.
+func (f *FS) checkedObject(in *erofs.Inode) (obj *os.File, payload string, st fuse.Status, err error) {
 	alg, digest, _, err := f.img.Metacopy(in)
 	if err != nil {
-		return nil, f.fail(in.Nid, "metacopy", err)
+		return nil, "", fuse.EIO, fmt.Errorf("metacopy: %w", err)
 	}
 	payload, ok, err := f.img.Redirect(in)
 	if err != nil {
-		return nil, f.fail(in.Nid, "redirect", err)
+		return nil, "", fuse.EIO, fmt.Errorf("redirect: %w", err)
 	}
 	if !ok {
-		return nil, f.fail(in.Nid, "open", errNoRedirect)
+		return nil, "", fuse.EIO, errNoRedirect
 	}
 	if digest == nil && f.cfg.Verity == VerityRequire {
-		f.cfg.Logger.Printf("%s: object %s: refused: no fs-verity digest and verity=require", f.pathOf(in.Nid), payload)
-		return nil, fuse.EIO
+		return nil, payload, fuse.EIO, errNoDigest
 	}
-	var obj *os.File
 	if f.cfg.Store == nil {
 		err = fs.ErrNotExist
 	} else {
@@ -108,20 +125,18 @@ func (f *FS) objectFile(in *erofs.Inode) (*os.File, fuse.Status) {
 	}
 	if err != nil {
 		// overlayfs answers ENOENT for a missing data-only lower file.
-		f.cfg.Logger.Printf("%s: object %s: %v", f.pathOf(in.Nid), payload, err)
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fuse.ENOENT
+			return nil, payload, fuse.ENOENT, err
 		}
-		return nil, fuse.EIO
+		return nil, payload, fuse.EIO, err
 	}
 	if digest != nil && f.cfg.Verity != VerityOff {
 		if err := f.cfg.Cache.Verify(obj, alg, digest); err != nil {
 			obj.Close()
-			f.cfg.Logger.Printf("%s: object %s: fs-verity check failed: %v", f.pathOf(in.Nid), payload, err)
-			return nil, fuse.EIO
+			return nil, payload, fuse.EIO, fmt.Errorf("fs-verity check failed: %w", err)
 		}
 	}
-	return obj, fuse.OK
+	return obj, payload, fuse.OK, nil
 }
 
 // Read serves an external file from its object (when passthrough is not in
