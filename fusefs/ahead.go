@@ -170,7 +170,7 @@ func (f *FS) keepAhead(nid uint64, o *openObject) bool {
 // dir and starts reading ahead at a lookup of its first file, or after
 // three lookups in a row moving forward by name.
 func (f *FS) noteLookup(dir uint64, name string) {
-	if f.cfg.Store == nil {
+	if f.cfg.Store == nil || f.cfg.NoReadAhead {
 		return
 	}
 	a := &f.ahead

@@ -142,3 +142,21 @@ func readyCount(a *readAhead) int {
 	defer a.mu.Unlock()
 	return len(a.ready)
 }
+
+// TestNoReadAhead: with read-ahead off, lookups in order open nothing
+// ahead, and files still read.
+func TestNoReadAhead(t *testing.T) {
+	dump, store, objs := readAheadTree(t)
+	cache := verity.NewCache()
+	s := newServer(t, imageFromDump(t, dump, 1), Config{Store: store, Cache: cache, NoReadAhead: true})
+	for i := range 5 {
+		s.mustLookup(fmt.Sprintf("d/f%02d", i))
+	}
+	s.fsys.ahead.pending.Wait()
+	if n := cache.Len(); n != 0 || readyCount(&s.fsys.ahead) != 0 {
+		t.Errorf("read-ahead off, yet %d objects hashed and %d ready", n, readyCount(&s.fsys.ahead))
+	}
+	if got, st := s.readFile("d/f03"); !st.Ok() || !bytes.Equal(got, objs["d/f03"].Content) {
+		t.Errorf("d/f03: %v, %d bytes", st, len(got))
+	}
+}

@@ -29,6 +29,10 @@ type Config struct {
 	// Logger receives one line per refused open and per damaged part of
 	// the image met while serving. Nil means log.Default().
 	Logger *log.Logger
+	// NoReadAhead turns off the opening and checking of objects ahead of
+	// lookups that walk a directory (ahead.go): objects are then read
+	// only when their file is opened.
+	NoReadAhead bool
 }
 
 // FS is one composefs image served through FUSE: a fuse.RawFileSystem that

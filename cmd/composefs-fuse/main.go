@@ -76,6 +76,7 @@ func parseArgs(args []string) (*settings, error) {
 	fl.StringArrayVarP(&mountOpt, "options", "o", nil, "comma-separated mount `OPTIONS` (basedir=, digest=, verity=, repo=, allow_other, ro, nosuid, ...)")
 	fl.BoolVar(&s.allowOther, "allow-other", false, "let other users see the mount")
 	fl.BoolVar(&s.debug, "debug", false, "log every FUSE request")
+	fl.BoolVar(&s.noReadAhead, "no-read-ahead", false, "open and check objects only when their file is opened, never ahead of a directory being read through (-o noreadahead)")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, err

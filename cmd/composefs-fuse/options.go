@@ -18,6 +18,7 @@ type settings struct {
 	foreground        bool
 	allowOther        bool
 	debug             bool
+	noReadAhead       bool
 	fsname            string
 	// mountFlags go to the kernel (or fusermount3) as given: nosuid,
 	// nodev, noexec and their opposites.
@@ -69,6 +70,8 @@ func (s *settings) addOptions(arg string) error {
 			s.allowOther = true
 		case key == "debug" && !hasVal:
 			s.debug = true
+		case key == "noreadahead" && !hasVal:
+			s.noReadAhead = true
 		case kernelFlags[key] && !hasVal:
 			s.mountFlags = append(s.mountFlags, key)
 		case ignoredOptions[key] && !hasVal,

@@ -58,7 +58,7 @@ func serve(s *settings) error {
 		return fmt.Errorf("%s: %w", s.image, err)
 	}
 	defer img.Close()
-	fsys, err := fusefs.New(img, fusefs.Config{Store: store, Verity: s.verity, Logger: logger})
+	fsys, err := fusefs.New(img, fusefs.Config{Store: store, Verity: s.verity, Logger: logger, NoReadAhead: s.noReadAhead})
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.image, err)
 	}
