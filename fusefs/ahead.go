@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -82,6 +83,10 @@ type readAhead struct {
 	stopped    bool
 	// pending counts the scans and files queued and not yet done.
 	pending sync.WaitGroup
+	// workers counts the goroutines running, which read the image: they
+	// must be gone before it is unmapped.
+	workers sync.WaitGroup
+	halted  atomic.Bool
 }
 
 func (a *readAhead) start(f *FS) {
@@ -92,6 +97,7 @@ func (a *readAhead) start(f *FS) {
 		a.dirs = make(map[uint64]*dirStream)
 		a.queued = make(map[uint64]struct{})
 		a.ready = make(map[uint64]*openObject)
+		a.workers.Add(1 + aheadWorkers)
 		go a.scanLoop(f)
 		for range aheadWorkers {
 			go a.fileLoop(f)
@@ -99,19 +105,25 @@ func (a *readAhead) start(f *FS) {
 	})
 }
 
-// stopAhead ends the background work (at unmount) and lets go of the objects
-// read ahead.
+// stopAhead ends the background work, waits for it to be gone, and lets go
+// of the objects read ahead. After it the image is no longer read here.
 func (f *FS) stopAhead() {
 	a := &f.ahead
+	a.halted.Store(true)
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.done == nil || a.stopped {
+		a.mu.Unlock()
+		a.workers.Wait()
 		return
 	}
 	a.stopped = true
 	close(a.done)
+	a.mu.Unlock()
+	a.workers.Wait()
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	for _, o := range a.ready {
-		o.file.Close() // the backing ids go with the connection
+		f.dropObject(o)
 	}
 	clear(a.ready)
 	a.readyOrder = nil
@@ -170,7 +182,7 @@ func (f *FS) keepAhead(nid uint64, o *openObject) bool {
 // dir and starts reading ahead at a lookup of its first file, or after
 // three lookups in a row moving forward by name.
 func (f *FS) noteLookup(dir uint64, name string) {
-	if f.cfg.Store == nil || f.cfg.NoReadAhead {
+	if f.cfg.Store == nil || f.cfg.NoReadAhead || f.ahead.halted.Load() {
 		return
 	}
 	a := &f.ahead
@@ -222,6 +234,7 @@ func (f *FS) noteLookup(dir uint64, name string) {
 }
 
 func (a *readAhead) scanLoop(f *FS) {
+	defer a.workers.Done()
 	for {
 		select {
 		case <-a.done:
@@ -375,6 +388,7 @@ func (a *readAhead) unmarkQueued(nid uint64) {
 }
 
 func (a *readAhead) fileLoop(f *FS) {
+	defer a.workers.Done()
 	for {
 		select {
 		case <-a.done:

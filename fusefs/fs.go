@@ -116,6 +116,11 @@ func (f *FS) Init(s *fuse.Server) {
 // OnUnmount stops the background read-ahead.
 func (f *FS) OnUnmount() { f.stopAhead() }
 
+// Close stops the work f does in the background and waits for it: call it
+// once the server has stopped, before closing the image. Safe to call more
+// than once, and after OnUnmount.
+func (f *FS) Close() { f.stopAhead() }
+
 // fail turns an error from the image or the store into the status the
 // request answers: ENOENT for a missing name or object, EINVAL for a
 // redirect overlayfs would refuse, EIO for anything else (damage included),

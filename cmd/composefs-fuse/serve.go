@@ -90,6 +90,9 @@ func serve(s *settings) error {
 		daemonReady(logger)
 	}
 	server.Wait()
+	// Background read-ahead reads the image: stop it before the image
+	// is unmapped (deferred above).
+	fsys.Close()
 	return nil
 }
 
