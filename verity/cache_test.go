@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestCacheHashesOnce(t *testing.T) {
@@ -192,4 +195,36 @@ func (r *errAfterReader) Read(p []byte) (int, error) {
 	n := copy(p, r.data[r.off:r.n])
 	r.off += n
 	return n, nil
+}
+
+// TestNoKernelVerityRemembered: once a file system answers that it has no
+// fs-verity at all, files there are hashed without asking the kernel again.
+func TestNoKernelVerityRemembered(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte("remember me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	_, kerr := MeasureVerity(f, SHA256)
+	if !errors.Is(kerr, unix.ENOTTY) && !errors.Is(kerr, unix.EOPNOTSUPP) {
+		t.Skipf("the file system of %s has fs-verity (measure: %v): nothing to remember", p, kerr)
+	}
+	want := DigestBytes(SHA256, []byte("remember me"))
+	for range 2 {
+		got, err := DigestFile(SHA256, f)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("DigestFile: %x, %v", got, err)
+		}
+		if _, ok := noKernelVerity.Load(uint64(st.Dev)); !ok {
+			t.Fatalf("device %d not remembered after %v", st.Dev, kerr)
+		}
+	}
 }
