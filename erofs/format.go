@@ -189,6 +189,21 @@ const (
 	ModeFifo = 0o010000
 )
 
+// fileTypeModes pairs each dirent file type with its mode's type bits.
+var fileTypeModes = [...]uint32{
+	FTReg: ModeReg, FTDir: ModeDir, FTChr: ModeChr, FTBlk: ModeBlk,
+	FTFifo: ModeFifo, FTSock: ModeSock, FTSymlink: ModeLnk,
+}
+
+// FileTypeMode is the file type bits of a mode for dirent file type ft; 0
+// for a type EROFS does not define (the kernel shows it as DT_UNKNOWN).
+func FileTypeMode(ft uint8) uint32 {
+	if int(ft) < len(fileTypeModes) {
+		return fileTypeModes[ft]
+	}
+	return 0
+}
+
 // Header is the composefs header at byte 0.
 type Header struct {
 	Magic, Version, Flags, ComposefsVersion uint32

@@ -7,21 +7,10 @@ import (
 
 // direntType maps a mode to its dirent file type.
 func direntType(mode uint32) uint8 {
-	switch mode & ModeFmt {
-	case ModeReg:
-		return FTReg
-	case ModeDir:
-		return FTDir
-	case ModeChr:
-		return FTChr
-	case ModeBlk:
-		return FTBlk
-	case ModeFifo:
-		return FTFifo
-	case ModeSock:
-		return FTSock
-	case ModeLnk:
-		return FTSymlink
+	for ft, m := range fileTypeModes {
+		if m != 0 && m == mode&ModeFmt {
+			return uint8(ft)
+		}
 	}
 	return FTUnknown
 }

@@ -197,3 +197,21 @@ func TestWriteOutputError(t *testing.T) {
 		}
 	}
 }
+
+// TestFileTypeMode: dirent file types and mode bits map both ways.
+func TestFileTypeMode(t *testing.T) {
+	for ft := uint8(FTReg); ft <= FTSymlink; ft++ {
+		m := FileTypeMode(ft)
+		if m == 0 || direntType(m|0o644) != ft {
+			t.Errorf("file type %d: mode %#o, back to %d", ft, m, direntType(m|0o644))
+		}
+	}
+	for _, ft := range []uint8{FTUnknown, 8, 255} {
+		if m := FileTypeMode(ft); m != 0 {
+			t.Errorf("file type %d: mode %#o, want 0", ft, m)
+		}
+	}
+	if ft := direntType(0o644); ft != FTUnknown {
+		t.Errorf("mode without type: file type %d", ft)
+	}
+}

@@ -3,7 +3,6 @@ package fusefs
 import (
 	"runtime/debug"
 	"sync"
-	"syscall"
 	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -74,7 +73,7 @@ func (f *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.St
 			}
 			// The name is copied into the reply right away: it may
 			// alias the block instead of being allocated.
-			de := fuse.DirEntry{Name: unsafe.String(&name[0], len(name)), Ino: nid, Mode: modeForFileType(ft), Off: b<<cookieBits | uint64(i+1)}
+			de := fuse.DirEntry{Name: unsafe.String(&name[0], len(name)), Ino: nid, Mode: erofs.FileTypeMode(ft), Off: b<<cookieBits | uint64(i+1)}
 			if !plus {
 				if !out.AddDirEntry(de) {
 					return fuse.OK
@@ -126,26 +125,4 @@ func (f *FS) isWhiteoutNid(nid uint64) bool {
 // FsyncDir has nothing to do; ENOSYS makes the kernel stop asking.
 func (f *FS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	return fuse.ENOSYS
-}
-
-// modeForFileType maps an EROFS dirent file type to the file type bits of a
-// mode; an unknown type is 0, which the kernel reports as DT_UNKNOWN.
-func modeForFileType(ft uint8) uint32 {
-	switch ft {
-	case erofs.FTReg:
-		return syscall.S_IFREG
-	case erofs.FTDir:
-		return syscall.S_IFDIR
-	case erofs.FTChr:
-		return syscall.S_IFCHR
-	case erofs.FTBlk:
-		return syscall.S_IFBLK
-	case erofs.FTFifo:
-		return syscall.S_IFIFO
-	case erofs.FTSock:
-		return syscall.S_IFSOCK
-	case erofs.FTSymlink:
-		return syscall.S_IFLNK
-	}
-	return 0
 }
