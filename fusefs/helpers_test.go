@@ -14,9 +14,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
-	"github.com/composefs/composefs-go/dumpfile"
 	"github.com/composefs/composefs-go/erofs"
-	"github.com/composefs/composefs-go/internal/testobj"
+	"github.com/composefs/composefs-go/internal/fixture"
 )
 
 // dirStore is the simplest object store: payload paths below one directory.
@@ -50,33 +49,19 @@ func (b *syncBuffer) String() string {
 }
 
 // object is the content of an external file and its place in a flat store.
-type object = testobj.Object
+type object = fixture.Object
 
-var newObject = testobj.New
+var newObject = fixture.NewObject
 
 // imageFromDump writes the image of a dumpfile text with the project's
 // writer.
 func imageFromDump(t testing.TB, dump string, version int) *erofs.Image {
 	t.Helper()
-	img, err := erofs.NewImage(imageBytes(t, dump, version))
+	img, err := erofs.NewImage(fixture.Image(t, dump, version))
 	if err != nil {
 		t.Fatalf("erofs.NewImage: %v", err)
 	}
 	return img
-}
-
-// imageBytes is the image of a dumpfile text.
-func imageBytes(t testing.TB, dump string, version int) []byte {
-	t.Helper()
-	entries, err := dumpfile.ParseAll(strings.NewReader(dump), dumpfile.ParseOptions{})
-	if err != nil {
-		t.Fatalf("dumpfile: %v", err)
-	}
-	var buf bytes.Buffer
-	if err := erofs.Write(&buf, entries, erofs.WriteOptions{MinVersion: version, MaxVersion: version}); err != nil {
-		t.Fatalf("erofs.Write: %v", err)
-	}
-	return buf.Bytes()
 }
 
 func goldenDir(t testing.TB) string {

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/internal/fixture"
 )
 
 // TestMountParallel mounts the test tree in this process and reads it from
@@ -106,7 +107,7 @@ func TestTruncatedImage(t *testing.T) {
 		fmt.Fprintf(&b, "/z/entry-%05d 0 100644 1 0 0 0 0.0 - - -\n", i)
 	}
 	p := filepath.Join(t.TempDir(), "image.cfs")
-	if err := os.WriteFile(p, imageBytes(t, b.String(), 1), 0o644); err != nil {
+	if err := os.WriteFile(p, fixture.Image(t, b.String(), 1), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	img, err := erofs.Open(p)
