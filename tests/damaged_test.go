@@ -18,13 +18,7 @@ import (
 // up after a full walk.
 func TestDamagedImages(t *testing.T) {
 	requireRoot(t)
-	g := goldenDir(t)
-	images, _ := filepath.Glob(filepath.Join(g, "c", "images", "*.v1.cfs"))
-	rs, _ := filepath.Glob(filepath.Join(g, "rs", "*.cfs"))
-	images = append(images, rs...)
-	if len(images) == 0 {
-		t.Skip("no golden images")
-	}
+	images := goldenImages(t, "*.v1.cfs")
 	bin := buildCmd(t, "composefs-fuse")
 	rng := rand.New(rand.NewPCG(11, 13))
 	dir := tempDir(t, "damaged")

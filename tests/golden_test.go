@@ -11,16 +11,10 @@ import (
 // an object for every redirect, and compares the two views entry by entry.
 func TestGoldenImages(t *testing.T) {
 	requireRoot(t)
-	g := goldenDir(t)
-	images, _ := filepath.Glob(filepath.Join(g, "c", "images", "*.cfs"))
-	rs, _ := filepath.Glob(filepath.Join(g, "rs", "*.cfs"))
-	images = append(images, rs...)
-	if len(images) == 0 {
-		t.Skip("no golden images")
-	}
+	images := goldenImages(t, "*.cfs")
 	for _, image := range images {
 		name := strings.TrimSuffix(filepath.Base(image), ".cfs")
-		if strings.HasPrefix(image, filepath.Join(g, "rs")) {
+		if filepath.Base(filepath.Dir(image)) == "rs" {
 			name = "rs/" + name
 		}
 		t.Run(name, func(t *testing.T) {

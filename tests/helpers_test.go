@@ -32,6 +32,20 @@ func goldenDir(t testing.TB) string {
 	return abs
 }
 
+// goldenImages lists the C golden images matching pattern (a file name
+// glob under c/images) and all of composefs-rs' V2 ones; it skips the test
+// when there are none.
+func goldenImages(t testing.TB, pattern string) []string {
+	g := goldenDir(t)
+	images, _ := filepath.Glob(filepath.Join(g, "c", "images", pattern))
+	rs, _ := filepath.Glob(filepath.Join(g, "rs", "*.cfs"))
+	images = append(images, rs...)
+	if len(images) == 0 {
+		t.Skip("no golden images")
+	}
+	return images
+}
+
 func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
