@@ -39,7 +39,6 @@ type cacheKey struct {
 	ctimeSec  int64
 	ctimeNsec int64
 	alg       Algorithm
-	regular   bool
 }
 
 // cacheEntry is a digest, or the promise of one while it is being computed
@@ -67,21 +66,21 @@ func NewCache() *Cache {
 	return &Cache{m: make(map[cacheKey]*cacheEntry), max: defaultCacheEntries}
 }
 
-func keyOf(f *os.File, alg Algorithm) (cacheKey, error) {
+func keyOf(f *os.File, alg Algorithm) (cacheKey, os.FileInfo, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return cacheKey{}, err
+		return cacheKey{}, nil, err
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return cacheKey{}, fmt.Errorf("%s: no stat information", f.Name())
+		return cacheKey{}, nil, fmt.Errorf("%s: no stat information", f.Name())
 	}
 	return cacheKey{
 		dev: uint64(st.Dev), ino: uint64(st.Ino), size: st.Size,
 		mtimeSec: int64(st.Mtim.Sec), mtimeNsec: int64(st.Mtim.Nsec),
 		ctimeSec: int64(st.Ctim.Sec), ctimeNsec: int64(st.Ctim.Nsec),
-		alg: alg, regular: fi.Mode().IsRegular(),
-	}, nil
+		alg: alg,
+	}, fi, nil
 }
 
 // Digest returns f's fs-verity digest, from the cache when f is unchanged
@@ -96,7 +95,7 @@ func (c *Cache) digest(f *os.File, alg Algorithm) ([]byte, error) {
 	if !alg.Valid() {
 		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), errInvalidAlgorithm(alg))
 	}
-	key, err := keyOf(f, alg)
+	key, fi, err := keyOf(f, alg)
 	if err != nil {
 		return nil, err
 	}
@@ -115,9 +114,9 @@ func (c *Cache) digest(f *os.File, alg Algorithm) ([]byte, error) {
 	c.m[key] = e
 	c.mu.Unlock()
 
-	e.digest, e.err = digestRegularOrAny(alg, f, key)
+	e.digest, e.err = digestStat(alg, f, fi)
 	// Keep the result only if the file did not change while being read.
-	after, serr := keyOf(f, alg)
+	after, _, serr := keyOf(f, alg)
 	if e.err != nil || serr != nil || after != key {
 		c.mu.Lock()
 		if c.m[key] == e {
@@ -132,14 +131,6 @@ func (c *Cache) digest(f *os.File, alg Algorithm) ([]byte, error) {
 	}
 	close(e.done)
 	return e.digest, e.err
-}
-
-// digestRegularOrAny hashes f, whose stat the key already holds.
-func digestRegularOrAny(alg Algorithm, f *os.File, key cacheKey) ([]byte, error) {
-	if key.regular {
-		return digestRegular(alg, f, key.dev, key.size)
-	}
-	return DigestFile(alg, f)
 }
 
 // evictLocked makes room when the cache is full by dropping about a

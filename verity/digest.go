@@ -35,6 +35,11 @@ func DigestFile(alg Algorithm, f *os.File) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), err)
 	}
+	return digestStat(alg, f, fi)
+}
+
+// digestStat is DigestFile for a file whose stat the caller already has.
+func digestStat(alg Algorithm, f *os.File, fi os.FileInfo) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		// Pipes and devices: read what comes, from the current offset.
 		d, err := digestStream(alg, f, runtime.NumCPU())
