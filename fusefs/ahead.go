@@ -76,17 +76,21 @@ type readAhead struct {
 	mu     sync.Mutex
 	dirs   map[uint64]*dirStream
 	queued map[uint64]struct{}
-	// ready holds objects read ahead, by nid, for their OPEN to take;
-	// readyOrder is their arrival order, for dropping the oldest.
-	ready      map[uint64]*openObject
-	readyOrder []uint64
-	stopped    bool
+	// ready holds objects read ahead, by nid, for their OPEN to take,
+	// numbered in arrival order so that the oldest goes first.
+	ready   map[uint64]readyObject
+	arrived uint64
 	// pending counts the scans and files queued and not yet done.
 	pending sync.WaitGroup
 	// workers counts the goroutines running, which read the image: they
 	// must be gone before it is unmapped.
 	workers sync.WaitGroup
 	halted  atomic.Bool
+}
+
+type readyObject struct {
+	o   *openObject
+	seq uint64
 }
 
 func (a *readAhead) start(f *FS) {
@@ -96,7 +100,7 @@ func (a *readAhead) start(f *FS) {
 		a.done = make(chan struct{})
 		a.dirs = make(map[uint64]*dirStream)
 		a.queued = make(map[uint64]struct{})
-		a.ready = make(map[uint64]*openObject)
+		a.ready = make(map[uint64]readyObject)
 		a.workers.Add(1 + aheadWorkers)
 		go a.scanLoop(f)
 		for range aheadWorkers {
@@ -109,44 +113,45 @@ func (a *readAhead) start(f *FS) {
 // of the objects read ahead. After it the image is no longer read here.
 func (f *FS) stopAhead() {
 	a := &f.ahead
-	a.halted.Store(true)
-	a.mu.Lock()
-	if a.done == nil || a.stopped {
-		a.mu.Unlock()
-		a.workers.Wait()
+	first := !a.halted.Swap(true)
+	// Whether or not the read-ahead ever started, it cannot from now on,
+	// and if it did, its setup is complete.
+	a.once.Do(func() {})
+	if first && a.done != nil {
+		close(a.done)
+	}
+	a.workers.Wait()
+	if !first {
 		return
 	}
-	a.stopped = true
-	close(a.done)
-	a.mu.Unlock()
-	a.workers.Wait()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, o := range a.ready {
-		f.dropObject(o)
+	for _, r := range a.ready {
+		f.dropObject(r.o)
 	}
 	clear(a.ready)
-	a.readyOrder = nil
 }
 
 // take hands the open of nid the object read ahead for it, if any.
 func (a *readAhead) take(nid uint64) *openObject {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	o := a.ready[nid]
-	if o != nil {
-		delete(a.ready, nid)
+	r, ok := a.ready[nid]
+	if !ok {
+		return nil
 	}
-	return o
+	delete(a.ready, nid)
+	return r.o
 }
 
-// keepAhead makes o, the checked object of nid, ready for its open; it reports
-// false (and the caller drops o) when there is no room or no need.
+// keepAhead makes o, the checked object of nid, ready for its open,
+// dropping the oldest waiting one when there is no room; it reports false
+// (and the caller drops o) when there is no need.
 func (f *FS) keepAhead(nid uint64, o *openObject) bool {
 	a := &f.ahead
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.stopped || a.ready[nid] != nil {
+	if _, ok := a.ready[nid]; ok || a.halted.Load() {
 		return false
 	}
 	f.objMu.Lock()
@@ -155,26 +160,18 @@ func (f *FS) keepAhead(nid uint64, o *openObject) bool {
 	if held {
 		return false
 	}
-	// Forget taken objects from the order, then drop the oldest waiting.
-	for len(a.readyOrder) > 0 && len(a.ready) >= aheadReady {
-		old := a.readyOrder[0]
-		a.readyOrder = a.readyOrder[1:]
-		if o := a.ready[old]; o != nil {
-			delete(a.ready, old)
-			f.dropObject(o)
-		}
-	}
-	if len(a.readyOrder) >= 4*aheadReady {
-		live := a.readyOrder[:0]
-		for _, n := range a.readyOrder {
-			if a.ready[n] != nil {
-				live = append(live, n)
+	if len(a.ready) >= aheadReady {
+		oldest, first := uint64(0), true
+		for n, r := range a.ready {
+			if first || r.seq < a.ready[oldest].seq {
+				oldest, first = n, false
 			}
 		}
-		a.readyOrder = live
+		f.dropObject(a.ready[oldest].o)
+		delete(a.ready, oldest)
 	}
-	a.ready[nid] = o
-	a.readyOrder = append(a.readyOrder, nid)
+	a.arrived++
+	a.ready[nid] = readyObject{o, a.arrived}
 	return true
 }
 

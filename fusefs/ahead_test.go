@@ -3,6 +3,8 @@ package fusefs
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -158,5 +160,39 @@ func TestNoReadAhead(t *testing.T) {
 	}
 	if got, st := s.readFile("d/f03"); !st.Ok() || !bytes.Equal(got, objs["d/f03"].Content) {
 		t.Errorf("d/f03: %v, %d bytes", st, len(got))
+	}
+}
+
+// TestReadyEvictsOldest: when aheadReady objects wait, keeping one more
+// lets go of the oldest waiting (its file closed), not of a newer one.
+func TestReadyEvictsOldest(t *testing.T) {
+	dump, store, _ := readAheadTree(t)
+	s := newServer(t, imageFromDump(t, dump, 1), Config{Store: store})
+	a := &s.fsys.ahead
+	a.start(s.fsys)
+	defer s.fsys.Close()
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var files []*os.File
+	for i := range aheadReady + 1 {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+		if !s.fsys.keepAhead(uint64(1000+i), &openObject{file: f}) {
+			t.Fatalf("object %d not kept", i)
+		}
+	}
+	if n := readyCount(a); n != aheadReady {
+		t.Errorf("%d objects ready, want %d", n, aheadReady)
+	}
+	if isReady(a, 1000) || !isReady(a, 1001) || !isReady(a, uint64(1000+aheadReady)) {
+		t.Errorf("the oldest was not the one let go")
+	}
+	if _, err := files[0].Stat(); err == nil {
+		t.Errorf("the oldest object's file is still open")
 	}
 }
