@@ -60,6 +60,8 @@ type FS struct {
 
 	// ahead reads objects ahead of sequential lookups (ahead.go).
 	ahead readAhead
+	// ring is FUSE over io_uring, where the kernel allows it (ring.go).
+	ring ringState
 
 	objMu sync.Mutex
 	open  map[uint64]*openObject // by nid: external files held open
@@ -111,6 +113,7 @@ func (f *FS) Init(s *fuse.Server) {
 	offered := s.KernelSettings().Flags64()
 	f.passthrough.Store(offered&fuse.CAP_PASSTHROUGH != 0)
 	f.noOpendir = offered&fuse.CAP_NO_OPENDIR_SUPPORT != 0
+	f.startRing(offered)
 }
 
 // OnUnmount stops the background read-ahead.
@@ -119,7 +122,10 @@ func (f *FS) OnUnmount() { f.stopAhead() }
 // Close stops the work f does in the background and waits for it: call it
 // once the server has stopped, before closing the image. Safe to call more
 // than once, and after OnUnmount.
-func (f *FS) Close() { f.stopAhead() }
+func (f *FS) Close() {
+	f.ring.transport.Stop()
+	f.stopAhead()
+}
 
 // fail turns an error from the image or the store into the status the
 // request answers: ENOENT for a missing name or object, EINVAL for a

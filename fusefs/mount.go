@@ -29,6 +29,9 @@ type MountOptions struct {
 	// Logger receives go-fuse's diagnostics and, with Debug, its request
 	// log. Nil means log.Default().
 	Logger *log.Logger
+	// NoIOUring keeps all requests on /dev/fuse even where the kernel
+	// offers FUSE over io_uring (see ring.go).
+	NoIOUring bool
 }
 
 // Name is the FUSE subtype: mounts show as type fuse.composefs-fuse, which
@@ -52,14 +55,15 @@ func (f *FS) FuseOptions(mo MountOptions) *fuse.MountOptions {
 		FsName:               mo.FsName,
 		Name:                 Name,
 		Options:              opts,
-		MaxWrite:             1 << 20,
+		MaxWrite:             maxWrite,
 		EnableSymlinkCaching: true,
 		// POSIX ACLs stored in the image are enforced by the kernel, as
 		// EROFS enforces them.
-		EnableAcl:     true,
-		DirectMount:   os.Geteuid() == 0,
-		MaxStackDepth: mo.MaxStackDepth,
-		PanicHandler:  panicHandler(logger),
+		EnableAcl:         true,
+		DirectMount:       os.Geteuid() == 0,
+		MaxStackDepth:     mo.MaxStackDepth,
+		PanicHandler:      panicHandler(logger),
+		ExtraCapabilities: f.offerRing(mo),
 	}
 }
 
@@ -81,7 +85,9 @@ func panicHandler(logger *log.Logger) func(any) fuse.Status {
 // Mount mounts f on dir and starts serving; it returns once the mount is
 // live. Server.Wait returns when it is unmounted.
 func Mount(dir string, f *FS, mo MountOptions) (*fuse.Server, error) {
+	mountMu.Lock()
 	server, err := fuse.NewServer(f, dir, f.FuseOptions(mo))
+	mountMu.Unlock()
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ type settings struct {
 	allowOther        bool
 	debug             bool
 	noReadAhead       bool
+	noIOUring         bool
 	fsname            string
 	// mountFlags go to the kernel (or fusermount3) as given: nosuid,
 	// nodev, noexec and their opposites.
@@ -72,6 +73,8 @@ func (s *settings) addOptions(arg string) error {
 			s.debug = true
 		case key == "noreadahead" && !hasVal:
 			s.noReadAhead = true
+		case key == "noiouring" && !hasVal:
+			s.noIOUring = true
 		case kernelFlags[key] && !hasVal:
 			s.mountFlags = append(s.mountFlags, key)
 		case ignoredOptions[key] && !hasVal,

@@ -81,6 +81,7 @@ func serve(s *settings) error {
 		MaxStackDepth: fusefs.StackDepthFor(storeDirs...),
 		Options:       s.mountFlags,
 		Logger:        logger,
+		NoIOUring:     s.noIOUring,
 	})
 	if err != nil {
 		return fmt.Errorf("mount %s: %s", s.mountpoint, strings.TrimSpace(err.Error()))
