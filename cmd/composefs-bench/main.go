@@ -28,6 +28,9 @@ type config struct {
 	skip500 bool
 	verbose bool
 	cServer string
+	// transport is how composefs-fuse talks to the kernel: io_uring or
+	// dev (/dev/fuse).
+	transport string
 }
 
 func main() {
@@ -42,6 +45,7 @@ func main() {
 	pflag.BoolVar(&c.keep, "keep", false, "keep the work directory")
 	pflag.BoolVar(&c.skip500, "skip-large-image", false, "skip the large-image rows")
 	pflag.StringVar(&c.cServer, "c-server", "", "also measure the C project's FUSE server (its composefs-fuse binary), side by side")
+	pflag.StringVar(&c.transport, "transport", "io_uring", "composefs-fuse's FUSE transport: io_uring (turns on the fuse module's enable_uring for the run) or dev (/dev/fuse only)")
 	pflag.BoolVarP(&c.verbose, "verbose", "v", false, "print every run's figure (seconds) as it is measured")
 	pflag.Parse()
 	if err := run(&c); err != nil {
@@ -70,6 +74,11 @@ func run(c *config) error {
 			return err
 		}
 	}
+	restore, err := useTransport(c.transport)
+	if err != nil {
+		return err
+	}
+	defer restore()
 	b := &bench{cfg: c}
 	defer b.unmountAll()
 	return b.all()

@@ -59,6 +59,8 @@ func (kernelMount) daemonPID(string) int { return 0 }
 type fuseMount struct {
 	bin       string
 	verityOff bool
+	// devFuse keeps the requests on /dev/fuse (--no-io-uring).
+	devFuse bool
 }
 
 func (fuseMount) name() string { return "composefs-fuse" }
@@ -68,7 +70,11 @@ func (f fuseMount) mount(c *corpus, at string) error {
 	if f.verityOff {
 		mode = "--verity=off"
 	}
-	return runCmd(filepath.Join(f.bin, "composefs-fuse"), "--basedir="+c.objects, mode, c.image, at)
+	args := []string{"--basedir=" + c.objects, mode, c.image, at}
+	if f.devFuse {
+		args = append(args, "--no-io-uring")
+	}
+	return runCmd(filepath.Join(f.bin, "composefs-fuse"), args...)
 }
 
 func (f fuseMount) unmount(at string) error {
@@ -153,4 +159,37 @@ func rssKiB(pid int) int {
 		}
 	}
 	return 0
+}
+
+// uringParam is the fuse module's switch for FUSE over io_uring, off unless
+// an administrator turns it on.
+const uringParam = "/sys/module/fuse/parameters/enable_uring"
+
+// useTransport sets the kernel up for the transport asked for and returns
+// how to put it back. For io_uring that is turning the fuse module's
+// switch on for the run (composefs-fuse uses io_uring wherever the kernel
+// offers it); for dev nothing changes.
+func useTransport(transport string) (restore func(), err error) {
+	switch transport {
+	case "dev":
+		fmt.Fprintln(os.Stderr, "transport: /dev/fuse (--no-io-uring)")
+		return func() {}, nil
+	case "io_uring":
+	default:
+		return nil, fmt.Errorf("--transport %q: want io_uring or dev", transport)
+	}
+	old, err := os.ReadFile(uringParam)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "transport: /dev/fuse (this kernel has no FUSE over io_uring: %v)\n", err)
+		return func() {}, nil
+	}
+	if strings.TrimSpace(string(old)) == "Y" {
+		fmt.Fprintln(os.Stderr, "transport: io_uring (fuse.enable_uring already on)")
+		return func() {}, nil
+	}
+	if err := os.WriteFile(uringParam, []byte("Y\n"), 0); err != nil {
+		return nil, fmt.Errorf("turning on %s: %w", uringParam, err)
+	}
+	fmt.Fprintf(os.Stderr, "transport: io_uring (fuse.enable_uring turned on for this run, off again after)\n")
+	return func() { os.WriteFile(uringParam, old, 0) }, nil
 }
