@@ -70,6 +70,13 @@ func TestMountParallel(t *testing.T) {
 // mountInProcess mounts img in this process, for as long as the test runs.
 func mountInProcess(t *testing.T, img *erofs.Image, cfg Config) string {
 	t.Helper()
+	_, mnt := mountFS(t, img, cfg, MountOptions{})
+	return mnt
+}
+
+// mountFS mounts img with mo and returns the file system and where it is.
+func mountFS(t *testing.T, img *erofs.Image, cfg Config, mo MountOptions) (*FS, string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount")
 	}
@@ -84,7 +91,8 @@ func mountInProcess(t *testing.T, img *erofs.Image, cfg Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, err := Mount(mnt, fsys, MountOptions{Logger: cfg.Logger})
+	mo.Logger = cfg.Logger
+	server, err := Mount(mnt, fsys, mo)
 	if err != nil {
 		t.Skipf("mount: %v", err)
 	}
@@ -92,8 +100,10 @@ func mountInProcess(t *testing.T, img *erofs.Image, cfg Config) string {
 		if err := server.Unmount(); err != nil {
 			syscall.Unmount(mnt, syscall.MNT_DETACH)
 		}
+		server.Wait()
+		fsys.Close()
 	})
-	return mnt
+	return fsys, mnt
 }
 
 // TestTruncatedImage cuts the image file short under a live mount: the

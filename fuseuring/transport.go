@@ -120,23 +120,28 @@ func possibleCPUs() (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return countCPUs(strings.TrimSpace(string(b)))
+}
+
+// countCPUs counts the CPUs of a kernel CPU list such as "0-3,8".
+func countCPUs(list string) (int, error) {
 	n := 0
-	for _, part := range strings.Split(strings.TrimSpace(string(b)), ",") {
+	for _, part := range strings.Split(list, ",") {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := strconv.Atoi(lo)
-		if err != nil {
-			return 0, fmt.Errorf("cpu list %q: %w", b, err)
+		if err != nil || a < 0 {
+			return 0, fmt.Errorf("cpu list %q: bad number %q", list, lo)
 		}
 		z := a
 		if isRange {
 			if z, err = strconv.Atoi(hi); err != nil || z < a {
-				return 0, fmt.Errorf("cpu list %q: bad range", b)
+				return 0, fmt.Errorf("cpu list %q: bad range %q", list, part)
 			}
 		}
 		n += z - a + 1
 	}
-	if n < 1 || n > 1<<16 {
-		return 0, fmt.Errorf("cpu list %q: %d cpus", b, n)
+	if n > 1<<16 {
+		return 0, fmt.Errorf("cpu list %q: %d cpus", list, n)
 	}
 	return n, nil
 }

@@ -397,8 +397,11 @@ func TestRandomTrees(t *testing.T) {
 			t.Run(fmt.Sprintf("seed%d/v%d", seed, v), func(t *testing.T) {
 				image := tree.image(t, v)
 				kernel := kernelMount(t, image, objects)
-				ours := fuseMount(t, image, "--basedir", objects)
-				withWatchdog(t, ours, time.Minute, func() { compareTrees(t, kernel, ours) })
+				for _, transport := range transports(t) {
+					ours := fuseMount(t, image, append([]string{"--basedir", objects}, transport.args...)...)
+					withWatchdog(t, ours, time.Minute, func() { compareTrees(t, kernel, ours) })
+					transport.check(t, ours)
+				}
 			})
 		}
 	}

@@ -1,0 +1,238 @@
+//go:build linux
+
+package fuseuring
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+	"unsafe"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// fakeFS answers a few requests with recognizable values and records the
+// names it was given.
+type fakeFS struct {
+	fuse.RawFileSystem
+	names []string
+}
+
+func (f *fakeFS) Lookup(_ <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	f.names = append(f.names, name)
+	if name == "missing" {
+		return fuse.ENOENT
+	}
+	out.NodeId = 42 + h.NodeId
+	out.EntryValid = 7
+	out.Attr.Ino = 42
+	out.Attr.Mode = fuse.S_IFREG | 0o644
+	return fuse.OK
+}
+
+func (f *fakeFS) GetAttr(_ <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	panic("damaged")
+}
+
+func (f *fakeFS) GetXAttr(_ <-chan struct{}, h *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
+	v := []byte("value-of-" + attr)
+	if len(dest) < len(v) {
+		return uint32(len(v)), fuse.ERANGE
+	}
+	return uint32(copy(dest, v)), fuse.OK
+}
+
+func (f *fakeFS) Read(_ <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	return fuse.ReadResultData(bytes.Repeat([]byte{'x'}, int(in.Size)/2)), fuse.OK
+}
+
+func (f *fakeFS) ReadDirPlus(_ <-chan struct{}, in *fuse.ReadIn, l *fuse.DirEntryList) fuse.Status {
+	for i, name := range []string{"a", "bb", "ccc"} {
+		e := l.AddDirLookupEntry(fuse.DirEntry{Name: name, Ino: uint64(10 + i), Mode: fuse.S_IFREG})
+		if e == nil {
+			break
+		}
+		e.NodeId = uint64(10 + i)
+	}
+	return fuse.OK
+}
+
+func (f *fakeFS) Symlink(_ <-chan struct{}, h *fuse.InHeader, target, name string, out *fuse.EntryOut) fuse.Status {
+	f.names = append(f.names, name, target)
+	return fuse.EROFS
+}
+
+// request puts a request into e's buffers as the kernel would.
+func request(e *entry, op uint32, node, unique uint64, opIn, payload []byte) {
+	clear(e.hdr)
+	binary.LittleEndian.PutUint32(e.hdr[hdrInOut+4:], op)
+	binary.LittleEndian.PutUint64(e.hdr[hdrInOut+8:], unique)
+	binary.LittleEndian.PutUint64(e.hdr[hdrInOut+16:], node)
+	copy(e.hdr[hdrOpIn:], opIn)
+	binary.LittleEndian.PutUint64(e.hdr[entCommitID:], unique)
+	binary.LittleEndian.PutUint32(e.hdr[entPayloadSz:], uint32(len(payload)))
+	copy(e.payload, payload)
+}
+
+type reply struct {
+	commit  uint64
+	length  uint32
+	errno   int32
+	unique  uint64
+	payload []byte
+}
+
+func serveOne(t *testing.T, tr *Transport, e *entry, op uint32, node uint64, opIn, payload []byte) reply {
+	t.Helper()
+	request(e, op, node, 77, opIn, payload)
+	var r reply
+	r.commit = tr.serve(e)
+	r.length = binary.LittleEndian.Uint32(e.hdr[hdrInOut:])
+	r.errno = int32(binary.LittleEndian.Uint32(e.hdr[hdrInOut+4:]))
+	r.unique = binary.LittleEndian.Uint64(e.hdr[hdrInOut+8:])
+	n := binary.LittleEndian.Uint32(e.hdr[entPayloadSz:])
+	r.payload = append([]byte(nil), e.payload[:n]...)
+	if r.commit != 77 || r.unique != 77 {
+		t.Errorf("op %d: commit %d unique %d, want 77", op, r.commit, r.unique)
+	}
+	if r.length != 16+n {
+		t.Errorf("op %d: out header len %d with %d payload bytes", op, r.length, n)
+	}
+	if r.errno != 0 && n != 0 {
+		t.Errorf("op %d: error %d with %d payload bytes", op, r.errno, n)
+	}
+	return r
+}
+
+func u32s(v ...uint32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], x)
+	}
+	return b
+}
+
+func newTestTransport(t *testing.T, fs fuse.RawFileSystem) (*Transport, *entry) {
+	tr := &Transport{fs: fs, payload: 64 << 10}
+	e, err := tr.newEntry(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.free)
+	return tr, e
+}
+
+func TestServeLookup(t *testing.T) {
+	fs := &fakeFS{RawFileSystem: fuse.NewDefaultRawFileSystem()}
+	tr, e := newTestTransport(t, fs)
+
+	r := serveOne(t, tr, e, opLookup, 5, nil, []byte("hello\x00"))
+	if r.errno != 0 || len(r.payload) != int(unsafe.Sizeof(fuse.EntryOut{})) {
+		t.Fatalf("lookup: errno %d, %d bytes", r.errno, len(r.payload))
+	}
+	// The reply is written where the name was: the name must have been
+	// taken out first.
+	if len(fs.names) != 1 || fs.names[0] != "hello" {
+		t.Errorf("file system was asked for %q, want [hello]", fs.names)
+	}
+	out := (*fuse.EntryOut)(unsafe.Pointer(&r.payload[0]))
+	if out.NodeId != 47 || out.EntryValid != 7 || out.Attr.Ino != 42 {
+		t.Errorf("entry: node %d valid %d ino %d", out.NodeId, out.EntryValid, out.Attr.Ino)
+	}
+
+	if r := serveOne(t, tr, e, opLookup, 5, nil, []byte("missing\x00")); r.errno != -int32(fuse.ENOENT) {
+		t.Errorf("missing: errno %d, want %d", r.errno, -int32(fuse.ENOENT))
+	}
+	// go-fuse's own poll file never reaches the file system.
+	fs.names = nil
+	if r := serveOne(t, tr, e, opLookup, fuse.FUSE_ROOT_ID, nil, []byte(pollHackName+"\x00")); r.errno != 0 ||
+		(*fuse.EntryOut)(unsafe.Pointer(&r.payload[0])).NodeId != pollHackInode || len(fs.names) != 0 {
+		t.Errorf("poll file: errno %d, names %q", r.errno, fs.names)
+	}
+}
+
+func TestServeXattr(t *testing.T) {
+	tr, e := newTestTransport(t, &fakeFS{RawFileSystem: fuse.NewDefaultRawFileSystem()})
+	want := "value-of-user.x"
+
+	r := serveOne(t, tr, e, opGetxattr, 5, u32s(0, 0), []byte("user.x\x00"))
+	if r.errno != 0 || len(r.payload) != 8 || binary.LittleEndian.Uint32(r.payload) != uint32(len(want)) {
+		t.Errorf("size query: errno %d payload %x", r.errno, r.payload)
+	}
+	r = serveOne(t, tr, e, opGetxattr, 5, u32s(100, 0), []byte("user.x\x00"))
+	if r.errno != 0 || string(r.payload) != want {
+		t.Errorf("value: errno %d payload %q", r.errno, r.payload)
+	}
+	r = serveOne(t, tr, e, opGetxattr, 5, u32s(3, 0), []byte("user.x\x00"))
+	if r.errno != -int32(fuse.ERANGE) {
+		t.Errorf("short buffer: errno %d, want ERANGE", r.errno)
+	}
+	// The default ListXAttr answers ENOSYS, which the kernel remembers.
+	if r := serveOne(t, tr, e, opListxattr, 5, u32s(100, 0), nil); r.errno != -int32(fuse.ENOSYS) {
+		t.Errorf("listxattr: errno %d, want ENOSYS", r.errno)
+	}
+}
+
+func TestServeReadAndReaddir(t *testing.T) {
+	tr, e := newTestTransport(t, &fakeFS{RawFileSystem: fuse.NewDefaultRawFileSystem()})
+	// struct fuse_read_in: fh, offset, size, read_flags, lock_owner, flags.
+	readIn := make([]byte, 40)
+	binary.LittleEndian.PutUint32(readIn[16:], 100)
+	r := serveOne(t, tr, e, opRead, 5, readIn, nil)
+	if r.errno != 0 || string(r.payload) != string(bytes.Repeat([]byte{'x'}, 50)) {
+		t.Errorf("read: errno %d payload %q", r.errno, r.payload)
+	}
+
+	binary.LittleEndian.PutUint32(readIn[16:], 4096)
+	r = serveOne(t, tr, e, opReaddirplus, 5, readIn, nil)
+	ents, outs, err := fuse.ParseDirLookupEntries(r.payload)
+	if r.errno != 0 || err != nil || len(ents) != 3 || ents[2].Name != "ccc" || outs[1].NodeId != 11 {
+		t.Errorf("readdirplus: errno %d, %v, %v", r.errno, err, ents)
+	}
+}
+
+func TestServeNamesAndFailures(t *testing.T) {
+	fs := &fakeFS{RawFileSystem: fuse.NewDefaultRawFileSystem()}
+	tr, e := newTestTransport(t, fs)
+	if r := serveOne(t, tr, e, opSymlink, 5, nil, []byte("link\x00target\x00")); r.errno != -int32(fuse.EROFS) {
+		t.Errorf("symlink: errno %d, want EROFS", r.errno)
+	}
+	if len(fs.names) != 2 || fs.names[0] != "link" || fs.names[1] != "target" {
+		t.Errorf("symlink names %q, want [link target]", fs.names)
+	}
+	// A panic is an EIO answer, not a dead server.
+	if r := serveOne(t, tr, e, opGetattr, 5, make([]byte, 16), nil); r.errno != -int32(fuse.EIO) {
+		t.Errorf("panicking getattr: errno %d, want EIO", r.errno)
+	}
+	// Opcodes not dispatched are what go-fuse's defaults say: ENOSYS.
+	const opGetlk = 31
+	if r := serveOne(t, tr, e, opGetlk, 5, make([]byte, 48), nil); r.errno != -int32(fuse.ENOSYS) {
+		t.Errorf("getlk: errno %d, want ENOSYS", r.errno)
+	}
+	// What one request leaves in the opcode header is not read by the next.
+	request(e, opAccess, 5, 1, bytes.Repeat([]byte{0xff}, opInSize), nil)
+	tr.serve(e)
+	if !bytes.Equal(e.hdr[hdrOpIn:hdrOpIn+opInSize], make([]byte, opInSize)) {
+		t.Errorf("opcode header not cleared after use")
+	}
+}
+
+func TestCountCPUs(t *testing.T) {
+	for list, want := range map[string]int{"0": 1, "0-1": 2, "0-3,8-11": 8, "0,2,4": 3} {
+		if n, err := countCPUs(list); err != nil || n != want {
+			t.Errorf("countCPUs(%q) = %d, %v; want %d", list, n, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "3-1", "0-", "-1"} {
+		if n, err := countCPUs(bad); err == nil {
+			t.Errorf("countCPUs(%q) = %d, want an error", bad, n)
+		}
+	}
+}
+
+func TestCString(t *testing.T) {
+	b := []byte("one\x00two\x00")
+	if cstring(b, 0) != "one" || cstring(b, 1) != "two" || cstring(b, 2) != "" || cstring([]byte("x"), 0) != "x" {
+		t.Errorf("cstring: %q %q %q", cstring(b, 0), cstring(b, 1), cstring(b, 2))
+	}
+}
