@@ -5,6 +5,7 @@ package fuseuring
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"testing"
 	"unsafe"
 
@@ -217,15 +218,15 @@ func TestServeNamesAndFailures(t *testing.T) {
 	}
 }
 
-func TestCountCPUs(t *testing.T) {
-	for list, want := range map[string]int{"0": 1, "0-1": 2, "0-3,8-11": 8, "0,2,4": 3} {
-		if n, err := countCPUs(list); err != nil || n != want {
-			t.Errorf("countCPUs(%q) = %d, %v; want %d", list, n, err, want)
+func TestParseCPUs(t *testing.T) {
+	for list, want := range map[string]string{"0": "[0]", "0-1": "[0 1]", "0-2,8-9": "[0 1 2 8 9]", "0,2,4": "[0 2 4]"} {
+		if cpus, err := parseCPUs(list); err != nil || fmt.Sprint(cpus) != want {
+			t.Errorf("parseCPUs(%q) = %v, %v; want %s", list, cpus, err, want)
 		}
 	}
-	for _, bad := range []string{"", "x", "3-1", "0-", "-1"} {
-		if n, err := countCPUs(bad); err == nil {
-			t.Errorf("countCPUs(%q) = %d, want an error", bad, n)
+	for _, bad := range []string{"", "x", "3-1", "0-", "-1", "0-99999999"} {
+		if cpus, err := parseCPUs(bad); err == nil {
+			t.Errorf("parseCPUs(%q) = %v, want an error", bad, cpus)
 		}
 	}
 }

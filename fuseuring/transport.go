@@ -113,37 +113,67 @@ func KernelEnabled() bool {
 	return err == nil && strings.TrimSpace(string(b)) == "Y"
 }
 
-// possibleCPUs is the kernel's num_possible_cpus(): the number of queues it
-// expects, every one of which must be registered before any is used.
-func possibleCPUs() (int, error) {
-	b, err := os.ReadFile("/sys/devices/system/cpu/possible")
+// threadQueues is the queue of each thread to start: threadsPerQueue for
+// each online CPU, one for each CPU only possible. The kernel has one queue
+// per possible CPU (num_possible_cpus()), and uses none until every one
+// has an entry registered.
+func threadQueues() ([]int, error) {
+	possible, err := cpuList("/sys/devices/system/cpu/possible")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return countCPUs(strings.TrimSpace(string(b)))
+	online, err := cpuList("/sys/devices/system/cpu/online")
+	if err != nil {
+		online = possible
+	}
+	isOnline := map[int]bool{}
+	for _, c := range online {
+		isOnline[c] = true
+	}
+	var qids []int
+	for q := range possible {
+		k := 1
+		if isOnline[possible[q]] {
+			k = threadsPerQueue
+		}
+		for range k {
+			qids = append(qids, q)
+		}
+	}
+	return qids, nil
 }
 
-// countCPUs counts the CPUs of a kernel CPU list such as "0-3,8".
-func countCPUs(list string) (int, error) {
-	n := 0
+func cpuList(path string) ([]int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseCPUs(strings.TrimSpace(string(b)))
+}
+
+// parseCPUs lists the CPUs of a kernel CPU list such as "0-3,8".
+func parseCPUs(list string) ([]int, error) {
+	var cpus []int
 	for _, part := range strings.Split(list, ",") {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := strconv.Atoi(lo)
 		if err != nil || a < 0 {
-			return 0, fmt.Errorf("cpu list %q: bad number %q", list, lo)
+			return nil, fmt.Errorf("cpu list %q: bad number %q", list, lo)
 		}
 		z := a
 		if isRange {
 			if z, err = strconv.Atoi(hi); err != nil || z < a {
-				return 0, fmt.Errorf("cpu list %q: bad range %q", list, part)
+				return nil, fmt.Errorf("cpu list %q: bad range %q", list, part)
 			}
 		}
-		n += z - a + 1
+		if len(cpus)+z-a+1 > 1<<16 {
+			return nil, fmt.Errorf("cpu list %q: too many cpus", list)
+		}
+		for c := a; c <= z; c++ {
+			cpus = append(cpus, c)
+		}
 	}
-	if n > 1<<16 {
-		return 0, fmt.Errorf("cpu list %q: %d cpus", list, n)
-	}
-	return n, nil
+	return cpus, nil
 }
 
 // order is what Start tells a thread once all have set up.
@@ -168,19 +198,21 @@ func Start(fs fuse.RawFileSystem, cfg Config) (*Transport, error) {
 	pg := os.Getpagesize()
 	t.payload = (max(cfg.MaxWrite, minReadBuffer) + pg - 1) / pg * pg
 
-	queues, err := possibleCPUs()
-	n := queues * threadsPerQueue
+	// One thread per queue of a CPU that is offline: it gets a request
+	// only if the CPU comes online, but the kernel waits for every queue.
+	qids, err := threadQueues()
 	if err != nil {
 		// Without the queue count no registration can complete; one
 		// thread still tells the kernel to fall back.
-		queues, n = 1, 1
+		qids = []int{0}
 	}
+	n := len(qids)
 	setups := make(chan setup, n)
 	orders := make([]chan order, n)
-	for i := range orders {
+	for i, qid := range qids {
 		orders[i] = make(chan order, 1)
 		t.wg.Add(1)
-		go t.thread(i, i/threadsPerQueue, setups, orders[i])
+		go t.thread(i, qid, setups, orders[i])
 	}
 	failed, healthy := err, -1
 	for range n {
