@@ -28,6 +28,11 @@
 // verified in the background, several at a time, and kept ready for their
 // OPEN (ahead.go): disk latency and hashing leave the path of each request.
 //
+// Where the kernel offers FUSE over io_uring, Mount takes it (ring.go):
+// requests then come through per-CPU rings served by threads pinned to
+// their CPU (package fuseuring), go-fuse keeping the mount, INIT, FORGET
+// and interrupts on /dev/fuse. The same RawFileSystem answers either way.
+//
 // The request methods can be called directly, without a mount, which is how
 // most of the tests drive it.
 package fusefs
