@@ -23,6 +23,7 @@ func TestGoldenImages(t *testing.T) {
 			kernel := kernelMount(t, image, objects)
 			ours := fuseMount(t, image, "--basedir", objects, "--verity=off")
 			withWatchdog(t, ours, 60e9, func() { compareTrees(t, kernel, ours) })
+			checkDefaultTransport(t, ours)
 			t.Logf("%d objects", n)
 		})
 	}

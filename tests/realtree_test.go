@@ -35,4 +35,5 @@ func TestRealTree(t *testing.T) {
 	start = time.Now()
 	compareTrees(t, kernel, ours)
 	t.Logf("compared in %.1fs", time.Since(start).Seconds())
+	checkDefaultTransport(t, ours)
 }

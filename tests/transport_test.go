@@ -47,6 +47,13 @@ func transports(t *testing.T) []transport {
 	return []transport{ring, dev}
 }
 
+// checkDefaultTransport checks that a mount made without transport
+// arguments uses io_uring if and only if the kernel offers it.
+func checkDefaultTransport(t *testing.T, mnt string) {
+	t.Helper()
+	transports(t)[0].check(t, mnt)
+}
+
 // daemonRings finds the composefs-fuse process serving mnt and counts its
 // io_uring rings and the completions they have delivered, from
 // /proc/PID/fdinfo.
