@@ -91,7 +91,7 @@ func computeSized(alg Algorithm, f *os.File, size int64, workers int) ([]byte, e
 		return digestSmall(alg, f, size)
 	}
 	adviseSequential(f)
-	return digestAt(alg, f, size, workers, readAhead(f))
+	return digestAt(alg, f, size, workers)
 }
 
 var errKernelVerityUnsupported = fmt.Errorf("%w: not supported by this file system", ErrNoKernelVerity)

@@ -171,14 +171,10 @@ func (p *pipeline) stop() {
 }
 
 // digestAt hashes size bytes of src with workers reading and hashing.
-// ahead, when set, is told the offset of each chunk before it is read.
-func digestAt(alg Algorithm, src io.ReaderAt, size int64, workers int, ahead func(off int64)) ([]byte, error) {
+func digestAt(alg Algorithm, src io.ReaderAt, size int64, workers int) ([]byte, error) {
 	p := newPipeline(alg, workers, src)
 	defer p.stop()
 	for off := int64(0); off < size; off += chunkSize {
-		if ahead != nil {
-			ahead(off)
-		}
 		c, err := p.get()
 		if err != nil {
 			return nil, err
