@@ -86,6 +86,7 @@ func panicHandler(logger *log.Logger) func(any) fuse.Status {
 // live. Server.Wait returns when it is unmounted.
 func Mount(dir string, f *FS, mo MountOptions) (*fuse.Server, error) {
 	mountMu.Lock()
+	f.ring.dir = dir
 	server, err := fuse.NewServer(f, dir, f.FuseOptions(mo))
 	mountMu.Unlock()
 	if err != nil {

@@ -1,10 +1,14 @@
 package fusefs
 
 import (
+	"errors"
+	"fmt"
+	"os"
 	"sync"
 
 	"github.com/composefs/composefs-go/fuseuring"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // ringState is what FS keeps of FUSE over io_uring (package fuseuring):
@@ -12,9 +16,14 @@ import (
 // before the mount (to find the connection's own), and the transport.
 type ringState struct {
 	offered   bool
+	dir       string // the mount point
 	before    map[int]bool
 	transport *fuseuring.Transport
 }
+
+// ringTestLoseFD makes startRing miss the connection's descriptor, for the
+// test of what happens then.
+var ringTestLoseFD bool
 
 // mountMu serializes mounts, so that the connection's descriptor is the
 // only /dev/fuse descriptor a mount adds to the process.
@@ -51,6 +60,9 @@ func (f *FS) startRing(negotiated uint64) {
 	}
 	fd := -1
 	for d := range fuseuring.DeviceFDs() {
+		if ringTestLoseFD {
+			break
+		}
 		if !f.ring.before[d] {
 			if fd >= 0 {
 				f.cfg.Logger.Printf("FUSE over io_uring not used: more than one new /dev/fuse descriptor")
@@ -61,7 +73,7 @@ func (f *FS) startRing(negotiated uint64) {
 		}
 	}
 	if fd < 0 {
-		f.cfg.Logger.Printf("FUSE over io_uring: the connection's descriptor was not found; requests will wait")
+		f.abortStuck(errors.New("the connection's /dev/fuse descriptor was not found"))
 		return
 	}
 	t, err := fuseuring.Start(f, fuseuring.Config{
@@ -70,6 +82,10 @@ func (f *FS) startRing(negotiated uint64) {
 		Logger:       f.cfg.Logger,
 		PanicHandler: panicHandler(f.cfg.Logger),
 	})
+	if errors.Is(err, fuseuring.ErrStuck) {
+		f.abortStuck(err)
+		return
+	}
 	if err != nil {
 		f.cfg.Logger.Printf("%v; serving through /dev/fuse", err)
 		return
@@ -80,3 +96,26 @@ func (f *FS) startRing(negotiated uint64) {
 // RingRequests is how many requests came through io_uring rather than
 // /dev/fuse: 0 when the mount does not use it.
 func (f *FS) RingRequests() uint64 { return f.ring.transport.Served() }
+
+// abortStuck ends a connection the kernel would otherwise hold forever: it
+// took the offer of io_uring and waits for rings that will not come. The
+// mount then fails every request with ENOTCONN and the server stops, which
+// is a clear failure where the alternative is a hang.
+func (f *FS) abortStuck(why error) {
+	f.cfg.Logger.Printf("FUSE over io_uring offered but not possible (%v): aborting the connection", why)
+	// DONT_SYNC: the attributes the kernel has, without a request it would
+	// hold like all the others.
+	var st unix.Statx_t
+	err := unix.Statx(unix.AT_FDCWD, f.ring.dir, unix.AT_STATX_DONT_SYNC, unix.STATX_TYPE, &st)
+	if err == nil {
+		abort := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", st.Dev_minor)
+		if _, serr := os.Stat(abort); serr != nil {
+			// fusectl not mounted yet; as root it can be.
+			unix.Mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, "")
+		}
+		err = os.WriteFile(abort, []byte("1"), 0)
+	}
+	if err != nil {
+		f.cfg.Logger.Printf("aborting the connection of %s: %v; unmount it with umount -f", f.ring.dir, err)
+	}
+}

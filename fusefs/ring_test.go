@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/composefs/composefs-go/fuseuring"
 	"golang.org/x/sys/unix"
@@ -122,5 +124,44 @@ func TestRingMount(t *testing.T) {
 				t.Errorf("%d requests through io_uring on a --no-io-uring mount", n)
 			}
 		})
+	}
+}
+
+// TestRingStuckAborts: when the kernel took the io_uring offer but no ring
+// can serve it, the connection is aborted and Mount fails, rather than
+// every request waiting forever.
+func TestRingStuckAborts(t *testing.T) {
+	requireRingKernel(t)
+	tt := newTestTree(t)
+	img := imageFromDump(t, tt.dump, 1)
+	logs := &syncBuffer{}
+	fsys, err := New(img, Config{Store: tt.store, Logger: log.New(logs, "", 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ringTestLoseFD = true
+	defer func() { ringTestLoseFD = false }()
+	mnt := t.TempDir()
+	done := make(chan error, 1)
+	go func() {
+		server, err := Mount(mnt, fsys, MountOptions{Logger: log.New(logs, "", 0)})
+		if err == nil {
+			server.Unmount()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Errorf("Mount succeeded with no way to serve it")
+		}
+	case <-time.After(20 * time.Second):
+		syscall.Unmount(mnt, syscall.MNT_DETACH)
+		t.Fatalf("Mount hung; log:\n%s", logs.String())
+	}
+	syscall.Unmount(mnt, syscall.MNT_DETACH)
+	fsys.Close()
+	if !strings.Contains(logs.String(), "aborting the connection") {
+		t.Errorf("log lacks the abort:\n%s", logs.String())
 	}
 }

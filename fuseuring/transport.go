@@ -189,7 +189,8 @@ const (
 
 // Start sets up the rings, one set of threads per CPU, and registers them.
 // Call it once the INIT reply that offered FUSE_OVER_IO_URING is written.
-// On an error the kernel has been told to fall back to /dev/fuse.
+// On an error the kernel has been told to fall back to /dev/fuse, unless
+// the error is ErrStuck.
 func Start(fs fuse.RawFileSystem, cfg Config) (*Transport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = log.Default()
@@ -239,12 +240,15 @@ func Start(fs fuse.RawFileSystem, cfg Config) (*Transport, error) {
 	}
 	t.wg.Wait()
 	if healthy < 0 {
-		// No ring at all to say it with: the kernel keeps waiting for
-		// registrations, so the connection must be aborted.
-		return nil, fmt.Errorf("FUSE over io_uring: %w (and no ring to refuse it with)", failed)
+		return nil, fmt.Errorf("FUSE over io_uring: %w: %w", ErrStuck, failed)
 	}
 	return nil, fmt.Errorf("FUSE over io_uring: %w", failed)
 }
+
+// ErrStuck is Start's error when no ring at all could be made, not even to
+// refuse with: the kernel then holds every request of the connection
+// waiting for registrations, and only aborting the connection ends that.
+var ErrStuck = errors.New("no ring to fall back with")
 
 // setup is a thread's report once its ring is made, or not.
 type setup struct {
