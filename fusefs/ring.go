@@ -2,13 +2,10 @@ package fusefs
 
 import (
 	"errors"
-	"fmt"
-	"os"
 	"sync"
 
 	"github.com/composefs/composefs-go/fuseuring"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 )
 
 // ringState is what FS keeps of FUSE over io_uring (package fuseuring):
@@ -103,18 +100,7 @@ func (f *FS) RingRequests() uint64 { return f.ring.transport.Served() }
 // is a clear failure where the alternative is a hang.
 func (f *FS) abortStuck(why error) {
 	f.cfg.Logger.Printf("FUSE over io_uring offered but not possible (%v): aborting the connection", why)
-	// DONT_SYNC: the attributes the kernel has, without a request it would
-	// hold like all the others.
-	var st unix.Statx_t
-	err := unix.Statx(unix.AT_FDCWD, f.ring.dir, unix.AT_STATX_DONT_SYNC, unix.STATX_TYPE, &st)
-	if err == nil {
-		abort := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", st.Dev_minor)
-		if _, serr := os.Stat(abort); serr != nil {
-			// fusectl not mounted yet; as root it can be.
-			unix.Mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, "")
-		}
-		err = os.WriteFile(abort, []byte("1"), 0)
-	}
+	err := fuseuring.AbortConnection(f.ring.dir)
 	if err != nil {
 		f.cfg.Logger.Printf("aborting the connection of %s: %v; unmount it with umount -f", f.ring.dir, err)
 	}

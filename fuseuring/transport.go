@@ -250,6 +250,10 @@ func Start(fs fuse.RawFileSystem, cfg Config) (*Transport, error) {
 // waiting for registrations, and only aborting the connection ends that.
 var ErrStuck = errors.New("no ring to fall back with")
 
+// testSetupFails, when set, can make a thread's setup fail: for the test
+// of the fall back to /dev/fuse.
+var testSetupFails func(thread int) error
+
 // setup is a thread's report once its ring is made, or not.
 type setup struct {
 	thread int
@@ -328,6 +332,11 @@ func (t *Transport) thread(id, qid int, setups chan<- setup, orders <-chan order
 	_ = unix.SchedSetaffinity(0, &cpus)
 
 	r, err := iouring.New(2)
+	if err == nil && testSetupFails != nil {
+		if err = testSetupFails(id); err != nil {
+			r.Close()
+		}
+	}
 	if err != nil {
 		setups <- setup{id, err}
 		<-orders
@@ -407,4 +416,22 @@ func DeviceFDs() map[int]bool {
 		}
 	}
 	return fds
+}
+
+// AbortConnection aborts the FUSE connection mounted at dir, through
+// /sys/fs/fuse/connections (mounting fusectl there if it is not yet, which
+// takes root): every request then fails with ENOTCONN and the server's
+// reads end. For a connection that would otherwise hang.
+func AbortConnection(dir string) error {
+	// DONT_SYNC: the attributes the kernel has, without a request a hung
+	// connection would hold like all the others.
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, dir, unix.AT_STATX_DONT_SYNC, unix.STATX_TYPE, &st); err != nil {
+		return err
+	}
+	abort := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", st.Dev_minor)
+	if _, err := os.Stat(abort); err != nil {
+		unix.Mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, "")
+	}
+	return os.WriteFile(abort, []byte("1"), 0)
 }
