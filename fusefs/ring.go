@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/composefs/composefs-go/fuseuring"
@@ -55,24 +56,17 @@ func (f *FS) startRing(negotiated uint64) {
 	if !f.ring.offered || negotiated&fuse.CAP_OVER_IO_URING == 0 {
 		return
 	}
-	fd := -1
+	var fresh []int
 	for d := range fuseuring.DeviceFDs() {
-		if ringTestLoseFD {
-			break
-		}
-		if !f.ring.before[d] {
-			if fd >= 0 {
-				f.cfg.Logger.Printf("FUSE over io_uring not used: more than one new /dev/fuse descriptor")
-				fd = -1
-				break
-			}
-			fd = d
+		if !f.ring.before[d] && !ringTestLoseFD {
+			fresh = append(fresh, d)
 		}
 	}
-	if fd < 0 {
-		f.abortStuck(errors.New("the connection's /dev/fuse descriptor was not found"))
+	if len(fresh) != 1 {
+		f.abortStuck(fmt.Errorf("%d new /dev/fuse descriptors, where the connection's should be the one", len(fresh)))
 		return
 	}
+	fd := fresh[0]
 	t, err := fuseuring.Start(f, fuseuring.Config{
 		FD:           fd,
 		MaxWrite:     maxWrite,

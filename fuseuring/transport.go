@@ -280,14 +280,15 @@ func (t *Transport) Served() uint64 {
 
 // entry is one registered ring entry: its buffers and our scratch space.
 type entry struct {
+	// in is the request as go-fuse's types lay it out: the in header
+	// followed by the opcode's own header. First, so that it is 8-byte
+	// aligned like the structs it is read as.
+	in      [40 + opInSize]byte
 	mem     []byte // header, then payload; mapped, so never moved
 	hdr     []byte
 	payload []byte
 	iov     [2]unix.Iovec
 	qid     uint16
-	// in is the request as go-fuse's types lay it out: the in header
-	// followed by the opcode's own header.
-	in [40 + opInSize]byte
 }
 
 func (t *Transport) newEntry(qid int) (*entry, error) {
