@@ -63,7 +63,7 @@ func (t *Transport) serve(e *entry) uint64 {
 	clear(e.hdr[hdrOpIn : hdrOpIn+opInSize])
 	h := (*fuse.InHeader)(unsafe.Pointer(&e.in[0]))
 	unique := h.Unique
-	in := min(max(payloadIn, 0), len(e.payload))
+	in := min(payloadIn, len(e.payload))
 
 	out, st := t.call(h, unsafe.Pointer(&e.in[0]), e.payload[:in], e.payload)
 	n := 0
@@ -95,28 +95,28 @@ func (t *Transport) call(h *fuse.InHeader, p unsafe.Pointer, in, buf []byte) (ou
 			}
 		}
 	}()
-	if isPollHack(h, in) {
-		return pollHack(h.Opcode, buf)
-	}
 	// The reply is written over the request's variable part: take the
 	// names out of it first.
 	var name, name2 string
 	if namedOps[h.Opcode] {
 		name, name2 = cstring(in, 0), cstring(in, 1)
 	}
+	if h.NodeId == pollHackInode || h.NodeId == fuse.FUSE_ROOT_ID && name == pollHackName {
+		return pollHack(h.Opcode, buf)
+	}
 	fs := t.fs
 	switch h.Opcode {
 	case opLookup:
-		o := zeroed[fuse.EntryOut](buf)
-		return sized[fuse.EntryOut](buf), fs.Lookup(nil, h, name, o)
+		o, out := fixed[fuse.EntryOut](buf)
+		return out, fs.Lookup(nil, h, name, o)
 	case opGetattr:
-		o := zeroed[fuse.AttrOut](buf)
-		return sized[fuse.AttrOut](buf), fs.GetAttr(nil, (*fuse.GetAttrIn)(p), o)
+		o, out := fixed[fuse.AttrOut](buf)
+		return out, fs.GetAttr(nil, (*fuse.GetAttrIn)(p), o)
 	case opReadlink:
 		return fs.Readlink(nil, h)
 	case opOpen:
-		o := zeroed[fuse.OpenOut](buf)
-		return sized[fuse.OpenOut](buf), fs.Open(nil, (*fuse.OpenIn)(p), o)
+		o, out := fixed[fuse.OpenOut](buf)
+		return out, fs.Open(nil, (*fuse.OpenIn)(p), o)
 	case opRead:
 		r := (*fuse.ReadIn)(p)
 		dest := buf[:min(int(r.Size), len(buf))]
@@ -128,8 +128,8 @@ func (t *Transport) call(h *fuse.InHeader, p unsafe.Pointer, in, buf []byte) (ou
 		res.Done()
 		return data, st
 	case opStatfs:
-		o := zeroed[fuse.StatfsOut](buf)
-		return sized[fuse.StatfsOut](buf), fs.StatFs(nil, h, o)
+		o, out := fixed[fuse.StatfsOut](buf)
+		return out, fs.StatFs(nil, h, o)
 	case opRelease:
 		fs.Release(nil, (*fuse.ReleaseIn)(p))
 		return nil, fuse.OK
@@ -140,8 +140,8 @@ func (t *Transport) call(h *fuse.InHeader, p unsafe.Pointer, in, buf []byte) (ou
 	case opGetxattr, opListxattr:
 		return xattr(fs, h, (*fuse.GetXAttrIn)(p), name, buf)
 	case opOpendir:
-		o := zeroed[fuse.OpenOut](buf)
-		return sized[fuse.OpenOut](buf), fs.OpenDir(nil, (*fuse.OpenIn)(p), o)
+		o, out := fixed[fuse.OpenOut](buf)
+		return out, fs.OpenDir(nil, (*fuse.OpenIn)(p), o)
 	case opReaddir, opReaddirplus:
 		r := (*fuse.ReadIn)(p)
 		l := fuse.NewDirEntryList(buf[:min(int(r.Size), len(buf))], r.Offset)
@@ -159,22 +159,22 @@ func (t *Transport) call(h *fuse.InHeader, p unsafe.Pointer, in, buf []byte) (ou
 	case opAccess:
 		return nil, fs.Access(nil, (*fuse.AccessIn)(p))
 	case opLseek:
-		o := zeroed[fuse.LseekOut](buf)
-		return sized[fuse.LseekOut](buf), fs.Lseek(nil, (*fuse.LseekIn)(p), o)
+		o, out := fixed[fuse.LseekOut](buf)
+		return out, fs.Lseek(nil, (*fuse.LseekIn)(p), o)
 
 	// Requests that would change the tree: whatever the file system says.
 	case opSetattr:
-		o := zeroed[fuse.AttrOut](buf)
-		return sized[fuse.AttrOut](buf), fs.SetAttr(nil, (*fuse.SetAttrIn)(p), o)
+		o, out := fixed[fuse.AttrOut](buf)
+		return out, fs.SetAttr(nil, (*fuse.SetAttrIn)(p), o)
 	case opSymlink:
-		o := zeroed[fuse.EntryOut](buf)
-		return sized[fuse.EntryOut](buf), fs.Symlink(nil, h, name2, name, o)
+		o, out := fixed[fuse.EntryOut](buf)
+		return out, fs.Symlink(nil, h, name2, name, o)
 	case opMknod:
-		o := zeroed[fuse.EntryOut](buf)
-		return sized[fuse.EntryOut](buf), fs.Mknod(nil, (*fuse.MknodIn)(p), name, o)
+		o, out := fixed[fuse.EntryOut](buf)
+		return out, fs.Mknod(nil, (*fuse.MknodIn)(p), name, o)
 	case opMkdir:
-		o := zeroed[fuse.EntryOut](buf)
-		return sized[fuse.EntryOut](buf), fs.Mkdir(nil, (*fuse.MkdirIn)(p), name, o)
+		o, out := fixed[fuse.EntryOut](buf)
+		return out, fs.Mkdir(nil, (*fuse.MkdirIn)(p), name, o)
 	case opUnlink:
 		return nil, fs.Unlink(nil, h, name)
 	case opRmdir:
@@ -182,22 +182,23 @@ func (t *Transport) call(h *fuse.InHeader, p unsafe.Pointer, in, buf []byte) (ou
 	case opRename, opRename2:
 		return nil, fs.Rename(nil, (*fuse.RenameIn)(p), name, name2)
 	case opLink:
-		o := zeroed[fuse.EntryOut](buf)
-		return sized[fuse.EntryOut](buf), fs.Link(nil, (*fuse.LinkIn)(p), name, o)
+		o, out := fixed[fuse.EntryOut](buf)
+		return out, fs.Link(nil, (*fuse.LinkIn)(p), name, o)
 	case opCreate:
-		o := zeroed[fuse.CreateOut](buf)
-		return sized[fuse.CreateOut](buf), fs.Create(nil, (*fuse.CreateIn)(p), name, o)
+		o, out := fixed[fuse.CreateOut](buf)
+		return out, fs.Create(nil, (*fuse.CreateIn)(p), name, o)
 	case opTmpfile:
-		o := zeroed[fuse.CreateOut](buf)
-		return sized[fuse.CreateOut](buf), fs.Tmpfile(nil, (*fuse.CreateIn)(p), o)
+		o, out := fixed[fuse.CreateOut](buf)
+		return out, fs.Tmpfile(nil, (*fuse.CreateIn)(p), o)
 	case opWrite:
 		n, st := fs.Write(nil, (*fuse.WriteIn)(p), in)
-		zeroed[fuse.WriteOut](buf).Size = n
-		return sized[fuse.WriteOut](buf), st
+		o, out := fixed[fuse.WriteOut](buf)
+		o.Size = n
+		return out, st
 	case opCopyFileRange:
-		o := zeroed[fuse.WriteOut](buf)
+		o, out := fixed[fuse.WriteOut](buf)
 		o.Size, st = fs.CopyFileRange(nil, (*fuse.CopyFileRangeIn)(p))
-		return sized[fuse.WriteOut](buf), st
+		return out, st
 	case opFallocate:
 		return nil, fs.Fallocate(nil, (*fuse.FallocateIn)(p))
 	case opSetxattr:
@@ -229,9 +230,9 @@ func xattr(fs fuse.RawFileSystem, h *fuse.InHeader, x *fuse.GetXAttrIn, name str
 		if st == fuse.ERANGE {
 			st = fuse.OK
 		}
-		o := zeroed[fuse.GetXAttrOut](buf)
+		o, out := fixed[fuse.GetXAttrOut](buf)
 		o.Size = n
-		return sized[fuse.GetXAttrOut](buf), st
+		return out, st
 	}
 	if st != fuse.OK || int(n) > len(dest) {
 		return nil, st
@@ -254,17 +255,13 @@ func cstring(b []byte, i int) string {
 	return string(b)
 }
 
-// zeroed clears the start of buf and returns it as a *T to fill.
-func zeroed[T any](buf []byte) *T {
+// fixed is a fixed-size reply of type T at the start of buf: the cleared
+// struct to fill, and the bytes that carry it.
+func fixed[T any](buf []byte) (*T, []byte) {
 	var zero T
-	clear(buf[:unsafe.Sizeof(zero)])
-	return (*T)(unsafe.Pointer(&buf[0]))
-}
-
-// sized is the first sizeof(T) bytes of buf: a fixed-size reply.
-func sized[T any](buf []byte) []byte {
-	var zero T
-	return buf[:unsafe.Sizeof(zero)]
+	out := buf[:unsafe.Sizeof(zero)]
+	clear(out)
+	return (*T)(unsafe.Pointer(&out[0])), out
 }
 
 // go-fuse's WaitMount opens and polls a file of its own at the root, which
@@ -281,13 +278,6 @@ var namedOps = map[uint32]bool{
 	opGetxattr: true, opSetxattr: true, opRemovexattr: true,
 }
 
-func isPollHack(h *fuse.InHeader, in []byte) bool {
-	if h.NodeId == pollHackInode {
-		return true
-	}
-	return h.NodeId == fuse.FUSE_ROOT_ID && namedOps[h.Opcode] && cstring(in, 0) == pollHackName
-}
-
 // pollHack answers as go-fuse does for its poll file: a regular file that
 // opens, has no xattrs and does not poll; anything else answers ERANGE,
 // which switches no feature off.
@@ -295,17 +285,17 @@ func pollHack(op uint32, buf []byte) ([]byte, fuse.Status) {
 	attr := fuse.Attr{Ino: pollHackInode, Mode: fuse.S_IFREG | 0o644, Nlink: 1}
 	switch op {
 	case opLookup:
-		o := zeroed[fuse.EntryOut](buf)
+		o, out := fixed[fuse.EntryOut](buf)
 		o.NodeId, o.Attr = pollHackInode, attr
-		return sized[fuse.EntryOut](buf), fuse.OK
+		return out, fuse.OK
 	case opOpen:
-		o := zeroed[fuse.OpenOut](buf)
+		o, out := fixed[fuse.OpenOut](buf)
 		o.Fh = pollHackInode
-		return sized[fuse.OpenOut](buf), fuse.OK
+		return out, fuse.OK
 	case opGetattr, opSetattr:
-		o := zeroed[fuse.AttrOut](buf)
+		o, out := fixed[fuse.AttrOut](buf)
 		o.Attr = attr
-		return sized[fuse.AttrOut](buf), fuse.OK
+		return out, fuse.OK
 	case opGetxattr:
 		return nil, fuse.ENODATA
 	case opPoll:

@@ -325,6 +325,26 @@ func (e *entry) submit(r *iouring.Ring, fd int, cmd uint32, commitID uint64, iov
 	return nil
 }
 
+// setUp makes a thread's ring and its entry.
+func (t *Transport) setUp(id, qid int) (*iouring.Ring, *entry, error) {
+	r, err := iouring.New(2)
+	if err != nil {
+		return nil, nil, err
+	}
+	if testSetupFails != nil {
+		err = testSetupFails(id)
+	}
+	var e *entry
+	if err == nil {
+		e, err = t.newEntry(qid)
+	}
+	if err != nil {
+		r.Close()
+		return nil, nil, err
+	}
+	return r, e, nil
+}
+
 // thread is one ring: it sets up, reports, and on orderServe registers its
 // entry and serves requests until the connection ends or Stop.
 func (t *Transport) thread(id, qid int, setups chan<- setup, orders <-chan order) {
@@ -337,26 +357,14 @@ func (t *Transport) thread(id, qid int, setups chan<- setup, orders <-chan order
 	// An offline CPU cannot be pinned to; its queue is served unpinned.
 	_ = unix.SchedSetaffinity(0, &cpus)
 
-	r, err := iouring.New(2)
-	if err == nil && testSetupFails != nil {
-		if err = testSetupFails(id); err != nil {
-			r.Close()
-		}
-	}
+	r, e, err := t.setUp(id, qid)
+	setups <- setup{id, err}
 	if err != nil {
-		setups <- setup{id, err}
 		<-orders
 		return
 	}
 	defer r.Close()
-	e, err := t.newEntry(qid)
-	if err != nil {
-		setups <- setup{id, err}
-		<-orders
-		return
-	}
 	defer e.free()
-	setups <- setup{id, nil}
 
 	switch <-orders {
 	case orderQuit:
