@@ -111,10 +111,13 @@ func Probe() error {
 	return r.Close()
 }
 
-// KernelEnabled reports whether the fuse module allows io_uring
-// (/sys/module/fuse/parameters/enable_uring, off by default).
+// KernelSwitch is the fuse module's parameter that allows FUSE over
+// io_uring: "Y" or "N", off unless an administrator turns it on.
+const KernelSwitch = "/sys/module/fuse/parameters/enable_uring"
+
+// KernelEnabled reports whether the fuse module allows io_uring.
 func KernelEnabled() bool {
-	b, err := os.ReadFile("/sys/module/fuse/parameters/enable_uring")
+	b, err := os.ReadFile(KernelSwitch)
 	return err == nil && strings.TrimSpace(string(b)) == "Y"
 }
 

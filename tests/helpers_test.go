@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/composefs/composefs-go/fuseuring"
 )
 
 // repoRoot is the module's root, from the tests directory.
@@ -319,19 +321,16 @@ func fuseForeground(t testing.TB, image string, args ...string) *foreground {
 // fails the test.
 func withWatchdog(t testing.TB, mnt string, d time.Duration, fn func()) {
 	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Stat(mnt, &st); err != nil {
+	if _, err := os.Stat(mnt); err != nil {
 		t.Fatalf("stat %s: %v", mnt, err)
 	}
-	ensureFusectl()
-	conn := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", unix.Minor(st.Dev))
 	done := make(chan struct{})
 	fired := make(chan struct{})
 	go func() {
 		select {
 		case <-done:
 		case <-time.After(d):
-			os.WriteFile(conn, []byte("1"), 0o200)
+			fuseuring.AbortConnection(mnt)
 			close(fired)
 		}
 	}()
@@ -341,15 +340,6 @@ func withWatchdog(t testing.TB, mnt string, d time.Duration, fn func()) {
 	case <-fired:
 		t.Fatalf("%s: requests hung for %v; connection aborted", mnt, d)
 	default:
-	}
-}
-
-// ensureFusectl mounts the FUSE control file system, through which a hung
-// connection can be aborted, unless it is there already.
-func ensureFusectl() {
-	const dir = "/sys/fs/fuse/connections"
-	if mountedType(dir) == "" {
-		unix.Mount("fusectl", dir, "fusectl", 0, "")
 	}
 }
 

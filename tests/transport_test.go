@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/composefs/composefs-go/fuseuring"
 )
 
 // transport is one way composefs-fuse talks to the kernel, as a test mounts
@@ -19,13 +21,6 @@ type transport struct {
 	check func(t *testing.T, mnt string)
 }
 
-// ringEnabled reports whether the fuse module offers FUSE over io_uring
-// (./tests/run turns it on as root).
-func ringEnabled() bool {
-	b, err := os.ReadFile("/sys/module/fuse/parameters/enable_uring")
-	return err == nil && strings.TrimSpace(string(b)) == "Y"
-}
-
 // transports are the ways to test a mount: io_uring where the kernel
 // offers it, and /dev/fuse always.
 func transports(t *testing.T) []transport {
@@ -34,7 +29,7 @@ func transports(t *testing.T) []transport {
 			t.Errorf("--no-io-uring daemon of %s holds %d io_uring rings", mnt, rings)
 		}
 	}}
-	if !ringEnabled() {
+	if !fuseuring.KernelEnabled() { // ./tests/run turns it on as root
 		t.Logf("FUSE over io_uring is off in this kernel: testing /dev/fuse only (./tests/run turns it on)")
 		return []transport{dev}
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/composefs/composefs-go/fuseuring"
 )
 
 // mounter mounts one image one way and takes it down again.
@@ -161,10 +163,6 @@ func rssKiB(pid int) int {
 	return 0
 }
 
-// uringParam is the fuse module's switch for FUSE over io_uring, off unless
-// an administrator turns it on.
-const uringParam = "/sys/module/fuse/parameters/enable_uring"
-
 // useTransport sets the kernel up for the transport asked for and returns
 // how to put it back. For io_uring that is turning the fuse module's
 // switch on for the run (composefs-fuse uses io_uring wherever the kernel
@@ -178,7 +176,7 @@ func useTransport(transport string) (restore func(), err error) {
 	default:
 		return nil, fmt.Errorf("--transport %q: want io_uring or dev", transport)
 	}
-	old, err := os.ReadFile(uringParam)
+	old, err := os.ReadFile(fuseuring.KernelSwitch)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "transport: /dev/fuse (this kernel has no FUSE over io_uring: %v)\n", err)
 		return func() {}, nil
@@ -187,9 +185,9 @@ func useTransport(transport string) (restore func(), err error) {
 		fmt.Fprintln(os.Stderr, "transport: io_uring (fuse.enable_uring already on)")
 		return func() {}, nil
 	}
-	if err := os.WriteFile(uringParam, []byte("Y\n"), 0); err != nil {
-		return nil, fmt.Errorf("turning on %s: %w", uringParam, err)
+	if err := os.WriteFile(fuseuring.KernelSwitch, []byte("Y\n"), 0); err != nil {
+		return nil, fmt.Errorf("turning on %s: %w", fuseuring.KernelSwitch, err)
 	}
 	fmt.Fprintf(os.Stderr, "transport: io_uring (fuse.enable_uring turned on for this run, off again after)\n")
-	return func() { os.WriteFile(uringParam, old, 0) }, nil
+	return func() { os.WriteFile(fuseuring.KernelSwitch, old, 0) }, nil
 }
