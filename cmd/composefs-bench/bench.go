@@ -52,7 +52,8 @@ func (b *bench) all() error {
 	}
 	fmt.Fprintf(os.Stderr, "corpus: %d files in %d directories + %d MiB file, made in %.1fs\n",
 		len(walk.files), c.dirs, c.bigMiB, time.Since(start).Seconds())
-	ways := []mounter{kernelMount{}, fuseMount{bin: c.bin, devFuse: c.transport == "dev"}}
+	devFuse := c.transport == "dev"
+	ways := []mounter{kernelMount{}, fuseMount{bin: c.bin, devFuse: devFuse}}
 	if c.cServer != "" {
 		ways = append(ways, cServerMount{bin: c.cServer})
 	}
@@ -120,7 +121,7 @@ func (b *bench) all() error {
 
 		// For comparison with servers that check nothing (the C one's
 		// fs-verity check is a TODO): the same cold read, verity off.
-		offWays := []mounter{kernelMount{}, fuseMount{bin: c.bin, verityOff: true, devFuse: c.transport == "dev"}}
+		offWays := []mounter{kernelMount{}, fuseMount{bin: c.bin, verityOff: true, devFuse: devFuse}}
 		if c.cServer != "" {
 			offWays = append(offWays, cServerMount{bin: c.cServer})
 		}
