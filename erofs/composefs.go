@@ -2,7 +2,6 @@ package erofs
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/composefs/composefs-go/verity"
 )
@@ -63,16 +62,3 @@ func isLowerHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= '
 
 // hasStubs tells whether the image's root holds whiteout stubs.
 func (im *Image) hasStubs() bool { return im.hdr.ComposefsVersion < ComposefsVersion2 }
-
-// MountXattrName returns the name under which an xattr stored as name shows
-// in a composefs mount (overlayfs over the image): overlay.overlay.X shows as
-// overlay.X, other trusted.overlay.* are private and hidden (ok false).
-func MountXattrName(name string) (shown string, ok bool) {
-	if rest, found := strings.CutPrefix(name, OverlayEscapedPrefix); found {
-		return OverlayXattrPrefix + rest, true
-	}
-	if strings.HasPrefix(name, OverlayXattrPrefix) {
-		return "", false
-	}
-	return name, true
-}

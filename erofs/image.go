@@ -47,12 +47,18 @@ func Open(path string) (*Image, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return Map(f)
+}
+
+// Map maps the image open as f, read-only, with the checks of Open. The
+// mapping outlives f: the caller may close it once Map returns.
+func Map(f *os.File) (*Image, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
+		return nil, fmt.Errorf("%s: not a regular file", f.Name())
 	}
 	size := st.Size()
 	if size < SuperblockOffset+SuperblockSize {

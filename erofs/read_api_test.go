@@ -211,11 +211,6 @@ func TestXattrsAndComposefs(t *testing.T) {
 	if !IsWhiteoutStub("7f", &stub) || IsWhiteoutStub("7F", &stub) || IsWhiteoutStub("wh", &wh) || IsWhiteoutStub("00", &cdev) {
 		t.Error("IsWhiteoutStub")
 	}
-	for in, want := range map[string]string{"trusted.overlay.overlay.x": "trusted.overlay.x", "user.a": "user.a", "trusted.overlay.redirect": ""} {
-		if got, _ := MountXattrName(in); got != want {
-			t.Errorf("MountXattrName(%q) = %q", in, got)
-		}
-	}
 }
 
 // TestLongPrefixes: an xattr naming an entry of the long prefix table
@@ -303,33 +298,5 @@ func TestOpenClose(t *testing.T) {
 		if _, err := NewImage(d); !errors.Is(err, ErrUnsupported) {
 			t.Errorf("byte %d = %d: %v, want ErrUnsupported", c.off, c.v, err)
 		}
-	}
-}
-
-func TestFSView(t *testing.T) {
-	im := openGolden(t, filepath.Join(goldenDir(t), "c", "images", "extra-features.v1.cfs"))
-	fsys := im.FS()
-	if b, err := fs.ReadFile(fsys, "a/inl"); err != nil || string(b) != "hello" {
-		t.Errorf("ReadFile(a/inl) = %q, %v", b, err)
-	}
-	fi, err := fs.Stat(fsys, "a/nodigest")
-	if err != nil || fi.Size() != 0 || fi.Sys().(*Inode).Size != 12345678901 {
-		t.Errorf("external file: %v %v", fi, err)
-	}
-	if _, err := fs.Stat(fsys, "00"); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("stub visible: %v", err)
-	}
-	if target, err := fsys.(fs.ReadLinkFS).ReadLink("a/lnk"); err != nil || target != "/target" {
-		t.Errorf("ReadLink = %q %v", target, err)
-	}
-	list, err := fs.ReadDir(fsys, ".")
-	if err != nil || len(list) != 2 || list[0].Name() != "a" || list[1].Name() != "b sp" {
-		t.Errorf("root listing: %v %v", list, err)
-	}
-	if fi, err := fs.Stat(fsys, "b sp/cdev"); err != nil || fi.Mode()&fs.ModeCharDevice == 0 {
-		t.Errorf("cdev: %v %v", fi, err)
-	}
-	if _, err := fsys.Open("a/lnk/x"); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("path through a symlink: %v", err)
 	}
 }

@@ -1,7 +1,6 @@
 package fusefs
 
 import (
-	"bytes"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -179,7 +178,7 @@ func (f *FS) keepAhead(nid uint64, o *openObject) bool {
 // dir and starts reading ahead at a lookup of its first file, or after
 // three lookups in a row moving forward by name.
 func (f *FS) noteLookup(dir uint64, name string) {
-	if f.cfg.Store == nil || f.cfg.NoReadAhead || f.ahead.halted.Load() {
+	if f.view.Config().Store == nil || f.cfg.NoReadAhead || f.ahead.halted.Load() {
 		return
 	}
 	a := &f.ahead
@@ -276,93 +275,57 @@ func (f *FS) scanAhead(job scanJob) (next string, ok bool) {
 	if err != nil || !dir.IsDir() {
 		return "", true
 	}
-	var blk dirBlock
-	var b uint64
-	var i int
-	if job.first {
-		// From the start; the first regular file must be the one looked up.
-		b, i = 0, 0
-	} else if b, i, err = findAfter(f.img, &dir, job.name, &blk); err != nil {
-		return "", true
+	var pos uint64 // job.first: from the start, where the looked-up file must be the first
+	if !job.first {
+		if pos, err = f.view.DirPosAfter(&dir, job.name); err != nil {
+			return "", true
+		}
 	}
 	a := &f.ahead
 	seen := 0
-	for ; ; b, i = b+1, 0 {
-		more, err := blk.load(f.img, &dir, b)
-		if err != nil || !more {
-			return "", true
+	// stopped: the scan ended before the directory did, at the window's
+	// end or because the workers are behind; next is then where the next
+	// scan is due.
+	stopped, notFirst := false, false
+	err = f.view.ReadDirAt(&dir, pos, func(d *erofs.Dirent) bool {
+		if d.Type != erofs.FTReg {
+			return true
 		}
-		for ; i < blk.count; i++ {
-			ename, nid, ft, err := blk.entry(i)
-			if err != nil {
-				return "", true
-			}
-			if ft != erofs.FTReg {
-				continue
-			}
-			if job.first && seen == 0 && string(ename) != job.name {
-				return "", false
-			}
-			seen++
-			if seen == aheadWindow/2 {
-				next = string(ename)
-			}
-			if seen > aheadWindow {
-				return next, true
-			}
-			if !a.markQueued(nid) {
-				continue
-			}
-			a.pending.Add(1)
-			select {
-			case a.files <- nid:
-			default:
-				a.pending.Done()
-				// The workers are behind: scan again from here when
-				// the lookups get here.
-				a.unmarkQueued(nid)
-				return string(ename), true
-			}
+		if job.first && seen == 0 && string(d.Name) != job.name {
+			notFirst = true
+			return false
 		}
+		seen++
+		if seen == aheadWindow/2 {
+			next = string(d.Name)
+		}
+		if seen > aheadWindow {
+			stopped = true
+			return false
+		}
+		if !a.markQueued(d.Nid) {
+			return true
+		}
+		a.pending.Add(1)
+		select {
+		case a.files <- d.Nid:
+			return true
+		default:
+			a.pending.Done()
+			// The workers are behind: scan again from here when the
+			// lookups get here.
+			a.unmarkQueued(d.Nid)
+			next, stopped = string(d.Name), true
+			return false
+		}
+	})
+	if notFirst {
+		return "", false
 	}
-}
-
-// findAfter positions blk at the first entry of dir whose name sorts after
-// name: the block is found by binary search on the blocks' first names, as
-// a lookup does.
-func findAfter(img *erofs.Image, dir *erofs.Inode, name string, blk *dirBlock) (uint64, int, error) {
-	nblocks := (dir.Size + erofs.BlockSize - 1) / erofs.BlockSize
-	key := []byte(name)
-	lo, hi := uint64(0), nblocks // the answer block lies in [lo, hi)
-	for hi-lo > 1 {
-		mid := lo + (hi-lo)/2
-		if _, err := blk.load(img, dir, mid); err != nil {
-			return 0, 0, err
-		}
-		first, _, _, err := blk.entry(0)
-		if err != nil {
-			return 0, 0, err
-		}
-		if bytes.Compare(first, key) <= 0 {
-			lo = mid
-		} else {
-			hi = mid
-		}
+	if err != nil || !stopped {
+		return "", true
 	}
-	more, err := blk.load(img, dir, lo)
-	if err != nil || !more {
-		return nblocks, 0, err
-	}
-	for i := 0; i < blk.count; i++ {
-		ename, _, _, err := blk.entry(i)
-		if err != nil {
-			return 0, 0, err
-		}
-		if bytes.Compare(ename, key) > 0 {
-			return lo, i, nil
-		}
-	}
-	return lo + 1, 0, nil
+	return next, true
 }
 
 func (a *readAhead) markQueued(nid uint64) bool {
@@ -399,7 +362,7 @@ func (a *readAhead) fileLoop(f *FS) {
 
 // prefetchObject opens the object of external file nid and, as its open
 // will, checks its digest (which also leaves the content in the page
-// cache; with verity off the kernel is asked to read the object in), then
+// cache; unchecked, the kernel is asked to read the object in), then
 // keeps it, registered for passthrough, for the open to take. Failures are
 // silent: the open tries again and reports them.
 func (f *FS) prefetchObject(nid uint64) {
@@ -414,19 +377,17 @@ func (f *FS) prefetchObject(nid uint64) {
 	if err != nil || !in.IsRegular() || in.Size > aheadMaxSize {
 		return
 	}
-	_, digest, external, err := f.img.Metacopy(&in)
-	if err != nil || !external {
+	if external, err := f.view.External(&in); err != nil || !external {
 		return
 	}
-	obj, _, _, err := f.checkedObject(&in)
+	obj, err := f.view.OpenObject(cancelContext(f.ahead.done), &in)
 	if err != nil {
 		return
 	}
-	if f.cfg.Verity == VerityOff || digest == nil {
-		// Unchecked, so not read: ask the kernel to read it in.
-		unix.Fadvise(int(obj.Fd()), 0, 0, unix.FADV_WILLNEED)
+	if !obj.Checked {
+		unix.Fadvise(int(obj.File.Fd()), 0, 0, unix.FADV_WILLNEED)
 	}
-	if o := f.backObject(obj); !f.keepAhead(nid, o) {
+	if o := f.backObject(obj.File); !f.keepAhead(nid, o) {
 		f.dropObject(o)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/verity"
 )
 
@@ -52,7 +53,7 @@ func readAheadTree(t *testing.T) (dump string, store dirStore, objs map[string]o
 func TestReadAhead(t *testing.T) {
 	dump, store, objs := readAheadTree(t)
 	cache := verity.NewCache()
-	s := newServer(t, imageFromDump(t, dump, 1), Config{Store: store, Verity: VerityOn, Cache: cache})
+	s := newServer(t, imageFromDump(t, dump, 1), testConfig{Store: store, Verity: composefs.VerityOn, Cache: cache})
 	a := &s.fsys.ahead
 
 	// A lookup of the directory's first file starts the read-ahead, for
@@ -150,7 +151,7 @@ func readyCount(a *readAhead) int {
 func TestNoReadAhead(t *testing.T) {
 	dump, store, objs := readAheadTree(t)
 	cache := verity.NewCache()
-	s := newServer(t, imageFromDump(t, dump, 1), Config{Store: store, Cache: cache, NoReadAhead: true})
+	s := newServer(t, imageFromDump(t, dump, 1), testConfig{Store: store, Cache: cache, NoReadAhead: true})
 	for i := range 5 {
 		s.mustLookup(fmt.Sprintf("d/f%02d", i))
 	}
@@ -167,7 +168,7 @@ func TestNoReadAhead(t *testing.T) {
 // lets go of the oldest waiting (its file closed), not of a newer one.
 func TestReadyEvictsOldest(t *testing.T) {
 	dump, store, _ := readAheadTree(t)
-	s := newServer(t, imageFromDump(t, dump, 1), Config{Store: store})
+	s := newServer(t, imageFromDump(t, dump, 1), testConfig{Store: store})
 	a := &s.fsys.ahead
 	a.start(s.fsys)
 	defer s.fsys.Close()

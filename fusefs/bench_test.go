@@ -38,7 +38,7 @@ func BenchmarkReadDirPlus(b *testing.B) {
 		o := newObject([]byte(fmt.Sprintf("content of file %d, long enough to be external", i)))
 		fmt.Fprintf(&dump, "/d/f%05d 100 100644 1 0 0 0 1700000000.123456789 %s - %s\n", i, o.Payload, o.Digest)
 	}
-	s := newServer(b, imageFromDump(b, dump.String(), 1), Config{})
+	s := newServer(b, imageFromDump(b, dump.String(), 1), testConfig{})
 	d := s.mustLookup("d")
 	buf := make([]byte, 4096)
 	for b.Loop() {

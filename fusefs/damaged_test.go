@@ -113,7 +113,7 @@ func serveBytes(data []byte) (*FS, bool) {
 	if err != nil {
 		return nil, false
 	}
-	fsys, err := New(img, Config{Store: dirStore(os.DevNull), Logger: log.New(io.Discard, "", 0)})
+	fsys, err := newFS(img, testConfig{Store: dirStore(os.DevNull), Logger: log.New(io.Discard, "", 0)})
 	if err != nil {
 		return nil, false
 	}

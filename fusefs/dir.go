@@ -2,7 +2,6 @@ package fusefs
 
 import (
 	"runtime/debug"
-	"sync"
 	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -10,8 +9,7 @@ import (
 	"github.com/composefs/composefs-go/erofs"
 )
 
-// OpenDir has nothing to open: listings are read by position (see
-// dirblock.go). Where the kernel supports it, ENOSYS puts the connection in
+// OpenDir has nothing to open: listings are read by position (readDir). Where the kernel supports it, ENOSYS puts the connection in
 // no-opendir mode: no OPENDIR or RELEASEDIR round trips at all, and the
 // kernel then caches listings as FOPEN_CACHE_DIR|FOPEN_KEEP_CACHE asks.
 func (f *FS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
@@ -35,9 +33,9 @@ func (f *FS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirE
 	return f.readDir(in, out, true)
 }
 
-// dirBlocks keeps the 4 KiB block buffers of listings in progress.
-var dirBlocks = sync.Pool{New: func() any { return new(dirBlock) }}
-
+// readDir lists a directory from the position the kernel hands back (the
+// Next of the last entry it got: composefs.FS.ReadDirAt), so listings keep
+// no state and their offsets stay valid for good.
 func (f *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.Status {
 	debug.SetPanicOnFault(true)
 	dir, st := f.inode(in.NodeId)
@@ -48,81 +46,47 @@ func (f *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.St
 		return fuse.ENOTDIR
 	}
 	f.recent.note(dir.Nid)
-	// overlayfs reads the root through its merging path, which drops
-	// whiteouts from the listing; other directories list them (a lookup
-	// of one still fails).
-	isRoot := dir.Nid == f.rootNid
 	added := 0
-	blk := dirBlocks.Get().(*dirBlock)
-	defer dirBlocks.Put(blk)
-	for b, i := in.Offset>>cookieBits, int(in.Offset&cookieMask); ; b, i = b+1, 0 {
-		more, err := blk.load(f.img, &dir, b)
-		if err == nil && !more {
-			return fuse.OK
-		}
-		for ; err == nil && i < blk.count; i++ {
-			var name []byte
-			var nid uint64
-			var ft uint8
-			name, nid, ft, err = blk.entry(i)
-			if err != nil {
-				break
-			}
-			if isRoot && ft == erofs.FTChr && f.isWhiteoutNid(nid) {
-				continue
-			}
-			// The name is copied into the reply right away: it may
-			// alias the block instead of being allocated.
-			de := fuse.DirEntry{Name: unsafe.String(&name[0], len(name)), Ino: nid, Mode: erofs.FileTypeMode(ft), Off: b<<cookieBits | uint64(i+1)}
-			if !plus {
-				if !out.AddDirEntry(de) {
-					return fuse.OK
-				}
-				added++
-				continue
-			}
-			eo := out.AddDirLookupEntry(de)
-			if eo == nil {
-				return fuse.OK
+	err := f.view.ReadDirAt(&dir, in.Offset, func(d *erofs.Dirent) bool {
+		// The name is copied into the reply right away: it may alias
+		// the image instead of being allocated.
+		de := fuse.DirEntry{Name: unsafe.String(&d.Name[0], len(d.Name)), Ino: d.Nid, Mode: erofs.FileTypeMode(d.Type), Off: d.Next}
+		if !plus {
+			if !out.AddDirEntry(de) {
+				return false
 			}
 			added++
-			if !isDotOrDotDot(name) {
-				f.direntPlus(nid, eo)
-			}
+			return true
 		}
-		if err != nil {
-			// What came before the damage is listed; the next read,
-			// starting at it, fails.
-			if added > 0 {
-				return fuse.OK
-			}
-			return f.fail(dir.Nid, "readdir", err)
+		eo := out.AddDirLookupEntry(de)
+		if eo == nil {
+			return false
 		}
+		added++
+		if !erofs.IsDotOrDotDot(d.Name) {
+			f.direntPlus(d.Nid, eo)
+		}
+		return true
+	})
+	if err != nil {
+		// What came before the damage is listed; the next read,
+		// starting at it, fails.
+		if added > 0 {
+			return fuse.OK
+		}
+		return f.fail(dir.Nid, "readdir", err)
 	}
+	return fuse.OK
 }
 
 // direntPlus answers the lookup of a listed entry. An entry a lookup would
 // not find (a whiteout, damage) keeps node id 0, which tells the kernel to
 // leave it to a LOOKUP of its own, and that one reports the error.
 func (f *FS) direntPlus(nid uint64, out *fuse.EntryOut) {
-	if nid == 0 {
+	in, err := f.view.Found(nid)
+	if err != nil {
+		*out = fuse.EntryOut{}
 		return
 	}
-	in, err := f.img.Inode(nid)
-	if err != nil || f.fillEntry(nid, &in, out) != nil {
-		*out = fuse.EntryOut{}
-	}
-}
-
-// isWhiteoutNid tells whether the root's entry at nid is a whiteout, which
-// overlayfs leaves out of the root's listing. An inode that cannot be
-// decoded stays listed; looking it up reports the damage.
-func (f *FS) isWhiteoutNid(nid uint64) bool {
-	in, err := f.img.Inode(nid)
-	return err == nil && isWhiteout(&in)
-}
-
-// FsyncDir has nothing to do; ENOSYS makes the kernel stop asking.
-func (f *FS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
-	return fuse.ENOSYS
+	f.fillEntry(&in, out)
 }

@@ -1,13 +1,12 @@
 package fusefs
 
 import (
-	"errors"
-	"fmt"
+	"context"
 	"io"
-	"io/fs"
 	"os"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -35,7 +34,7 @@ func (f *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fu
 	if !ino.IsRegular() {
 		return fuse.EINVAL
 	}
-	_, _, external, err := f.img.Metacopy(&ino)
+	external, err := f.view.External(&ino)
 	if err != nil {
 		return f.fail(ino.Nid, "metacopy", err)
 	}
@@ -44,7 +43,7 @@ func (f *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fu
 		f.storeSmall(in.NodeId, &ino)
 		return fuse.OK
 	}
-	o, st := f.openObject(&ino)
+	o, st := f.openObject(cancelContext(cancel), &ino)
 	if !st.Ok() {
 		return st
 	}
@@ -82,61 +81,39 @@ func (f *FS) storeSmall(nodeID uint64, in *erofs.Inode) {
 	f.server.InodeNotifyStoreCache(nodeID, 0, buf[:n])
 }
 
-// objectFile opens the object of external file in and checks it against
-// its digest as the verity policy says. Failures are logged, naming the
-// file and the object.
-func (f *FS) objectFile(in *erofs.Inode) (*os.File, fuse.Status) {
-	obj, payload, st, err := f.checkedObject(in)
+// objectFile opens the object of external file in and checks it as the
+// verity policy says (composefs.FS.OpenObject). Failures are logged,
+// naming the file and the object; a missing object is ENOENT, as overlayfs
+// answers for a missing data-only lower file.
+func (f *FS) objectFile(ctx context.Context, in *erofs.Inode) (*os.File, fuse.Status) {
+	obj, err := f.view.OpenObject(ctx, in)
 	if err != nil {
-		if payload == "" {
-			return nil, f.fail(in.Nid, "open", err)
+		if ctx.Err() != nil {
+			return nil, fuse.EINTR
 		}
-		f.cfg.Logger.Printf("%s: object %s: %v", f.pathOf(in.Nid), payload, err)
+		return nil, f.fail(in.Nid, "open", err)
 	}
-	return obj, st
+	return obj.File, fuse.OK
 }
 
-// errNoDigest: verity=require and the file's metacopy has no digest.
-var errNoDigest = errors.New("refused: no fs-verity digest and verity=require")
+// cancelContext is a context whose Done is a request's cancel channel
+// (closed when the kernel interrupts the request): a cheap one, with no
+// goroutine, since every open makes one.
+type cancelContext <-chan struct{}
 
-// checkedObject opens the object of external file in and checks it against
-// its digest as the verity policy says, without logging: the status is the
-// open's answer, err what went wrong, payload the object's name once known.
-// With verity off (or no digest) the object is opened unchecked.
-func (f *FS) checkedObject(in *erofs.Inode) (obj *os.File, payload string, st fuse.Status, err error) {
-	alg, digest, _, err := f.img.Metacopy(in)
-	if err != nil {
-		return nil, "", fuse.EIO, fmt.Errorf("metacopy: %w", err)
+func (c cancelContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c cancelContext) Done() <-chan struct{}       { return c }
+func (c cancelContext) Value(any) any               { return nil }
+func (c cancelContext) Err() error {
+	if c == nil {
+		return nil
 	}
-	payload, ok, err := f.img.Redirect(in)
-	if err != nil {
-		return nil, "", fuse.EIO, fmt.Errorf("redirect: %w", err)
+	select {
+	case <-c:
+		return context.Canceled
+	default:
+		return nil
 	}
-	if !ok {
-		return nil, "", fuse.EIO, errNoRedirect
-	}
-	if digest == nil && f.cfg.Verity == VerityRequire {
-		return nil, payload, fuse.EIO, errNoDigest
-	}
-	if f.cfg.Store == nil {
-		err = fs.ErrNotExist
-	} else {
-		obj, err = f.cfg.Store.Open(payload)
-	}
-	if err != nil {
-		// overlayfs answers ENOENT for a missing data-only lower file.
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, payload, fuse.ENOENT, err
-		}
-		return nil, payload, fuse.EIO, err
-	}
-	if digest != nil && f.cfg.Verity != VerityOff {
-		if err := f.cfg.Cache.Verify(obj, alg, digest); err != nil {
-			obj.Close()
-			return nil, payload, fuse.EIO, fmt.Errorf("fs-verity check failed: %w", err)
-		}
-	}
-	return obj, payload, fuse.OK, nil
 }
 
 // Read serves an external file from its object (when passthrough is not in

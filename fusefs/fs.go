@@ -2,7 +2,6 @@ package fusefs
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"log"
 	"sync"
@@ -10,22 +9,12 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
-	"github.com/composefs/composefs-go/objects"
-	"github.com/composefs/composefs-go/verity"
 )
 
-// Config says where external files' contents come from and how they are
-// checked.
+// Config holds the settings of serving beyond what the image shows.
 type Config struct {
-	// Store holds the objects external files name. Nil means no object
-	// exists: opening an external file fails with ENOENT.
-	Store objects.Store
-	// Verity is the policy for checking objects against their digest.
-	Verity VerityMode
-	// Cache remembers objects already verified, so each unchanged object
-	// is hashed once. Nil gets a cache of the file system's own.
-	Cache *verity.Cache
 	// Logger receives one line per refused open and per damaged part of
 	// the image met while serving. Nil means log.Default().
 	Logger *log.Logger
@@ -36,15 +25,16 @@ type Config struct {
 }
 
 // FS is one composefs image served through FUSE: a fuse.RawFileSystem that
-// answers every request from the image itself, addressed by the node id the
-// kernel sends (see nodeid.go). It keeps no per-inode state; the only state
+// answers every request from the image's view (package composefs),
+// addressed by the node id the kernel sends (see nodeid.go). It keeps no per-inode state; the only state
 // is the objects of external files the kernel holds open.
 type FS struct {
 	// The defaults answer ENOSYS, which tells the kernel to stop asking
 	// (OPENDIR, FLUSH, ACCESS, ...) or to do the work itself.
 	fuse.RawFileSystem
 
-	img     *erofs.Image
+	view    *composefs.FS
+	img     *erofs.Image // view's image, for the bytes stored in it
 	cfg     Config
 	rootNid uint64
 
@@ -72,38 +62,24 @@ type FS struct {
 	paths  map[uint64]string
 }
 
-// New prepares img for serving. It decodes the root inode only, refusing an
-// image whose root is not a directory; everything else is decoded when the
-// kernel asks for it.
-func New(img *erofs.Image, cfg Config) (*FS, error) {
-	if cfg.Cache == nil {
-		cfg.Cache = verity.NewCache()
-	}
+// New serves view. Closing view is the caller's business, once the server
+// has stopped and Close has returned.
+func New(view *composefs.FS, cfg Config) *FS {
 	if cfg.Logger == nil {
 		cfg.Logger = log.Default()
 	}
-	nid := img.RootNid()
-	if nid == 0 {
-		return nil, fmt.Errorf("root nid 0 lies in the image header: %w", erofs.ErrCorrupt)
-	}
-	in, err := img.Inode(nid)
-	if err != nil {
-		return nil, fmt.Errorf("root inode: %w", err)
-	}
-	if !in.IsDir() {
-		return nil, fmt.Errorf("root inode %d is not a directory (mode %#o): %w", nid, in.Mode, erofs.ErrCorrupt)
-	}
 	return &FS{
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
-		img:           img,
+		view:          view,
+		img:           view.Image(),
 		cfg:           cfg,
-		rootNid:       nid,
+		rootNid:       view.RootNid(),
 		open:          map[uint64]*openObject{},
-	}, nil
+	}
 }
 
-// Image is the image being served.
-func (f *FS) Image() *erofs.Image { return f.img }
+// View is the image's view being served.
+func (f *FS) View() *composefs.FS { return f.view }
 
 func (f *FS) String() string { return Name }
 
@@ -127,17 +103,17 @@ func (f *FS) Close() {
 	f.stopAhead()
 }
 
-// fail turns an error from the image or the store into the status the
-// request answers: ENOENT for a missing name or object, EINVAL for a
-// redirect overlayfs would refuse, EIO for anything else (damage included),
-// which fails that one request and nothing more. All but ENOENT are logged,
+// fail turns an error from the view into the status the request answers:
+// ENOENT for a missing name or object, EINVAL for a redirect overlayfs
+// would refuse, EIO for anything else (damage, a digest mismatch), which
+// fails that one request and nothing more. All but ENOENT are logged,
 // naming the inode by a path that leads to it.
 func (f *FS) fail(nid uint64, what string, err error) fuse.Status {
 	if errors.Is(err, fs.ErrNotExist) {
 		return fuse.ENOENT
 	}
 	f.cfg.Logger.Printf("%s: %s: %v", f.pathOf(nid), what, err)
-	if errors.As(err, new(errInvalidRedirect)) {
+	if errors.Is(err, composefs.ErrInvalidRedirect) {
 		return fuse.EINVAL
 	}
 	return fuse.EIO

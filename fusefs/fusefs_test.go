@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/composefs/composefs-go/composefs"
 )
 
 // testTree is a small tree with every kind of entry, its objects, and a
@@ -65,7 +67,7 @@ func TestAttributes(t *testing.T) {
 	tt := newTestTree(t)
 	for _, v := range []int{0, 1, 2} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
-			s := newServer(t, imageFromDump(t, tt.dump, v), Config{Store: tt.store})
+			s := newServer(t, imageFromDump(t, tt.dump, v), testConfig{Store: tt.store})
 			dir := s.mustLookup("dir")
 			if dir.Mode != syscall.S_IFDIR|0o750 || dir.Uid != 1 || dir.Gid != 2 {
 				t.Errorf("dir: mode %o uid %d gid %d", dir.Mode, dir.Uid, dir.Gid)
@@ -134,7 +136,7 @@ func TestWhiteouts(t *testing.T) {
 	tt := newTestTree(t)
 	// V0/V1: the root holds 256 stubs, hidden; the user's whiteout is
 	// escaped into an empty regular file with its xattrs unescaped.
-	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
 	names, _ := s.readdir("")
 	if want := []string{".", "..", "dev", "dir", "fifo", "wdir"}; !slices.Equal(sorted(names), want) {
 		t.Errorf("root lists %q, want %q", names, want)
@@ -153,7 +155,7 @@ func TestWhiteouts(t *testing.T) {
 	// V2 keeps the whiteout as chardev 0/0: as under overlayfs, a listing
 	// of a directory other than the root shows it, a lookup does not find
 	// it.
-	s = newServer(t, imageFromDump(t, tt.dump, 2), Config{Store: tt.store})
+	s = newServer(t, imageFromDump(t, tt.dump, 2), testConfig{Store: tt.store})
 	names, lookups := s.readdir("wdir")
 	if !slices.Contains(names, "wh") {
 		t.Errorf("v2 dir lists %q, want wh among them", names)
@@ -174,7 +176,7 @@ func sorted(s []string) []string {
 
 func TestRootWhiteoutHidden(t *testing.T) {
 	dump := "/ 0 40755 2 0 0 0 0.0 - - -\n/a 0 100644 1 0 0 0 0.0 - - -\n/wh 0 20000 1 0 0 0 0.0 - - -\n"
-	s := newServer(t, imageFromDump(t, dump, 2), Config{})
+	s := newServer(t, imageFromDump(t, dump, 2), testConfig{})
 	names, _ := s.readdir("")
 	if want := []string{".", "..", "a"}; !slices.Equal(names, want) {
 		t.Errorf("root lists %q, want %q", names, want)
@@ -193,7 +195,7 @@ func TestReaddirOffsets(t *testing.T) {
 		want = append(want, name)
 		fmt.Fprintf(&b, "/big/%s 0 100644 1 0 0 0 0.0 - - -\n", name)
 	}
-	s := newServer(t, imageFromDump(t, b.String(), 1), Config{})
+	s := newServer(t, imageFromDump(t, b.String(), 1), testConfig{})
 	big := s.mustLookup("big")
 	want = append(want, ".", "..")
 	slices.Sort(want)
@@ -236,7 +238,7 @@ func TestXattrs(t *testing.T) {
 	tt := newTestTree(t)
 	for _, v := range []int{0, 1, 2} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
-			s := newServer(t, imageFromDump(t, tt.dump, v), Config{Store: tt.store})
+			s := newServer(t, imageFromDump(t, tt.dump, v), testConfig{Store: tt.store})
 			got := sorted(s.listxattr(rootCaller, "dir"))
 			if want := []string{"security.x", "trusted.overlay.custom", "user.a"}; !slices.Equal(got, want) {
 				t.Errorf("dir xattrs %q, want %q", got, want)
@@ -281,9 +283,9 @@ func TestXattrs(t *testing.T) {
 
 func TestContents(t *testing.T) {
 	tt := newTestTree(t)
-	for _, mode := range []VerityMode{VerityOn, VerityRequire, VerityOff} {
+	for _, mode := range []composefs.VerityMode{composefs.VerityOn, composefs.VerityRequire, composefs.VerityOff} {
 		t.Run(mode.String(), func(t *testing.T) {
-			s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store, Verity: mode})
+			s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store, Verity: mode})
 			if got, st := s.readFile("dir/inline"); !st.Ok() || string(got) != "hello" {
 				t.Errorf("inline: %q %v", got, st)
 			}
@@ -291,7 +293,7 @@ func TestContents(t *testing.T) {
 				t.Errorf("ext: %d bytes, %v", len(got), st)
 			}
 			got, st := s.readFile("dir/nodigest")
-			if mode == VerityRequire {
+			if mode == composefs.VerityRequire {
 				if st != fuse.EIO {
 					t.Errorf("nodigest under require: %v, want EIO", st)
 				}
@@ -299,7 +301,7 @@ func TestContents(t *testing.T) {
 				t.Errorf("nodigest: %d bytes, %v", len(got), st)
 			}
 			got, st = s.readFile("dir/bad")
-			if mode == VerityOff {
+			if mode == composefs.VerityOff {
 				if !st.Ok() || len(got) != len(tt.bad.Content) {
 					t.Errorf("bad under off: %d bytes, %v", len(got), st)
 				}
@@ -329,7 +331,7 @@ func TestContents(t *testing.T) {
 // the last release.
 func TestOpenObjectShared(t *testing.T) {
 	tt := newTestTree(t)
-	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
 	ext := s.mustLookup("dir/ext")
 	in := fuse.OpenIn{InHeader: header(ext.NodeId, rootCaller), Flags: syscall.O_RDONLY}
 	var a, b fuse.OpenOut
@@ -359,7 +361,7 @@ func TestOpenObjectShared(t *testing.T) {
 
 func TestNoStore(t *testing.T) {
 	tt := newTestTree(t)
-	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Verity: VerityOff})
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Verity: composefs.VerityOff})
 	if _, st := s.readFile("dir/ext"); st != fuse.ENOENT {
 		t.Errorf("external file without a store: %v, want ENOENT", st)
 	}
@@ -367,7 +369,7 @@ func TestNoStore(t *testing.T) {
 
 func TestReadOnly(t *testing.T) {
 	tt := newTestTree(t)
-	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
 	dir := header(s.mustLookup("dir").NodeId, rootCaller)
 	file := header(s.mustLookup("dir/inline").NodeId, rootCaller)
 	f := s.fsys
@@ -406,7 +408,7 @@ func TestReadOnly(t *testing.T) {
 
 func TestStatfs(t *testing.T) {
 	tt := newTestTree(t)
-	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
 	var out fuse.StatfsOut
 	h := header(fuse.FUSE_ROOT_ID, rootCaller)
 	if st := s.fsys.StatFs(nil, &h, &out); !st.Ok() {
@@ -418,21 +420,9 @@ func TestStatfs(t *testing.T) {
 	}
 }
 
-func TestParseVerityMode(t *testing.T) {
-	for _, m := range []VerityMode{VerityOn, VerityRequire, VerityOff} {
-		got, err := ParseVerityMode(m.String())
-		if err != nil || got != m {
-			t.Errorf("%v: %v %v", m, got, err)
-		}
-	}
-	if _, err := ParseVerityMode("maybe"); err == nil {
-		t.Error("maybe: no error")
-	}
-}
-
 func TestFuseOptions(t *testing.T) {
 	tt := newTestTree(t)
-	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
 	o := s.fsys.FuseOptions(MountOptions{MaxStackDepth: 2, Options: []string{"nodev"}})
 	if !o.EnableSymlinkCaching || o.MaxWrite != 1<<20 || o.MaxStackDepth != 2 || o.PanicHandler == nil {
 		t.Errorf("options %+v", o)
@@ -447,7 +437,7 @@ func TestFuseOptions(t *testing.T) {
 
 func TestLogPaths(t *testing.T) {
 	tt := newTestTree(t)
-	s := newServer(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
 	bad := s.mustLookup("dir/bad")
 	if p := s.fsys.pathOf(bad.Ino); p != "/dir/bad" {
 		t.Errorf("pathOf bad: %q", p)
@@ -457,16 +447,5 @@ func TestLogPaths(t *testing.T) {
 	}
 	if p := s.fsys.pathOf(1 << 30); p != fmt.Sprintf("inode %d", 1<<30) {
 		t.Errorf("pathOf a nid nowhere: %q", p)
-	}
-}
-
-func TestValidRedirect(t *testing.T) {
-	for v, want := range map[string]bool{
-		"/ab/cdef": true, "/a": true, "name": true,
-		"": false, "/": false, "//ab": false, "/ab//cd": false, "/ab/": false, "a/b": false,
-	} {
-		if got := validRedirect([]byte(v)); got != want {
-			t.Errorf("validRedirect(%q) = %v, want %v", v, got, want)
-		}
 	}
 }

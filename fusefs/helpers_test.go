@@ -14,8 +14,11 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
 	"github.com/composefs/composefs-go/internal/fixture"
+	"github.com/composefs/composefs-go/objects"
+	"github.com/composefs/composefs-go/verity"
 )
 
 // dirStore is the simplest object store: payload paths below one directory.
@@ -80,13 +83,31 @@ type server struct {
 	log  *syncBuffer
 }
 
-func newServer(t testing.TB, img *erofs.Image, cfg Config) *server {
+// testConfig is what a test sets of both the view and the server.
+type testConfig struct {
+	Store       objects.Store
+	Verity      composefs.VerityMode
+	Cache       *verity.Cache
+	Logger      *log.Logger
+	NoReadAhead bool
+}
+
+// newFS serves img with the settings of tc.
+func newFS(img *erofs.Image, tc testConfig) (*FS, error) {
+	view, err := composefs.New(img, composefs.Config{Store: tc.Store, Verity: tc.Verity, Cache: tc.Cache})
+	if err != nil {
+		return nil, err
+	}
+	return New(view, Config{Logger: tc.Logger, NoReadAhead: tc.NoReadAhead}), nil
+}
+
+func newServer(t testing.TB, img *erofs.Image, cfg testConfig) *server {
 	t.Helper()
 	lb := &syncBuffer{}
 	if cfg.Logger == nil {
 		cfg.Logger = log.New(lb, "", 0)
 	}
-	fsys, err := New(img, cfg)
+	fsys, err := newFS(img, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

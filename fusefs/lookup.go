@@ -6,11 +6,11 @@ import (
 	"runtime/debug"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-
-	"github.com/composefs/composefs-go/erofs"
 )
 
-// Lookup finds name by binary search in the parent's directory blocks.
+// Lookup finds name in the parent directory as the kernel's overlayfs
+// would (composefs.FS.Lookup): a whiteout or a missing name is a negative
+// entry, cached for good.
 func (f *FS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
 	debug.SetPanicOnFault(true)
 	dir, st := f.inode(h.NodeId)
@@ -21,35 +21,16 @@ func (f *FS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *
 		return fuse.ENOTDIR
 	}
 	f.recent.note(dir.Nid)
-	nid, ft, err := f.img.Lookup(&dir, name)
+	in, err := f.view.Lookup(&dir, name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return negativeEntry(out)
 	}
 	if err != nil {
 		return f.fail(dir.Nid, "lookup "+name, err)
 	}
-	st = f.lookupNid(dir.Nid, name, nid, out)
-	if st.Ok() && ft == erofs.FTReg {
+	f.fillEntry(&in, out)
+	if in.IsRegular() {
 		f.noteLookup(dir.Nid, name)
-	}
-	return st
-}
-
-// lookupNid answers the lookup of name in directory parent, found at nid.
-func (f *FS) lookupNid(parent uint64, name string, nid uint64, out *fuse.EntryOut) fuse.Status {
-	if nid == 0 {
-		// nid 0 is the first bytes of the image: the composefs header.
-		return f.fail(parent, "lookup "+name, errNid0)
-	}
-	in, err := f.img.Inode(nid)
-	if err == nil {
-		err = f.fillEntry(nid, &in, out)
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return negativeEntry(out)
-	}
-	if err != nil {
-		return f.fail(parent, "lookup "+name, err)
 	}
 	return fuse.OK
 }

@@ -22,7 +22,7 @@ import (
 // node logic the other tests call directly.
 func TestMountParallel(t *testing.T) {
 	tt := newTestTree(t)
-	mnt := mountInProcess(t, imageFromDump(t, tt.dump, 1), Config{Store: tt.store})
+	mnt := mountInProcess(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
 	for i := range 8 {
@@ -68,14 +68,14 @@ func TestMountParallel(t *testing.T) {
 }
 
 // mountInProcess mounts img in this process, for as long as the test runs.
-func mountInProcess(t *testing.T, img *erofs.Image, cfg Config) string {
+func mountInProcess(t *testing.T, img *erofs.Image, cfg testConfig) string {
 	t.Helper()
 	_, mnt := mountFS(t, img, cfg, MountOptions{})
 	return mnt
 }
 
 // mountFS mounts img with mo and returns the file system and where it is.
-func mountFS(t *testing.T, img *erofs.Image, cfg Config, mo MountOptions) (*FS, string) {
+func mountFS(t *testing.T, img *erofs.Image, cfg testConfig, mo MountOptions) (*FS, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount")
@@ -87,7 +87,7 @@ func mountFS(t *testing.T, img *erofs.Image, cfg Config, mo MountOptions) (*FS, 
 		cfg.Logger = log.New(&syncBuffer{}, "", 0)
 	}
 	mnt := t.TempDir()
-	fsys, err := New(img, cfg)
+	fsys, err := newFS(img, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestTruncatedImage(t *testing.T) {
 	}
 	t.Cleanup(func() { img.Close() })
 	logs := &syncBuffer{}
-	mnt := mountInProcess(t, img, Config{Logger: log.New(logs, "", 0)})
+	mnt := mountInProcess(t, img, testConfig{Logger: log.New(logs, "", 0)})
 	if _, err := os.Stat(filepath.Join(mnt, "a")); err != nil {
 		t.Fatal(err)
 	}

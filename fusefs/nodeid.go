@@ -1,11 +1,11 @@
 package fusefs
 
 import (
-	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
 )
 
@@ -47,44 +47,33 @@ func (f *FS) inode(nodeID uint64) (erofs.Inode, fuse.Status) {
 // changes while it is mounted.
 const forever = 365 * 24 * time.Hour
 
-const blockSize = 4096
-
-// fillAttr reports the inode as the kernel's EROFS does: one timestamp for
-// atime, mtime and ctime, blocks counted in whole 4 KiB blocks.
+// fillAttr reports the inode as the kernel's EROFS does
+// (composefs.AttrOf).
 func fillAttr(in *erofs.Inode, out *fuse.Attr) {
-	out.Ino = in.Nid
-	out.Size = in.Size
-	out.Blksize = blockSize
-	out.Blocks = (in.Size + blockSize - 1) / blockSize * (blockSize / 512)
-	sec, nsec := uint64(in.MtimeSec), in.MtimeNsec
+	a := composefs.AttrOf(in)
+	out.Ino = a.Ino
+	out.Size = a.Size
+	out.Blksize = a.Blksize
+	out.Blocks = a.Blocks
+	sec, nsec := uint64(a.MtimeSec), a.MtimeNsec
 	out.Atime, out.Mtime, out.Ctime = sec, sec, sec
 	out.Atimensec, out.Mtimensec, out.Ctimensec = nsec, nsec, nsec
-	out.Mode = in.Mode
-	out.Nlink = in.Nlink
-	out.Uid, out.Gid = in.UID, in.GID
-	switch in.Mode & syscall.S_IFMT {
-	case syscall.S_IFCHR, syscall.S_IFBLK:
-		// Stored in the kernel's new_encode_dev form, which is the form
-		// FUSE expects.
-		out.Rdev = in.Rdev
-	default:
-		out.Rdev = 0
-	}
+	out.Mode = a.Mode
+	out.Nlink = a.Nlink
+	out.Uid, out.Gid = a.UID, a.GID
+	// Stored in the kernel's new_encode_dev form, which is the form FUSE
+	// expects.
+	out.Rdev = a.Rdev
 }
 
-// fillEntry answers a lookup of the inode at nid: its node id and
-// attributes, cached for good. Whatever overlayfs would not let a lookup
-// find is an error: ENOENT for a whiteout, EINVAL or EIO for the rest.
-func (f *FS) fillEntry(nid uint64, in *erofs.Inode, out *fuse.EntryOut) error {
-	if err := f.overlayLookup(in); err != nil {
-		return err
-	}
-	out.NodeId = f.nodeID(nid)
+// fillEntry answers a lookup of inode in, which the view found: its node
+// id and attributes, cached for good.
+func (f *FS) fillEntry(in *erofs.Inode, out *fuse.EntryOut) {
+	out.NodeId = f.nodeID(in.Nid)
 	out.Generation = 0
 	out.SetEntryTimeout(forever)
 	out.SetAttrTimeout(forever)
 	fillAttr(in, &out.Attr)
-	return nil
 }
 
 // negativeEntry answers a lookup that finds nothing, and tells the kernel

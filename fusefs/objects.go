@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"context"
 	"os"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -18,7 +19,7 @@ type openObject struct {
 
 // openObject returns the object of external file in, opened and checked at
 // the first open and held until the last release.
-func (f *FS) openObject(in *erofs.Inode) (*openObject, fuse.Status) {
+func (f *FS) openObject(ctx context.Context, in *erofs.Inode) (*openObject, fuse.Status) {
 	f.objMu.Lock()
 	if o := f.open[in.Nid]; o != nil {
 		o.refs++
@@ -31,7 +32,7 @@ func (f *FS) openObject(in *erofs.Inode) (*openObject, fuse.Status) {
 	// lock: that can take long).
 	o := f.ahead.take(in.Nid)
 	if o == nil {
-		file, st := f.objectFile(in)
+		file, st := f.objectFile(ctx, in)
 		if !st.Ok() {
 			return nil, st
 		}

@@ -111,21 +111,16 @@ func (f *FS) nameIn(dir, nid uint64) (string, bool) {
 	if err != nil || !in.IsDir() {
 		return "", false
 	}
-	var blk dirBlock
-	for b := uint64(0); ; b++ {
-		if more, err := blk.load(f.img, &in, b); !more || err != nil {
-			return "", false
+	var name string
+	found := false
+	err = f.img.ReadDirAt(&in, 0, func(d *erofs.Dirent) bool {
+		if d.Nid == nid && !erofs.IsDotOrDotDot(d.Name) {
+			name, found = string(d.Name), true
+			return false
 		}
-		for i := 0; i < blk.count; i++ {
-			name, child, _, err := blk.entry(i)
-			if err != nil {
-				return "", false
-			}
-			if child == nid && !isDotOrDotDot(name) {
-				return string(name), true
-			}
-		}
-	}
+		return true
+	})
+	return name, found && err == nil
 }
 
 // searchPath walks the tree breadth first, so that the shortest path is

@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/composefs/composefs-go/fuseuring"
 	"golang.org/x/sys/unix"
+
+	"github.com/composefs/composefs-go/fuseuring"
 )
 
 // requireRingKernel skips unless the fuse module offers io_uring: it is
@@ -88,8 +89,8 @@ func TestRingMount(t *testing.T) {
 	for _, v := range []int{0, 1, 2} {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
 			img := imageFromDump(t, tt.dump, v)
-			ringFS, ringMnt := mountFS(t, img, Config{Store: tt.store}, MountOptions{})
-			devFS, devMnt := mountFS(t, img, Config{Store: tt.store}, MountOptions{NoIOUring: true})
+			ringFS, ringMnt := mountFS(t, img, testConfig{Store: tt.store}, MountOptions{})
+			devFS, devMnt := mountFS(t, img, testConfig{Store: tt.store}, MountOptions{NoIOUring: true})
 
 			want, got := view(t, devMnt), view(t, ringMnt)
 			if len(want) < 10 {
@@ -135,7 +136,7 @@ func TestRingStuckAborts(t *testing.T) {
 	tt := newTestTree(t)
 	img := imageFromDump(t, tt.dump, 1)
 	logs := &syncBuffer{}
-	fsys, err := New(img, Config{Store: tt.store, Logger: log.New(logs, "", 0)})
+	fsys, err := newFS(img, testConfig{Store: tt.store, Logger: log.New(logs, "", 0)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/composefs/composefs-go/fusefs"
+	"github.com/composefs/composefs-go/composefs"
 )
 
 const usage = `Usage: composefs-fuse [OPTIONS] IMAGE MOUNTPOINT
@@ -84,7 +84,7 @@ func parseArgs(args []string) (*settings, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
-	m, err := fusefs.ParseVerityMode(verity)
+	m, err := composefs.ParseVerityMode(verity)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --verity: %w", errUsage, err)
 	}

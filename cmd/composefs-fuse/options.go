@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/composefs/composefs-go/fusefs"
+	"github.com/composefs/composefs-go/composefs"
 )
 
 // settings is everything the command line says, from flags and -o options
@@ -14,7 +14,7 @@ type settings struct {
 	basedirs          []string
 	repo              string
 	digest            string
-	verity            fusefs.VerityMode
+	verity            composefs.VerityMode
 	foreground        bool
 	allowOther        bool
 	debug             bool
@@ -60,7 +60,7 @@ func (s *settings) addOptions(arg string) error {
 		case key == "digest" && hasVal:
 			s.digest = val
 		case key == "verity" && hasVal:
-			m, err := fusefs.ParseVerityMode(val)
+			m, err := composefs.ParseVerityMode(val)
 			if err != nil {
 				return err
 			}

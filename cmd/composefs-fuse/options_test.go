@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/composefs/composefs-go/fusefs"
+	"github.com/composefs/composefs-go/composefs"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -13,13 +13,13 @@ func TestParseArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.image != "img" || s.mountpoint != "mnt" || !s.foreground || !s.allowOther || s.digest != "ab" || s.verity != fusefs.VerityRequire {
+	if s.image != "img" || s.mountpoint != "mnt" || !s.foreground || !s.allowOther || s.digest != "ab" || s.verity != composefs.VerityRequire {
 		t.Errorf("%+v", s)
 	}
 	if !slices.Equal(s.basedirs, []string{"/a:/b", "/c"}) {
 		t.Errorf("basedirs %q", s.basedirs)
 	}
-	if s, err := parseArgs([]string{"img", "mnt"}); err != nil || s.verity != fusefs.VerityOn || s.foreground {
+	if s, err := parseArgs([]string{"img", "mnt"}); err != nil || s.verity != composefs.VerityOn || s.foreground {
 		t.Errorf("defaults: %+v %v", s, err)
 	}
 }
@@ -31,7 +31,7 @@ func TestMountOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(s.basedirs, []string{"/x:/y"}) || s.verity != fusefs.VerityOff || !s.allowOther || s.digest != "cd" || s.repo != "/r" || s.fsname != "myimg" || !s.noReadAhead || !s.noIOUring {
+	if !slices.Equal(s.basedirs, []string{"/x:/y"}) || s.verity != composefs.VerityOff || !s.allowOther || s.digest != "cd" || s.repo != "/r" || s.fsname != "myimg" || !s.noReadAhead || !s.noIOUring {
 		t.Errorf("%+v", s)
 	}
 	if !slices.Equal(s.mountFlags, []string{"dev", "suid", "nodev"}) {

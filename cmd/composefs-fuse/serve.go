@@ -17,7 +17,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
-	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/fusefs"
 	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/verity"
@@ -53,15 +53,12 @@ func serve(s *settings) error {
 			return err
 		}
 	}
-	img, err := erofs.Open(imagePath)
+	view, err := composefs.Open(imagePath, composefs.Config{Store: store, Verity: s.verity})
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.image, err)
 	}
-	defer img.Close()
-	fsys, err := fusefs.New(img, fusefs.Config{Store: store, Verity: s.verity, Logger: logger, NoReadAhead: s.noReadAhead})
-	if err != nil {
-		return fmt.Errorf("%s: %w", s.image, err)
-	}
+	defer view.Close()
+	fsys := fusefs.New(view, fusefs.Config{Logger: logger, NoReadAhead: s.noReadAhead})
 	fsname := s.fsname
 	if fsname == "" {
 		fsname = s.image

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
 )
 
@@ -111,7 +112,7 @@ func (s *inspector) visit(nid uint64, path string, depth int, isRoot bool) {
 			where = fmt.Sprintf("shared %d", x.SharedIndex)
 		}
 		shown := "hidden by the mount"
-		if name, ok := erofs.MountXattrName(x.Name); ok {
+		if name, ok := composefs.XattrShownName(x.Name); ok {
 			shown = "mount shows " + name
 		}
 		fmt.Fprintf(s.out, "  xattr %s: %s = %q (stored index %#x name %q; %s)\n",

