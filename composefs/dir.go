@@ -10,7 +10,7 @@ import "github.com/composefs/composefs-go/erofs"
 // other directories list them, though a lookup of one fails. An entry
 // whose inode cannot be decoded stays listed: looking it up reports the
 // damage.
-func (f *FS) ReadDirAt(dir *erofs.Inode, pos uint64, fn func(d *erofs.Dirent) bool) error {
+func (f *FS) ReadDirAt(dir *erofs.Inode, pos uint64, fn func(d *Dirent) bool) error {
 	isRoot := dir.Nid == f.rootNid
 	return f.img.ReadDirAt(dir, pos, func(d *erofs.Dirent) bool {
 		if isRoot && d.Type == erofs.FTChr && f.isWhiteoutNid(d.Nid) {
@@ -30,3 +30,6 @@ func (f *FS) isWhiteoutNid(nid uint64) bool {
 func (f *FS) DirPosAfter(dir *erofs.Inode, name string) (uint64, error) {
 	return f.img.DirPosAfter(dir, name)
 }
+
+// Dirent is a directory entry as ReadDirAt lists it.
+type Dirent = erofs.Dirent

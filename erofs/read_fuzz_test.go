@@ -12,7 +12,7 @@ const fuzzSeedMax = 256 << 10
 
 // FuzzImage reads arbitrary bytes as an image through every API: NewImage,
 // the dump walk, inodes, directories (Lookup agreeing with ReadDir), xattrs,
-// data, links and the FS view. Damage must come back as ErrCorrupt or
+// data, links and the resumable directory cursor. Damage must come back as ErrCorrupt or
 // ErrUnsupported; no panic, no hang.
 func FuzzImage(f *testing.F) {
 	d := filepath.Join("..", "..", "shared", "golden")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
 )
 
@@ -91,7 +92,10 @@ func (f *FS) objectFile(ctx context.Context, in *erofs.Inode) (*os.File, fuse.St
 		if ctx.Err() != nil {
 			return nil, fuse.EINTR
 		}
-		return nil, f.fail(in.Nid, "open", err)
+		// Logged even when the object is missing: unlike a missing
+		// name, that is a broken image or store.
+		f.cfg.Logger.Printf("%s: open: %v", f.pathOf(in.Nid), err)
+		return nil, fuse.Status(composefs.Errno(err))
 	}
 	return obj.File, fuse.OK
 }

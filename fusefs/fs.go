@@ -1,11 +1,10 @@
 package fusefs
 
 import (
-	"errors"
-	"io/fs"
 	"log"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -103,18 +102,14 @@ func (f *FS) Close() {
 	f.stopAhead()
 }
 
-// fail turns an error from the view into the status the request answers:
-// ENOENT for a missing name or object, EINVAL for a redirect overlayfs
-// would refuse, EIO for anything else (damage, a digest mismatch), which
-// fails that one request and nothing more. All but ENOENT are logged,
-// naming the inode by a path that leads to it.
+// fail turns an error from the view into the status the request answers,
+// the kernel's (composefs.Errno): ENOENT, EINVAL, or EIO for damage and
+// refused objects, which fails that one request and nothing more. All but
+// ENOENT are logged, naming the inode by a path that leads to it.
 func (f *FS) fail(nid uint64, what string, err error) fuse.Status {
-	if errors.Is(err, fs.ErrNotExist) {
-		return fuse.ENOENT
+	errno := composefs.Errno(err)
+	if errno != syscall.ENOENT {
+		f.cfg.Logger.Printf("%s: %s: %v", f.pathOf(nid), what, err)
 	}
-	f.cfg.Logger.Printf("%s: %s: %v", f.pathOf(nid), what, err)
-	if errors.Is(err, composefs.ErrInvalidRedirect) {
-		return fuse.EINVAL
-	}
-	return fuse.EIO
+	return fuse.Status(errno)
 }

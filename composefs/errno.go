@@ -1,0 +1,27 @@
+package composefs
+
+import (
+	"errors"
+	"io/fs"
+	"syscall"
+)
+
+// Errno is the error number the kernel's mount answers where the view
+// gives err: ENOENT for a missing name or object (a whiteout included),
+// EINVAL for a redirect overlayfs refuses, the errno itself where err
+// carries one (an xattr name's), and EIO for the rest: damage, a digest
+// mismatch, a refused object. 0 for nil.
+func Errno(err error) syscall.Errno {
+	var errno syscall.Errno
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, fs.ErrNotExist):
+		return syscall.ENOENT
+	case errors.Is(err, ErrInvalidRedirect):
+		return syscall.EINVAL
+	case errors.As(err, &errno):
+		return errno
+	}
+	return syscall.EIO
+}
