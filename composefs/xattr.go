@@ -78,12 +78,18 @@ func (f *FS) XattrNames(in *erofs.Inode) ([]string, error) {
 }
 
 // XattrValue is the value of the xattr the kernel shows as name on in.
-// Errors are the kernel's: syscall.ENODATA when there is none, EINVAL or
+// Errors are the kernel's: syscall.ENODATA when there is none (or, as the
+// VFS has it, for user.* on what is neither a file nor a directory), EINVAL or
 // EOPNOTSUPP for a name that cannot name one (CheckXattrName), or the
 // image's damage. The value aliases the image.
 func (f *FS) XattrValue(in *erofs.Inode, name string) ([]byte, error) {
 	if errno := CheckXattrName(name); errno != 0 {
 		return nil, errno
+	}
+	if strings.HasPrefix(name, "user.") && !in.IsRegular() && !in.IsDir() {
+		// The VFS keeps user.* to regular files and directories: on
+		// anything else a get finds nothing, though a listing shows it.
+		return nil, syscall.ENODATA
 	}
 	v, found, err := f.img.GetXattr(in, xattrStoredName(name))
 	if err != nil {

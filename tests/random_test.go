@@ -33,6 +33,7 @@ type treeGen struct {
 	dirs     []int                      // indexes of directory entries
 	names    map[string]map[string]bool // names taken in each directory
 	linkable []int                      // non-directories a hardlink may name
+	chars    []rune                     // what names are made of
 }
 
 // genTree makes a tree of about n entries with every file type, hardlinks,
@@ -40,7 +41,13 @@ type treeGen struct {
 // trusted.overlay.* included), POSIX ACLs, inline and external files
 // (with and without digest, some sharing an object) and long symlinks.
 func genTree(seed uint64, n int) *randomTree {
+	return genTreeOf(seed, n, nameChars)
+}
+
+// genTreeOf is genTree with names made of chars.
+func genTreeOf(seed uint64, n int, chars string) *randomTree {
 	g := &treeGen{
+		chars: []rune(chars),
 		rng:   rand.New(rand.NewPCG(seed, 0xc0ffee)),
 		tree:  &randomTree{objects: map[string][]byte{}},
 		names: map[string]map[string]bool{"/": {}},
@@ -87,7 +94,7 @@ func (g *treeGen) name(dir string) string {
 		if g.rng.IntN(20) == 0 {
 			n = 200 + g.rng.IntN(56)
 		}
-		runes := []rune(nameChars)
+		runes := g.chars
 		for s.Len() < n {
 			s.WriteRune(runes[g.rng.IntN(len(runes))])
 		}
