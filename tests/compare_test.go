@@ -66,6 +66,13 @@ func takeSnapshot(t testing.TB, root string) *snapshot {
 	s := &snapshot{Entries: map[string]*entryRecord{}, Listings: map[string][]string{}}
 	s.Entries["/"] = record(root, unix.DT_DIR, 0)
 	s.walk(t, root, "/")
+	s.groupHardlinks()
+	return s
+}
+
+// groupHardlinks fills in, for every non-directory, the paths that share
+// its inode.
+func (s *snapshot) groupHardlinks() {
 	byIno := map[uint64][]string{}
 	for p, e := range s.Entries {
 		if e.StatErr == "" && e.Mode&unix.S_IFMT != unix.S_IFDIR {
@@ -79,7 +86,6 @@ func takeSnapshot(t testing.TB, root string) *snapshot {
 			s.Entries[p].Hardlinks = group
 		}
 	}
-	return s
 }
 
 func (s *snapshot) walk(t testing.TB, root, rel string) {
@@ -187,16 +193,25 @@ func contentHash(path string, size int64) string {
 		return "error: " + errnoName(err)
 	}
 	defer f.Close()
+	return hashContent(f, size, errnoName)
+}
+
+// hashContent hashes the first 8 MiB and the last 64 KiB of a file of size
+// bytes; errors are named by errName.
+func hashContent(f interface {
+	io.Reader
+	io.ReaderAt
+}, size int64, errName func(error) string) string {
 	h := sha256.New()
 	n, err := io.Copy(h, io.LimitReader(f, 8<<20))
 	if err != nil {
-		return fmt.Sprintf("error after %d bytes: %s", n, errnoName(err))
+		return fmt.Sprintf("error after %d bytes: %s", n, errName(err))
 	}
 	if size > 8<<20 {
 		tail := make([]byte, 64<<10)
 		m, err := f.ReadAt(tail, size-int64(len(tail)))
 		if err != nil && err != io.EOF {
-			return fmt.Sprintf("error reading the tail: %s", errnoName(err))
+			return fmt.Sprintf("error reading the tail: %s", errName(err))
 		}
 		h.Write(tail[:m])
 		n += int64(m)
@@ -214,20 +229,32 @@ func xattrs(path string) ([]string, string) {
 	if err != nil {
 		return nil, errnoName(err)
 	}
-	var out []string
+	var names []string
 	for _, name := range strings.Split(string(buf[:sz]), "\x00") {
-		if name == "" {
-			continue
+		if name != "" {
+			names = append(names, name)
 		}
+	}
+	return xattrRecords(names, func(name string) ([]byte, error) {
 		v := make([]byte, 64<<10)
 		n, err := unix.Lgetxattr(path, name, v)
+		return v[:max(n, 0)], err
+	}, errnoName), ""
+}
+
+// xattrRecords records each xattr as "name=hexvalue", or the error its
+// get gives, named by errName.
+func xattrRecords(names []string, get func(string) ([]byte, error), errName func(error) string) []string {
+	var out []string
+	for _, name := range names {
+		v, err := get(name)
 		if err != nil {
-			out = append(out, name+" error: "+errnoName(err))
+			out = append(out, name+" error: "+errName(err))
 			continue
 		}
-		out = append(out, name+"="+hex.EncodeToString(v[:n]))
+		out = append(out, name+"="+hex.EncodeToString(v))
 	}
-	return out, ""
+	return out
 }
 
 // compareTrees fails the test for every difference between the tree the

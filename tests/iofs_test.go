@@ -1,8 +1,6 @@
 package tests
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -182,31 +180,13 @@ func viewSnapshot(t *testing.T, view *composefs.FS) *snapshot {
 		if err != nil {
 			e.XattrErr = errnoString(err)
 		}
-		for _, name := range names {
-			v, err := view.GetXattr(p, name)
-			if err != nil {
-				e.Xattrs = append(e.Xattrs, name+" error: "+errnoString(err))
-				continue
-			}
-			e.Xattrs = append(e.Xattrs, name+"="+hex.EncodeToString(v))
-		}
+		e.Xattrs = xattrRecords(names, func(name string) ([]byte, error) { return view.GetXattr(p, name) }, errnoString)
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("walking the view: %v", err)
 	}
-	byIno := map[uint64][]string{}
-	for p, e := range s.Entries {
-		if e.StatErr == "" && e.Mode&unix.S_IFMT != unix.S_IFDIR {
-			byIno[e.Ino] = append(byIno[e.Ino], p)
-		}
-	}
-	for _, paths := range byIno {
-		sort.Strings(paths)
-		for _, p := range paths {
-			s.Entries[p].Hardlinks = strings.Join(paths, " | ")
-		}
-	}
+	s.groupHardlinks()
 	return s
 }
 
@@ -222,19 +202,8 @@ func viewContentHash(view *composefs.FS, p string, size int64) string {
 		return "error: " + errnoString(err)
 	}
 	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, io.LimitReader(f, 8<<20))
-	if err != nil {
-		return fmt.Sprintf("error after %d bytes: %s", n, errnoString(err))
-	}
-	if size > 8<<20 {
-		tail := make([]byte, 64<<10)
-		m, err := f.(io.ReaderAt).ReadAt(tail, size-int64(len(tail)))
-		if err != nil && err != io.EOF {
-			return fmt.Sprintf("error reading the tail: %s", errnoString(err))
-		}
-		h.Write(tail[:m])
-		n += int64(m)
-	}
-	return fmt.Sprintf("%d bytes %x", n, h.Sum(nil)[:12])
+	return hashContent(f.(interface {
+		io.Reader
+		io.ReaderAt
+	}), size, errnoString)
 }
