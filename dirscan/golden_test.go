@@ -2,6 +2,7 @@ package dirscan
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/composefs/composefs-go/dumpfile"
+	"github.com/composefs/composefs-go/internal/golden"
 )
 
 // extractGoldenTree extracts ../shared/golden/c/trees/tree-501.tar as C's
@@ -16,9 +18,9 @@ import (
 // returns the top directory.
 func extractGoldenTree(t *testing.T) string {
 	t.Helper()
-	tarball := filepath.Join("..", "..", "shared", "golden", "c", "trees", "tree-501.tar")
+	tarball := golden.Path(t, "c", "trees", "tree-501.tar")
 	if _, err := os.Stat(tarball); err != nil {
-		t.Skipf("golden tree not available: %v", err)
+		golden.Skip(t, fmt.Sprintf("golden tree not available: %v", err))
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("extracting the golden tree needs root (devices, owners, trusted.* xattrs)")

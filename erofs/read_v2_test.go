@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/composefs/composefs-go/dumpfile"
+	"github.com/composefs/composefs-go/internal/golden"
 )
 
 // TestGoldenV2: composefs-rs' V2 images read back as the dumps they were
@@ -16,7 +17,7 @@ import (
 func TestGoldenV2(t *testing.T) {
 	_, v2 := goldenImages(t)
 	if len(v2) == 0 {
-		t.Skip("no V2 golden images")
+		golden.Skip(t, "no V2 golden images")
 	}
 	d := goldenDir(t)
 	for _, path := range v2 {

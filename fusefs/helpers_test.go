@@ -17,6 +17,7 @@ import (
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
 	"github.com/composefs/composefs-go/internal/fixture"
+	"github.com/composefs/composefs-go/internal/golden"
 	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/verity"
 )
@@ -67,13 +68,7 @@ func imageFromDump(t testing.TB, dump string, version int) *erofs.Image {
 	return img
 }
 
-func goldenDir(t testing.TB) string {
-	d := filepath.Join("..", "..", "shared", "golden")
-	if _, err := os.Stat(d); err != nil {
-		t.Skipf("golden data absent (%s): %v", d, err)
-	}
-	return d
-}
+func goldenDir(t testing.TB) string { return golden.Dir(t) }
 
 // server drives an FS through its request methods, as the kernel would,
 // without a mount.

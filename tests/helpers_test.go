@@ -16,23 +16,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/composefs/composefs-go/fuseuring"
+	"github.com/composefs/composefs-go/internal/golden"
 )
 
 // repoRoot is the module's root, from the tests directory.
 const repoRoot = ".."
 
-func goldenDir(t testing.TB) string {
-	t.Helper()
-	d := filepath.Join(repoRoot, "..", "shared", "golden")
-	if _, err := os.Stat(d); err != nil {
-		t.Skipf("golden data absent (%s): %v", d, err)
-	}
-	abs, err := filepath.Abs(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
+func goldenDir(t testing.TB) string { return golden.Dir(t) }
 
 // goldenImages lists the C golden images matching pattern (a file name
 // glob under c/images) and all of composefs-rs' V2 ones; it skips the test
@@ -43,7 +33,7 @@ func goldenImages(t testing.TB, pattern string) []string {
 	rs, _ := filepath.Glob(filepath.Join(g, "rs", "*.cfs"))
 	images = append(images, rs...)
 	if len(images) == 0 {
-		t.Skip("no golden images")
+		golden.Skip(t, "no golden images")
 	}
 	return images
 }
@@ -241,10 +231,12 @@ func tryFuseMount(t testing.TB, image, mnt string, args ...string) (string, erro
 	t.Helper()
 	bin := buildCmd(t, "composefs-fuse")
 	t.Cleanup(func() { lazyUnmount(mnt) })
+	uring := fuseuring.KernelEnabled()
 	out, err := run(t, 30*time.Second, bin, append([]string{image, mnt}, args...)...)
 	if err == nil && mountedType(mnt) != "fuse.composefs-fuse" {
 		return out, fmt.Errorf("command returned 0 but %s shows no live mount (type %q)", mnt, mountedType(mnt))
 	}
+	recordSwitch(mnt, uring)
 	return out, err
 }
 
@@ -283,6 +275,7 @@ func fuseForeground(t testing.TB, image string, args ...string) *foreground {
 	fg := &foreground{mnt: m, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	fg.cmd = exec.Command(bin, append([]string{"-f", image, m}, args...)...)
 	fg.cmd.Stderr = fg.stderr
+	uring := fuseuring.KernelEnabled()
 	if err := fg.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -310,6 +303,7 @@ func fuseForeground(t testing.TB, image string, args ...string) *foreground {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	recordSwitch(m, uring)
 	return fg
 }
 

@@ -7,6 +7,7 @@ package golden
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -36,9 +37,51 @@ func Dir(t testing.TB) string {
 	}
 	dir := filepath.Join(root, "..", "shared", "golden")
 	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("golden data not found at %s: %v", dir, err)
+		Skip(t, fmt.Sprintf("golden data not found at %s: %v", dir, err))
 	}
 	return dir
+}
+
+// SkippedEnv names a file to which each test that skips for want of golden
+// data appends a line "PACKAGE-DIR TEST-NAME": tests/run sets it, because
+// go test prints skips only with -v, and a run without the data should say
+// what it did not test.
+const SkippedEnv = "COMPOSEFS_GOLDEN_SKIPPED"
+
+// Skip skips t for want of golden data, recording it in $COMPOSEFS_GOLDEN_SKIPPED.
+func Skip(t testing.TB, msg string) {
+	t.Helper()
+	if log := os.Getenv(SkippedEnv); log != "" {
+		pkg := "?"
+		if wd, err := os.Getwd(); err == nil {
+			pkg = moduleRel(wd)
+		}
+		// O_APPEND: the packages' test binaries run at the same time, and
+		// a line this short is written whole.
+		if f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err == nil {
+			fmt.Fprintf(f, "%s %s\n", pkg, t.Name())
+			f.Close()
+		}
+	}
+	t.Skip(msg)
+}
+
+// moduleRel is dir relative to the module root (the nearest go.mod above
+// it), or dir itself if there is none.
+func moduleRel(dir string) string {
+	for root := dir; ; {
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			if rel, err := filepath.Rel(root, dir); err == nil {
+				return rel
+			}
+			return dir
+		}
+		parent := filepath.Dir(root)
+		if parent == root {
+			return dir
+		}
+		root = parent
+	}
 }
 
 // Path joins elems below the golden directory.
@@ -96,7 +139,7 @@ func glob(t testing.TB, elems ...string) []string {
 	pattern := Path(t, elems...)
 	m, err := filepath.Glob(pattern)
 	if err != nil || len(m) == 0 {
-		t.Skipf("golden data: nothing matches %s", pattern)
+		Skip(t, fmt.Sprintf("golden data: nothing matches %s", pattern))
 	}
 	sort.Strings(m)
 	return m
