@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -15,64 +16,86 @@ import (
 	"github.com/composefs/composefs-go/verity"
 )
 
-// TestLookupEveryName: in every directory of every golden image, Lookup
-// finds each name ReadDir lists, and misses names between them.
+// TestLookupEveryName: in every directory of our images and of every
+// golden image, Lookup finds each name ReadDir lists, and misses names
+// between them.
 func TestLookupEveryName(t *testing.T) {
-	c, v2 := goldenImages(t)
-	lookups, multiBlock := 0, 0
-	for _, path := range append(c, v2...) {
-		im := openGolden(t, path)
-		queue := []uint64{im.RootNid()}
-		seen := map[uint64]bool{}
-		for len(queue) > 0 {
-			in, err := im.Inode(queue[0])
-			queue = queue[1:]
+	for v := range 3 {
+		t.Run(fmt.Sprintf("own/v%d", v), func(t *testing.T) {
+			data, _ := ownImage(t, v)
+			lookups, multiBlock := lookupEveryName(t, newImage(t, data), fmt.Sprintf("own v%d", v))
+			if multiBlock == 0 {
+				t.Error("no directory spanning several blocks was searched")
+			}
+			t.Logf("%d lookups, %d multi-block directories", lookups, multiBlock)
+		})
+	}
+	t.Run("golden", func(t *testing.T) {
+		c, v2 := goldenImages(t)
+		lookups, multiBlock := 0, 0
+		for _, path := range append(c, v2...) {
+			l, m := lookupEveryName(t, openGolden(t, path), path)
+			lookups, multiBlock = lookups+l, multiBlock+m
+		}
+		if multiBlock == 0 {
+			t.Error("no directory spanning several blocks was searched")
+		}
+		t.Logf("%d lookups, %d multi-block directories", lookups, multiBlock)
+	})
+}
+
+// lookupEveryName checks Lookup against ReadDir in every directory of im
+// (named path in messages), and counts the lookups and the directories of
+// more than one block.
+func lookupEveryName(t *testing.T, im *Image, path string) (lookups, multiBlock int) {
+	t.Helper()
+	queue := []uint64{im.RootNid()}
+	seen := map[uint64]bool{}
+	for len(queue) > 0 {
+		in, err := im.Inode(queue[0])
+		queue = queue[1:]
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !in.IsDir() || seen[in.Nid] {
+			continue
+		}
+		seen[in.Nid] = true
+		if in.blocks() > 1 {
+			multiBlock++
+		}
+		names := map[string]uint64{}
+		var order []string
+		err = im.ReadDir(&in, func(name string, nid uint64, ft uint8) error {
+			names[name] = nid
+			order = append(order, name)
+			queue = append(queue, nid)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range append(order, ".", "..") {
+			nid, _, err := im.Lookup(&in, n)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%s: inode %d: Lookup(%q): %v", path, in.Nid, n, err)
 			}
-			if !in.IsDir() || seen[in.Nid] {
-				continue
+			if want, ok := names[n]; ok && nid != want {
+				t.Fatalf("%s: Lookup(%q) = %d, ReadDir says %d", path, n, nid, want)
 			}
-			seen[in.Nid] = true
-			if in.blocks() > 1 {
-				multiBlock++
-			}
-			names := map[string]uint64{}
-			var order []string
-			err = im.ReadDir(&in, func(name string, nid uint64, ft uint8) error {
-				names[name] = nid
-				order = append(order, name)
-				queue = append(queue, nid)
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, n := range append(order, ".", "..") {
-				nid, _, err := im.Lookup(&in, n)
-				if err != nil {
-					t.Fatalf("%s: inode %d: Lookup(%q): %v", path, in.Nid, n, err)
+			lookups++
+			for _, miss := range []string{n + "\x00", n[:len(n)-1] + "\x01", "\xff" + n} {
+				if _, ok := names[miss]; ok || miss == "." || miss == ".." {
+					continue
 				}
-				if want, ok := names[n]; ok && nid != want {
-					t.Fatalf("%s: Lookup(%q) = %d, ReadDir says %d", path, n, nid, want)
+				if _, _, err := im.Lookup(&in, miss); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("%s: Lookup(%q) of a missing name: %v", path, miss, err)
 				}
 				lookups++
-				for _, miss := range []string{n + "\x00", n[:len(n)-1] + "\x01", "\xff" + n} {
-					if _, ok := names[miss]; ok || miss == "." || miss == ".." {
-						continue
-					}
-					if _, _, err := im.Lookup(&in, miss); !errors.Is(err, fs.ErrNotExist) {
-						t.Fatalf("%s: Lookup(%q) of a missing name: %v", path, miss, err)
-					}
-					lookups++
-				}
 			}
 		}
 	}
-	if multiBlock == 0 {
-		t.Error("no directory spanning several blocks was searched")
-	}
-	t.Logf("%d lookups, %d multi-block directories", lookups, multiBlock)
+	return lookups, multiBlock
 }
 
 // TestDataAgainstC: file contents and symlink targets read through the
@@ -120,8 +143,13 @@ func TestDataAgainstC(t *testing.T) {
 	t.Logf("%d file contents, %d symlink targets checked", files, links)
 }
 
+// TestReadAtSemantics: reads of inline and external files at and past
+// their ends, and of what has no data, in each layout version.
 func TestReadAtSemantics(t *testing.T) {
-	im := openGolden(t, filepath.Join(goldenDir(t), "c", "images", "extra-features.v1.cfs"))
+	forExtraFeatures(t, []int{0, 1, 2}, func(t *testing.T, base []byte) { readAtSemantics(t, newImage(t, base)) })
+}
+
+func readAtSemantics(t *testing.T, im *Image) {
 	inl := lookupPath(t, im, "/a/inl")
 	buf := make([]byte, 10)
 	if n, err := im.ReadAt(&inl, buf, 0); n != 5 || err != io.EOF || string(buf[:5]) != "hello" {
@@ -154,8 +182,13 @@ func TestReadAtSemantics(t *testing.T) {
 	}
 }
 
+// TestXattrsAndComposefs: shared and inline xattrs, overlay redirect and
+// metacopy, and the whiteout stubs of V0 and V1 images (V2 has none).
 func TestXattrsAndComposefs(t *testing.T) {
-	im := openGolden(t, filepath.Join(goldenDir(t), "c", "images", "extra-features.v1.cfs"))
+	forExtraFeatures(t, []int{0, 1}, func(t *testing.T, base []byte) { xattrsAndComposefs(t, newImage(t, base)) })
+}
+
+func xattrsAndComposefs(t *testing.T, im *Image) {
 	ext := lookupPath(t, im, "/a/ext1")
 	xs, err := im.Xattrs(&ext)
 	if err != nil {
@@ -214,9 +247,12 @@ func TestXattrsAndComposefs(t *testing.T) {
 }
 
 // TestLongPrefixes: an xattr naming an entry of the long prefix table
-// (appended to a golden image) reads back with the prefix expanded.
+// (appended to an image) reads back with the prefix expanded.
 func TestLongPrefixes(t *testing.T) {
-	base := loadGolden(t, "c/images/extra-features.v1.cfs")
+	forExtraFeatures(t, []int{0, 1}, longPrefixes)
+}
+
+func longPrefixes(t *testing.T, base []byte) {
 	nodigest := inodeAt(t, base, "/a/nodigest")
 	data := append(bytes.Clone(base), make([]byte, BlockSize)...)
 	tab := len(base)
@@ -261,8 +297,19 @@ func TestLongPrefixes(t *testing.T) {
 	}
 }
 
+// TestOpenClose: Open maps a file, Close unmaps it, and the header checks
+// refuse what the reader does not support.
 func TestOpenClose(t *testing.T) {
-	path := filepath.Join(goldenDir(t), "c", "images", "extra-features.v1.cfs")
+	forExtraFeatures(t, []int{1}, func(t *testing.T, base []byte) {
+		path := filepath.Join(t.TempDir(), "image.cfs")
+		if err := os.WriteFile(path, base, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		openClose(t, path)
+	})
+}
+
+func openClose(t *testing.T, path string) {
 	im, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -287,7 +334,10 @@ func TestOpenClose(t *testing.T) {
 	if _, err := NewImage(make([]byte, 100)); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("NewImage of 100 bytes: %v", err)
 	}
-	b := loadGolden(t, "c/images/extra-features.v1.cfs")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		off int
 		v   byte

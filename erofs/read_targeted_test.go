@@ -49,8 +49,13 @@ func direntIndex(t *testing.T, data []byte, dir Inode, name string) int {
 	return 0
 }
 
+// TestDamageTargeted damages each structure of a V1 image in a way the
+// reader must notice.
 func TestDamageTargeted(t *testing.T) {
-	base := loadGolden(t, "c/images/extra-features.v1.cfs")
+	forExtraFeatures(t, []int{1}, damageTargeted)
+}
+
+func damageTargeted(t *testing.T, base []byte) {
 	root := inodeAt(t, base, "/")
 	a := inodeAt(t, base, "/a")
 	ext := inodeAt(t, base, "/a/ext1")
