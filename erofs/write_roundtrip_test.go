@@ -66,3 +66,16 @@ func firstDiff(a, b []byte) int {
 	}
 	return min(len(a), len(b))
 }
+
+// TestWriteRoundTripOwnImages: the same for our images of ownDump, which
+// need no golden data.
+func TestWriteRoundTripOwnImages(t *testing.T) {
+	for v := range 3 {
+		want, _ := ownImage(t, v)
+		entries, _ := walkEntries(t, want)
+		got := writeImage(t, entries, WriteOptions{MinVersion: v, MaxVersion: v})
+		if !bytes.Equal(got, want) {
+			t.Errorf("v%d: rewritten image differs (%d bytes, want %d), first difference at %d", v, len(got), len(want), firstDiff(got, want))
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"fmt"
 	"io"
 	"log"
 	"math/rand/v2"
@@ -13,6 +14,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/internal/fixture"
+	"github.com/composefs/composefs-go/internal/golden"
 )
 
 // walk visits every node reachable from the root through the requests the
@@ -126,31 +129,55 @@ func goldenImages(t testing.TB) []string {
 	return append(imgs, rs...)
 }
 
-func TestGoldenWalk(t *testing.T) {
-	for _, p := range goldenImages(t) {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fsys, ok := serveBytes(data)
-		if !ok {
-			t.Errorf("%s: refused", filepath.Base(p))
-			continue
-		}
-		walk(fsys)
+// ownImages are the project's images of the test tree in each layout
+// version: what the tests that serve whole images start from, golden data
+// or not.
+func ownImages(t testing.TB) (names []string, images [][]byte) {
+	tt := newTestTree(t)
+	for v := range 3 {
+		names = append(names, fmt.Sprintf("own/v%d", v))
+		images = append(images, fixture.Image(t, tt.dump, v))
 	}
+	return names, images
 }
 
-// TestDamagedImages flips bytes in the metadata of golden images: every
-// request must come back, with an error or not, and never panic.
+// forServedImages runs fn as a subtest over each of our images, then over
+// each golden image (subtests that skip without the golden data).
+func forServedImages(t *testing.T, fn func(t *testing.T, data []byte)) {
+	names, images := ownImages(t)
+	for i, name := range names {
+		t.Run(name, func(t *testing.T) { fn(t, images[i]) })
+	}
+	t.Run("golden", func(t *testing.T) {
+		for _, p := range goldenImages(t) {
+			t.Run(filepath.Base(p), func(t *testing.T) {
+				data, err := os.ReadFile(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fn(t, data)
+			})
+		}
+	})
+}
+
+// TestWalk serves whole images: every request of the walk comes back.
+func TestWalk(t *testing.T) {
+	forServedImages(t, func(t *testing.T, data []byte) {
+		fsys, ok := serveBytes(data)
+		if !ok {
+			t.Fatal("refused")
+		}
+		walk(fsys)
+	})
+}
+
+// TestDamagedImages flips bytes in the metadata of images: every request
+// must come back, with an error or not, and never panic.
 func TestDamagedImages(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
-	served := 0
-	for _, p := range goldenImages(t) {
-		orig, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
+	forServedImages(t, func(t *testing.T, orig []byte) {
+		served := 0
 		for range 4 {
 			data := append([]byte(nil), orig...)
 			// Damage the metadata area mostly: superblock, inodes,
@@ -166,12 +193,16 @@ func TestDamagedImages(t *testing.T) {
 			served++
 			walk(fsys)
 		}
-	}
-	t.Logf("%d damaged images served", served)
+		t.Logf("%d damaged images served", served)
+	})
 }
 
 func FuzzServe(f *testing.F) {
-	for _, p := range goldenImages(f) {
+	_, images := ownImages(f)
+	for _, data := range images {
+		f.Add(data)
+	}
+	for _, p := range golden.Images() {
 		if data, err := os.ReadFile(p); err == nil && len(data) < 256<<10 {
 			f.Add(data)
 		}

@@ -22,7 +22,7 @@ type testTree struct {
 	store                  dirStore
 }
 
-func newTestTree(t *testing.T) *testTree {
+func newTestTree(t testing.TB) *testTree {
 	rng := rand.New(rand.NewPCG(1, 2))
 	content := func(n int) []byte {
 		b := make([]byte, n)

@@ -42,6 +42,27 @@ func Dir(t testing.TB) string {
 	return dir
 }
 
+// Images lists every golden image, C's and composefs-rs', without skipping
+// where there are none: for fuzz seeds, which are added to seeds of the
+// test's own.
+func Images() []string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil
+	}
+	for root := wd; ; root = filepath.Dir(root) {
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			dir := filepath.Join(root, "..", "shared", "golden")
+			c, _ := filepath.Glob(filepath.Join(dir, "c", "images", "*.cfs"))
+			rs, _ := filepath.Glob(filepath.Join(dir, "rs", "*.cfs"))
+			return append(c, rs...)
+		}
+		if filepath.Dir(root) == root {
+			return nil
+		}
+	}
+}
+
 // SkippedEnv names a file to which each test that skips for want of golden
 // data appends a line "PACKAGE-DIR TEST-NAME": tests/run sets it, because
 // go test prints skips only with -v, and a run without the data should say
