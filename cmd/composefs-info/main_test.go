@@ -12,8 +12,41 @@ import (
 	"testing"
 
 	"github.com/composefs/composefs-go/dumpfile"
+	"github.com/composefs/composefs-go/internal/fixture"
 	"github.com/composefs/composefs-go/internal/golden"
 )
+
+// ownDump is a small tree with what inspect and the error tests look for
+// (shared and overlay xattrs, a redirect, a hardlink, a symlink, a
+// whiteout, chunk-based and inline files), imaged by the project's writer
+// so that these tests run without the golden data; C's extra-features
+// image, which has the same, is their golden subtest.
+const ownDump = `/ 0 40755 2 0 0 0 1000.0 - - - security.selinux=system_u:object_r:root_t:s0\x00
+/a 0 40755 2 0 0 0 1000.0 - - - security.selinux=system_u:object_r:usr_t:s0\x00
+/a/ext1 4096 100644 2 0 0 0 1000.0 ab/cdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789 - abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789 security.selinux=system_u:object_r:usr_t:s0\x00
+/a/hl 4096 @100644 2 0 0 0 1000.0 /a/ext1 - -
+/a/inl 5 100600 1 0 0 0 1000.0 - hello -
+/a/lnk 7 120777 1 0 0 0 1000.0 /target - -
+/a/nodigest 12345678901 100644 1 70000 70000 0 2000.5 12/3456 - - user.foo=bar trusted.overlay.opaque=y trusted.overlay.custom=1
+/a/wh 0 20000 1 0 0 0 1000.0 - - -
+/b 0 40700 2 5 6 0 999.123 - - - user.x=y
+/b/cdev 0 20644 1 0 0 259 1000.0 - - -
+`
+
+// forImages runs fn over our V1 image of ownDump (as a file), then over
+// C's extra-features V1 image (a subtest that skips without golden data).
+func forImages(t *testing.T, fn func(t *testing.T, img string)) {
+	t.Run("own", func(t *testing.T) {
+		img := filepath.Join(t.TempDir(), "own.cfs")
+		if err := os.WriteFile(img, fixture.Image(t, ownDump, 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fn(t, img)
+	})
+	t.Run("golden", func(t *testing.T) {
+		fn(t, filepath.Join(golden.Dir(t), "c", "images", "extra-features.v1.cfs"))
+	})
+}
 
 // goldenDump is C's composefs-info dump of a golden image.
 func goldenDump(t *testing.T, image string) []byte {
@@ -249,8 +282,12 @@ func TestMeasureFile(t *testing.T) {
 // TestErrors: every failure is exit 1 with one line on stderr naming what
 // failed.
 func TestErrors(t *testing.T) {
+	forImages(t, checkErrors)
+}
+
+func checkErrors(t *testing.T, img string) {
 	dir := t.TempDir()
-	good, err := os.ReadFile(filepath.Join(golden.Dir(t), "c", "images", "extra-features.v1.cfs"))
+	good, err := os.ReadFile(img)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,10 +334,14 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// TestDamagedImagesExit1: damaged copies of a golden image either dump or
-// fail with exit 1 and a one-line message naming the image; never crash.
+// TestDamagedImagesExit1: damaged copies of an image either dump or fail
+// with exit 1 and a one-line message naming the image; never crash.
 func TestDamagedImagesExit1(t *testing.T) {
-	good, err := os.ReadFile(filepath.Join(golden.Dir(t), "c", "images", "extra-features.v1.cfs"))
+	forImages(t, damagedImagesExit1)
+}
+
+func damagedImagesExit1(t *testing.T, img string) {
+	good, err := os.ReadFile(img)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,8 +368,12 @@ func TestDamagedImagesExit1(t *testing.T) {
 	t.Logf("%d damaged runs exited 1", failed)
 }
 
+// TestInspect: inspect names each structure of an image.
 func TestInspect(t *testing.T) {
-	img := filepath.Join(golden.Dir(t), "c", "images", "extra-features.v1.cfs")
+	forImages(t, checkInspect)
+}
+
+func checkInspect(t *testing.T, img string) {
 	out, errOut, code := cfsInfo("inspect", img)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
