@@ -5,13 +5,15 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"github.com/composefs/composefs-go/internal/golden"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/composefs/composefs-go/internal/golden"
+	"github.com/composefs/composefs-go/verity"
 )
 
 // dumpPath returns a golden input dump as a plain file, written into dir.
@@ -91,20 +93,49 @@ func TestManifest(t *testing.T) {
 	t.Logf("%d of %d manifest rows reproduced by the command", ok, rows)
 }
 
+// ownDumpText is a small tree of our own for the tests that need an input
+// but not C's output for it.
+const ownDumpText = `/ 0 40755 2 0 0 0 1000.0 - - - user.a=1
+/d 0 40700 2 5 6 0 999.123 - - -
+/d/ext 4096 100644 1 0 0 0 1000.0 ab/cdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789 - abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789
+/d/inl 5 100600 1 0 0 0 1000.0 - hello -
+/d/lnk 7 120777 1 0 0 0 1000.0 /target - -
+`
+
+// ownDumpPath writes ownDumpText into dir and returns its path.
+func ownDumpPath(t testing.TB, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "own.dump")
+	if err := os.WriteFile(p, []byte(ownDumpText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestPrintDigestOnlyAndStreams: --print-digest-only prints the image's
+// fs-verity digest (C's, pinned, for a golden input), and "-" stands for
+// stdin and stdout.
 func TestPrintDigestOnlyAndStreams(t *testing.T) {
+	t.Run("golden/derived-simple", func(t *testing.T) {
+		dump := dumpPath(t, t.TempDir(), "derived-simple")
+		const want = "9f3f5620ee0c54708516467d0d58741e7963047c7106b245d94c298259d0fa01"
+		code, out, errs := mk(t, nil, "--from-file", "--print-digest-only", dump)
+		if code != 0 || out != want+"\n" || errs != "" {
+			t.Fatalf("--print-digest-only: exit %d, out %q, err %q", code, out, errs)
+		}
+	})
 	tmp := t.TempDir()
-	dump := dumpPath(t, tmp, "derived-simple")
-	const want = "9f3f5620ee0c54708516467d0d58741e7963047c7106b245d94c298259d0fa01"
-	code, out, errs := mk(t, nil, "--from-file", "--print-digest-only", dump)
-	if code != 0 || out != want+"\n" || errs != "" {
-		t.Fatalf("--print-digest-only: exit %d, out %q, err %q", code, out, errs)
+	dump := ownDumpPath(t, tmp)
+	code, digest, errs := mk(t, nil, "--from-file", "--print-digest-only", dump)
+	if code != 0 || errs != "" {
+		t.Fatalf("--print-digest-only: exit %d, err %q", code, errs)
 	}
 	// SOURCE "-" reads stdin, IMAGE "-" writes stdout.
 	text, err := os.ReadFile(dump)
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, errs = mk(t, bytes.NewReader(text), "--from-file", "-", "-")
+	code, out, errs := mk(t, bytes.NewReader(text), "--from-file", "-", "-")
 	if code != 0 {
 		t.Fatalf("stdin to stdout: exit %d: %s", code, errs)
 	}
@@ -115,6 +146,9 @@ func TestPrintDigestOnlyAndStreams(t *testing.T) {
 	refBytes, _ := os.ReadFile(ref)
 	if !bytes.Equal([]byte(out), refBytes) {
 		t.Errorf("stdout image differs from the file image")
+	}
+	if want := hex.EncodeToString(verity.DigestBytes(verity.SHA256, refBytes)); digest != want+"\n" {
+		t.Errorf("--print-digest-only printed %q; the image's digest is %s", digest, want)
 	}
 	st, err := os.Stat(ref)
 	if err != nil {
@@ -128,29 +162,13 @@ func TestPrintDigestOnlyAndStreams(t *testing.T) {
 // TestErrors: a bad input or command line exits 1 with one line naming
 // the problem, and leaves IMAGE exactly as it was, with no stray files.
 func TestErrors(t *testing.T) {
-	g := golden.Dir(t)
 	tmp := t.TempDir()
 	img := filepath.Join(tmp, "keep.cfs")
-	fails, _ := filepath.Glob(filepath.Join(g, "c", "should-fail", "*.dump"))
-	if len(fails) == 0 {
-		t.Skip("no should-fail dumps")
-	}
-	for _, f := range fails {
-		if err := os.WriteFile(img, []byte("previous"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		code, out, errs := mk(t, nil, "--from-file", f, img)
-		if code != 1 {
-			t.Errorf("%s: exit %d", filepath.Base(f), code)
-		}
-		if out != "" || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "mkcomposefs: "+f) {
-			t.Errorf("%s: stdout %q, stderr %q", filepath.Base(f), out, errs)
-		}
-		if b, _ := os.ReadFile(img); string(b) != "previous" {
-			t.Errorf("%s: image changed", filepath.Base(f))
-		}
-	}
+	t.Run("golden/should-fail", func(t *testing.T) { shouldFail(t, img) })
 	// Tree-level errors the writer finds.
+	if err := os.WriteFile(img, []byte("previous"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for name, text := range map[string]string{
 		"hardlink loop": "/ 0 40755 2 0 0 0 0.0 - - -\n/a 0 @100644 - - - - 0.0 /b - -\n/b 0 @100644 - - - - 0.0 /a - -\n",
 		"missing file":  "",
@@ -170,7 +188,7 @@ func TestErrors(t *testing.T) {
 		}
 	}
 	// A missing output directory is an error too.
-	dump := dumpPath(t, tmp, "derived-empty")
+	dump := ownDumpPath(t, tmp)
 	if code, _, _ := mk(t, nil, "--from-file", dump, filepath.Join(tmp, "no", "such", "dir.cfs")); code != 1 {
 		t.Errorf("missing output directory: exit %d", code)
 	}
@@ -198,6 +216,30 @@ func TestErrors(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(img); string(b) != "previous" {
 		t.Errorf("image changed by a usage error")
+	}
+}
+
+// shouldFail: each dumpfile C mkcomposefs rejects is rejected, and img
+// left as it was.
+func shouldFail(t *testing.T, img string) {
+	fails, _ := filepath.Glob(filepath.Join(golden.Dir(t), "c", "should-fail", "*.dump"))
+	if len(fails) == 0 {
+		golden.Skip(t, "no should-fail dumps")
+	}
+	for _, f := range fails {
+		if err := os.WriteFile(img, []byte("previous"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errs := mk(t, nil, "--from-file", f, img)
+		if code != 1 {
+			t.Errorf("%s: exit %d", filepath.Base(f), code)
+		}
+		if out != "" || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "mkcomposefs: "+f) {
+			t.Errorf("%s: stdout %q, stderr %q", filepath.Base(f), out, errs)
+		}
+		if b, _ := os.ReadFile(img); string(b) != "previous" {
+			t.Errorf("%s: image changed", filepath.Base(f))
+		}
 	}
 }
 
