@@ -1,17 +1,23 @@
-// Command composefs-bench mounts the same composefs images twice, with the
-// kernel (EROFS + overlayfs) and with composefs-fuse, and prints how long
-// each takes for the same work, as ratios ours/kernel in one run.
+// Command composefs-bench mounts the same composefs images with the kernel
+// (EROFS + overlayfs), with composefs-fuse over each FUSE transport and,
+// with --c-server, with the C project's FUSE server, and prints how long
+// each takes for the same work, as ratios to the kernel in one run.
 //
-// It generates its own corpus: a tree of small files in many directories
-// plus one large file (objects in a flat digest store), and a second image
-// with a very large number of entries. Needs root (kernel mounts, dropping
-// the page cache).
+// It generates its own corpora: a tree of small files in many directories
+// plus one large file (objects in a flat digest store), a second image with
+// a very large number of entries, and a tree shaped like a root
+// filesystem's sizes, read by separate processes. It images a debootstrapped
+// Debian root (built once, kept in --cache) for dpkg --verify and tar, and a
+// copy of GOROOT for a go build. Needs root (kernel mounts, dropping the
+// page cache).
 package main
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/spf13/pflag"
 )
@@ -28,9 +34,47 @@ type config struct {
 	skip500 bool
 	verbose bool
 	cServer string
-	// transport is how composefs-fuse talks to the kernel: io_uring or
-	// dev (/dev/fuse).
+	// transport is how composefs-fuse talks to the kernel: io_uring, dev
+	// (/dev/fuse) or both, as two columns.
 	transport string
+	rows      []string
+	cache     string
+	goroot    string
+	mirror    string
+}
+
+// rowGroups name the groups of rows --rows selects, with what each measures.
+var rowGroups = []struct{ name, what string }{
+	{"mount", "mount time of the walk corpus"},
+	{"stat", "cold and warm stat walk"},
+	{"read", "cold read of the walk corpus' small files, in-process"},
+	{"big", "cold and warm read of the large file"},
+	{"large", "the image of --entries entries: mount, walk, RSS"},
+	{"tree", "find | xargs cat of a tree of 20,000 files, cold and warm, and peak RSS"},
+	{"dpkg", "dpkg --verify of a Debian root, cold and warm"},
+	{"tar", "tar of a Debian root, cold and warm"},
+	{"gobuild", "go build with GOROOT on the mount, cold"},
+}
+
+// defaultRuns is how often each group is measured without --runs: the
+// rows that take seconds a run get fewer, so that a full run of four
+// columns stays near ten minutes on two CPUs.
+var defaultRuns = map[string]int{
+	"mount": 5, "stat": 5, "read": 5, "big": 5,
+	"large": 3, "tree": 3, "dpkg": 3, "tar": 3, "gobuild": 3,
+}
+
+// wants reports whether any of the row groups is selected.
+func (c *config) wants(groups ...string) bool {
+	if len(c.rows) == 0 {
+		return true
+	}
+	for _, g := range groups {
+		if slices.Contains(c.rows, g) {
+			return true
+		}
+	}
+	return false
 }
 
 func main() {
@@ -41,17 +85,35 @@ func main() {
 	pflag.IntVar(&c.dirs, "dirs", 1400, "directories in the walk corpus")
 	pflag.IntVar(&c.bigMiB, "big-mib", 512, "size of the large file, MiB")
 	pflag.IntVar(&c.entries, "entries", 500000, "entries in the large image")
-	pflag.IntVar(&c.runs, "runs", 5, "runs per measurement (the median is reported)")
+	pflag.IntVar(&c.runs, "runs", 0, "runs per measurement, the median reported (default: 5 for the quick rows, 3 for the slow ones)")
 	pflag.BoolVar(&c.keep, "keep", false, "keep the work directory")
 	pflag.BoolVar(&c.skip500, "skip-large-image", false, "skip the large-image rows")
 	pflag.StringVar(&c.cServer, "c-server", "", "also measure the C project's FUSE server (its composefs-fuse binary), side by side")
-	pflag.StringVar(&c.transport, "transport", "io_uring", "composefs-fuse's FUSE transport: io_uring (turns on the fuse module's enable_uring for the run) or dev (/dev/fuse only)")
+	pflag.StringVar(&c.transport, "transport", "both", "composefs-fuse's FUSE transport: both (two columns), io_uring (turns on the fuse module's enable_uring for the run if it is off) or dev (/dev/fuse only)")
+	pflag.StringSliceVar(&c.rows, "rows", nil, "measure only these groups of rows (comma-separated; default all): "+groupNames())
+	pflag.StringVar(&c.cache, "cache", "/var/cache/composefs-bench", "directory keeping what is slow to make and the same every run (the debootstrapped root)")
+	pflag.StringVar(&c.goroot, "goroot", "/usr/local/go", "the Go installation imaged as GOROOT for the go build row")
+	pflag.StringVar(&c.mirror, "mirror", "", "Debian mirror for debootstrap (default: the first one in /etc/apt/sources.list*)")
 	pflag.BoolVarP(&c.verbose, "verbose", "v", false, "print every run's figure (seconds) as it is measured")
 	pflag.Parse()
+	for _, r := range c.rows {
+		if !slices.ContainsFunc(rowGroups, func(g struct{ name, what string }) bool { return g.name == r }) {
+			fmt.Fprintf(os.Stderr, "composefs-bench: --rows: no group %q; the groups are %s\n", r, groupNames())
+			os.Exit(2)
+		}
+	}
 	if err := run(&c); err != nil {
 		fmt.Fprintf(os.Stderr, "composefs-bench: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+func groupNames() string {
+	var names []string
+	for _, g := range rowGroups {
+		names = append(names, g.name)
+	}
+	return strings.Join(names, ", ")
 }
 
 func run(c *config) error {
