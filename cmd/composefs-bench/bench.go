@@ -65,9 +65,13 @@ func (b *bench) ways(verityOff bool) []mounter {
 	return ways
 }
 
-// runsFor is how many times a row group is measured: --runs when given,
-// else the group's own count, fewer for the rows that take long each time.
+// runsFor is how many times a row group is measured: --group-runs or
+// --runs when given, else the group's own count, fewer for the rows that
+// take long each time.
 func (b *bench) runsFor(group string) int {
+	if n, ok := b.cfg.groupRuns[group]; ok && n > 0 {
+		return n
+	}
 	if b.cfg.runs > 0 {
 		return b.cfg.runs
 	}
@@ -177,7 +181,7 @@ func (b *bench) all() error {
 		add("daemon RSS (max seen)", "MiB", "", "", rss)
 	}
 
-	if c.wants("large") && c.entries > 0 {
+	if c.wants("large") && !c.skip500 && c.entries > 0 {
 		start := time.Now()
 		large, err := makeLargeImage(c, filepath.Join(c.work, "large"))
 		if err != nil {
@@ -294,6 +298,9 @@ func median(v []float64) float64 {
 	}
 	s := slices.Clone(v)
 	slices.Sort(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
 	return s[len(s)/2]
 }
 
