@@ -45,18 +45,14 @@ type config struct {
 	mirror    string
 }
 
-// rowGroups name the groups of rows --rows selects, with what each measures.
-var rowGroups = []struct{ name, what string }{
-	{"mount", "mount time of the walk corpus"},
-	{"stat", "cold and warm stat walk"},
-	{"read", "cold read of the walk corpus' small files, in-process"},
-	{"big", "cold and warm read of the large file"},
-	{"large", "the image of --entries entries: mount, walk, RSS"},
-	{"tree", "find | xargs cat of a tree of 20,000 files, cold and warm, and peak RSS"},
-	{"dpkg", "dpkg --verify of a Debian root, cold and warm"},
-	{"tar", "tar of a Debian root, cold and warm"},
-	{"gobuild", "go build with GOROOT on the mount, cold"},
-}
+// rowGroups name the groups of rows --rows selects: the walk corpus'
+// mount time, its stat walk cold and warm, the in-process cold read of its
+// small files, the cold and warm read of its large file, the image of
+// --entries entries (mount, walk, RSS); then the workloads run as
+// separate processes: find | xargs cat of a tree (cold, warm, peak RSS),
+// dpkg --verify and tar of a Debian root (cold, warm), and go build with
+// GOROOT on the mount (cold).
+var rowGroups = []string{"mount", "stat", "read", "big", "large", "tree", "dpkg", "tar", "gobuild"}
 
 // defaultRuns is how often each group is measured without --runs: a go
 // build from an empty cache compiles a hundred and more packages, half a
@@ -94,7 +90,7 @@ func main() {
 	pflag.BoolVar(&c.skip500, "skip-large-image", false, "skip the large-image rows")
 	pflag.StringVar(&c.cServer, "c-server", "", "also measure the C project's FUSE server (its composefs-fuse binary), side by side")
 	pflag.StringVar(&c.transport, "transport", "both", "composefs-fuse's FUSE transport: both (two columns), io_uring (turns on the fuse module's enable_uring for the run if it is off) or dev (/dev/fuse only)")
-	pflag.StringSliceVar(&c.rows, "rows", nil, "measure only these groups of rows (comma-separated; default all): "+groupNames())
+	pflag.StringSliceVar(&c.rows, "rows", nil, "measure only these groups of rows (comma-separated; default all): "+strings.Join(rowGroups, ", "))
 	pflag.StringVar(&c.cache, "cache", "/var/cache/composefs-bench", "directory keeping what is slow to make and the same every run (the debootstrapped root)")
 	pflag.StringVar(&c.goroot, "goroot", "/usr/local/go", "the Go installation imaged as GOROOT for the go build row")
 	pflag.StringVar(&c.mirror, "mirror", "", "Debian mirror for debootstrap (default: the first one in /etc/apt/sources.list*)")
@@ -105,8 +101,8 @@ func main() {
 		named = append(named, g)
 	}
 	for _, r := range named {
-		if !slices.ContainsFunc(rowGroups, func(g struct{ name, what string }) bool { return g.name == r }) {
-			fmt.Fprintf(os.Stderr, "composefs-bench: no group of rows %q; the groups are %s\n", r, groupNames())
+		if !slices.Contains(rowGroups, r) {
+			fmt.Fprintf(os.Stderr, "composefs-bench: no group of rows %q; the groups are %s\n", r, strings.Join(rowGroups, ", "))
 			os.Exit(2)
 		}
 	}
@@ -114,14 +110,6 @@ func main() {
 		fmt.Fprintf(os.Stderr, "composefs-bench: %v\n", err)
 		os.Exit(1)
 	}
-}
-
-func groupNames() string {
-	var names []string
-	for _, g := range rowGroups {
-		names = append(names, g.name)
-	}
-	return strings.Join(names, ", ")
 }
 
 func run(c *config) error {
