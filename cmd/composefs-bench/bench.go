@@ -8,13 +8,19 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // bench runs every measurement on every mount, interleaved run by run so
 // that all see the same machine conditions.
 type bench struct {
-	cfg     *config
+	cfg *config
+	// mu guards mounted, which a signal's cleanup reads while a
+	// measurement may be mounting.
+	mu      sync.Mutex
 	mounted []mountedAt
 }
 
@@ -247,7 +253,7 @@ func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, a
 	var got [nWays][]float64
 	for run := 0; run < runs; run++ {
 		for _, m := range ways {
-			at := filepath.Join(b.cfg.work, "mnt-"+strings.ReplaceAll(wayNames[wayIndex(m)], "/", ""))
+			at := filepath.Join(b.cfg.work, "mnt-"+mountSlug.Replace(wayNames[wayIndex(m)]))
 			if err := os.MkdirAll(at, 0o755); err != nil {
 				return figures{}, err
 			}
@@ -258,13 +264,17 @@ func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, a
 			if err != nil {
 				return figures{}, fmt.Errorf("%s mount: %w", m.name(), err)
 			}
+			b.mu.Lock()
 			b.mounted = append(b.mounted, mountedAt{m, at})
+			b.mu.Unlock()
 			if err := dropCaches(); err != nil {
 				return figures{}, err
 			}
 			v, err := f(m, at, mountSecs)
 			uerr := m.unmount(at)
+			b.mu.Lock()
 			b.mounted = b.mounted[:len(b.mounted)-1]
+			b.mu.Unlock()
 			if err != nil {
 				return figures{}, fmt.Errorf("%s: %w", m.name(), err)
 			}
@@ -280,7 +290,28 @@ func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, a
 	return medians(got), nil
 }
 
+// detachAll detaches every mount lazily: on a signal, the commands reading
+// them may still be running, and the mounts go when they are done.
+func (b *bench) detachAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := len(b.mounted) - 1; i >= 0; i-- {
+		at := b.mounted[i].at
+		unix.Unmount(at, unix.MNT_DETACH)
+		if _, ok := b.mounted[i].m.(kernelMount); ok {
+			unix.Unmount(at+".erofs", unix.MNT_DETACH)
+		}
+	}
+	b.mounted = nil
+}
+
+// mountSlug makes a way's name a mountpoint's: "ours /dev/fuse" is
+// mnt-ours-devfuse.
+var mountSlug = strings.NewReplacer(" ", "-", "/", "")
+
 func (b *bench) unmountAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for i := len(b.mounted) - 1; i >= 0; i-- {
 		b.mounted[i].m.unmount(b.mounted[i].at)
 	}

@@ -15,9 +15,12 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/spf13/pflag"
 )
@@ -116,6 +119,18 @@ func run(c *config) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root: it mounts images with the kernel and drops the page cache")
 	}
+	// Whatever ends the run, ^C included, takes down the mounts, puts the
+	// fuse module's switch back and removes the work directory.
+	var cleanups []func()
+	var once sync.Once
+	cleanup := func() {
+		once.Do(func() {
+			for i := len(cleanups) - 1; i >= 0; i-- {
+				cleanups[i]()
+			}
+		})
+	}
+	defer cleanup()
 	if c.work == "" {
 		dir, err := os.MkdirTemp("", "composefs-bench.")
 		if err != nil {
@@ -123,7 +138,7 @@ func run(c *config) error {
 		}
 		c.work = dir
 		if !c.keep {
-			defer os.RemoveAll(dir)
+			cleanups = append(cleanups, func() { os.RemoveAll(dir) })
 		}
 	}
 	if c.bin == "" {
@@ -136,8 +151,17 @@ func run(c *config) error {
 	if err != nil {
 		return err
 	}
-	defer restore()
+	cleanups = append(cleanups, restore)
 	b := &bench{cfg: c}
-	defer b.unmountAll()
+	cleanups = append(cleanups, b.unmountAll)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "composefs-bench: %v: cleaning up\n", s)
+		b.detachAll()
+		cleanup()
+		os.Exit(1)
+	}()
 	return b.all()
 }

@@ -65,7 +65,12 @@ type fuseMount struct {
 	devFuse bool
 }
 
-func (fuseMount) name() string { return "composefs-fuse" }
+func (f fuseMount) name() string {
+	if f.devFuse {
+		return "composefs-fuse (/dev/fuse)"
+	}
+	return "composefs-fuse"
+}
 
 func (f fuseMount) mount(c *corpus, at string) error {
 	mode := "--verity=on"
