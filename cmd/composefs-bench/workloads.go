@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,7 +188,7 @@ func debianRoot(c *config) (string, error) {
 }
 
 // aptMirror is the first Debian mirror apt is configured with that is not
-// the security archive, in either the one-line or the deb822 format.
+// the security archive.
 func aptMirror() string {
 	files, _ := filepath.Glob("/etc/apt/sources.list.d/*")
 	for _, p := range append([]string{"/etc/apt/sources.list"}, files...) {
@@ -195,32 +196,41 @@ func aptMirror() string {
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			var urls []string
-			switch {
-			case len(fields) >= 2 && fields[0] == "URIs:":
-				urls = fields[1:]
-			case len(fields) >= 3 && fields[0] == "deb":
-				// deb [options] URL suite components
-				for _, fl := range fields[1:] {
-					if strings.Contains(fl, "://") {
-						urls = append(urls, fl)
-						break
-					}
-				}
-			}
-			for _, u := range urls {
-				if !strings.Contains(u, "security") {
-					f.Close()
-					return u
+		u := mirrorIn(f)
+		f.Close()
+		if u != "" {
+			return u
+		}
+	}
+	return "http://deb.debian.org/debian"
+}
+
+// mirrorIn finds the first mirror in a sources file, in either the
+// one-line or the deb822 format; "" if none.
+func mirrorIn(r io.Reader) string {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		var urls []string
+		switch {
+		case len(fields) >= 2 && fields[0] == "URIs:":
+			urls = fields[1:]
+		case len(fields) >= 3 && fields[0] == "deb":
+			// deb [options] URL suite components
+			for _, f := range fields[1:] {
+				if strings.Contains(f, "://") {
+					urls = append(urls, f)
+					break
 				}
 			}
 		}
-		f.Close()
+		for _, u := range urls {
+			if !strings.Contains(u, "security") {
+				return u
+			}
+		}
 	}
-	return "http://deb.debian.org/debian"
+	return ""
 }
 
 // imageDir images a directory with mkcomposefs, its files' contents going
