@@ -7,13 +7,20 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// bench runs every measurement on both mounts, interleaved run by run so
-// that both see the same machine conditions.
+// bench runs every measurement on every mount, interleaved run by run so
+// that all see the same machine conditions.
 type bench struct {
-	cfg     *config
+	cfg *config
+	// mu guards mounted, which a signal's cleanup reads while a
+	// measurement may be mounting.
+	mu      sync.Mutex
 	mounted []mountedAt
 }
 
@@ -22,14 +29,19 @@ type mountedAt struct {
 	at string
 }
 
-// The ways an image is mounted, as indexes of figures: the kernel, ours,
-// and (with --c-server) the C project's FUSE server, run side by side.
+// The ways an image is mounted, as indexes of figures: the kernel, ours
+// over FUSE on io_uring and on /dev/fuse, and (with --c-server) the C
+// project's FUSE server, run side by side.
 const (
 	kernelWay = iota
-	oursWay
+	uringWay
+	devWay
 	cWay
 	nWays
 )
+
+// wayNames head the report's columns.
+var wayNames = [nWays]string{"kernel", "ours io_uring", "ours /dev/fuse", "C server"}
 
 // figures holds one number per way; 0 is "not measured".
 type figures [nWays]float64
@@ -43,64 +55,105 @@ type measurement struct {
 	cQuoted string // what the C project's FUSE server is quoted at on this row
 }
 
-func (b *bench) all() error {
+// ways lists the mounts each measurement compares, kernel first.
+func (b *bench) ways(verityOff bool) []mounter {
 	c := b.cfg
-	start := time.Now()
-	walk, err := makeWalkCorpus(c, filepath.Join(c.work, "walk"))
-	if err != nil {
-		return err
+	ways := []mounter{kernelMount{}}
+	if c.transport != "dev" {
+		ways = append(ways, fuseMount{bin: c.bin, verityOff: verityOff})
 	}
-	fmt.Fprintf(os.Stderr, "corpus: %d files in %d directories + %d MiB file, made in %.1fs\n",
-		len(walk.files), c.dirs, c.bigMiB, time.Since(start).Seconds())
-	devFuse := c.transport == "dev"
-	ways := []mounter{kernelMount{}, fuseMount{bin: c.bin, devFuse: devFuse}}
+	if c.transport != "io_uring" {
+		ways = append(ways, fuseMount{bin: c.bin, verityOff: verityOff, devFuse: true})
+	}
 	if c.cServer != "" {
 		ways = append(ways, cServerMount{bin: c.cServer})
 	}
+	return ways
+}
 
+// runsFor is how many times a row group is measured: --group-runs or
+// --runs when given, else the group's own count, fewer for the rows that
+// take long each time.
+func (b *bench) runsFor(group string) int {
+	if n, ok := b.cfg.groupRuns[group]; ok && n > 0 {
+		return n
+	}
+	if b.cfg.runs > 0 {
+		return b.cfg.runs
+	}
+	if n, ok := defaultRuns[group]; ok {
+		return n
+	}
+	return 3
+}
+
+func (b *bench) all() error {
+	c := b.cfg
+	ways := b.ways(false)
 	var rows []measurement
 	add := func(label, unit, bar, cQuoted string, vals figures) {
 		rows = append(rows, measurement{label, vals, unit, bar, cQuoted})
 	}
+	// The report so far is printed whatever fails later, so that a long
+	// run that breaks on its last row still shows the others.
+	defer func() { printReport(os.Stdout, rows, b.columns()) }()
 
-	vals, err := b.measure(ways, walk, func(_ mounter, _ string, mountSecs float64) (float64, error) { return mountSecs, nil })
-	if err != nil {
-		return err
-	}
-	add("mount time", "s", "", "", vals)
-
-	var warm [nWays][]float64
-	vals, err = b.measure(ways, walk, func(m mounter, at string, _ float64) (float64, error) {
-		cold, err := timed(func() error { return statWalk(at, len(walk.files)) })
+	var walk *corpus
+	if c.wants("mount", "stat", "read", "big") {
+		start := time.Now()
+		var err error
+		walk, err = makeWalkCorpus(c, filepath.Join(c.work, "walk"))
 		if err != nil {
-			return 0, err
+			return err
 		}
-		w, err := timed(func() error { return statWalk(at, len(walk.files)) })
-		warm[wayIndex(m)] = append(warm[wayIndex(m)], w)
-		return cold, err
-	})
-	if err != nil {
-		return err
+		fmt.Fprintf(os.Stderr, "corpus: %d files in %d directories + %d MiB file, made in %.1fs\n",
+			len(walk.files), c.dirs, c.bigMiB, time.Since(start).Seconds())
 	}
-	add(fmt.Sprintf("cold stat walk, %d files", len(walk.files)), "s", "1.0", "0.70", vals)
-	add(fmt.Sprintf("warm stat walk, %d files", len(walk.files)), "s", "1.2", "1.02", medians(warm))
+
+	if c.wants("mount") {
+		vals, err := b.measure(b.runsFor("mount"), ways, walk, func(_ mounter, _ string, mountSecs float64) (float64, error) { return mountSecs, nil })
+		if err != nil {
+			return err
+		}
+		add("mount time", "s", "", "", vals)
+	}
+
+	if c.wants("stat") {
+		var warm [nWays][]float64
+		vals, err := b.measure(b.runsFor("stat"), ways, walk, func(m mounter, at string, _ float64) (float64, error) {
+			cold, err := timed(func() error { return statWalk(at, len(walk.files)) })
+			if err != nil {
+				return 0, err
+			}
+			w, err := timed(func() error { return statWalk(at, len(walk.files)) })
+			warm[wayIndex(m)] = append(warm[wayIndex(m)], w)
+			return cold, err
+		})
+		if err != nil {
+			return err
+		}
+		add(fmt.Sprintf("cold stat walk, %d files", len(walk.files)), "s", "1.0", "0.70", vals)
+		add(fmt.Sprintf("warm stat walk, %d files", len(walk.files)), "s", "1.2", "1.02", medians(warm))
+	}
 
 	var rss figures
-	vals, err = b.measure(ways, walk, func(m mounter, at string, _ float64) (float64, error) {
-		d, err := timed(func() error { return readAll(at, walk.files) })
-		if pid := m.daemonPID(at); pid != 0 {
-			rss[wayIndex(m)] = max(rss[wayIndex(m)], float64(rssKiB(pid))/1024)
+	if c.wants("read") {
+		vals, err := b.measure(b.runsFor("read"), ways, walk, func(m mounter, at string, _ float64) (float64, error) {
+			d, err := timed(func() error { return readAll(at, walk.files) })
+			if pid := m.daemonPID(at); pid != 0 {
+				rss[wayIndex(m)] = max(rss[wayIndex(m)], float64(statusKiB(pid, "VmRSS"))/1024)
+			}
+			return d, err
+		})
+		if err != nil {
+			return err
 		}
-		return d, err
-	})
-	if err != nil {
-		return err
+		add(fmt.Sprintf("cold read of %d files", len(walk.files)), "s", "1.5", "1.35", vals)
 	}
-	add(fmt.Sprintf("cold read of %d files", len(walk.files)), "s", "1.5", "1.35", vals)
 
-	if walk.big != "" {
+	if c.wants("big") && walk.big != "" {
 		var warmBig [nWays][]float64
-		vals, err = b.measure(ways, walk, func(m mounter, at string, _ float64) (float64, error) {
+		vals, err := b.measure(b.runsFor("big"), ways, walk, func(m mounter, at string, _ float64) (float64, error) {
 			p := filepath.Join(at, walk.big)
 			cold, err := timed(func() error { return readFile(p) })
 			if err != nil {
@@ -109,7 +162,7 @@ func (b *bench) all() error {
 			w, err := timed(func() error { return readFile(p) })
 			warmBig[wayIndex(m)] = append(warmBig[wayIndex(m)], w)
 			if pid := m.daemonPID(at); pid != 0 {
-				rss[wayIndex(m)] = max(rss[wayIndex(m)], float64(rssKiB(pid))/1024)
+				rss[wayIndex(m)] = max(rss[wayIndex(m)], float64(statusKiB(pid, "VmRSS"))/1024)
 			}
 			return cold, err
 		})
@@ -121,11 +174,7 @@ func (b *bench) all() error {
 
 		// For comparison with servers that check nothing (the C one's
 		// fs-verity check is a TODO): the same cold read, verity off.
-		offWays := []mounter{kernelMount{}, fuseMount{bin: c.bin, verityOff: true, devFuse: devFuse}}
-		if c.cServer != "" {
-			offWays = append(offWays, cServerMount{bin: c.cServer})
-		}
-		vals, err = b.measure(offWays, walk,
+		vals, err = b.measure(b.runsFor("big"), b.ways(true), walk,
 			func(m mounter, at string, _ float64) (float64, error) {
 				return timed(func() error { return readFile(filepath.Join(at, walk.big)) })
 			})
@@ -134,25 +183,24 @@ func (b *bench) all() error {
 		}
 		add("  cold read, --verity=off", "s", "", "", vals)
 	}
-	add("daemon RSS (max seen)", "MiB", "", "", rss)
+	if c.wants("read", "big") {
+		add("daemon RSS (max seen)", "MiB", "", "", rss)
+	}
 
-	if !c.skip500 && c.entries > 0 {
-		start = time.Now()
+	if c.wants("large") && !c.skip500 && c.entries > 0 {
+		start := time.Now()
 		large, err := makeLargeImage(c, filepath.Join(c.work, "large"))
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "large image: %d entries, made in %.1fs\n", c.entries, time.Since(start).Seconds())
-		// Only the entries with content under the store need objects, and
-		// they are all inline, so the walk corpus' store serves as OBJECTS.
-		large.objects = walk.objects
 		var mounts [nWays][]float64
 		var largeRSS figures
-		vals, err := b.measure(ways, large, func(m mounter, at string, mountSecs float64) (float64, error) {
+		vals, err := b.measure(b.runsFor("large"), ways, large, func(m mounter, at string, mountSecs float64) (float64, error) {
 			mounts[wayIndex(m)] = append(mounts[wayIndex(m)], mountSecs)
 			d, err := timed(func() error { return statWalk(at, -1) })
 			if pid := m.daemonPID(at); pid != 0 {
-				largeRSS[wayIndex(m)] = max(largeRSS[wayIndex(m)], float64(rssKiB(pid))/1024)
+				largeRSS[wayIndex(m)] = max(largeRSS[wayIndex(m)], float64(statusKiB(pid, "VmRSS"))/1024)
 			}
 			return d, err
 		})
@@ -163,18 +211,31 @@ func (b *bench) all() error {
 		add(fmt.Sprintf("%d entries: cold stat walk", c.entries), "s", "2.0", "", vals)
 		add(fmt.Sprintf("%d entries: RSS after walk", c.entries), "MiB", "256 MiB", "", largeRSS)
 	}
-	printReport(os.Stdout, rows, c.cServer != "")
-	return nil
+
+	return b.workloads(ways, add)
+}
+
+// columns are the ways measured, in the report's order.
+func (b *bench) columns() []int {
+	var cols []int
+	for _, m := range b.ways(false) {
+		cols = append(cols, wayIndex(m))
+	}
+	return cols
 }
 
 func wayIndex(m mounter) int {
-	switch m.(type) {
+	switch m := m.(type) {
 	case kernelMount:
 		return kernelWay
 	case cServerMount:
 		return cWay
+	case fuseMount:
+		if m.devFuse {
+			return devWay
+		}
 	}
-	return oursWay
+	return uringWay
 }
 
 func medians(runs [nWays][]float64) figures {
@@ -185,14 +246,14 @@ func medians(runs [nWays][]float64) figures {
 	return f
 }
 
-// measure runs f cfg.runs times for each way, each time on a fresh mount
+// measure runs f runs times for each way, each time on a fresh mount
 // with every cache dropped, and returns the medians of what f measured. f
 // also gets the time the mount took.
-func (b *bench) measure(ways []mounter, c *corpus, f func(m mounter, at string, mountSecs float64) (float64, error)) (figures, error) {
+func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, at string, mountSecs float64) (float64, error)) (figures, error) {
 	var got [nWays][]float64
-	for run := 0; run < b.cfg.runs; run++ {
+	for run := 0; run < runs; run++ {
 		for _, m := range ways {
-			at := filepath.Join(b.cfg.work, "mnt-"+m.name())
+			at := filepath.Join(b.cfg.work, "mnt-"+mountSlug.Replace(wayNames[wayIndex(m)]))
 			if err := os.MkdirAll(at, 0o755); err != nil {
 				return figures{}, err
 			}
@@ -203,13 +264,17 @@ func (b *bench) measure(ways []mounter, c *corpus, f func(m mounter, at string, 
 			if err != nil {
 				return figures{}, fmt.Errorf("%s mount: %w", m.name(), err)
 			}
+			b.mu.Lock()
 			b.mounted = append(b.mounted, mountedAt{m, at})
+			b.mu.Unlock()
 			if err := dropCaches(); err != nil {
 				return figures{}, err
 			}
 			v, err := f(m, at, mountSecs)
 			uerr := m.unmount(at)
+			b.mu.Lock()
 			b.mounted = b.mounted[:len(b.mounted)-1]
+			b.mu.Unlock()
 			if err != nil {
 				return figures{}, fmt.Errorf("%s: %w", m.name(), err)
 			}
@@ -218,14 +283,35 @@ func (b *bench) measure(ways []mounter, c *corpus, f func(m mounter, at string, 
 			}
 			got[wayIndex(m)] = append(got[wayIndex(m)], v)
 			if b.cfg.verbose {
-				fmt.Fprintf(os.Stderr, "  run %d %-15s %10.4f\n", run+1, m.name(), v)
+				fmt.Fprintf(os.Stderr, "  run %d %-15s %10.4f\n", run+1, wayNames[wayIndex(m)], v)
 			}
 		}
 	}
 	return medians(got), nil
 }
 
+// detachAll detaches every mount lazily: on a signal, the commands reading
+// them may still be running, and the mounts go when they are done.
+func (b *bench) detachAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := len(b.mounted) - 1; i >= 0; i-- {
+		at := b.mounted[i].at
+		unix.Unmount(at, unix.MNT_DETACH)
+		if _, ok := b.mounted[i].m.(kernelMount); ok {
+			unix.Unmount(at+".erofs", unix.MNT_DETACH)
+		}
+	}
+	b.mounted = nil
+}
+
+// mountSlug makes a way's name a mountpoint's: "ours /dev/fuse" is
+// mnt-ours-devfuse.
+var mountSlug = strings.NewReplacer(" ", "-", "/", "")
+
 func (b *bench) unmountAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for i := len(b.mounted) - 1; i >= 0; i-- {
 		b.mounted[i].m.unmount(b.mounted[i].at)
 	}
@@ -243,6 +329,9 @@ func median(v []float64) float64 {
 	}
 	s := slices.Clone(v)
 	slices.Sort(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
 	return s[len(s)/2]
 }
 
@@ -309,26 +398,31 @@ func readAll(root string, files []string) error {
 	return nil
 }
 
-func printReport(w io.Writer, rows []measurement, withC bool) {
-	fmt.Fprintf(w, "%-36s %12s %12s %8s %9s %10s", "measurement", "kernel", "ours", "ratio", "bar", "C quoted")
-	if withC {
-		fmt.Fprintf(w, " %12s %8s", "C here", "C ratio")
+// printReport prints one table: the kernel's figure, then for each other
+// way its figure and its ratio to the kernel's, then the bars.
+func printReport(w io.Writer, rows []measurement, cols []int) {
+	if len(rows) == 0 {
+		return
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(w, "%-42s %10s", "measurement", wayNames[kernelWay])
+	for _, col := range cols[1:] {
+		fmt.Fprintf(w, "  %14s %6s", wayNames[col], "ratio")
+	}
+	fmt.Fprintf(w, " %8s %8s\n", "bar", "C quoted")
 	for _, r := range rows {
-		k, o := fmtVal(r.vals[kernelWay], r.unit), fmtVal(r.vals[oursWay], r.unit)
-		if r.vals[kernelWay] == 0 {
-			k = "-"
+		k := "-"
+		if r.vals[kernelWay] > 0 {
+			k = fmtVal(r.vals[kernelWay], r.unit)
 		}
-		fmt.Fprintf(w, "%-36s %12s %12s %8s %9s %10s", r.label, k, o, ratio(r.vals[oursWay], r.vals[kernelWay]), dash(r.bar), dash(r.cQuoted))
-		if withC {
-			c := "-"
-			if r.vals[cWay] > 0 {
-				c = fmtVal(r.vals[cWay], r.unit)
+		fmt.Fprintf(w, "%-42s %10s", r.label, k)
+		for _, col := range cols[1:] {
+			v := "-"
+			if r.vals[col] > 0 {
+				v = fmtVal(r.vals[col], r.unit)
 			}
-			fmt.Fprintf(w, " %12s %8s", c, ratio(r.vals[cWay], r.vals[kernelWay]))
+			fmt.Fprintf(w, "  %14s %6s", v, ratio(r.vals[col], r.vals[kernelWay]))
 		}
-		fmt.Fprintln(w)
+		fmt.Fprintf(w, " %8s %8s\n", dash(r.bar), dash(r.cQuoted))
 	}
 }
 

@@ -122,8 +122,26 @@ func smallSize(r *rand.Rand) int {
 // makeWalkCorpus writes the tree of small files (in dirs directories, two
 // levels deep) and one large file, and images it with mkcomposefs.
 func makeWalkCorpus(c *config, dir string) (*corpus, error) {
-	cp := &corpus{image: filepath.Join(dir, "walk.cfs"), objects: filepath.Join(dir, "objects")}
-	dump := filepath.Join(dir, "walk.dump")
+	return makeTreeCorpus(c, dir, "walk", func(r *rand.Rand, _ int) int { return smallSize(r) }, c.bigMiB)
+}
+
+// treeSizes are the sizes of the tree read by separate processes, each
+// taken by as many files: from empty and inline to objects of many pages,
+// as in a root filesystem, every file but the inline ones an object.
+var treeSizes = []int{0, 40, 300, 1500, 3000, 5000, 9000, 20000, 70000}
+
+// makeReadTree writes the tree read with find | xargs cat: the walk
+// corpus' directories, its files' sizes taken in turn from treeSizes.
+func makeReadTree(c *config, dir string) (*corpus, error) {
+	return makeTreeCorpus(c, dir, "tree", func(_ *rand.Rand, i int) int { return treeSizes[i%len(treeSizes)] }, 0)
+}
+
+// makeTreeCorpus writes c.files files of the sizes size gives (in c.dirs
+// directories, two levels deep) and, when bigMiB > 0, one large file, and
+// images them with mkcomposefs.
+func makeTreeCorpus(c *config, dir, name string, size func(r *rand.Rand, i int) int, bigMiB int) (*corpus, error) {
+	cp := &corpus{image: filepath.Join(dir, name+".cfs"), objects: filepath.Join(dir, "objects")}
+	dump := filepath.Join(dir, name+".dump")
 	d, err := newDumpWriter(dump, cp.objects)
 	if err != nil {
 		return nil, err
@@ -158,23 +176,28 @@ func makeWalkCorpus(c *config, dir string) (*corpus, error) {
 	for i := 0; i < c.files; i++ {
 		perDir[i%len(leaves)]++
 	}
-	buf := make([]byte, 65536)
+	buf := make([]byte, 0, 65536)
+	nfile := 0
 	for i, leaf := range leaves {
 		if len(leaf) != len("/d000") { // top-level ones were written above
 
 			d.dir(leaf, 2)
 		}
 		for k := 0; k < perDir[i]; k++ {
-			size := smallSize(r)
-			content := buf[:size]
+			n := size(r, nfile)
+			nfile++
+			if n > cap(buf) {
+				buf = make([]byte, 0, n)
+			}
+			content := buf[:n]
 			fillRandom(r, content)
 			name := fmt.Sprintf("%s/f%05d", leaf, k)
 			d.file(name, content)
 			cp.files = append(cp.files, name[1:])
 		}
 	}
-	if c.bigMiB > 0 {
-		if err := d.bigFile(c.bigMiB, r); err != nil {
+	if bigMiB > 0 {
+		if err := d.bigFile(bigMiB, r); err != nil {
 			return nil, err
 		}
 		cp.big = "big.bin"

@@ -1,17 +1,26 @@
-// Command composefs-bench mounts the same composefs images twice, with the
-// kernel (EROFS + overlayfs) and with composefs-fuse, and prints how long
-// each takes for the same work, as ratios ours/kernel in one run.
+// Command composefs-bench mounts the same composefs images with the kernel
+// (EROFS + overlayfs), with composefs-fuse over each FUSE transport and,
+// with --c-server, with the C project's FUSE server, and prints how long
+// each takes for the same work, as ratios to the kernel in one run.
 //
-// It generates its own corpus: a tree of small files in many directories
-// plus one large file (objects in a flat digest store), and a second image
-// with a very large number of entries. Needs root (kernel mounts, dropping
-// the page cache).
+// It generates its own corpora: a tree of small files in many directories
+// plus one large file (objects in a flat digest store), a second image with
+// a very large number of entries, and a tree shaped like a root
+// filesystem's sizes, read by separate processes. It images a debootstrapped
+// Debian root (built once, kept in --cache) for dpkg --verify and tar, and a
+// copy of GOROOT for a go build. Needs root (kernel mounts, dropping the
+// page cache).
 package main
 
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/spf13/pflag"
 )
@@ -24,13 +33,50 @@ type config struct {
 	bigMiB  int
 	entries int
 	runs    int
-	keep    bool
-	skip500 bool
-	verbose bool
-	cServer string
-	// transport is how composefs-fuse talks to the kernel: io_uring or
-	// dev (/dev/fuse).
+	// groupRuns overrides runs for some groups of rows.
+	groupRuns map[string]int
+	keep      bool
+	skip500   bool
+	verbose   bool
+	cServer   string
+	// transport is how composefs-fuse talks to the kernel: io_uring, dev
+	// (/dev/fuse) or both, as two columns.
 	transport string
+	rows      []string
+	cache     string
+	goroot    string
+	mirror    string
+}
+
+// rowGroups name the groups of rows --rows selects: the walk corpus'
+// mount time, its stat walk cold and warm, the in-process cold read of its
+// small files, the cold and warm read of its large file, the image of
+// --entries entries (mount, walk, RSS); then the workloads run as
+// separate processes: find | xargs cat of a tree (cold, warm, peak RSS),
+// dpkg --verify and tar of a Debian root (cold, warm), and go build with
+// GOROOT on the mount (cold).
+var rowGroups = []string{"mount", "stat", "read", "big", "large", "tree", "dpkg", "tar", "gobuild"}
+
+// defaultRuns is how often each group is measured without --runs: a go
+// build from an empty cache compiles a hundred and more packages, half a
+// minute of two CPUs a time, so it gets two runs (of four columns), which
+// keeps a full run near twelve minutes.
+var defaultRuns = map[string]int{
+	"mount": 3, "stat": 3, "read": 3, "big": 3,
+	"large": 3, "tree": 3, "dpkg": 3, "tar": 3, "gobuild": 2,
+}
+
+// wants reports whether any of the row groups is selected.
+func (c *config) wants(groups ...string) bool {
+	if len(c.rows) == 0 {
+		return true
+	}
+	for _, g := range groups {
+		if slices.Contains(c.rows, g) {
+			return true
+		}
+	}
+	return false
 }
 
 func main() {
@@ -41,13 +87,28 @@ func main() {
 	pflag.IntVar(&c.dirs, "dirs", 1400, "directories in the walk corpus")
 	pflag.IntVar(&c.bigMiB, "big-mib", 512, "size of the large file, MiB")
 	pflag.IntVar(&c.entries, "entries", 500000, "entries in the large image")
-	pflag.IntVar(&c.runs, "runs", 5, "runs per measurement (the median is reported)")
+	pflag.IntVar(&c.runs, "runs", 0, "runs per measurement, the median reported (default: 3, 2 for gobuild)")
+	pflag.StringToIntVar(&c.groupRuns, "group-runs", nil, "runs for some groups of rows, over --runs: GROUP=N,...")
 	pflag.BoolVar(&c.keep, "keep", false, "keep the work directory")
 	pflag.BoolVar(&c.skip500, "skip-large-image", false, "skip the large-image rows")
 	pflag.StringVar(&c.cServer, "c-server", "", "also measure the C project's FUSE server (its composefs-fuse binary), side by side")
-	pflag.StringVar(&c.transport, "transport", "io_uring", "composefs-fuse's FUSE transport: io_uring (turns on the fuse module's enable_uring for the run) or dev (/dev/fuse only)")
+	pflag.StringVar(&c.transport, "transport", "both", "composefs-fuse's FUSE transport: both (two columns), io_uring (turns on the fuse module's enable_uring for the run if it is off) or dev (/dev/fuse only)")
+	pflag.StringSliceVar(&c.rows, "rows", nil, "measure only these groups of rows (comma-separated; default all): "+strings.Join(rowGroups, ", "))
+	pflag.StringVar(&c.cache, "cache", "/var/cache/composefs-bench", "directory keeping what is slow to make and the same every run (the debootstrapped root)")
+	pflag.StringVar(&c.goroot, "goroot", "/usr/local/go", "the Go installation imaged as GOROOT for the go build row")
+	pflag.StringVar(&c.mirror, "mirror", "", "Debian mirror for debootstrap (default: the first one in /etc/apt/sources.list*)")
 	pflag.BoolVarP(&c.verbose, "verbose", "v", false, "print every run's figure (seconds) as it is measured")
 	pflag.Parse()
+	named := slices.Clone(c.rows)
+	for g := range c.groupRuns {
+		named = append(named, g)
+	}
+	for _, r := range named {
+		if !slices.Contains(rowGroups, r) {
+			fmt.Fprintf(os.Stderr, "composefs-bench: no group of rows %q; the groups are %s\n", r, strings.Join(rowGroups, ", "))
+			os.Exit(2)
+		}
+	}
 	if err := run(&c); err != nil {
 		fmt.Fprintf(os.Stderr, "composefs-bench: %v\n", err)
 		os.Exit(1)
@@ -58,6 +119,18 @@ func run(c *config) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root: it mounts images with the kernel and drops the page cache")
 	}
+	// Whatever ends the run, ^C included, takes down the mounts, puts the
+	// fuse module's switch back and removes the work directory.
+	var cleanups []func()
+	var once sync.Once
+	cleanup := func() {
+		once.Do(func() {
+			for i := len(cleanups) - 1; i >= 0; i-- {
+				cleanups[i]()
+			}
+		})
+	}
+	defer cleanup()
 	if c.work == "" {
 		dir, err := os.MkdirTemp("", "composefs-bench.")
 		if err != nil {
@@ -65,7 +138,7 @@ func run(c *config) error {
 		}
 		c.work = dir
 		if !c.keep {
-			defer os.RemoveAll(dir)
+			cleanups = append(cleanups, func() { os.RemoveAll(dir) })
 		}
 	}
 	if c.bin == "" {
@@ -78,8 +151,17 @@ func run(c *config) error {
 	if err != nil {
 		return err
 	}
-	defer restore()
+	cleanups = append(cleanups, restore)
 	b := &bench{cfg: c}
-	defer b.unmountAll()
+	cleanups = append(cleanups, b.unmountAll)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "composefs-bench: %v: cleaning up\n", s)
+		b.detachAll()
+		cleanup()
+		os.Exit(1)
+	}()
 	return b.all()
 }

@@ -65,7 +65,12 @@ type fuseMount struct {
 	devFuse bool
 }
 
-func (fuseMount) name() string { return "composefs-fuse" }
+func (f fuseMount) name() string {
+	if f.devFuse {
+		return "composefs-fuse (/dev/fuse)"
+	}
+	return "composefs-fuse"
+}
 
 func (f fuseMount) mount(c *corpus, at string) error {
 	mode := "--verity=on"
@@ -145,14 +150,15 @@ func dropCaches() error {
 	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0)
 }
 
-// rssKiB reads a process's resident set size.
-func rssKiB(pid int) int {
+// statusKiB reads one of a process's memory figures from /proc/PID/status:
+// VmRSS (resident now) or VmHWM (the peak resident).
+func statusKiB(pid int, field string) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			f := strings.Fields(rest)
 			if len(f) > 0 {
 				n, _ := strconv.Atoi(f[0])
@@ -163,31 +169,33 @@ func rssKiB(pid int) int {
 	return 0
 }
 
-// useTransport sets the kernel up for the transport asked for and returns
-// how to put it back. For io_uring that is turning the fuse module's
-// switch on for the run (composefs-fuse uses io_uring wherever the kernel
-// offers it); for dev nothing changes.
+// useTransport sets the kernel up for the transports asked for and returns
+// how to put it back. A column over io_uring needs the fuse module's switch
+// on (composefs-fuse uses io_uring wherever the kernel offers it): when it
+// is already on nothing is touched; else it is turned on for the run and
+// back off after. The /dev/fuse column passes --no-io-uring and needs
+// nothing.
 func useTransport(transport string) (restore func(), err error) {
 	switch transport {
 	case "dev":
 		fmt.Fprintln(os.Stderr, "transport: /dev/fuse (--no-io-uring)")
 		return func() {}, nil
-	case "io_uring":
+	case "io_uring", "both":
 	default:
-		return nil, fmt.Errorf("--transport %q: want io_uring or dev", transport)
+		return nil, fmt.Errorf("--transport %q: want both, io_uring or dev", transport)
 	}
 	old, err := os.ReadFile(fuseuring.KernelSwitch)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "transport: /dev/fuse (this kernel has no FUSE over io_uring: %v)\n", err)
+		fmt.Fprintf(os.Stderr, "transport: the io_uring column is /dev/fuse (this kernel has no FUSE over io_uring: %v)\n", err)
 		return func() {}, nil
 	}
 	if strings.TrimSpace(string(old)) == "Y" {
-		fmt.Fprintln(os.Stderr, "transport: io_uring (fuse.enable_uring already on)")
+		fmt.Fprintf(os.Stderr, "transport: %s (fuse.enable_uring already on)\n", transport)
 		return func() {}, nil
 	}
 	if err := os.WriteFile(fuseuring.KernelSwitch, []byte("Y\n"), 0); err != nil {
 		return nil, fmt.Errorf("turning on %s: %w", fuseuring.KernelSwitch, err)
 	}
-	fmt.Fprintf(os.Stderr, "transport: io_uring (fuse.enable_uring turned on for this run, off again after)\n")
+	fmt.Fprintf(os.Stderr, "transport: %s (fuse.enable_uring turned on for this run, off again after)\n", transport)
 	return func() { os.WriteFile(fuseuring.KernelSwitch, old, 0) }, nil
 }

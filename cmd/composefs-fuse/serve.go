@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -84,6 +85,12 @@ func serve(s *settings) error {
 		return fmt.Errorf("mount %s: %s", s.mountpoint, strings.TrimSpace(err.Error()))
 	}
 	go unmountOnSignal(sig, server, s.mountpoint, logger)
+	stopProfile, err := startCPUProfile()
+	if err != nil {
+		server.Unmount()
+		return err
+	}
+	defer stopProfile()
 	if isDaemonChild() {
 		daemonReady(logger)
 	}
@@ -92,6 +99,30 @@ func serve(s *settings) error {
 	// is unmapped (deferred above).
 	fsys.Close()
 	return nil
+}
+
+// cpuProfileEnv names a file to write a pprof CPU profile of the serving
+// to, from the mount to the unmount: a daemon is started by mount(8) or a
+// bench, not from a command line that could take a flag for it.
+const cpuProfileEnv = "COMPOSEFS_FUSE_CPUPROFILE"
+
+func startCPUProfile() (stop func(), err error) {
+	path := os.Getenv(cpuProfileEnv)
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cpuProfileEnv, err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", cpuProfileEnv, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // openSources finds the image file and the object store. With --repo, IMAGE
