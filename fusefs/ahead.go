@@ -22,6 +22,12 @@ import (
 // cached and the content in the page cache. The kernel's overlayfs reads
 // one file at a time; this is where a userspace server can do better.
 //
+// A walk that lists directories with READDIRPLUS (find, tar, ls -l, most
+// walkers today) sends no LOOKUP at all: the listing answered them. Its
+// OPENs are then what shows the order, so the regular files a listing
+// returned are remembered with their directory and name (noteListed), and
+// an OPEN of one of them counts as a lookup (noteOpen).
+//
 // Nothing is read ahead for random lookups, never more than aheadWindow
 // files past the last one asked for, and no file over aheadMaxSize.
 
@@ -43,7 +49,24 @@ const (
 	// matters for small files; a large file's open costs the reading of
 	// all of it, not worth doing for a file that may only be looked up.
 	aheadMaxSize = 1 << 20
+	// aheadListed bounds the files remembered from listings, waiting for
+	// their OPEN: a walker lists ahead of what it opens (find piped into
+	// xargs runs a few thousand names ahead of cat), and a remembered
+	// file costs about 64 bytes.
+	aheadListed = 1 << 13
 )
+
+// listedFile is where a listing showed a regular file.
+type listedFile struct {
+	dir  uint64
+	name string
+}
+
+// dirFile is a regular file as a listing returns it.
+type dirFile struct {
+	nid  uint64
+	name string
+}
 
 // dirStream is what is known of the lookups in one directory.
 type dirStream struct {
@@ -79,6 +102,11 @@ type readAhead struct {
 	// numbered in arrival order so that the oldest goes first.
 	ready   map[uint64]readyObject
 	arrived uint64
+	// listed holds the regular files recent listings returned, by nid;
+	// listedOrder is a ring of the same nids, oldest first to go.
+	listed      map[uint64]listedFile
+	listedOrder [aheadListed]uint64
+	listedNext  int
 	// pending counts the scans and files queued and not yet done.
 	pending sync.WaitGroup
 	// workers counts the goroutines running, which read the image: they
@@ -100,6 +128,7 @@ func (a *readAhead) start(f *FS) {
 		a.dirs = make(map[uint64]*dirStream)
 		a.queued = make(map[uint64]struct{})
 		a.ready = make(map[uint64]readyObject)
+		a.listed = make(map[uint64]listedFile)
 		a.workers.Add(1 + aheadWorkers)
 		go a.scanLoop(f)
 		for range aheadWorkers {
@@ -174,11 +203,51 @@ func (f *FS) keepAhead(nid uint64, o *openObject) bool {
 	return true
 }
 
+// aheadWanted reports whether reading ahead is on for f.
+func (f *FS) aheadWanted() bool {
+	return f.view.Config().Store != nil && !f.cfg.NoReadAhead && !f.ahead.halted.Load()
+}
+
+// noteListed remembers the regular files a listing of directory dir
+// returned (nids and names in on-disk order), for noteOpen.
+func (f *FS) noteListed(dir uint64, files []dirFile) {
+	if len(files) == 0 || !f.aheadWanted() {
+		return
+	}
+	a := &f.ahead
+	a.start(f)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, df := range files {
+		if _, ok := a.listed[df.nid]; !ok {
+			delete(a.listed, a.listedOrder[a.listedNext])
+			a.listedOrder[a.listedNext] = df.nid
+			a.listedNext = (a.listedNext + 1) % aheadListed
+		}
+		a.listed[df.nid] = listedFile{dir: dir, name: df.name}
+	}
+}
+
+// noteOpen counts the open of regular file nid as a lookup in the
+// directory a listing showed it in, if one did.
+func (f *FS) noteOpen(nid uint64) {
+	if !f.aheadWanted() {
+		return
+	}
+	a := &f.ahead
+	a.mu.Lock()
+	lf, ok := a.listed[nid]
+	a.mu.Unlock()
+	if ok {
+		f.noteLookup(lf.dir, lf.name)
+	}
+}
+
 // noteLookup follows the order of lookups of regular files in directory
 // dir and starts reading ahead at a lookup of its first file, or after
 // three lookups in a row moving forward by name.
 func (f *FS) noteLookup(dir uint64, name string) {
-	if f.view.Config().Store == nil || f.cfg.NoReadAhead || f.ahead.halted.Load() {
+	if !f.aheadWanted() {
 		return
 	}
 	a := &f.ahead

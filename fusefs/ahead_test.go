@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -195,5 +196,49 @@ func TestReadyEvictsOldest(t *testing.T) {
 	}
 	if _, err := files[0].Stat(); err == nil {
 		t.Errorf("the oldest object's file is still open")
+	}
+}
+
+// TestReadAheadFromListing: a walk that lists a directory with READDIRPLUS
+// sends no LOOKUP; its OPENs in listing order start the read-ahead, which
+// the next opens take.
+func TestReadAheadFromListing(t *testing.T) {
+	dump, store, objs := readAheadTree(t)
+	cache := verity.NewCache()
+	s := newServer(t, imageFromDump(t, dump, 1), testConfig{Store: store, Verity: composefs.VerityOn, Cache: cache})
+	a := &s.fsys.ahead
+	dir := s.mustLookup("d")
+	ents, st := s.listAll(dir.NodeId, 4096)
+	if !st.Ok() {
+		t.Fatalf("listing d: %v", st)
+	}
+	if cache.Len() != 0 || readyCount(a) != 0 {
+		t.Fatalf("a listing alone hashed %d objects, made %d ready", cache.Len(), readyCount(a))
+	}
+	taken := 0
+	for _, e := range ents {
+		if e.Name == "." || e.Name == ".." || e.Name == "f20" {
+			continue
+		}
+		wasReady := isReady(a, e.Ino)
+		var oo fuse.OpenOut
+		h := header(e.entry.NodeId, rootCaller)
+		if st := s.fsys.Open(nil, &fuse.OpenIn{InHeader: h, Flags: syscall.O_RDONLY}, &oo); !st.Ok() {
+			t.Fatalf("open d/%s: %v", e.Name, st)
+		}
+		got, st := s.readOpen(e.entry.NodeId, oo.Fh, e.entry.Attr.Size)
+		s.fsys.Release(nil, &fuse.ReleaseIn{InHeader: h, Fh: oo.Fh})
+		if !st.Ok() || !bytes.Equal(got, objs["d/"+e.Name].Content) {
+			t.Errorf("d/%s: %v, %d bytes", e.Name, st, len(got))
+		}
+		if wasReady {
+			taken++
+		}
+		a.pending.Wait()
+	}
+	// The first open starts a scan of the window after it; every later
+	// file but the damaged one is then ready before its open.
+	if taken < 35 {
+		t.Errorf("%d of 39 opens took an object read ahead, want at least 35", taken)
 	}
 }

@@ -47,6 +47,12 @@ func (f *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.St
 	}
 	f.recent.note(dir.Nid)
 	added := 0
+	// The regular files listed with their lookups answered: their OPENs
+	// will show the order a walker reads them in (ahead.go).
+	var files []dirFile
+	if plus && f.aheadWanted() {
+		files = make([]dirFile, 0, 64)
+	}
 	err := f.view.ReadDirAt(&dir, in.Offset, func(d *erofs.Dirent) bool {
 		// The name is copied into the reply right away: it may alias
 		// the image instead of being allocated.
@@ -66,8 +72,12 @@ func (f *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.St
 		if !erofs.IsDotOrDotDot(d.Name) {
 			f.direntPlus(d.Nid, eo)
 		}
+		if files != nil && d.Type == erofs.FTReg {
+			files = append(files, dirFile{d.Nid, string(d.Name)})
+		}
 		return true
 	})
+	f.noteListed(dir.Nid, files)
 	if err != nil {
 		// What came before the damage is listed; the next read,
 		// starting at it, fails.

@@ -44,6 +44,7 @@ func (f *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fu
 		f.storeSmall(in.NodeId, &ino)
 		return fuse.OK
 	}
+	f.noteOpen(ino.Nid)
 	o, st := f.openObject(cancelContext(cancel), &ino)
 	if !st.Ok() {
 		return st

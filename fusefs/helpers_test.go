@@ -252,10 +252,16 @@ func (s *server) readFile(path string) ([]byte, fuse.Status) {
 	if oo.OpenFlags&(fuse.FOPEN_KEEP_CACHE|fuse.FOPEN_PASSTHROUGH) == 0 {
 		s.t.Errorf("open %s: flags %#x keep no cache", path, oo.OpenFlags)
 	}
+	return s.readOpen(e.NodeId, oo.Fh, e.Size)
+}
+
+// readOpen reads size bytes of the open file nodeID (handle fh) through
+// READ requests.
+func (s *server) readOpen(nodeID, fh, size uint64) ([]byte, fuse.Status) {
 	var data []byte
 	buf := make([]byte, 64<<10)
-	for off := uint64(0); off < e.Size; {
-		res, st := s.fsys.Read(nil, &fuse.ReadIn{InHeader: header(e.NodeId, rootCaller), Fh: oo.Fh, Offset: off, Size: uint32(len(buf))}, buf)
+	for off := uint64(0); off < size; {
+		res, st := s.fsys.Read(nil, &fuse.ReadIn{InHeader: header(nodeID, rootCaller), Fh: fh, Offset: off, Size: uint32(len(buf))}, buf)
 		if !st.Ok() {
 			return nil, st
 		}
