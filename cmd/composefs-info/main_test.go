@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/hex"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/composefs/composefs-go/dumpfile"
 	"github.com/composefs/composefs-go/internal/fixture"
 	"github.com/composefs/composefs-go/internal/golden"
+	"github.com/composefs/composefs-go/verity"
 )
 
 // ownDump is a small tree with what inspect and the error tests look for
@@ -195,8 +197,13 @@ func TestLsObjectsGolden(t *testing.T) {
 	}
 }
 
+// TestMissingObjects: objects lists the payloads an image names, sorted,
+// and missing-objects those absent from --basedir.
 func TestMissingObjects(t *testing.T) {
-	img := filepath.Join(golden.Dir(t), "c", "images", "extra-features.v1.cfs")
+	forImages(t, missingObjects)
+}
+
+func missingObjects(t *testing.T, img string) {
 	all, _, code := cfsInfo("objects", img)
 	if code != 0 || all != "12/3456\nab/cdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\n" {
 		t.Fatalf("objects: %d %q", code, all)
@@ -212,13 +219,18 @@ func TestMissingObjects(t *testing.T) {
 		t.Errorf("missing-objects: %d %q %q", code, out, errOut)
 	}
 	// Two images: one sorted list of their union.
-	img2 := filepath.Join(golden.Dir(t), "c", "images", "special.v1.cfs")
+	img2 := filepath.Join(t.TempDir(), "second.cfs")
+	second := "/ 0 40755 2 0 0 0 1000.0 - - -\n/x 10 100644 1 0 0 0 1000.0 00/11 - -\n/y 4096 100644 2 0 0 0 1000.0 " +
+		"ab/cdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789 - -\n"
+	if err := os.WriteFile(img2, fixture.Image(t, second, 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out2, _, _ := cfsInfo("objects", img2)
 	both, _, _ := cfsInfo("objects", img2, img)
 	want := strings.Fields(all + out2)
 	slices.Sort(want)
 	want = slices.Compact(want)
-	if strings.Join(want, "\n")+"\n" != both {
+	if strings.Join(want, "\n")+"\n" != both || len(want) != 3 {
 		t.Errorf("objects of two images: %q", both)
 	}
 }
@@ -237,7 +249,28 @@ func TestFilter(t *testing.T) {
 	}
 }
 
+// TestMeasureFile: measure-file prints each file's fs-verity digest: as
+// the verity package computes it, and as the reference vectors pin it.
 func TestMeasureFile(t *testing.T) {
+	t.Run("own", func(t *testing.T) {
+		dir := t.TempDir()
+		var files, want256, want512 []string
+		for _, size := range []int{0, 1, 4096, 4097, 100_000} {
+			b := bytes.Repeat([]byte{byte(size)}, size)
+			p := filepath.Join(dir, strconv.Itoa(size))
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, p)
+			want256 = append(want256, hex.EncodeToString(verity.DigestBytes(verity.SHA256, b)))
+			want512 = append(want512, hex.EncodeToString(verity.DigestBytes(verity.SHA512, b)))
+		}
+		measure(t, files, want256, want512)
+	})
+	t.Run("golden", measureVectors)
+}
+
+func measureVectors(t *testing.T) {
 	f, err := os.Open(filepath.Join(golden.Dir(t), "verity", "vectors.tsv"))
 	if err != nil {
 		t.Fatal(err)
@@ -268,6 +301,12 @@ func TestMeasureFile(t *testing.T) {
 	if len(files) == 0 {
 		t.Skip("no vectors")
 	}
+	measure(t, files, want256, want512)
+}
+
+// measure runs measure-file over files, with each hash.
+func measure(t *testing.T, files, want256, want512 []string) {
+	t.Helper()
 	out, errOut, code := cfsInfo(append([]string{"measure-file"}, files...)...)
 	if code != 0 || out != strings.Join(want256, "\n")+"\n" {
 		t.Errorf("measure-file: %d %q\n%s", code, errOut, out)
