@@ -34,7 +34,7 @@ func redirectPayload(v []byte) string {
 // Metacopy decodes trusted.overlay.metacopy. present is false when the
 // inode has none; present with a nil digest means "metacopy without digest".
 func (im *Image) Metacopy(in *Inode) (alg verity.Algorithm, digest []byte, present bool, err error) {
-	v, found, err := im.GetXattr(in, OverlayMetacopy)
+	v, found, err := im.GetXattr(in, overlayMetacopy)
 	if err != nil || !found {
 		return 0, nil, false, err
 	}

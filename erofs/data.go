@@ -30,7 +30,7 @@ func (im *Image) extent(in *Inode, off uint64) (data []byte, hole uint64, err er
 				return tail[off-blocksEnd:], 0, nil
 			}
 		}
-		if in.StartBlock == NullAddr {
+		if in.StartBlock == nullAddr {
 			return nil, blocksEnd - off, nil
 		}
 		b, ok := im.clamped(uint64(in.StartBlock)<<BlockBits+off, blocksEnd-off)
@@ -50,12 +50,12 @@ func (im *Image) extent(in *Inode, off uint64) (data []byte, hole uint64, err er
 			return nil, 0, fmt.Errorf("inode %d: chunk %d outside the chunk map: %w", in.Nid, chunk, ErrCorrupt)
 		}
 		var blk uint32
-		if unit == ChunkIndexSize {
+		if unit == chunkIndexSize {
 			blk = littleEndian.Uint32(e[4:]) // {advise, device_id, blkaddr}
 		} else {
 			blk = littleEndian.Uint32(e)
 		}
-		if blk == NullAddr {
+		if blk == nullAddr {
 			return nil, n, nil
 		}
 		b, ok := im.clamped(uint64(blk)<<BlockBits+within, n)
@@ -161,10 +161,10 @@ func (im *Image) AllHoles(in *Inode) (bool, error) {
 	}
 	for i := uint64(0); i < chunks; i++ {
 		e := m[i*unit:]
-		if unit == ChunkIndexSize {
+		if unit == chunkIndexSize {
 			e = e[4:]
 		}
-		if littleEndian.Uint32(e) != NullAddr {
+		if littleEndian.Uint32(e) != nullAddr {
 			return false, nil
 		}
 	}

@@ -53,14 +53,14 @@ func (im *Image) dirBlock(in *Inode, i uint64) (dirBlock, error) {
 		return dirBlock{}, fmt.Errorf("inode %d: directory block %d is a hole or runs past the image end: %w", in.Nid, i, ErrCorrupt)
 	}
 	d := dirBlock{nid: in.Nid, index: i, b: data[:n:n]}
-	if n < DirentSize {
+	if n < direntSize {
 		return dirBlock{}, d.corrupt("%d bytes, too short for a dirent", n)
 	}
 	first := int(littleEndian.Uint16(d.b[8:]))
-	if first < DirentSize || first%DirentSize != 0 || first > len(d.b) {
+	if first < direntSize || first%direntSize != 0 || first > len(d.b) {
 		return dirBlock{}, d.corrupt("first nameoff %d", first)
 	}
-	d.count = first / DirentSize
+	d.count = first / direntSize
 	return d, nil
 }
 
@@ -70,12 +70,12 @@ func (d *dirBlock) corrupt(format string, args ...any) error {
 
 // nameAt returns the bytes of name i, bounds checked but not otherwise.
 func (d *dirBlock) nameAt(i int) ([]byte, error) {
-	start := int(littleEndian.Uint16(d.b[i*DirentSize+8:]))
+	start := int(littleEndian.Uint16(d.b[i*direntSize+8:]))
 	end := len(d.b)
 	if i+1 < d.count {
-		end = int(littleEndian.Uint16(d.b[(i+1)*DirentSize+8:]))
+		end = int(littleEndian.Uint16(d.b[(i+1)*direntSize+8:]))
 	}
-	if start < d.count*DirentSize || start >= end || end > len(d.b) {
+	if start < d.count*direntSize || start >= end || end > len(d.b) {
 		return nil, d.corrupt("dirent %d: name at %d..%d", i, start, end)
 	}
 	name := d.b[start:end]
@@ -84,7 +84,7 @@ func (d *dirBlock) nameAt(i int) ([]byte, error) {
 			name = name[:z]
 		}
 	}
-	if len(name) == 0 || len(name) > NameLen {
+	if len(name) == 0 || len(name) > nameLen {
 		return nil, d.corrupt("dirent %d: name of %d bytes", i, len(name))
 	}
 	return name, nil
@@ -95,7 +95,7 @@ func (d *dirBlock) nameAt(i int) ([]byte, error) {
 // block, or the block is corrupt: lookups rely on the order, and the kernel
 // would refuse such names in a listing.
 func (d *dirBlock) entry(i int) (name []byte, nid uint64, ftype uint8, err error) {
-	de := d.b[i*DirentSize:]
+	de := d.b[i*direntSize:]
 	nid = littleEndian.Uint64(de)
 	ftype = de[10]
 	if name, err = d.nameAt(i); err != nil {

@@ -12,76 +12,76 @@ import "encoding/binary"
 
 // The composefs header at byte 0.
 const (
-	ComposefsMagic         = 0xd078629a
-	ComposefsHeaderVersion = 1 // the header's own version field
-	ComposefsHeaderSize    = 32
-	// ComposefsFlagHasACL: some inode carries a POSIX ACL xattr.
-	ComposefsFlagHasACL = 1 << 0
+	composefsMagic         = 0xd078629a
+	composefsHeaderVersion = 1 // the header's own version field
+	composefsHeaderSize    = 32
+	// composefsFlagHasACL: some inode carries a POSIX ACL xattr.
+	composefsFlagHasACL = 1 << 0
 
 	// Image format generations (the header's composefs_version).
-	ComposefsVersion0 = 0
-	ComposefsVersion1 = 1
+	composefsVersion0 = 0
+	composefsVersion1 = 1
 	ComposefsVersion2 = 2
 )
 
 // The EROFS superblock and blocks.
 const (
-	SuperblockOffset = 1024
-	SuperblockSize   = 128
-	ErofsMagic       = 0xE0F5E1E2
+	superblockOffset = 1024
+	superblockSize   = 128
+	erofsMagic       = 0xE0F5E1E2
 	BlockBits        = 12
 	BlockSize        = 1 << BlockBits
-	// SbExtSlotSize: the superblock grows by sb_extslots × 16 bytes.
-	SbExtSlotSize = 16
+	// sbExtSlotSize: the superblock grows by sb_extslots × 16 bytes.
+	sbExtSlotSize = 16
 )
 
 // feature_compat bits.
 const (
-	FeatureCompatSbChksum    = 0x00000001
-	FeatureCompatMtime       = 0x00000002
-	FeatureCompatXattrFilter = 0x00000004
+	featureCompatSbChksum    = 0x00000001
+	featureCompatMtime       = 0x00000002
+	featureCompatXattrFilter = 0x00000004
 )
 
 // feature_incompat bits.
 const (
-	FeatureIncompatZeroPadding    = 0x00000001
-	FeatureIncompatComprCfgs      = 0x00000002
-	FeatureIncompatBigPcluster    = 0x00000002
-	FeatureIncompatChunkedFile    = 0x00000004
-	FeatureIncompatDeviceTable    = 0x00000008
-	FeatureIncompatComprHead2     = 0x00000008
-	FeatureIncompatZtailpacking   = 0x00000010
-	FeatureIncompatFragments      = 0x00000020
-	FeatureIncompatDedupe         = 0x00000020
-	FeatureIncompatXattrPrefixes  = 0x00000040
-	FeatureIncompat48Bit          = 0x00000080
-	FeatureIncompatMetabox        = 0x00000100
-	featureIncompatReaderSupports = FeatureIncompatChunkedFile | FeatureIncompatXattrPrefixes
+	featureIncompatZeroPadding    = 0x00000001
+	featureIncompatComprCfgs      = 0x00000002
+	featureIncompatBigPcluster    = 0x00000002
+	featureIncompatChunkedFile    = 0x00000004
+	featureIncompatDeviceTable    = 0x00000008
+	featureIncompatComprHead2     = 0x00000008
+	featureIncompatZtailpacking   = 0x00000010
+	featureIncompatFragments      = 0x00000020
+	featureIncompatDedupe         = 0x00000020
+	featureIncompatXattrPrefixes  = 0x00000040
+	featureIncompat48Bit          = 0x00000080
+	featureIncompatMetabox        = 0x00000100
+	featureIncompatReaderSupports = featureIncompatChunkedFile | featureIncompatXattrPrefixes
 )
 
 // Inodes: addressed by nid, a 32-byte slot number from meta_blkaddr.
 const (
-	InodeSlotBits     = 5
-	InodeSlotSize     = 1 << InodeSlotBits
-	InodeCompactSize  = 32
-	InodeExtendedSize = 64
+	inodeSlotBits     = 5
+	InodeSlotSize     = 1 << inodeSlotBits
+	inodeCompactSize  = 32
+	inodeExtendedSize = 64
 
 	// i_format: bit 0 the inode version, bits 1..3 the data layout.
-	InodeVersionMask    = 0x01
-	InodeLayoutCompact  = 0
-	InodeLayoutExtended = 1
-	InodeDatalayoutBit  = 1
-	InodeDatalayoutMask = 0x07
-	// InodeFormatAll: every i_format bit that has a meaning.
-	InodeFormatAll = 0x0f
+	inodeVersionMask    = 0x01
+	inodeLayoutCompact  = 0
+	inodeLayoutExtended = 1
+	inodeDatalayoutBit  = 1
+	inodeDatalayoutMask = 0x07
+	// inodeFormatAll: every i_format bit that has a meaning.
+	inodeFormatAll = 0x0f
 )
 
 // Data layouts (i_format bits 1..3).
 const (
 	LayoutFlatPlain         = 0
-	LayoutCompressedFull    = 1
+	layoutCompressedFull    = 1
 	LayoutFlatInline        = 2
-	LayoutCompressedCompact = 3
+	layoutCompressedCompact = 3
 	LayoutChunkBased        = 4
 )
 
@@ -89,76 +89,76 @@ const (
 const (
 	ChunkFormatBlkbitsMask = 0x001F
 	ChunkFormatIndexes     = 0x0020
-	ChunkFormatAll         = ChunkFormatBlkbitsMask | ChunkFormatIndexes
-	// BlockMapEntrySize: one 4-byte block address per chunk.
-	BlockMapEntrySize = 4
-	// ChunkIndexSize: struct erofs_inode_chunk_index {advise, device_id, blkaddr}.
-	ChunkIndexSize = 8
-	// NullAddr marks a hole (EROFS_NULL_ADDR), in block maps and as a
+	chunkFormatAll         = ChunkFormatBlkbitsMask | ChunkFormatIndexes
+	// blockMapEntrySize: one 4-byte block address per chunk.
+	blockMapEntrySize = 4
+	// chunkIndexSize: struct erofs_inode_chunk_index {advise, device_id, blkaddr}.
+	chunkIndexSize = 8
+	// nullAddr marks a hole (EROFS_NULL_ADDR), in block maps and as a
 	// flat-plain start block.
-	NullAddr = 0xFFFFFFFF
+	nullAddr = 0xFFFFFFFF
 )
 
 // Directories: each block starts with 12-byte dirents, names follow.
 const (
-	DirentSize = 12
-	NameLen    = 255 // EROFS_NAME_LEN
+	direntSize = 12
+	nameLen    = 255 // EROFS_NAME_LEN
 )
 
 // Dirent file types.
 const (
-	FTUnknown = 0
+	ftUnknown = 0
 	FTReg     = 1
 	FTDir     = 2
 	FTChr     = 3
-	FTBlk     = 4
-	FTFifo    = 5
-	FTSock    = 6
-	FTSymlink = 7
+	ftBlk     = 4
+	ftFifo    = 5
+	ftSock    = 6
+	ftSymlink = 7
 )
 
 // Xattrs.
 const (
-	// XattrIbodyHeaderSize: h_name_filter u32, h_shared_count u8, 7 reserved.
-	XattrIbodyHeaderSize = 12
-	// XattrEntrySize: e_name_len u8, e_name_index u8, e_value_size u16.
-	XattrEntrySize = 4
-	// XattrAlign: entries (and the long-prefix table's items) are padded to 4.
-	XattrAlign          = 4
-	XattrFilterBits     = 32
-	XattrFilterSeed     = 0x25BBE08F
-	XattrFilterDefault  = 0xFFFFFFFF
-	XattrLongPrefix     = 0x80
-	XattrLongPrefixMask = 0x7f
+	// xattrIbodyHeaderSize: h_name_filter u32, h_shared_count u8, 7 reserved.
+	xattrIbodyHeaderSize = 12
+	// xattrEntryHeaderSize: e_name_len u8, e_name_index u8, e_value_size u16.
+	xattrEntryHeaderSize = 4
+	// xattrAlign: entries (and the long-prefix table's items) are padded to 4.
+	xattrAlign          = 4
+	xattrFilterBits     = 32
+	xattrFilterSeed     = 0x25BBE08F
+	xattrFilterDefault  = 0xFFFFFFFF
+	xattrLongPrefix     = 0x80
+	xattrLongPrefixMask = 0x7f
 )
 
 // Xattr name indexes (e_name_index) and their prefixes.
 const (
-	XattrIndexNone            = 0
-	XattrIndexUser            = 1
-	XattrIndexPosixACLAccess  = 2
-	XattrIndexPosixACLDefault = 3
-	XattrIndexTrusted         = 4
-	XattrIndexLustre          = 5
-	XattrIndexSecurity        = 6
+	xattrIndexNone            = 0
+	xattrIndexUser            = 1
+	xattrIndexPosixACLAccess  = 2
+	xattrIndexPosixACLDefault = 3
+	xattrIndexTrusted         = 4
+	xattrIndexLustre          = 5
+	xattrIndexSecurity        = 6
 
-	XattrPrefixUser            = "user."
-	XattrPrefixPosixACLAccess  = "system.posix_acl_access"
-	XattrPrefixPosixACLDefault = "system.posix_acl_default"
-	XattrPrefixTrusted         = "trusted."
-	XattrPrefixLustre          = "lustre."
-	XattrPrefixSecurity        = "security."
+	xattrPrefixUser            = "user."
+	xattrPrefixPosixACLAccess  = "system.posix_acl_access"
+	xattrPrefixPosixACLDefault = "system.posix_acl_default"
+	xattrPrefixTrusted         = "trusted."
+	xattrPrefixLustre          = "lustre."
+	xattrPrefixSecurity        = "security."
 )
 
 // XattrPrefixes maps a short name index to its prefix; index 0 has none.
 var XattrPrefixes = [...]string{
-	XattrIndexNone:            "",
-	XattrIndexUser:            XattrPrefixUser,
-	XattrIndexPosixACLAccess:  XattrPrefixPosixACLAccess,
-	XattrIndexPosixACLDefault: XattrPrefixPosixACLDefault,
-	XattrIndexTrusted:         XattrPrefixTrusted,
-	XattrIndexLustre:          XattrPrefixLustre,
-	XattrIndexSecurity:        XattrPrefixSecurity,
+	xattrIndexNone:            "",
+	xattrIndexUser:            xattrPrefixUser,
+	xattrIndexPosixACLAccess:  xattrPrefixPosixACLAccess,
+	xattrIndexPosixACLDefault: xattrPrefixPosixACLDefault,
+	xattrIndexTrusted:         xattrPrefixTrusted,
+	xattrIndexLustre:          xattrPrefixLustre,
+	xattrIndexSecurity:        xattrPrefixSecurity,
 }
 
 // composefs' use of overlayfs xattrs.
@@ -166,15 +166,15 @@ const (
 	OverlayXattrPrefix    = "trusted.overlay."
 	OverlayEscapedPrefix  = "trusted.overlay.overlay."
 	OverlayRedirect       = "trusted.overlay.redirect"
-	OverlayMetacopy       = "trusted.overlay.metacopy"
-	OverlayOpaque         = "trusted.overlay.opaque"
+	overlayMetacopy       = "trusted.overlay.metacopy"
+	overlayOpaque         = "trusted.overlay.opaque"
 	OverlayEscWhiteout    = "trusted.overlay.overlay.whiteout"
-	OverlayEscWhiteouts   = "trusted.overlay.overlay.whiteouts"
-	OverlayEscOpaque      = "trusted.overlay.overlay.opaque"
-	UserOverlayWhiteout   = "user.overlay.whiteout"
-	UserOverlayWhiteouts  = "user.overlay.whiteouts"
-	UserOverlayOpaque     = "user.overlay.opaque"
-	ComposefsWhiteoutStub = 256 // V0/V1 roots hold stubs "00".."ff"
+	overlayEscWhiteouts   = "trusted.overlay.overlay.whiteouts"
+	overlayEscOpaque      = "trusted.overlay.overlay.opaque"
+	userOverlayWhiteout   = "user.overlay.whiteout"
+	userOverlayWhiteouts  = "user.overlay.whiteouts"
+	userOverlayOpaque     = "user.overlay.opaque"
+	composefsWhiteoutStub = 256 // V0/V1 roots hold stubs "00".."ff"
 )
 
 // Mode bits (st_mode file types).
@@ -191,8 +191,8 @@ const (
 
 // fileTypeModes pairs each dirent file type with its mode's type bits.
 var fileTypeModes = [...]uint32{
-	FTReg: ModeReg, FTDir: ModeDir, FTChr: ModeChr, FTBlk: ModeBlk,
-	FTFifo: ModeFifo, FTSock: ModeSock, FTSymlink: ModeLnk,
+	FTReg: ModeReg, FTDir: ModeDir, FTChr: ModeChr, ftBlk: ModeBlk,
+	ftFifo: ModeFifo, ftSock: ModeSock, ftSymlink: ModeLnk,
 }
 
 // FileTypeMode is the file type bits of a mode for dirent file type ft; 0
@@ -257,10 +257,10 @@ const (
 // littleEndian: every EROFS and composefs integer is little-endian.
 var littleEndian = binary.LittleEndian
 
-// Put encodes h into b[:ComposefsHeaderSize] (unused words zero).
+// Put encodes h into b[:composefsHeaderSize] (unused words zero).
 func (h Header) Put(b []byte) {
-	_ = b[ComposefsHeaderSize-1]
-	clear(b[:ComposefsHeaderSize])
+	_ = b[composefsHeaderSize-1]
+	clear(b[:composefsHeaderSize])
 	littleEndian.PutUint32(b[0:], h.Magic)
 	littleEndian.PutUint32(b[4:], h.Version)
 	littleEndian.PutUint32(b[8:], h.Flags)
@@ -276,10 +276,10 @@ func decodeHeader(b []byte) Header {
 	}
 }
 
-// Put encodes sb into b[:SuperblockSize]; fields composefs does not use are zero.
+// Put encodes sb into b[:superblockSize]; fields composefs does not use are zero.
 func (sb Superblock) Put(b []byte) {
-	_ = b[SuperblockSize-1]
-	clear(b[:SuperblockSize])
+	_ = b[superblockSize-1]
+	clear(b[:superblockSize])
 	littleEndian.PutUint32(b[sbOffMagic:], sb.Magic)
 	littleEndian.PutUint32(b[sbOffChecksum:], sb.Checksum)
 	littleEndian.PutUint32(b[sbOffFeatureCompat:], sb.FeatureCompat)
@@ -326,26 +326,26 @@ func decodeSuperblock(b []byte) Superblock {
 
 // Compact inode (32 bytes) field offsets.
 const (
-	InodeOffFormat     = 0
-	InodeOffXattrCount = 2
-	InodeOffMode       = 4
+	inodeOffFormat     = 0
+	inodeOffXattrCount = 2
+	inodeOffMode       = 4
 	// compact
-	CompactOffNlink = 6
-	CompactOffSize  = 8
-	CompactOffMtime = 12
-	CompactOffU     = 16
-	CompactOffIno   = 20
-	CompactOffUID   = 24
-	CompactOffGID   = 26
+	compactOffNlink = 6
+	compactOffSize  = 8
+	compactOffMtime = 12
+	compactOffU     = 16
+	compactOffIno   = 20
+	compactOffUID   = 24
+	compactOffGID   = 26
 	// extended
-	ExtendedOffSize      = 8
-	ExtendedOffU         = 16
-	ExtendedOffIno       = 20
-	ExtendedOffUID       = 24
-	ExtendedOffGID       = 28
-	ExtendedOffMtime     = 32
-	ExtendedOffMtimeNsec = 40
-	ExtendedOffNlink     = 44
+	extendedOffSize      = 8
+	extendedOffU         = 16
+	extendedOffIno       = 20
+	extendedOffUID       = 24
+	extendedOffGID       = 28
+	extendedOffMtime     = 32
+	extendedOffMtimeNsec = 40
+	extendedOffNlink     = 44
 )
 
 // XattrIbodySize is the size of an inode's xattr body for its i_xattr_icount.
@@ -353,8 +353,8 @@ func XattrIbodySize(icount uint16) int {
 	if icount == 0 {
 		return 0
 	}
-	return XattrIbodyHeaderSize + 4*(int(icount)-1)
+	return xattrIbodyHeaderSize + 4*(int(icount)-1)
 }
 
 // XattrEntryAlign rounds an xattr entry's size up to its 4-byte alignment.
-func XattrEntryAlign(n int) int { return (n + XattrAlign - 1) &^ (XattrAlign - 1) }
+func XattrEntryAlign(n int) int { return (n + xattrAlign - 1) &^ (xattrAlign - 1) }

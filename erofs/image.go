@@ -61,7 +61,7 @@ func Map(f *os.File) (*Image, error) {
 		return nil, fmt.Errorf("%s: not a regular file", f.Name())
 	}
 	size := st.Size()
-	if size < SuperblockOffset+SuperblockSize {
+	if size < superblockOffset+superblockSize {
 		return nil, fmt.Errorf("image is %d bytes, too small for a superblock: %w", size, ErrCorrupt)
 	}
 	if int64(int(size)) != size {
@@ -83,7 +83,7 @@ func Map(f *os.File) (*Image, error) {
 // NewImage reads an image held in memory, with the same checks as Open.
 // The image keeps data; the caller must not modify it.
 func NewImage(data []byte) (*Image, error) {
-	if len(data) < SuperblockOffset+SuperblockSize {
+	if len(data) < superblockOffset+superblockSize {
 		return nil, fmt.Errorf("image is %d bytes, too small for a superblock: %w", len(data), ErrCorrupt)
 	}
 	im := &Image{data: data}
@@ -91,8 +91,8 @@ func NewImage(data []byte) (*Image, error) {
 	if err := im.checkHeader(); err != nil {
 		return nil, err
 	}
-	im.sb = decodeSuperblock(data[SuperblockOffset:])
-	im.packedNid = littleEndian.Uint64(data[SuperblockOffset+96:])
+	im.sb = decodeSuperblock(data[superblockOffset:])
+	im.packedNid = littleEndian.Uint64(data[superblockOffset+96:])
 	if err := im.checkSuperblock(); err != nil {
 		return nil, err
 	}
@@ -101,12 +101,12 @@ func NewImage(data []byte) (*Image, error) {
 
 func (im *Image) checkHeader() error {
 	h := im.hdr
-	if h.Magic != ComposefsMagic {
+	if h.Magic != composefsMagic {
 		return fmt.Errorf("composefs header: magic %#08x, want %#08x (not a composefs image): %w",
-			h.Magic, uint32(ComposefsMagic), ErrCorrupt)
+			h.Magic, uint32(composefsMagic), ErrCorrupt)
 	}
-	if h.Version != ComposefsHeaderVersion {
-		return fmt.Errorf("composefs header: version %d, want %d: %w", h.Version, ComposefsHeaderVersion, ErrUnsupported)
+	if h.Version != composefsHeaderVersion {
+		return fmt.Errorf("composefs header: version %d, want %d: %w", h.Version, composefsHeaderVersion, ErrUnsupported)
 	}
 	if h.ComposefsVersion > ComposefsVersion2 {
 		return fmt.Errorf("composefs header: composefs_version %d, know 0..2: %w", h.ComposefsVersion, ErrUnsupported)
@@ -117,8 +117,8 @@ func (im *Image) checkHeader() error {
 func (im *Image) checkSuperblock() error {
 	sb := im.sb
 	size := uint64(len(im.data))
-	if sb.Magic != ErofsMagic {
-		return fmt.Errorf("superblock: magic %#08x, want %#08x: %w", sb.Magic, uint32(ErofsMagic), ErrCorrupt)
+	if sb.Magic != erofsMagic {
+		return fmt.Errorf("superblock: magic %#08x, want %#08x: %w", sb.Magic, uint32(erofsMagic), ErrCorrupt)
 	}
 	if sb.BlkSzBits != BlockBits {
 		return fmt.Errorf("superblock: block size 2^%d, only 4096 supported: %w", sb.BlkSzBits, ErrUnsupported)
@@ -126,13 +126,13 @@ func (im *Image) checkSuperblock() error {
 	if unknown := sb.FeatureIncompat &^ featureIncompatReaderSupports; unknown != 0 {
 		return fmt.Errorf("superblock: incompatible features %#x: %w", unknown, ErrUnsupported)
 	}
-	if dbb := im.data[SuperblockOffset+sbOffDirBlkBits]; dbb != 0 {
+	if dbb := im.data[superblockOffset+sbOffDirBlkBits]; dbb != 0 {
 		return fmt.Errorf("superblock: directory block size 2^%d above the block size: %w", BlockBits+int(dbb), ErrUnsupported)
 	}
 	if sb.ExtraDevices != 0 {
 		return fmt.Errorf("superblock: %d extra devices: %w", sb.ExtraDevices, ErrUnsupported)
 	}
-	if end := uint64(SuperblockOffset + SuperblockSize + SbExtSlotSize*int(sb.SbExtSlots)); end > size {
+	if end := uint64(superblockOffset + superblockSize + sbExtSlotSize*int(sb.SbExtSlots)); end > size {
 		return fmt.Errorf("superblock: %d extension slots run past the image end: %w", sb.SbExtSlots, ErrCorrupt)
 	}
 	im.metaBase = uint64(sb.MetaBlkAddr) << BlockBits
@@ -143,7 +143,7 @@ func (im *Image) checkSuperblock() error {
 	if im.xattrBase > size {
 		return fmt.Errorf("superblock: xattr_blkaddr %d beyond the image end: %w", sb.XattrBlkAddr, ErrCorrupt)
 	}
-	if im.metaBase+uint64(sb.RootNid)*InodeSlotSize+InodeCompactSize > size {
+	if im.metaBase+uint64(sb.RootNid)*InodeSlotSize+inodeCompactSize > size {
 		return fmt.Errorf("superblock: root nid %d beyond the image end: %w", sb.RootNid, ErrCorrupt)
 	}
 	return nil

@@ -72,9 +72,9 @@ func (in *Inode) chunkBits() uint {
 // chunkEntrySize is the size of one chunk map entry.
 func (in *Inode) chunkEntrySize() uint64 {
 	if in.StartBlock&ChunkFormatIndexes != 0 {
-		return ChunkIndexSize
+		return chunkIndexSize
 	}
-	return BlockMapEntrySize
+	return blockMapEntrySize
 }
 
 // Inode decodes the inode nid.
@@ -87,41 +87,41 @@ func (im *Image) Inode(nid uint64) (Inode, error) {
 		return Inode{}, fmt.Errorf("inode %d: nid beyond the image end: %w", nid, ErrCorrupt)
 	}
 	in := Inode{Nid: nid, off: im.metaBase + nid*InodeSlotSize}
-	b, ok := im.span(in.off, InodeCompactSize)
+	b, ok := im.span(in.off, inodeCompactSize)
 	if !ok {
 		return Inode{}, fmt.Errorf("inode %d: at %d, beyond the image end: %w", nid, in.off, ErrCorrupt)
 	}
-	format := littleEndian.Uint16(b[InodeOffFormat:])
-	if format&^InodeFormatAll != 0 {
+	format := littleEndian.Uint16(b[inodeOffFormat:])
+	if format&^inodeFormatAll != 0 {
 		return Inode{}, fmt.Errorf("inode %d: i_format %#x has unknown bits: %w", nid, format, ErrUnsupported)
 	}
-	in.Extended = format&InodeVersionMask == InodeLayoutExtended
-	in.Layout = uint8(format>>InodeDatalayoutBit) & InodeDatalayoutMask
-	in.XattrCount = littleEndian.Uint16(b[InodeOffXattrCount:])
-	in.Mode = uint32(littleEndian.Uint16(b[InodeOffMode:]))
-	isize := uint64(InodeCompactSize)
+	in.Extended = format&inodeVersionMask == inodeLayoutExtended
+	in.Layout = uint8(format>>inodeDatalayoutBit) & inodeDatalayoutMask
+	in.XattrCount = littleEndian.Uint16(b[inodeOffXattrCount:])
+	in.Mode = uint32(littleEndian.Uint16(b[inodeOffMode:]))
+	isize := uint64(inodeCompactSize)
 	if in.Extended {
-		isize = InodeExtendedSize
-		if b, ok = im.span(in.off, InodeExtendedSize); !ok {
+		isize = inodeExtendedSize
+		if b, ok = im.span(in.off, inodeExtendedSize); !ok {
 			return Inode{}, fmt.Errorf("inode %d: extended inode at %d runs past the image end: %w", nid, in.off, ErrCorrupt)
 		}
-		in.Size = littleEndian.Uint64(b[ExtendedOffSize:])
-		in.StartBlock = littleEndian.Uint32(b[ExtendedOffU:])
-		in.Ino = littleEndian.Uint32(b[ExtendedOffIno:])
-		in.UID = littleEndian.Uint32(b[ExtendedOffUID:])
-		in.GID = littleEndian.Uint32(b[ExtendedOffGID:])
-		in.MtimeSec = int64(littleEndian.Uint64(b[ExtendedOffMtime:]))
-		in.MtimeNsec = littleEndian.Uint32(b[ExtendedOffMtimeNsec:])
-		in.Nlink = littleEndian.Uint32(b[ExtendedOffNlink:])
+		in.Size = littleEndian.Uint64(b[extendedOffSize:])
+		in.StartBlock = littleEndian.Uint32(b[extendedOffU:])
+		in.Ino = littleEndian.Uint32(b[extendedOffIno:])
+		in.UID = littleEndian.Uint32(b[extendedOffUID:])
+		in.GID = littleEndian.Uint32(b[extendedOffGID:])
+		in.MtimeSec = int64(littleEndian.Uint64(b[extendedOffMtime:]))
+		in.MtimeNsec = littleEndian.Uint32(b[extendedOffMtimeNsec:])
+		in.Nlink = littleEndian.Uint32(b[extendedOffNlink:])
 	} else {
-		in.Nlink = uint32(littleEndian.Uint16(b[CompactOffNlink:]))
-		in.Size = uint64(littleEndian.Uint32(b[CompactOffSize:]))
-		in.StartBlock = littleEndian.Uint32(b[CompactOffU:])
-		in.Ino = littleEndian.Uint32(b[CompactOffIno:])
-		in.UID = uint32(littleEndian.Uint16(b[CompactOffUID:]))
-		in.GID = uint32(littleEndian.Uint16(b[CompactOffGID:]))
+		in.Nlink = uint32(littleEndian.Uint16(b[compactOffNlink:]))
+		in.Size = uint64(littleEndian.Uint32(b[compactOffSize:]))
+		in.StartBlock = littleEndian.Uint32(b[compactOffU:])
+		in.Ino = littleEndian.Uint32(b[compactOffIno:])
+		in.UID = uint32(littleEndian.Uint16(b[compactOffUID:]))
+		in.GID = uint32(littleEndian.Uint16(b[compactOffGID:]))
 		// Compact inodes store their mtime relative to the build time.
-		in.MtimeSec = int64(im.sb.BuildTime + uint64(littleEndian.Uint32(b[CompactOffMtime:])))
+		in.MtimeSec = int64(im.sb.BuildTime + uint64(littleEndian.Uint32(b[compactOffMtime:])))
 		in.MtimeNsec = im.sb.BuildTimeNsec
 	}
 	switch in.Mode & ModeFmt {
@@ -148,7 +148,7 @@ func (im *Image) Inode(nid uint64) (Inode, error) {
 // own metadata (the inline tail, the chunk map).
 func (im *Image) checkLayout(in *Inode) error {
 	switch in.Layout {
-	case LayoutCompressedFull, LayoutCompressedCompact:
+	case layoutCompressedFull, layoutCompressedCompact:
 		return fmt.Errorf("inode %d: compressed data layout %d: %w", in.Nid, in.Layout, ErrUnsupported)
 	case LayoutFlatPlain, LayoutFlatInline, LayoutChunkBased:
 	default:
@@ -170,7 +170,7 @@ func (im *Image) checkLayout(in *Inode) error {
 			return fmt.Errorf("inode %d: inline tail of %d bytes at %d crosses a block boundary: %w", in.Nid, n, in.tailOff, ErrCorrupt)
 		}
 	case LayoutChunkBased:
-		if in.StartBlock&^ChunkFormatAll != 0 {
+		if in.StartBlock&^chunkFormatAll != 0 {
 			return fmt.Errorf("inode %d: chunk format %#x has unknown bits: %w", in.Nid, in.StartBlock, ErrUnsupported)
 		}
 		unit := in.chunkEntrySize()

@@ -194,8 +194,8 @@ func xattrsAndComposefs(t *testing.T, im *Image) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(xs) != 3 || !xs[0].Shared || xs[0].Name != "security.selinux" || xs[0].NameIndex != XattrIndexSecurity ||
-		xs[0].StoredName != "selinux" || xs[1].Shared || xs[1].Name != OverlayMetacopy || xs[1].StoredName != "overlay.metacopy" ||
+	if len(xs) != 3 || !xs[0].Shared || xs[0].Name != "security.selinux" || xs[0].NameIndex != xattrIndexSecurity ||
+		xs[0].StoredName != "selinux" || xs[1].Shared || xs[1].Name != overlayMetacopy || xs[1].StoredName != "overlay.metacopy" ||
 		xs[2].Name != OverlayRedirect {
 		t.Fatalf("Xattrs = %+v", xs)
 	}
@@ -204,7 +204,7 @@ func xattrsAndComposefs(t *testing.T, im *Image) {
 	off := int64(sb.XattrBlkAddr)*BlockSize + int64(xs[0].SharedIndex)*4
 	raw := make([]byte, 4+len("selinux"))
 	copy(raw, im.data[off:])
-	if raw[1] != XattrIndexSecurity || string(raw[4:]) != "selinux" {
+	if raw[1] != xattrIndexSecurity || string(raw[4:]) != "selinux" {
 		t.Errorf("shared xattr %d not at %d: % x", xs[0].SharedIndex, off, raw)
 	}
 	payload, ok, err := im.Redirect(&ext)
@@ -256,16 +256,16 @@ func longPrefixes(t *testing.T, base []byte) {
 	nodigest := inodeAt(t, base, "/a/nodigest")
 	data := append(bytes.Clone(base), make([]byte, BlockSize)...)
 	tab := len(base)
-	item := append([]byte{XattrIndexUser}, "long."...)
+	item := append([]byte{xattrIndexUser}, "long."...)
 	littleEndian.PutUint16(data[tab:], uint16(len(item)))
 	copy(data[tab+2:], item)
-	item2 := append([]byte{XattrIndexTrusted}, "x."...)
+	item2 := append([]byte{xattrIndexTrusted}, "x."...)
 	next := (tab + 2 + len(item) + 3) &^ 3
 	littleEndian.PutUint16(data[next:], uint16(len(item2)))
 	copy(data[next+2:], item2)
-	data[SuperblockOffset+sbOffXattrPrefixCount] = 2
-	littleEndian.PutUint32(data[SuperblockOffset+sbOffXattrPrefixStart:], uint32(tab/4))
-	littleEndian.PutUint32(data[SuperblockOffset+sbOffFeatureIncompat:], FeatureIncompatXattrPrefixes)
+	data[superblockOffset+sbOffXattrPrefixCount] = 2
+	littleEndian.PutUint32(data[superblockOffset+sbOffXattrPrefixStart:], uint32(tab/4))
+	littleEndian.PutUint32(data[superblockOffset+sbOffFeatureIncompat:], featureIncompatXattrPrefixes)
 	// Find the inline "user.foo" entry and point it at long prefix 0.
 	im, err := NewImage(data)
 	if err != nil {
@@ -276,7 +276,7 @@ func longPrefixes(t *testing.T, base []byte) {
 	if i < 0 {
 		t.Fatal("no inline user.foo entry")
 	}
-	body[i+1] = XattrLongPrefix | 0
+	body[i+1] = xattrLongPrefix | 0
 	v, ok, err := im.GetXattr(&nodigest, "user.long.foo")
 	if err != nil || !ok || string(v) != "bar" {
 		t.Fatalf("GetXattr(user.long.foo) = %q %v %v", v, ok, err)
@@ -315,8 +315,8 @@ func openClose(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	st, _ := os.Stat(path)
-	if im.Size() != st.Size() || im.RootNid() != 36 || im.Header().Magic != ComposefsMagic ||
-		im.Header().ComposefsVersion != 1 || im.Superblock().Magic != ErofsMagic {
+	if im.Size() != st.Size() || im.RootNid() != 36 || im.Header().Magic != composefsMagic ||
+		im.Header().ComposefsVersion != 1 || im.Superblock().Magic != erofsMagic {
 		t.Errorf("header/superblock: %+v %+v", im.Header(), im.Superblock())
 	}
 	if err := im.Close(); err != nil {
@@ -341,8 +341,8 @@ func openClose(t *testing.T, path string) {
 	for _, c := range []struct {
 		off int
 		v   byte
-	}{{4, 2}, {12, 3}, {SuperblockOffset + sbOffBlkSzBits, 13}, {SuperblockOffset + sbOffFeatureIncompat, 0x80},
-		{SuperblockOffset + sbOffExtraDevices, 1}} {
+	}{{4, 2}, {12, 3}, {superblockOffset + sbOffBlkSzBits, 13}, {superblockOffset + sbOffFeatureIncompat, 0x80},
+		{superblockOffset + sbOffExtraDevices, 1}} {
 		d := bytes.Clone(b)
 		d[c.off] = c.v
 		if _, err := NewImage(d); !errors.Is(err, ErrUnsupported) {

@@ -25,7 +25,7 @@ func direntOffset(t *testing.T, data []byte, dir Inode, i int) int {
 	if dir.Layout == LayoutFlatPlain || dir.Size > BlockSize {
 		base = uint64(dir.StartBlock) << BlockBits
 	}
-	return int(base) + i*DirentSize
+	return int(base) + i*direntSize
 }
 
 // direntIndex finds name's index in the first block of directory dir.
@@ -72,9 +72,9 @@ func damageTargeted(t *testing.T, base []byte) {
 		damage func(b []byte)
 		open   bool // NewImage itself must refuse
 	}{
-		{"root nid out of range", func(b []byte) { put16(b, SuperblockOffset+sbOffRootNid, 0xffff) }, true},
-		{"meta_blkaddr past the end", func(b []byte) { put32(b, SuperblockOffset+sbOffMetaBlkAddr, 1000) }, true},
-		{"bad EROFS magic", func(b []byte) { put32(b, SuperblockOffset, 0x12345678) }, true},
+		{"root nid out of range", func(b []byte) { put16(b, superblockOffset+sbOffRootNid, 0xffff) }, true},
+		{"meta_blkaddr past the end", func(b []byte) { put32(b, superblockOffset+sbOffMetaBlkAddr, 1000) }, true},
+		{"bad EROFS magic", func(b []byte) { put32(b, superblockOffset, 0x12345678) }, true},
 		{"bad composefs magic", func(b []byte) { put32(b, 0, 0x12345678) }, true},
 		{"dirent nid out of range", func(b []byte) {
 			put64(b, direntOffset(t, b, a, aIdx("inl")), 1<<40)
@@ -95,24 +95,24 @@ func damageTargeted(t *testing.T, base []byte) {
 			off := int(littleEndian.Uint16(b[i+8:])) + int(a.tailOff)
 			b[off] = 'z'
 		}, false},
-		{"xattr count huge", func(b []byte) { put16(b, int(a.off)+InodeOffXattrCount, 0xffff) }, false},
+		{"xattr count huge", func(b []byte) { put16(b, int(a.off)+inodeOffXattrCount, 0xffff) }, false},
 		{"shared xattr count huge", func(b []byte) { b[int(a.xattrOff)+4] = 0xff }, false},
-		{"shared xattr id huge", func(b []byte) { put32(b, int(ext.xattrOff)+XattrIbodyHeaderSize, 0xfffffff0) }, false},
+		{"shared xattr id huge", func(b []byte) { put32(b, int(ext.xattrOff)+xattrIbodyHeaderSize, 0xfffffff0) }, false},
 		{"inline xattr value size huge", func(b []byte) {
-			put16(b, int(nodigest.xattrOff)+XattrIbodyHeaderSize+2, 0xffff)
+			put16(b, int(nodigest.xattrOff)+xattrIbodyHeaderSize+2, 0xffff)
 		}, false},
-		{"xattr name index unknown", func(b []byte) { b[int(nodigest.xattrOff)+XattrIbodyHeaderSize+1] = 0x33 }, false},
-		{"xattr long prefix without a table", func(b []byte) { b[int(nodigest.xattrOff)+XattrIbodyHeaderSize+1] = 0x81 }, false},
-		{"inode mode without type", func(b []byte) { put16(b, int(ext.off)+InodeOffMode, 0o644) }, false},
-		{"symlink size huge", func(b []byte) { put64(b, int(lnk.off)+ExtendedOffSize, 1<<40) }, false},
-		{"symlink tail crossing a block", func(b []byte) { put64(b, int(lnk.off)+ExtendedOffSize, 4000) }, false},
+		{"xattr name index unknown", func(b []byte) { b[int(nodigest.xattrOff)+xattrIbodyHeaderSize+1] = 0x33 }, false},
+		{"xattr long prefix without a table", func(b []byte) { b[int(nodigest.xattrOff)+xattrIbodyHeaderSize+1] = 0x81 }, false},
+		{"inode mode without type", func(b []byte) { put16(b, int(ext.off)+inodeOffMode, 0o644) }, false},
+		{"symlink size huge", func(b []byte) { put64(b, int(lnk.off)+extendedOffSize, 1<<40) }, false},
+		{"symlink tail crossing a block", func(b []byte) { put64(b, int(lnk.off)+extendedOffSize, 4000) }, false},
 		{"chunk map larger than the image", func(b []byte) {
-			put64(b, int(ext.off)+ExtendedOffSize, 1<<62)
-			put16(b, int(ext.off)+ExtendedOffU, 0)
+			put64(b, int(ext.off)+extendedOffSize, 1<<62)
+			put16(b, int(ext.off)+extendedOffU, 0)
 		}, false},
-		{"directory size huge", func(b []byte) { put64(b, int(a.off)+ExtendedOffSize, 1<<50) }, false},
+		{"directory size huge", func(b []byte) { put64(b, int(a.off)+extendedOffSize, 1<<50) }, false},
 		{"directory data block past the end", func(b []byte) {
-			put32(b, int(root.off)+ExtendedOffU, 0xfffff)
+			put32(b, int(root.off)+extendedOffU, 0xfffff)
 		}, false},
 		{"cycle: subdirectory entry is the root", func(b []byte) {
 			put64(b, direntOffset(t, b, root, rootIdx("b sp")), root.Nid)
@@ -125,9 +125,9 @@ func damageTargeted(t *testing.T, base []byte) {
 		}, false},
 		{"inline content larger than C allows", func(b []byte) {
 			inl := inodeAt(t, b, "/a/inl")
-			put64(b, int(inl.off)+ExtendedOffSize, 20000)
-			put16(b, int(inl.off)+InodeOffFormat, LayoutFlatPlain<<InodeDatalayoutBit|1)
-			put32(b, int(inl.off)+ExtendedOffU, 0)
+			put64(b, int(inl.off)+extendedOffSize, 20000)
+			put16(b, int(inl.off)+inodeOffFormat, LayoutFlatPlain<<inodeDatalayoutBit|1)
+			put32(b, int(inl.off)+extendedOffU, 0)
 		}, false},
 	}
 	for _, c := range cases {

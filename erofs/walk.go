@@ -182,9 +182,9 @@ func dumpXattrSpace(xs []dumpfile.Xattr) int {
 	if len(xs) == 0 {
 		return 0
 	}
-	n := XattrIbodyHeaderSize
+	n := xattrIbodyHeaderSize
 	for _, x := range xs {
-		n += 2*XattrEntrySize - 1 + len(x.Name) + len(x.Value)
+		n += 2*xattrEntryHeaderSize - 1 + len(x.Name) + len(x.Value)
 	}
 	return n
 }
@@ -198,7 +198,7 @@ func applyDumpXattr(e *dumpfile.Entry, name string, value []byte) {
 			e.Payload = redirectPayload(value)
 		}
 		return
-	case OverlayMetacopy:
+	case overlayMetacopy:
 		if regular {
 			if _, d, err := verity.DecodeMetacopy(value); err == nil && d != nil {
 				e.Digest = hex.EncodeToString(d)
@@ -211,7 +211,7 @@ func applyDumpXattr(e *dumpfile.Entry, name string, value []byte) {
 			e.Rdev, e.Size, e.Content = 0, 0, nil
 			return
 		}
-	case OverlayEscWhiteouts, UserOverlayWhiteout, UserOverlayWhiteouts:
+	case overlayEscWhiteouts, userOverlayWhiteout, userOverlayWhiteouts:
 		return
 	}
 	if strings.HasPrefix(name, OverlayXattrPrefix) {

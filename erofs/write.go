@@ -73,7 +73,7 @@ func (o WriteOptions) versions() (int, int, error) {
 		return ComposefsVersion2, ComposefsVersion2, nil
 	}
 	// Version 2 is a different layout, not a later step of 0 and 1.
-	hi = min(hi, ComposefsVersion1)
+	hi = min(hi, composefsVersion1)
 	return lo, max(lo, hi), nil
 }
 

@@ -60,13 +60,13 @@ func writeC(out *emitter, t *wtree, version, maxVersion int) error {
 	w := &cWriter{version: version, root: t.root}
 	// Version 1 marks whiteout directories differently; C moves up to it
 	// when the tree has a whiteout and the ceiling allows.
-	if w.version < ComposefsVersion1 && maxVersion >= ComposefsVersion1 && hasWhiteout(t.root) {
-		w.version = ComposefsVersion1
+	if w.version < composefsVersion1 && maxVersion >= composefsVersion1 && hasWhiteout(t.root) {
+		w.version = composefsVersion1
 	}
 	if err := w.rewrite(t.root, t.root); err != nil {
 		return err
 	}
-	if err := t.root.setXattr(OverlayOpaque, []byte("y")); err != nil {
+	if err := t.root.setXattr(overlayOpaque, []byte("y")); err != nil {
 		return err
 	}
 	if err := w.addWhiteoutStubs(); err != nil {
@@ -124,7 +124,7 @@ func (w *cWriter) rewrite(n, parent *wnode) error {
 				return fmt.Errorf("%s: %w", n.path, err)
 			}
 		}
-		if err := n.setXattr(OverlayMetacopy, mc); err != nil {
+		if err := n.setXattr(overlayMetacopy, mc); err != nil {
 			return err
 		}
 		if n.payload != "" {
@@ -167,14 +167,14 @@ func (w *cWriter) escapeWhiteout(n *wnode) error {
 	}
 	sets := []set{
 		{n, OverlayEscWhiteout, ""},
-		{n, UserOverlayWhiteout, ""},
-		{p, OverlayEscWhiteouts, ""},
-		{p, UserOverlayWhiteouts, ""},
+		{n, userOverlayWhiteout, ""},
+		{p, overlayEscWhiteouts, ""},
+		{p, userOverlayWhiteouts, ""},
 	}
 	// Version 1 also marks the directory opaque=x, the newer overlayfs
 	// spelling of "holds whiteouts".
-	if w.version >= ComposefsVersion1 {
-		sets = append(sets, set{p, OverlayEscOpaque, "x"}, set{p, UserOverlayOpaque, "x"})
+	if w.version >= composefsVersion1 {
+		sets = append(sets, set{p, overlayEscOpaque, "x"}, set{p, userOverlayOpaque, "x"})
 	}
 	for _, s := range sets {
 		if err := s.n.setXattr(s.name, []byte(s.value)); err != nil {
@@ -203,7 +203,7 @@ func (w *cWriter) addWhiteoutStubs() error {
 	const hexdigits = "0123456789abcdef"
 	root := w.root
 	selinux, hasSelinux := root.getXattr("security.selinux")
-	for i := range ComposefsWhiteoutStub {
+	for i := range composefsWhiteoutStub {
 		name := string([]byte{hexdigits[i>>4], hexdigits[i&15]})
 		if root.lookupChild(name) != nil {
 			continue
@@ -250,7 +250,7 @@ func (w *cWriter) computeTree() {
 		}
 		n.c.ino = uint32(i)
 		for _, x := range n.xattrs {
-			if x.name == XattrPrefixPosixACLAccess || x.name == XattrPrefixPosixACLDefault {
+			if x.name == xattrPrefixPosixACLAccess || x.name == xattrPrefixPosixACLDefault {
 				w.hasACL = true
 			}
 		}

@@ -12,23 +12,23 @@ func direntType(mode uint32) uint8 {
 			return uint8(ft)
 		}
 	}
-	return FTUnknown
+	return ftUnknown
 }
 
 // emit writes the image whose layout layoutInodes computed.
 func (w *cWriter) emit(out *emitter) error {
-	var hdr [SuperblockOffset]byte
-	h := Header{Magic: ComposefsMagic, Version: ComposefsHeaderVersion, ComposefsVersion: uint32(w.version)}
+	var hdr [superblockOffset]byte
+	h := Header{Magic: composefsMagic, Version: composefsHeaderVersion, ComposefsVersion: uint32(w.version)}
 	if w.hasACL {
-		h.Flags |= ComposefsFlagHasACL
+		h.Flags |= composefsFlagHasACL
 	}
 	h.Put(hdr[:])
 	out.write(hdr[:])
 
-	var sb [SuperblockSize]byte
+	var sb [superblockSize]byte
 	Superblock{
-		Magic:         ErofsMagic,
-		FeatureCompat: FeatureCompatMtime | FeatureCompatXattrFilter,
+		Magic:         erofsMagic,
+		FeatureCompat: featureCompatMtime | featureCompatXattrFilter,
 		BlkSzBits:     BlockBits,
 		RootNid:       uint16(w.root.c.nid),
 		Inos:          uint64(len(w.nodes)),
@@ -99,30 +99,30 @@ func (w *cWriter) appendInode(b []byte, n *wnode) []byte {
 	icount := uint16(xattrIcount(n.c.xattrSize))
 
 	if n.c.compact {
-		var in [InodeCompactSize]byte
-		littleEndian.PutUint16(in[InodeOffFormat:], layout<<InodeDatalayoutBit|InodeLayoutCompact)
-		littleEndian.PutUint16(in[InodeOffXattrCount:], icount)
-		littleEndian.PutUint16(in[InodeOffMode:], uint16(n.mode))
-		littleEndian.PutUint16(in[CompactOffNlink:], uint16(n.nlink))
-		littleEndian.PutUint32(in[CompactOffSize:], uint32(size))
-		littleEndian.PutUint32(in[CompactOffU:], iu)
-		littleEndian.PutUint32(in[CompactOffIno:], n.c.ino)
-		littleEndian.PutUint16(in[CompactOffUID:], uint16(n.uid))
-		littleEndian.PutUint16(in[CompactOffGID:], uint16(n.gid))
+		var in [inodeCompactSize]byte
+		littleEndian.PutUint16(in[inodeOffFormat:], layout<<inodeDatalayoutBit|inodeLayoutCompact)
+		littleEndian.PutUint16(in[inodeOffXattrCount:], icount)
+		littleEndian.PutUint16(in[inodeOffMode:], uint16(n.mode))
+		littleEndian.PutUint16(in[compactOffNlink:], uint16(n.nlink))
+		littleEndian.PutUint32(in[compactOffSize:], uint32(size))
+		littleEndian.PutUint32(in[compactOffU:], iu)
+		littleEndian.PutUint32(in[compactOffIno:], n.c.ino)
+		littleEndian.PutUint16(in[compactOffUID:], uint16(n.uid))
+		littleEndian.PutUint16(in[compactOffGID:], uint16(n.gid))
 		b = append(b, in[:]...)
 	} else {
-		var in [InodeExtendedSize]byte
-		littleEndian.PutUint16(in[InodeOffFormat:], layout<<InodeDatalayoutBit|InodeLayoutExtended)
-		littleEndian.PutUint16(in[InodeOffXattrCount:], icount)
-		littleEndian.PutUint16(in[InodeOffMode:], uint16(n.mode))
-		littleEndian.PutUint64(in[ExtendedOffSize:], size)
-		littleEndian.PutUint32(in[ExtendedOffU:], iu)
-		littleEndian.PutUint32(in[ExtendedOffIno:], n.c.ino)
-		littleEndian.PutUint32(in[ExtendedOffUID:], n.uid)
-		littleEndian.PutUint32(in[ExtendedOffGID:], n.gid)
-		littleEndian.PutUint64(in[ExtendedOffMtime:], uint64(n.mtime.Sec))
-		littleEndian.PutUint32(in[ExtendedOffMtimeNsec:], n.mtime.Nsec)
-		littleEndian.PutUint32(in[ExtendedOffNlink:], n.nlink)
+		var in [inodeExtendedSize]byte
+		littleEndian.PutUint16(in[inodeOffFormat:], layout<<inodeDatalayoutBit|inodeLayoutExtended)
+		littleEndian.PutUint16(in[inodeOffXattrCount:], icount)
+		littleEndian.PutUint16(in[inodeOffMode:], uint16(n.mode))
+		littleEndian.PutUint64(in[extendedOffSize:], size)
+		littleEndian.PutUint32(in[extendedOffU:], iu)
+		littleEndian.PutUint32(in[extendedOffIno:], n.c.ino)
+		littleEndian.PutUint32(in[extendedOffUID:], n.uid)
+		littleEndian.PutUint32(in[extendedOffGID:], n.gid)
+		littleEndian.PutUint64(in[extendedOffMtime:], uint64(n.mtime.Sec))
+		littleEndian.PutUint32(in[extendedOffMtimeNsec:], n.mtime.Nsec)
+		littleEndian.PutUint32(in[extendedOffNlink:], n.nlink)
 		b = append(b, in[:]...)
 	}
 
@@ -162,8 +162,8 @@ func (w *cWriter) appendXattrBody(b []byte, n *wnode) []byte {
 			nShared++
 		}
 	}
-	var h [XattrIbodyHeaderSize]byte
-	littleEndian.PutUint32(h[0:], XattrFilterDefault&^filter)
+	var h [xattrIbodyHeaderSize]byte
+	littleEndian.PutUint32(h[0:], xattrFilterDefault&^filter)
 	h[4] = uint8(nShared)
 	b = append(b, h[:]...)
 	for i := range n.xattrs {
@@ -188,10 +188,10 @@ func (w *cWriter) appendXattrBody(b []byte, n *wnode) []byte {
 // appendDirents encodes one directory block (or inline tail): the dirents,
 // then the names, unpadded.
 func appendDirents(b []byte, entries []*wnode) []byte {
-	nameoff := len(entries) * DirentSize
+	nameoff := len(entries) * direntSize
 	for _, c := range entries {
 		t := c.target()
-		var d [DirentSize]byte
+		var d [direntSize]byte
 		littleEndian.PutUint64(d[0:], t.c.nid)
 		littleEndian.PutUint16(d[8:], uint16(nameoff))
 		d[10] = direntType(t.mode)

@@ -49,7 +49,7 @@ func (w *cWriter) shareXattrs() {
 		refs := 0
 		for i, x := range n.xattrs {
 			n.c.shared[i] = -1
-			if u := counts.lookup(0, x.name, x.value); u != nil && refs < XattrLongPrefix {
+			if u := counts.lookup(0, x.name, x.value); u != nil && refs < xattrLongPrefix {
 				n.c.shared[i] = u.id
 				refs++
 			}
@@ -72,7 +72,7 @@ func (n *wnode) cXattrBodySize() (size uint64, nShared int) {
 	if nShared == 0 && inline == 0 {
 		return 0, 0
 	}
-	return roundUp(XattrIbodyHeaderSize+uint64(nShared)*4+inline, 4), nShared
+	return roundUp(xattrIbodyHeaderSize+uint64(nShared)*4+inline, 4), nShared
 }
 
 // chunkBitsAndCount: an external file is one chunk-based inode whose
@@ -103,7 +103,7 @@ func splitDirentBlocks[T any](items []T, nameLen func(T) int) (blocks [][]T, tai
 	var size uint64
 	start := 0
 	for i, it := range items {
-		l := uint64(DirentSize + nameLen(it))
+		l := uint64(direntSize + nameLen(it))
 		if size+l > BlockSize {
 			blocks = append(blocks, items[start:i])
 			start, size = i, 0
@@ -139,7 +139,7 @@ func (n *wnode) computeDataSize() {
 			}
 		default:
 			_, count := chunkBitsAndCount(n.size)
-			n.c.tail = count * BlockMapEntrySize
+			n.c.tail = count * blockMapEntrySize
 		}
 	}
 }
@@ -203,13 +203,13 @@ func (n *wnode) padForTail(pos, inodeSize uint64) uint64 {
 // layoutInodes places every inode after the superblock, then the shared
 // xattr table, then the data blocks.
 func (w *cWriter) layoutInodes() error {
-	pos := uint64(SuperblockOffset + SuperblockSize)
+	pos := uint64(superblockOffset + superblockSize)
 	for _, n := range w.nodes {
 		n.computeDataSize()
 		n.c.compact = w.fitsCompact(n)
-		inodeSize := uint64(InodeExtendedSize)
+		inodeSize := uint64(inodeExtendedSize)
 		if n.c.compact {
-			inodeSize = InodeCompactSize
+			inodeSize = inodeCompactSize
 		}
 		n.c.xattrSize, _ = n.cXattrBodySize()
 		if xattrIcount(n.c.xattrSize) > 0xFFFF {

@@ -116,7 +116,7 @@ func (g *treeGen) xattrs() []dumpfile.Xattr {
 		add(dumpfile.Xattr{Name: prefixes[g.intn(len(prefixes))] + fmt.Sprint("k", g.intn(50)), Value: v})
 	}
 	if g.chance(0.05) {
-		add(dumpfile.Xattr{Name: XattrPrefixPosixACLAccess, Value: []byte{2, 0, 0, 0}})
+		add(dumpfile.Xattr{Name: xattrPrefixPosixACLAccess, Value: []byte{2, 0, 0, 0}})
 	}
 	if g.chance(0.03) {
 		// Many xattrs: more than 128 shared references, a big body.

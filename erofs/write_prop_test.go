@@ -91,7 +91,7 @@ func expectEntries(entries []dumpfile.Entry, version int) map[string]normEntry {
 		case ModeDir:
 			n.nlink = 2 + subdirs[o]
 			if version == 1 && whiteoutDirs[o] {
-				xs = append(xs, dumpfile.Xattr{Name: OverlayOpaque, Value: []byte("x")}, dumpfile.Xattr{Name: UserOverlayOpaque, Value: []byte("x")})
+				xs = append(xs, dumpfile.Xattr{Name: overlayOpaque, Value: []byte("x")}, dumpfile.Xattr{Name: userOverlayOpaque, Value: []byte("x")})
 			}
 		case ModeReg:
 			n.size = e.Size

@@ -142,16 +142,16 @@ func (n *wnode) setXattr(name string, value []byte) error {
 			n.xattrs[i] = n.xattrs[last]
 			n.xattrs = n.xattrs[:last]
 			if len(n.xattrs) > 0 {
-				n.xattrBudget -= 2*XattrEntrySize - 1 + len(name) + len(x.value)
+				n.xattrBudget -= 2*xattrEntryHeaderSize - 1 + len(name) + len(x.value)
 			} else {
 				n.xattrBudget = 0
 			}
 			break
 		}
 	}
-	cost := 2*XattrEntrySize - 1 + len(name) + len(value)
+	cost := 2*xattrEntryHeaderSize - 1 + len(name) + len(value)
 	if len(n.xattrs) == 0 {
-		cost += XattrIbodyHeaderSize
+		cost += xattrIbodyHeaderSize
 	}
 	if n.xattrBudget+cost > writeXattrBudget {
 		return fmt.Errorf("%s: xattr %s: too much xattr data for one inode: %w", n.path, name, ErrInvalidTree)
@@ -270,8 +270,8 @@ func (t *wtree) add(e *dumpfile.Entry) error {
 			return fmt.Errorf("%s: invalid . or .. in path: %w", p, ErrInvalidTree)
 		case name == "":
 			return fmt.Errorf("%s: empty file name: %w", p, ErrInvalidTree)
-		case len(name) > NameLen:
-			return fmt.Errorf("%s: file name longer than %d bytes: %w", p, NameLen, ErrInvalidTree)
+		case len(name) > nameLen:
+			return fmt.Errorf("%s: file name longer than %d bytes: %w", p, nameLen, ErrInvalidTree)
 		case parent.lookupChild(name) != nil:
 			return fmt.Errorf("%s: path already exists: %w", p, ErrInvalidTree)
 		}

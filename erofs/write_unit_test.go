@@ -27,7 +27,7 @@ func TestXXH32(t *testing.T) {
 	// lengths around 16 differ.
 	seen := map[uint32]bool{}
 	for n := range 40 {
-		seen[xxh32(bytes.Repeat([]byte{'x'}, n), XattrFilterSeed)] = true
+		seen[xxh32(bytes.Repeat([]byte{'x'}, n), xattrFilterSeed)] = true
 	}
 	if len(seen) != 40 {
 		t.Errorf("collisions among 40 inputs")
@@ -200,18 +200,18 @@ func TestWriteOutputError(t *testing.T) {
 
 // TestFileTypeMode: dirent file types and mode bits map both ways.
 func TestFileTypeMode(t *testing.T) {
-	for ft := uint8(FTReg); ft <= FTSymlink; ft++ {
+	for ft := uint8(FTReg); ft <= ftSymlink; ft++ {
 		m := FileTypeMode(ft)
 		if m == 0 || direntType(m|0o644) != ft {
 			t.Errorf("file type %d: mode %#o, back to %d", ft, m, direntType(m|0o644))
 		}
 	}
-	for _, ft := range []uint8{FTUnknown, 8, 255} {
+	for _, ft := range []uint8{ftUnknown, 8, 255} {
 		if m := FileTypeMode(ft); m != 0 {
 			t.Errorf("file type %d: mode %#o, want 0", ft, m)
 		}
 	}
-	if ft := direntType(0o644); ft != FTUnknown {
+	if ft := direntType(0o644); ft != ftUnknown {
 		t.Errorf("mode without type: file type %d", ft)
 	}
 }

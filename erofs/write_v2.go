@@ -113,7 +113,7 @@ func (w *v2Writer) push(n *wnode) (int, error) {
 				return 0, fmt.Errorf("%s: %w", n.path, err)
 			}
 		}
-		in.addXattr(OverlayMetacopy, mc)
+		in.addXattr(overlayMetacopy, mc)
 		if n.payload != "" {
 			in.addXattr(OverlayRedirect, []byte("/"+n.payload))
 		}
@@ -227,7 +227,7 @@ func splitDirentsV2(entries []v2Dirent) (blocks [][]v2Dirent, inline []v2Dirent,
 func direntsSize(entries []v2Dirent) uint64 {
 	var n uint64
 	for _, e := range entries {
-		n += uint64(DirentSize + len(e.name))
+		n += uint64(direntSize + len(e.name))
 	}
 	return n
 }
@@ -278,13 +278,13 @@ func (in *v2Inode) inlineSize() uint64 {
 	case in.n.fileType() == ModeDir:
 		return direntsSize(in.inline)
 	case in.holes > 0:
-		return uint64(in.holes) * BlockMapEntrySize
+		return uint64(in.holes) * blockMapEntrySize
 	}
 	return uint64(len(in.data))
 }
 
 func (w *v2Writer) layout() error {
-	pos := uint64(SuperblockOffset + SuperblockSize)
+	pos := uint64(superblockOffset + superblockSize)
 	for _, in := range w.inodes {
 		if in.n.fileType() == ModeDir {
 			in.layout = LayoutFlatInline
@@ -293,7 +293,7 @@ func (w *v2Writer) layout() error {
 			}
 		}
 		if in.filter != 0 {
-			in.xattrSize = XattrIbodyHeaderSize + 4*uint64(len(in.shared))
+			in.xattrSize = xattrIbodyHeaderSize + 4*uint64(len(in.shared))
 			for _, x := range in.local {
 				in.xattrSize += xattrEntrySize(x.suffix, len(x.value))
 			}
@@ -302,7 +302,7 @@ func (w *v2Writer) layout() error {
 			}
 		}
 		pos = roundUp(pos, InodeSlotSize)
-		head := InodeExtendedSize + in.xattrSize
+		head := inodeExtendedSize + in.xattrSize
 		if in.layout == LayoutFlatInline {
 			// Start the inode in a new block when its inline part would
 			// end in another block than the one its metadata ends in.
@@ -347,13 +347,13 @@ func (w *v2Writer) layout() error {
 func (w *v2Writer) nid(i int) uint64 { return w.inodes[i].pos / InodeSlotSize }
 
 func (w *v2Writer) emit(out *emitter) error {
-	var hdr [SuperblockOffset]byte
-	Header{Magic: ComposefsMagic, Version: ComposefsHeaderVersion, ComposefsVersion: ComposefsVersion2}.Put(hdr[:])
+	var hdr [superblockOffset]byte
+	Header{Magic: composefsMagic, Version: composefsHeaderVersion, ComposefsVersion: ComposefsVersion2}.Put(hdr[:])
 	out.write(hdr[:])
-	var sb [SuperblockSize]byte
+	var sb [superblockSize]byte
 	Superblock{
-		Magic:         ErofsMagic,
-		FeatureCompat: FeatureCompatMtime | FeatureCompatXattrFilter,
+		Magic:         erofsMagic,
+		FeatureCompat: featureCompatMtime | featureCompatXattrFilter,
 		BlkSzBits:     BlockBits,
 		RootNid:       uint16(w.nid(0)),
 		Inos:          uint64(len(w.inodes)),
@@ -391,20 +391,20 @@ func (w *v2Writer) emit(out *emitter) error {
 
 func (w *v2Writer) appendInode(b []byte, in *v2Inode) []byte {
 	n := in.n
-	var h [InodeExtendedSize]byte
-	littleEndian.PutUint16(h[InodeOffFormat:], in.layout<<InodeDatalayoutBit|InodeLayoutExtended)
-	littleEndian.PutUint16(h[InodeOffXattrCount:], uint16(xattrIcount(in.xattrSize)))
-	littleEndian.PutUint16(h[InodeOffMode:], in.mode)
-	littleEndian.PutUint64(h[ExtendedOffSize:], in.size)
-	littleEndian.PutUint32(h[ExtendedOffU:], in.iu)
-	littleEndian.PutUint32(h[ExtendedOffIno:], uint32(in.pos/InodeSlotSize))
-	littleEndian.PutUint32(h[ExtendedOffUID:], n.uid)
-	littleEndian.PutUint32(h[ExtendedOffGID:], n.gid)
-	littleEndian.PutUint64(h[ExtendedOffMtime:], uint64(n.mtime.Sec))
-	littleEndian.PutUint32(h[ExtendedOffNlink:], in.nlink)
+	var h [inodeExtendedSize]byte
+	littleEndian.PutUint16(h[inodeOffFormat:], in.layout<<inodeDatalayoutBit|inodeLayoutExtended)
+	littleEndian.PutUint16(h[inodeOffXattrCount:], uint16(xattrIcount(in.xattrSize)))
+	littleEndian.PutUint16(h[inodeOffMode:], in.mode)
+	littleEndian.PutUint64(h[extendedOffSize:], in.size)
+	littleEndian.PutUint32(h[extendedOffU:], in.iu)
+	littleEndian.PutUint32(h[extendedOffIno:], uint32(in.pos/InodeSlotSize))
+	littleEndian.PutUint32(h[extendedOffUID:], n.uid)
+	littleEndian.PutUint32(h[extendedOffGID:], n.gid)
+	littleEndian.PutUint64(h[extendedOffMtime:], uint64(n.mtime.Sec))
+	littleEndian.PutUint32(h[extendedOffNlink:], in.nlink)
 	b = append(b, h[:]...)
 	if in.filter != 0 {
-		var xh [XattrIbodyHeaderSize]byte
+		var xh [xattrIbodyHeaderSize]byte
 		littleEndian.PutUint32(xh[0:], ^in.filter)
 		xh[4] = uint8(len(in.shared))
 		b = append(b, xh[:]...)
@@ -427,9 +427,9 @@ func (w *v2Writer) appendInode(b []byte, in *v2Inode) []byte {
 }
 
 func (w *v2Writer) appendDirents(b []byte, entries []v2Dirent) []byte {
-	nameoff := len(entries) * DirentSize
+	nameoff := len(entries) * direntSize
 	for _, e := range entries {
-		var d [DirentSize]byte
+		var d [direntSize]byte
 		littleEndian.PutUint64(d[0:], w.nid(e.inode))
 		littleEndian.PutUint16(d[8:], uint16(nameoff))
 		d[10] = e.ftype

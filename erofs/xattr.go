@@ -33,18 +33,18 @@ type xattrRef struct {
 // xattrEntryAt decodes the entry at byte offset off, at most limit bytes
 // long (the end of the inline body, or the image end for shared ones).
 func (im *Image) xattrEntryAt(off, limit uint64) (xattrRef, uint64, bool) {
-	h, ok := im.span(off, XattrEntrySize)
-	if !ok || off+XattrEntrySize > limit {
+	h, ok := im.span(off, xattrEntryHeaderSize)
+	if !ok || off+xattrEntryHeaderSize > limit {
 		return xattrRef{}, 0, false
 	}
 	nameLen := uint64(h[0])
 	valueLen := uint64(littleEndian.Uint16(h[2:]))
-	body, ok := im.span(off+XattrEntrySize, nameLen+valueLen)
-	if !ok || off+XattrEntrySize+nameLen+valueLen > limit {
+	body, ok := im.span(off+xattrEntryHeaderSize, nameLen+valueLen)
+	if !ok || off+xattrEntryHeaderSize+nameLen+valueLen > limit {
 		return xattrRef{}, 0, false
 	}
 	r := xattrRef{index: h[1], suffix: body[:nameLen:nameLen], value: body[nameLen:]}
-	return r, uint64(XattrEntryAlign(int(XattrEntrySize + nameLen + valueLen))), true
+	return r, uint64(XattrEntryAlign(int(xattrEntryHeaderSize + nameLen + valueLen))), true
 }
 
 // xattrShared reads the shared xattr id.
@@ -73,13 +73,13 @@ func (im *Image) eachXattr(in *Inode, inlineFirst bool, fn func(r *xattrRef) (bo
 		return fmt.Errorf("inode %d: xattr body: %w", in.Nid, ErrCorrupt)
 	}
 	shared := int(body[4])
-	inlineStart := XattrIbodyHeaderSize + 4*shared
+	inlineStart := xattrIbodyHeaderSize + 4*shared
 	if inlineStart > len(body) {
 		return fmt.Errorf("inode %d: %d shared xattr ids overflow the %d-byte xattr body: %w", in.Nid, shared, len(body), ErrCorrupt)
 	}
 	visitShared := func() (bool, error) {
 		for i := 0; i < shared; i++ {
-			id := littleEndian.Uint32(body[XattrIbodyHeaderSize+4*i:])
+			id := littleEndian.Uint32(body[xattrIbodyHeaderSize+4*i:])
 			r, err := im.xattrShared(in, id)
 			if err != nil {
 				return true, err
@@ -117,12 +117,12 @@ func (im *Image) eachXattr(in *Inode, inlineFirst bool, fn func(r *xattrRef) (bo
 
 // xattrPrefix returns the prefix a name index stands for.
 func (im *Image) xattrPrefix(in *Inode, index uint8) (string, error) {
-	if index&XattrLongPrefix != 0 {
+	if index&xattrLongPrefix != 0 {
 		p, err := im.longPrefixes()
 		if err != nil {
 			return "", err
 		}
-		i := int(index & XattrLongPrefixMask)
+		i := int(index & xattrLongPrefixMask)
 		if i >= len(p) {
 			return "", fmt.Errorf("inode %d: xattr long prefix %d of %d: %w", in.Nid, i, len(p), ErrCorrupt)
 		}
@@ -226,7 +226,7 @@ func (im *Image) GetXattr(in *Inode, name string) (value []byte, found bool, err
 		return nil, false, fmt.Errorf("inode %d: xattr body: %w", in.Nid, ErrCorrupt)
 	}
 	shared := int(body[4])
-	inlineStart := XattrIbodyHeaderSize + 4*shared
+	inlineStart := xattrIbodyHeaderSize + 4*shared
 	if inlineStart > len(body) {
 		return nil, false, fmt.Errorf("inode %d: %d shared xattr ids overflow the %d-byte xattr body: %w", in.Nid, shared, len(body), ErrCorrupt)
 	}
@@ -242,7 +242,7 @@ func (im *Image) GetXattr(in *Inode, name string) (value []byte, found bool, err
 		off += n
 	}
 	for i := 0; i < shared; i++ {
-		r, err := im.xattrShared(in, littleEndian.Uint32(body[XattrIbodyHeaderSize+4*i:]))
+		r, err := im.xattrShared(in, littleEndian.Uint32(body[xattrIbodyHeaderSize+4*i:]))
 		if err != nil {
 			return nil, false, err
 		}
