@@ -48,8 +48,9 @@ type Object struct {
 // OpenObject opens the object of external file in and checks it against
 // its digest as the policy says, before anything is read from it: with
 // fs-verity on the object's file system the kernel's measurement, else the
-// digest computed once per object and cached while it is unchanged. ctx
-// cancels the hashing of a large object. Errors name the object, and wrap
+// digest computed once per object and cached while it is unchanged. Once
+// ctx is done the hashing of a large object stops and the error wraps
+// ctx's error. Errors name the object, and wrap
 // fs.ErrNotExist for a missing object (the kernel answers ENOENT),
 // ErrDigestMismatch, ErrNoDigest or ErrNoRedirect.
 func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
@@ -80,13 +81,12 @@ func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
 	if digest == nil || f.cfg.Verity == VerityOff {
 		return Object{File: obj, Payload: payload}, nil
 	}
-	if err := f.cfg.Cache.Verify(obj, alg, digest); err != nil {
+	if err := f.cfg.Cache.VerifyContext(ctx, obj, alg, digest); err != nil {
 		obj.Close()
 		if errors.Is(err, verity.ErrMismatch) {
 			return Object{}, fmt.Errorf("object %s: %w: %w", payload, ErrDigestMismatch, err)
 		}
 		return Object{}, fmt.Errorf("object %s: fs-verity check: %w", payload, err)
 	}
-	_ = ctx // TODO(ring): hand ctx to the verification once it takes one
 	return Object{File: obj, Payload: payload, Checked: true}, nil
 }

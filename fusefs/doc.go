@@ -28,10 +28,12 @@
 // verified in the background, several at a time, and kept ready for their
 // OPEN (ahead.go): disk latency and hashing leave the path of each request.
 //
-// Where the kernel offers FUSE over io_uring, Mount takes it (ring.go):
-// requests then come through per-CPU rings served by threads pinned to
-// their CPU (package fuseuring), go-fuse keeping the mount, INIT, FORGET
-// and interrupts on /dev/fuse. The same RawFileSystem answers either way.
+// Mount serves through package fuseconn: where the kernel offers FUSE over
+// io_uring, requests then come through per-CPU rings served by threads
+// pinned to their CPU (package fuseuring), with INIT, FORGET and
+// interrupts on /dev/fuse; one go-fuse ProtocolServer decodes both, so an
+// interrupted OPEN stops hashing its object either way (the request's
+// cancel channel is the context handed to composefs.FS.OpenObject).
 //
 // The request methods can be called directly, without a mount, which is how
 // most of the tests drive it.

@@ -68,7 +68,7 @@ const storeMax = 64 << 10
 // which saves it a round trip. Best effort: on any failure the kernel just
 // sends READ.
 func (f *FS) storeSmall(nodeID uint64, in *erofs.Inode) {
-	if f.server == nil || in.Size == 0 || in.Size > storeMax {
+	if f.conn == nil || in.Size == 0 || in.Size > storeMax {
 		return
 	}
 	var small [128]byte
@@ -80,7 +80,7 @@ func (f *FS) storeSmall(nodeID uint64, in *erofs.Inode) {
 	if err != nil && err != io.EOF || uint64(n) != in.Size {
 		return
 	}
-	f.server.InodeNotifyStoreCache(nodeID, 0, buf[:n])
+	f.conn.InodeNotifyStoreCache(nodeID, 0, buf[:n])
 }
 
 // objectFile opens the object of external file in and checks it as the

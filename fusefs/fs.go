@@ -37,9 +37,9 @@ type FS struct {
 	cfg     Config
 	rootNid uint64
 
-	// server is the connection, once mounted: for passthrough and for
+	// conn is the connection, once mounted: for passthrough and for
 	// pushing small files into the page cache. Nil when driven directly.
-	server *fuse.Server
+	conn Conn
 	// passthrough is cleared by the first failed backing file
 	// registration (not root, or a kernel without it): reads of external
 	// files then come to us.
@@ -49,8 +49,6 @@ type FS struct {
 
 	// ahead reads objects ahead of sequential lookups (ahead.go).
 	ahead readAhead
-	// ring is FUSE over io_uring, where the kernel allows it (ring.go).
-	ring ringState
 
 	objMu sync.Mutex
 	open  map[uint64]*openObject // by nid: external files held open
@@ -82,13 +80,25 @@ func (f *FS) View() *composefs.FS { return f.view }
 
 func (f *FS) String() string { return Name }
 
-// Init is called once the kernel has accepted the connection.
-func (f *FS) Init(s *fuse.Server) {
-	f.server = s
-	offered := s.KernelSettings().Flags64()
+// Conn is what FS needs of its connection beyond answering requests:
+// passthrough backing files and page-cache pushes. A *fuseconn.Conn (see
+// Mount) is one, and so is go-fuse's *fuse.Server.
+type Conn interface {
+	RegisterBackingFd(m *fuse.BackingMap) (int32, syscall.Errno)
+	UnregisterBackingFd(id int32) syscall.Errno
+	InodeNotifyStoreCache(node uint64, offset int64, data []byte) fuse.Status
+}
+
+// Init is go-fuse's call once its server has the connection: for serving
+// f with fuse.NewServer rather than Mount.
+func (f *FS) Init(s *fuse.Server) { f.connected(s, s.KernelSettings().Flags64()) }
+
+// connected is called once the kernel has accepted the connection, before
+// any request: offered is what the kernel offered at INIT.
+func (f *FS) connected(c Conn, offered uint64) {
+	f.conn = c
 	f.passthrough.Store(offered&fuse.CAP_PASSTHROUGH != 0)
 	f.noOpendir = offered&fuse.CAP_NO_OPENDIR_SUPPORT != 0
-	f.startRing(offered)
 }
 
 // OnUnmount stops the background read-ahead.
@@ -98,7 +108,6 @@ func (f *FS) OnUnmount() { f.stopAhead() }
 // once the server has stopped, before closing the image. Safe to call more
 // than once, and after OnUnmount.
 func (f *FS) Close() {
-	f.ring.transport.Stop()
 	f.stopAhead()
 }
 

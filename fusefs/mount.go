@@ -1,13 +1,13 @@
 package fusefs
 
 import (
-	"fmt"
 	"log"
-	"os"
 	"runtime"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/composefs/composefs-go/fuseconn"
 )
 
 // MountOptions are the settings of a mount beyond the image itself.
@@ -30,7 +30,7 @@ type MountOptions struct {
 	// log. Nil means log.Default().
 	Logger *log.Logger
 	// NoIOUring keeps all requests on /dev/fuse even where the kernel
-	// offers FUSE over io_uring (see ring.go).
+	// offers FUSE over io_uring (package fuseuring).
 	NoIOUring bool
 }
 
@@ -38,9 +38,13 @@ type MountOptions struct {
 // is also how mount(8) finds the command through mount.fuse3.
 const Name = "composefs-fuse"
 
+// maxWrite is the largest request the kernel may send us (the INIT reply's
+// max_write): 1 MiB.
+const maxWrite = 1 << 20
+
 // FuseOptions are the go-fuse options for serving f: permissions checked by
-// the kernel, 1 MiB requests, a read-only mount, and as root a direct
-// mount(2). Caching is not an option: every answer says how long it holds.
+// the kernel, 1 MiB requests and a read-only mount. Caching is not an
+// option: every answer says how long it holds.
 func (f *FS) FuseOptions(mo MountOptions) *fuse.MountOptions {
 	logger := mo.Logger
 	if logger == nil {
@@ -59,11 +63,9 @@ func (f *FS) FuseOptions(mo MountOptions) *fuse.MountOptions {
 		EnableSymlinkCaching: true,
 		// POSIX ACLs stored in the image are enforced by the kernel, as
 		// EROFS enforces them.
-		EnableAcl:         true,
-		DirectMount:       os.Geteuid() == 0,
-		MaxStackDepth:     mo.MaxStackDepth,
-		PanicHandler:      panicHandler(logger),
-		ExtraCapabilities: f.offerRing(mo),
+		EnableAcl:     true,
+		MaxStackDepth: mo.MaxStackDepth,
+		PanicHandler:  panicHandler(logger),
 	}
 }
 
@@ -83,21 +85,17 @@ func panicHandler(logger *log.Logger) func(any) fuse.Status {
 }
 
 // Mount mounts f on dir and starts serving; it returns once the mount is
-// live. Server.Wait returns when it is unmounted.
-func Mount(dir string, f *FS, mo MountOptions) (*fuse.Server, error) {
-	mountMu.Lock()
-	f.ring.dir = dir
-	server, err := fuse.NewServer(f, dir, f.FuseOptions(mo))
-	mountMu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	go server.Serve()
-	if err := server.WaitMount(); err != nil {
-		server.Unmount()
-		return nil, fmt.Errorf("waiting for the mount: %w", err)
-	}
-	return server, nil
+// live. The connection's Wait returns when it is unmounted; call f.Close
+// after that. Requests come through io_uring where the kernel offers it,
+// unless mo.NoIOUring.
+func Mount(dir string, f *FS, mo MountOptions) (*fuseconn.Conn, error) {
+	return fuseconn.Mount(dir, f, fuseconn.Options{
+		Protocol: *f.FuseOptions(mo),
+		IOUring:  !mo.NoIOUring,
+		Init: func(c *fuseconn.Conn, offered, _ uint64) {
+			f.connected(c, offered)
+		},
+	})
 }
 
 // StackDepthFor is the MaxStackDepth passthrough needs for objects stored in

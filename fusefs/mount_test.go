@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/fuseconn"
 	"github.com/composefs/composefs-go/internal/fixture"
 )
 
@@ -70,12 +71,13 @@ func TestMountParallel(t *testing.T) {
 // mountInProcess mounts img in this process, for as long as the test runs.
 func mountInProcess(t *testing.T, img *erofs.Image, cfg testConfig) string {
 	t.Helper()
-	_, mnt := mountFS(t, img, cfg, MountOptions{})
+	_, _, mnt := mountFS(t, img, cfg, MountOptions{})
 	return mnt
 }
 
-// mountFS mounts img with mo and returns the file system and where it is.
-func mountFS(t *testing.T, img *erofs.Image, cfg testConfig, mo MountOptions) (*FS, string) {
+// mountFS mounts img with mo and returns the file system, its connection
+// and where it is.
+func mountFS(t *testing.T, img *erofs.Image, cfg testConfig, mo MountOptions) (*FS, *fuseconn.Conn, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount")
@@ -92,18 +94,18 @@ func mountFS(t *testing.T, img *erofs.Image, cfg testConfig, mo MountOptions) (*
 		t.Fatal(err)
 	}
 	mo.Logger = cfg.Logger
-	server, err := Mount(mnt, fsys, mo)
+	conn, err := Mount(mnt, fsys, mo)
 	if err != nil {
 		t.Skipf("mount: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := server.Unmount(); err != nil {
+		if err := conn.Unmount(); err != nil {
 			syscall.Unmount(mnt, syscall.MNT_DETACH)
 		}
-		server.Wait()
+		conn.Wait()
 		fsys.Close()
 	})
-	return fsys, mnt
+	return fsys, conn, mnt
 }
 
 // TestTruncatedImage cuts the image file short under a live mount: the

@@ -56,8 +56,8 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode) (*openObject, fuse
 // file where the kernel takes one.
 func (f *FS) backObject(file *os.File) *openObject {
 	o := &openObject{file: file}
-	if f.server != nil && f.passthrough.Load() {
-		id, errno := f.server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(file.Fd())})
+	if f.conn != nil && f.passthrough.Load() {
+		id, errno := f.conn.RegisterBackingFd(&fuse.BackingMap{Fd: int32(file.Fd())})
 		if errno != 0 {
 			// Not privileged, or no passthrough here: serve reads.
 			f.passthrough.Store(false)
@@ -71,7 +71,7 @@ func (f *FS) backObject(file *os.File) *openObject {
 // dropObject lets go of an object no open holds.
 func (f *FS) dropObject(o *openObject) {
 	if o.backing != 0 {
-		f.server.UnregisterBackingFd(o.backing)
+		f.conn.UnregisterBackingFd(o.backing)
 	}
 	o.file.Close()
 }

@@ -11,10 +11,11 @@
 // request on the ring of the CPU its caller runs on; our threads for that
 // queue are pinned to that CPU, so the request is served where it was made.
 //
-// go-fuse still mounts, answers INIT and reads /dev/fuse: once every queue
-// has a ring entry registered, the kernel sends all requests through the
-// rings except FORGET and INTERRUPT, which keep coming to /dev/fuse. The
-// requests are handed to the same fuse.RawFileSystem (dispatch.go).
+// The connection's owner (package fuseconn) mounts, answers INIT and reads
+// /dev/fuse: once every queue has a ring entry registered, the kernel sends
+// all requests through the rings except FORGET and INTERRUPT, which keep
+// coming to /dev/fuse. Requests from both are handed to the same Handler
+// (serve.go), which decodes them.
 package fuseuring
 
 import (
@@ -23,7 +24,6 @@ import (
 	"log"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,7 +31,6 @@ import (
 	"unsafe"
 
 	"github.com/composefs/composefs-go/internal/iouring"
-	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,17 +58,6 @@ const (
 	minReadBuffer = 8192
 )
 
-// threadsPerQueue is how many requests one CPU's queue can have in service
-// at once. The kernel hands a new request to the entry that became free
-// last, so normally one thread per CPU does the work; the others take over
-// while it is held up (an OPEN that has a large object to verify). With 3,
-// a stat made while five large cold files were being opened from the same
-// CPU waited ~250 ms for one of them to finish; with 8 it did not wait
-// for them (23-180 ms, the CPUs being busy hashing; 88-120 over
-// /dev/fuse). Idle threads cost a blocked thread and untouched buffer
-// pages each, and about 2 ms at mount for all of them.
-const threadsPerQueue = 8
-
 // waitSlice bounds a wait in the kernel, so that Stop is seen even when no
 // request and no teardown arrives.
 const waitSlice = time.Second
@@ -83,14 +71,11 @@ type Config struct {
 	MaxWrite int
 	// Logger receives the transport's own failures. Nil: log.Default().
 	Logger *log.Logger
-	// PanicHandler turns a request that panicked into its answer, as
-	// go-fuse's option of that name does. Nil: EIO.
-	PanicHandler func(any) fuse.Status
 }
 
 // Transport is the set of ring threads serving one connection.
 type Transport struct {
-	fs      fuse.RawFileSystem
+	h       Handler
 	cfg     Config
 	payload int
 	stop    atomic.Bool
@@ -121,69 +106,6 @@ func KernelEnabled() bool {
 	return err == nil && strings.TrimSpace(string(b)) == "Y"
 }
 
-// threadQueues is the queue of each thread to start: threadsPerQueue for
-// each online CPU, one for each CPU only possible. The kernel has one queue
-// per possible CPU (num_possible_cpus()), and uses none until every one
-// has an entry registered.
-func threadQueues() ([]int, error) {
-	possible, err := cpuList("/sys/devices/system/cpu/possible")
-	if err != nil {
-		return nil, err
-	}
-	online, err := cpuList("/sys/devices/system/cpu/online")
-	if err != nil {
-		online = possible
-	}
-	isOnline := map[int]bool{}
-	for _, c := range online {
-		isOnline[c] = true
-	}
-	var qids []int
-	for q := range possible {
-		k := 1
-		if isOnline[possible[q]] {
-			k = threadsPerQueue
-		}
-		for range k {
-			qids = append(qids, q)
-		}
-	}
-	return qids, nil
-}
-
-func cpuList(path string) ([]int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return parseCPUs(strings.TrimSpace(string(b)))
-}
-
-// parseCPUs lists the CPUs of a kernel CPU list such as "0-3,8".
-func parseCPUs(list string) ([]int, error) {
-	var cpus []int
-	for _, part := range strings.Split(list, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil || a < 0 {
-			return nil, fmt.Errorf("cpu list %q: bad number %q", list, lo)
-		}
-		z := a
-		if isRange {
-			if z, err = strconv.Atoi(hi); err != nil || z < a {
-				return nil, fmt.Errorf("cpu list %q: bad range %q", list, part)
-			}
-		}
-		if len(cpus)+z-a+1 > 1<<16 {
-			return nil, fmt.Errorf("cpu list %q: too many cpus", list)
-		}
-		for c := a; c <= z; c++ {
-			cpus = append(cpus, c)
-		}
-	}
-	return cpus, nil
-}
-
 // order is what Start tells a thread once all have set up.
 type order int
 
@@ -195,33 +117,31 @@ const (
 	orderRefuse
 )
 
-// Start sets up the rings, one set of threads per CPU, and registers them.
-// Call it once the INIT reply that offered FUSE_OVER_IO_URING is written.
-// On an error the kernel has been told to fall back to /dev/fuse, unless
-// the error is ErrStuck.
-func Start(fs fuse.RawFileSystem, cfg Config) (*Transport, error) {
+// Start sets up the rings and threads (plan.go) and registers their
+// entries, to be served by h. Call it once the INIT reply that offered
+// FUSE_OVER_IO_URING is written. On an error the kernel has been told to
+// fall back to /dev/fuse, unless the error is ErrStuck.
+func Start(h Handler, cfg Config) (*Transport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = log.Default()
 	}
-	t := &Transport{fs: fs, cfg: cfg}
+	t := &Transport{h: h, cfg: cfg}
 	pg := os.Getpagesize()
 	t.payload = (max(cfg.MaxWrite, minReadBuffer) + pg - 1) / pg * pg
 
-	// One thread per queue of a CPU that is offline: it gets a request
-	// only if the CPU comes online, but the kernel waits for every queue.
-	qids, err := threadQueues()
+	plans, err := machinePlan()
 	if err != nil {
 		// Without the queue count no registration can complete; one
 		// thread still tells the kernel to fall back.
-		qids = []int{0}
+		plans = []threadPlan{{queues: []int{0}}}
 	}
-	n := len(qids)
+	n := len(plans)
 	setups := make(chan setup, n)
 	orders := make([]chan order, n)
-	for i, qid := range qids {
+	for i, p := range plans {
 		orders[i] = make(chan order, 1)
 		t.wg.Add(1)
-		go t.thread(i, qid, setups, orders[i])
+		go t.thread(i, p, setups, orders[i])
 	}
 	failed, healthy := err, -1
 	for range n {
@@ -288,10 +208,6 @@ func (t *Transport) Served() uint64 {
 
 // entry is one registered ring entry: its buffers and our scratch space.
 type entry struct {
-	// in is the request as go-fuse's types lay it out: the in header
-	// followed by the opcode's own header. First, so that it is 8-byte
-	// aligned like the structs it is read as.
-	in      [40 + opInSize]byte
 	mem     []byte // header, then payload; mapped, so never moved
 	hdr     []byte
 	payload []byte
@@ -315,95 +231,117 @@ func (t *Transport) newEntry(qid int) (*entry, error) {
 
 func (e *entry) free() { unix.Munmap(e.mem) }
 
-// submit queues a command for e: REGISTER, or COMMIT_AND_FETCH carrying the
-// reply now in e's buffers. iovecs is 2, or anything else to be refused.
-func (e *entry) submit(r *iouring.Ring, fd int, cmd uint32, commitID uint64, iovecs uint32) error {
+// submit queues a command for e, the entry at index i of its ring:
+// REGISTER, or COMMIT_AND_FETCH carrying the reply now in e's buffers.
+// iovecs is 2, or anything else to be refused.
+func (e *entry) submit(r *iouring.Ring, i, fd int, cmd uint32, commitID uint64, iovecs uint32) error {
 	s := r.Next()
 	if s == nil {
 		return errors.New("submission queue full")
 	}
-	iouring.SetCmd(s, fd, cmd, uintptr(unsafe.Pointer(&e.iov[0])), iovecs, 0)
+	iouring.SetCmd(s, fd, cmd, uintptr(unsafe.Pointer(&e.iov[0])), iovecs, uint64(i))
 	*(*uint64)(unsafe.Pointer(&s[cmdReqCommitID])) = commitID
 	*(*uint16)(unsafe.Pointer(&s[cmdReqQid])) = e.qid
 	return nil
 }
 
-// setUp makes a thread's ring and its entry.
-func (t *Transport) setUp(id, qid int) (*iouring.Ring, *entry, error) {
-	r, err := iouring.New(2)
+// setUp makes a thread's ring and its entries, one per queue it serves.
+func (t *Transport) setUp(id int, queues []int) (*iouring.Ring, []*entry, error) {
+	r, err := iouring.New(uint32(len(queues)))
 	if err != nil {
 		return nil, nil, err
 	}
 	if testSetupFails != nil {
 		err = testSetupFails(id)
 	}
-	var e *entry
-	if err == nil {
-		e, err = t.newEntry(qid)
+	var entries []*entry
+	for _, q := range queues {
+		if err != nil {
+			break
+		}
+		var e *entry
+		if e, err = t.newEntry(q); err == nil {
+			entries = append(entries, e)
+		}
 	}
 	if err != nil {
+		for _, e := range entries {
+			e.free()
+		}
 		r.Close()
 		return nil, nil, err
 	}
-	return r, e, nil
+	return r, entries, nil
 }
 
 // thread is one ring: it sets up, reports, and on orderServe registers its
-// entry and serves requests until the connection ends or Stop.
-func (t *Transport) thread(id, qid int, setups chan<- setup, orders <-chan order) {
+// entries and serves requests until the connection ends or Stop.
+func (t *Transport) thread(id int, p threadPlan, setups chan<- setup, orders <-chan order) {
 	defer t.wg.Done()
 	// The thread stays locked: it ends with the goroutine, and its CPU
 	// affinity with it.
 	runtime.LockOSThread()
-	var cpus unix.CPUSet
-	cpus.Set(qid)
-	// An offline CPU cannot be pinned to; its queue is served unpinned.
-	_ = unix.SchedSetaffinity(0, &cpus)
+	if len(p.cpus) > 0 {
+		var cpus unix.CPUSet
+		for _, c := range p.cpus {
+			cpus.Set(c)
+		}
+		// A CPU gone offline since cannot be pinned to; then the
+		// thread runs unpinned.
+		_ = unix.SchedSetaffinity(0, &cpus)
+	}
 
-	r, e, err := t.setUp(id, qid)
+	r, entries, err := t.setUp(id, p.queues)
 	setups <- setup{id, err}
 	if err != nil {
 		<-orders
 		return
 	}
 	defer r.Close()
-	defer e.free()
+	defer func() {
+		for _, e := range entries {
+			e.free()
+		}
+	}()
 
 	switch <-orders {
 	case orderQuit:
 		return
 	case orderRefuse:
-		if e.submit(r, t.cfg.FD, cmdRegister, 0, 1) == nil {
+		if entries[0].submit(r, 0, t.cfg.FD, cmdRegister, 0, 1) == nil {
 			r.Enter(true, waitSlice)
 		}
 		return
 	}
-	if err := e.submit(r, t.cfg.FD, cmdRegister, 0, 2); err != nil {
-		t.cfg.Logger.Printf("FUSE over io_uring: queue %d: %v", qid, err)
-		return
+	for i, e := range entries {
+		if err := e.submit(r, i, t.cfg.FD, cmdRegister, 0, 2); err != nil {
+			t.cfg.Logger.Printf("FUSE over io_uring: queue %d: %v", e.qid, err)
+			return
+		}
 	}
 	for !t.stop.Load() {
 		if err := r.Enter(true, waitSlice); err != nil && err != iouring.ErrTimeout {
-			t.cfg.Logger.Printf("FUSE over io_uring: queue %d: %v", qid, err)
+			t.cfg.Logger.Printf("FUSE over io_uring: thread %d: %v", id, err)
 			return
 		}
 		ended := false
-		r.Completions(func(_ uint64, res int32) {
-			if ended {
+		r.Completions(func(i uint64, res int32) {
+			if ended || i >= uint64(len(entries)) {
 				return
 			}
+			e := entries[i]
 			if res < 0 {
 				// ENOTCONN: the connection is gone (unmounted);
 				// anything else ends this thread with a reason.
 				if errno := unix.Errno(-res); errno != unix.ENOTCONN && errno != unix.ECANCELED {
-					t.cfg.Logger.Printf("FUSE over io_uring: queue %d: %v", qid, errno)
+					t.cfg.Logger.Printf("FUSE over io_uring: queue %d: %v", e.qid, errno)
 				}
 				ended = true
 				return
 			}
 			commit := t.serve(e)
-			if err := e.submit(r, t.cfg.FD, cmdCommitAndFetch, commit, 2); err != nil {
-				t.cfg.Logger.Printf("FUSE over io_uring: queue %d: %v", qid, err)
+			if err := e.submit(r, int(i), t.cfg.FD, cmdCommitAndFetch, commit, 2); err != nil {
+				t.cfg.Logger.Printf("FUSE over io_uring: queue %d: %v", e.qid, err)
 				ended = true
 			}
 		})
@@ -411,28 +349,6 @@ func (t *Transport) thread(id, qid int, setups chan<- setup, orders <-chan order
 			return
 		}
 	}
-}
-
-// DeviceFDs is the set of this process's descriptors open on /dev/fuse.
-// go-fuse keeps the descriptor of its connection to itself; a mount made
-// while no other is being made (fusefs serializes them) is the one new
-// descriptor between a call before it and one after.
-func DeviceFDs() map[int]bool {
-	fds := map[int]bool{}
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return fds
-	}
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == "/dev/fuse" {
-			fds[fd] = true
-		}
-	}
-	return fds
 }
 
 // AbortConnection aborts the FUSE connection mounted at dir, through

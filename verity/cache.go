@@ -2,6 +2,7 @@ package verity
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -47,6 +48,8 @@ type cacheEntry struct {
 	done   chan struct{}
 	digest []byte
 	err    error
+	// cancelled: the hash stopped because its caller's context ended.
+	cancelled bool
 }
 
 // Cache remembers the digests of the files it has hashed, so an object
@@ -86,12 +89,14 @@ func keyOf(f *os.File, alg Algorithm) (cacheKey, os.FileInfo, error) {
 // Digest returns f's fs-verity digest, from the cache when f is unchanged
 // since it was last hashed.
 func (c *Cache) Digest(f *os.File, alg Algorithm) ([]byte, error) {
-	d, err := c.digest(f, alg)
+	d, err := c.digest(context.Background(), f, alg)
 	return bytes.Clone(d), err
 }
 
 // digest is Digest returning the cached slice itself, not to be modified.
-func (c *Cache) digest(f *os.File, alg Algorithm) ([]byte, error) {
+// Once ctx is done it returns ctx's error, whether it was hashing or
+// waiting for another caller's hash of the same file.
+func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) ([]byte, error) {
 	if !alg.Valid() {
 		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), errInvalidAlgorithm(alg))
 	}
@@ -100,21 +105,37 @@ func (c *Cache) digest(f *os.File, alg Algorithm) ([]byte, error) {
 		return nil, err
 	}
 	c.mu.Lock()
-	if e, ok := c.m[key]; ok {
+	for {
+		e, ok := c.m[key]
+		if !ok {
+			break
+		}
 		c.mu.Unlock()
-		<-e.done
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 		if e.err == nil {
 			return e.digest, nil
 		}
-		// The hash that was in flight failed; try again through this file.
-		return DigestFile(alg, f)
+		if !e.cancelled {
+			// The hash that was in flight failed; try again through
+			// this file.
+			return digestStat(ctx, alg, f, fi)
+		}
+		// The caller that was hashing gave up, which says nothing of
+		// the file: hash it for this caller, through the cache (the
+		// abandoned entry is gone from it).
+		c.mu.Lock()
 	}
 	e := &cacheEntry{done: make(chan struct{})}
 	c.evictLocked()
 	c.m[key] = e
 	c.mu.Unlock()
 
-	e.digest, e.err = digestStat(alg, f, fi)
+	e.digest, e.err = digestStat(ctx, alg, f, fi)
+	e.cancelled = e.err != nil && ctx.Err() != nil
 	// Keep the result only if the file did not change while being read.
 	after, _, serr := keyOf(f, alg)
 	if e.err != nil || serr != nil || after != key {
@@ -165,10 +186,18 @@ func (c *Cache) Len() int {
 // hashing f at most once while it is unchanged. A different digest gives
 // a *MismatchError, which wraps ErrMismatch.
 func (c *Cache) Verify(f *os.File, alg Algorithm, want []byte) error {
+	return c.VerifyContext(context.Background(), f, alg, want)
+}
+
+// VerifyContext is Verify that gives up once ctx is done, returning ctx's
+// error: hashing a large file takes seconds, and a FUSE request the kernel
+// interrupts (its caller killed) must not keep the CPUs busy for nothing.
+// Another caller waiting for the same file's digest then hashes it itself.
+func (c *Cache) VerifyContext(ctx context.Context, f *os.File, alg Algorithm, want []byte) error {
 	if len(want) != alg.Size() {
 		return fmt.Errorf("%s: expected digest has %d bytes, %s needs %d", f.Name(), len(want), alg, alg.Size())
 	}
-	got, err := c.digest(f, alg)
+	got, err := c.digest(ctx, f, alg)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package verity
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -154,16 +155,16 @@ func (r failingReaderAt) ReadAt(p []byte, off int64) (int, error) {
 func TestPipelineErrors(t *testing.T) {
 	data := mod251(8 << 20)
 	for _, w := range []int{1, 2, 7} {
-		_, err := digestAt(SHA256, failingReaderAt{data, 5 << 20}, int64(len(data)), w)
+		_, err := digestAt(context.Background(), SHA256, failingReaderAt{data, 5 << 20}, int64(len(data)), w)
 		if !errors.Is(err, errInjected) {
 			t.Errorf("workers %d: error %v", w, err)
 		}
 		// A source shorter than announced: the file shrank.
-		_, err = digestAt(SHA256, bytes.NewReader(data[:3<<20]), int64(len(data)), w)
+		_, err = digestAt(context.Background(), SHA256, bytes.NewReader(data[:3<<20]), int64(len(data)), w)
 		if err == nil || !strings.Contains(err.Error(), "shrank") {
 			t.Errorf("workers %d: shrinking source: %v", w, err)
 		}
-		d, err := digestAt(SHA512, bytes.NewReader(data), int64(len(data)), w)
+		d, err := digestAt(context.Background(), SHA512, bytes.NewReader(data), int64(len(data)), w)
 		if err != nil || !bytes.Equal(d, DigestBytes(SHA512, data)) {
 			t.Errorf("workers %d: %x %v", w, d, err)
 		}
@@ -226,5 +227,58 @@ func TestNoKernelVerityRemembered(t *testing.T) {
 		if _, ok := noKernelVerity.Load(uint64(st.Dev)); !ok {
 			t.Fatalf("device %d not remembered after %v", st.Dev, kerr)
 		}
+	}
+}
+
+// TestVerifyContextStops: a verification whose context ends stops hashing
+// (a 4 GiB sparse file, far longer to hash than the test waits), leaves
+// nothing in the cache, and a caller that was waiting for the same digest
+// hashes the file itself rather than failing with the other's error.
+func TestVerifyContextStops(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(4 << 30); err != nil {
+		t.Fatal(err)
+	}
+	c := NewCache()
+	want := make([]byte, SHA256.Size())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.VerifyContext(ctx, f, SHA256, want) }()
+	time.Sleep(50 * time.Millisecond)
+	waiterCtx, waiterCancel := context.WithCancel(context.Background())
+	waiter := make(chan error, 1)
+	go func() { waiter <- c.VerifyContext(waiterCtx, f, SHA256, want) }()
+	time.Sleep(20 * time.Millisecond)
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled verification: %v, want context.Canceled", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("stopped %v after the cancel", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("verification went on after its context ended")
+	}
+	// The waiter took over the hash; end it too.
+	select {
+	case err := <-waiter:
+		t.Fatalf("waiter ended with the other's cancellation: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	waiterCancel()
+	if err := <-waiter; !errors.Is(err, context.Canceled) {
+		t.Errorf("waiter: %v, want context.Canceled", err)
+	}
+	if n := c.Len(); n != 0 {
+		t.Errorf("%d entries cached from cancelled hashes", n)
 	}
 }

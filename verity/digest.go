@@ -35,11 +35,12 @@ func DigestFile(alg Algorithm, f *os.File) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), err)
 	}
-	return digestStat(alg, f, fi)
+	return digestStat(context.Background(), alg, f, fi)
 }
 
-// digestStat is DigestFile for a file whose stat the caller already has.
-func digestStat(alg Algorithm, f *os.File, fi os.FileInfo) ([]byte, error) {
+// digestStat is DigestFile for a file whose stat the caller already has;
+// hashing a regular file stops early, with ctx's error, once ctx is done.
+func digestStat(ctx context.Context, alg Algorithm, f *os.File, fi os.FileInfo) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		// Pipes and devices: read what comes, from the current offset.
 		d, err := digestStream(alg, f, runtime.NumCPU())
@@ -52,7 +53,7 @@ func digestStat(alg Algorithm, f *os.File, fi os.FileInfo) ([]byte, error) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		dev = uint64(st.Dev)
 	}
-	return digestRegular(alg, f, dev, fi.Size())
+	return digestRegular(ctx, alg, f, dev, fi.Size())
 }
 
 // noKernelVerity holds the devices whose file system answered that it has
@@ -62,7 +63,7 @@ var noKernelVerity sync.Map // device number -> struct{}
 
 // digestRegular is DigestFile for a regular file whose device and size the
 // caller already has.
-func digestRegular(alg Algorithm, f *os.File, dev uint64, size int64) ([]byte, error) {
+func digestRegular(ctx context.Context, alg Algorithm, f *os.File, dev uint64, size int64) ([]byte, error) {
 	var kerr error = errKernelVerityUnsupported
 	if _, none := noKernelVerity.Load(dev); !none {
 		var d []byte
@@ -76,7 +77,7 @@ func digestRegular(alg Algorithm, f *os.File, dev uint64, size int64) ([]byte, e
 		}
 	}
 	debugf("fs-verity digest computed in userspace", f, alg, kerr)
-	d, err := computeSized(alg, f, size, runtime.NumCPU())
+	d, err := computeSized(ctx, alg, f, size, runtime.NumCPU())
 	if err != nil {
 		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), err)
 	}
@@ -84,14 +85,14 @@ func digestRegular(alg Algorithm, f *os.File, dev uint64, size int64) ([]byte, e
 }
 
 // computeSized hashes the size bytes of regular file f in userspace, large
-// files with the given number of workers.
-func computeSized(alg Algorithm, f *os.File, size int64, workers int) ([]byte, error) {
+// files with the given number of workers, until ctx is done.
+func computeSized(ctx context.Context, alg Algorithm, f *os.File, size int64, workers int) ([]byte, error) {
 	computed.Add(1)
 	if size < parallelMin {
-		return digestSmall(alg, f, size)
+		return digestSmall(ctx, alg, f, size)
 	}
 	adviseSequential(f)
-	return digestAt(alg, f, size, workers)
+	return digestAt(ctx, alg, f, size, workers)
 }
 
 var errKernelVerityUnsupported = fmt.Errorf("%w: not supported by this file system", ErrNoKernelVerity)
@@ -109,13 +110,17 @@ func DigestPath(alg Algorithm, path string) ([]byte, error) {
 // computed counts userspace file hashes, for tests of the cache.
 var computed atomic.Int64
 
-// digestSmall hashes a file too small to be worth the workers.
-func digestSmall(alg Algorithm, f *os.File, size int64) ([]byte, error) {
+// digestSmall hashes a file too small to be worth the workers. ctx is
+// looked at once a buffer, which is little work between two looks.
+func digestSmall(ctx context.Context, alg Algorithm, f *os.File, size int64) ([]byte, error) {
 	bp := getBuffer()
 	defer putBuffer(bp)
 	h := getHasher(alg)
 	defer putHasher(h)
 	for off := int64(0); off < size; {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		n := int(min(int64(len(*bp)), size-off))
 		if err := readFullAt(f, (*bp)[:n], off); err != nil {
 			return nil, err

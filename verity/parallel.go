@@ -1,6 +1,7 @@
 package verity
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -170,11 +171,17 @@ func (p *pipeline) stop() {
 	p.wg.Wait()
 }
 
-// digestAt hashes size bytes of src with workers reading and hashing.
-func digestAt(alg Algorithm, src io.ReaderAt, size int64, workers int) ([]byte, error) {
+// digestAt hashes size bytes of src with workers reading and hashing. It
+// stops with ctx's error once ctx is done: the check costs nothing next to a
+// chunk's hashing, and the chunks already handed out (a few per worker)
+// are all that is hashed after it.
+func digestAt(ctx context.Context, alg Algorithm, src io.ReaderAt, size int64, workers int) ([]byte, error) {
 	p := newPipeline(alg, workers, src)
 	defer p.stop()
 	for off := int64(0); off < size; off += chunkSize {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		c, err := p.get()
 		if err != nil {
 			return nil, err

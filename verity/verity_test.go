@@ -3,6 +3,7 @@ package verity
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/hex"
 	"github.com/composefs/composefs-go/internal/golden"
 	"os"
@@ -127,7 +128,7 @@ func TestVectors(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, w := range []int{1, 2, 7} {
-				got, err := computeSized(alg, f, int64(len(data)), w)
+				got, err := computeSized(context.Background(), alg, f, int64(len(data)), w)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -15,10 +15,10 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
 	"github.com/composefs/composefs-go/composefs"
+	"github.com/composefs/composefs-go/fuseconn"
 	"github.com/composefs/composefs-go/fusefs"
 	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/verity"
@@ -26,7 +26,7 @@ import (
 
 // minProcs is the fewest Ps the server runs with. Serving is a chain of
 // requests answered in microseconds between blocking reads of /dev/fuse,
-// and go-fuse keeps two or three readers blocked there. When every P sits
+// and fuseconn keeps one or two readers blocked there. When every P sits
 // in such a read, the Go runtime hands Ps off and wakes threads to look for
 // work around every request; a P left idle stops that. Measured on 2 CPUs
 // against GOMAXPROCS=2: a quarter fewer context switches, five times fewer
@@ -72,7 +72,7 @@ func serve(s *settings) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
-	server, err := fusefs.Mount(s.mountpoint, fsys, fusefs.MountOptions{
+	conn, err := fusefs.Mount(s.mountpoint, fsys, fusefs.MountOptions{
 		AllowOther:    s.allowOther,
 		Debug:         s.debug,
 		FsName:        fsname,
@@ -84,17 +84,17 @@ func serve(s *settings) error {
 	if err != nil {
 		return fmt.Errorf("mount %s: %s", s.mountpoint, strings.TrimSpace(err.Error()))
 	}
-	go unmountOnSignal(sig, server, s.mountpoint, logger)
+	go unmountOnSignal(sig, conn, s.mountpoint, logger)
 	stopProfile, err := startCPUProfile()
 	if err != nil {
-		server.Unmount()
+		conn.Unmount()
 		return err
 	}
 	defer stopProfile()
 	if isDaemonChild() {
 		daemonReady(logger)
 	}
-	server.Wait()
+	conn.Wait()
 	// Background read-ahead reads the image: stop it before the image
 	// is unmapped (deferred above).
 	fsys.Close()
@@ -197,9 +197,9 @@ func checkImageDigest(path, want string) error {
 // unmountOnSignal unmounts on SIGINT or SIGTERM; when something still holds
 // the mount busy, it detaches it lazily, and serving goes on until the last
 // user lets go.
-func unmountOnSignal(sig <-chan os.Signal, server *fuse.Server, mnt string, logger *log.Logger) {
+func unmountOnSignal(sig <-chan os.Signal, conn *fuseconn.Conn, mnt string, logger *log.Logger) {
 	for range sig {
-		err := server.Unmount()
+		err := conn.Unmount()
 		if err == nil {
 			return
 		}
