@@ -158,9 +158,24 @@ func (c *Conn) learnNoPoll() error {
 	defer unix.Close(ep)
 	// EPERM is the answer once the kernel has learnt it: the file then
 	// counts as one that cannot be polled.
-	err = unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN})
+	err = epollAdd(ep, fd, unix.EPOLLIN)
 	if err != nil && err != unix.EPERM {
 		return err
+	}
+	return nil
+}
+
+// epollAdd is epoll_ctl(EPOLL_CTL_ADD) as a system call the runtime knows
+// may block: x/sys's EpollCtl is a raw one, which keeps this thread's P
+// while the kernel waits for our own answer to POLL. Were a garbage
+// collection to stop the world meanwhile, it would wait for that P, and
+// the readers that must answer could not run: a deadlock, seen in
+// TestRingMount under load.
+func epollAdd(ep, fd int, events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
+	_, _, errno := unix.Syscall6(unix.SYS_EPOLL_CTL, uintptr(ep), unix.EPOLL_CTL_ADD, uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
+	if errno != 0 {
+		return errno
 	}
 	return nil
 }
