@@ -18,10 +18,11 @@ import (
 // that all see the same machine conditions.
 type bench struct {
 	cfg *config
-	// mu guards mounted, which a signal's cleanup reads while a
-	// measurement may be mounting.
+	// mu guards mounted and rows, which a signal's cleanup reads while a
+	// measurement may be mounting or adding its rows.
 	mu      sync.Mutex
 	mounted []mountedAt
+	rows    []measurement
 }
 
 type mountedAt struct {
@@ -90,13 +91,14 @@ func (b *bench) runsFor(group string) int {
 func (b *bench) all() error {
 	c := b.cfg
 	ways := b.ways(false)
-	var rows []measurement
 	add := func(label, unit, bar, cQuoted string, vals figures) {
-		rows = append(rows, measurement{label, vals, unit, bar, cQuoted})
+		b.mu.Lock()
+		b.rows = append(b.rows, measurement{label, vals, unit, bar, cQuoted})
+		b.mu.Unlock()
 	}
 	// The report so far is printed whatever fails later, so that a long
 	// run that breaks on its last row still shows the others.
-	defer func() { printReport(os.Stdout, rows, b.columns()) }()
+	defer b.report()
 
 	var walk *corpus
 	if c.wants("mount", "stat", "read", "big") {
@@ -213,6 +215,15 @@ func (b *bench) all() error {
 	}
 
 	return b.workloads(ways, add)
+}
+
+// report prints the rows measured so far, once: at the end, or when a
+// failure or a signal cuts the run short.
+func (b *bench) report() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	printReport(os.Stdout, b.rows, b.columns())
+	b.rows = nil
 }
 
 // columns are the ways measured, in the report's order.
