@@ -23,6 +23,8 @@ type bench struct {
 	mu      sync.Mutex
 	mounted []mountedAt
 	rows    []measurement
+	// failures are the runs left out of the figures, and why.
+	failures []string
 }
 
 type mountedAt struct {
@@ -214,7 +216,15 @@ func (b *bench) all() error {
 		add(fmt.Sprintf("%d entries: RSS after walk", c.entries), "MiB", "256 MiB", "", largeRSS)
 	}
 
-	return b.workloads(ways, add)
+	if err := b.workloads(ways, add); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.failures) > 0 {
+		return fmt.Errorf("%d runs failed", len(b.failures))
+	}
+	return nil
 }
 
 // report prints the rows measured so far, once: at the end, or when a
@@ -224,6 +234,13 @@ func (b *bench) report() {
 	defer b.mu.Unlock()
 	printReport(os.Stdout, b.rows, b.columns())
 	b.rows = nil
+	if len(b.failures) > 0 {
+		fmt.Printf("%d runs failed, left out of the figures above:\n", len(b.failures))
+		for _, f := range b.failures {
+			fmt.Printf("  %s\n", f)
+		}
+	}
+	b.failures = nil
 }
 
 // columns are the ways measured, in the report's order.
@@ -259,7 +276,10 @@ func medians(runs [nWays][]float64) figures {
 
 // measure runs f runs times for each way, each time on a fresh mount
 // with every cache dropped, and returns the medians of what f measured. f
-// also gets the time the mount took.
+// also gets the time the mount took. A run that fails (a mount that does
+// not come up, a command that fails on it) is left out of the medians and
+// reported after the table, and the run goes on: one failure hours into a
+// run should not cost the other rows.
 func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, at string, mountSecs float64) (float64, error)) (figures, error) {
 	var got [nWays][]float64
 	for run := 0; run < runs; run++ {
@@ -273,7 +293,8 @@ func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, a
 			}
 			mountSecs, err := timed(func() error { return m.mount(c, at) })
 			if err != nil {
-				return figures{}, fmt.Errorf("%s mount: %w", m.name(), err)
+				b.fail(m, run, fmt.Errorf("mount: %w", err))
+				continue
 			}
 			b.mu.Lock()
 			b.mounted = append(b.mounted, mountedAt{m, at})
@@ -283,14 +304,16 @@ func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, a
 			}
 			v, err := f(m, at, mountSecs)
 			uerr := m.unmount(at)
+			if uerr != nil {
+				// Still mounted: the next run cannot mount here.
+				return figures{}, uerr
+			}
 			b.mu.Lock()
 			b.mounted = b.mounted[:len(b.mounted)-1]
 			b.mu.Unlock()
 			if err != nil {
-				return figures{}, fmt.Errorf("%s: %w", m.name(), err)
-			}
-			if uerr != nil {
-				return figures{}, uerr
+				b.fail(m, run, err)
+				continue
 			}
 			got[wayIndex(m)] = append(got[wayIndex(m)], v)
 			if b.cfg.verbose {
@@ -299,6 +322,15 @@ func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, a
 		}
 	}
 	return medians(got), nil
+}
+
+// fail records a run that failed, to be reported after the table.
+func (b *bench) fail(m mounter, run int, err error) {
+	msg := fmt.Sprintf("run %d, %s: %v", run+1, wayNames[wayIndex(m)], err)
+	fmt.Fprintf(os.Stderr, "  FAILED %s\n", msg)
+	b.mu.Lock()
+	b.failures = append(b.failures, msg)
+	b.mu.Unlock()
 }
 
 // detachAll detaches every mount lazily: on a signal, the commands reading
