@@ -18,10 +18,13 @@ import (
 // that all see the same machine conditions.
 type bench struct {
 	cfg *config
-	// mu guards mounted, which a signal's cleanup reads while a
-	// measurement may be mounting.
+	// mu guards mounted and rows, which a signal's cleanup reads while a
+	// measurement may be mounting or adding its rows.
 	mu      sync.Mutex
 	mounted []mountedAt
+	rows    []measurement
+	// failures are the runs left out of the figures, and why.
+	failures []string
 }
 
 type mountedAt struct {
@@ -90,13 +93,14 @@ func (b *bench) runsFor(group string) int {
 func (b *bench) all() error {
 	c := b.cfg
 	ways := b.ways(false)
-	var rows []measurement
 	add := func(label, unit, bar, cQuoted string, vals figures) {
-		rows = append(rows, measurement{label, vals, unit, bar, cQuoted})
+		b.mu.Lock()
+		b.rows = append(b.rows, measurement{label, vals, unit, bar, cQuoted})
+		b.mu.Unlock()
 	}
 	// The report so far is printed whatever fails later, so that a long
 	// run that breaks on its last row still shows the others.
-	defer func() { printReport(os.Stdout, rows, b.columns()) }()
+	defer b.report()
 
 	var walk *corpus
 	if c.wants("mount", "stat", "read", "big") {
@@ -212,7 +216,31 @@ func (b *bench) all() error {
 		add(fmt.Sprintf("%d entries: RSS after walk", c.entries), "MiB", "256 MiB", "", largeRSS)
 	}
 
-	return b.workloads(ways, add)
+	if err := b.workloads(ways, add); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.failures) > 0 {
+		return fmt.Errorf("%d runs failed", len(b.failures))
+	}
+	return nil
+}
+
+// report prints the rows measured so far, once: at the end, or when a
+// failure or a signal cuts the run short.
+func (b *bench) report() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	printReport(os.Stdout, b.rows, b.columns())
+	b.rows = nil
+	if len(b.failures) > 0 {
+		fmt.Printf("%d runs failed, left out of the figures above:\n", len(b.failures))
+		for _, f := range b.failures {
+			fmt.Printf("  %s\n", f)
+		}
+	}
+	b.failures = nil
 }
 
 // columns are the ways measured, in the report's order.
@@ -248,7 +276,10 @@ func medians(runs [nWays][]float64) figures {
 
 // measure runs f runs times for each way, each time on a fresh mount
 // with every cache dropped, and returns the medians of what f measured. f
-// also gets the time the mount took.
+// also gets the time the mount took. A run that fails (a mount that does
+// not come up, a command that fails on it) is left out of the medians and
+// reported after the table, and the run goes on: one failure hours into a
+// run should not cost the other rows.
 func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, at string, mountSecs float64) (float64, error)) (figures, error) {
 	var got [nWays][]float64
 	for run := 0; run < runs; run++ {
@@ -262,7 +293,8 @@ func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, a
 			}
 			mountSecs, err := timed(func() error { return m.mount(c, at) })
 			if err != nil {
-				return figures{}, fmt.Errorf("%s mount: %w", m.name(), err)
+				b.fail(m, run, fmt.Errorf("mount: %w", err))
+				continue
 			}
 			b.mu.Lock()
 			b.mounted = append(b.mounted, mountedAt{m, at})
@@ -272,14 +304,16 @@ func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, a
 			}
 			v, err := f(m, at, mountSecs)
 			uerr := m.unmount(at)
+			if uerr != nil {
+				// Still mounted: the next run cannot mount here.
+				return figures{}, uerr
+			}
 			b.mu.Lock()
 			b.mounted = b.mounted[:len(b.mounted)-1]
 			b.mu.Unlock()
 			if err != nil {
-				return figures{}, fmt.Errorf("%s: %w", m.name(), err)
-			}
-			if uerr != nil {
-				return figures{}, uerr
+				b.fail(m, run, err)
+				continue
 			}
 			got[wayIndex(m)] = append(got[wayIndex(m)], v)
 			if b.cfg.verbose {
@@ -288,6 +322,15 @@ func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, a
 		}
 	}
 	return medians(got), nil
+}
+
+// fail records a run that failed, to be reported after the table.
+func (b *bench) fail(m mounter, run int, err error) {
+	msg := fmt.Sprintf("run %d, %s: %v", run+1, wayNames[wayIndex(m)], err)
+	fmt.Fprintf(os.Stderr, "  FAILED %s\n", msg)
+	b.mu.Lock()
+	b.failures = append(b.failures, msg)
+	b.mu.Unlock()
 }
 
 // detachAll detaches every mount lazily: on a signal, the commands reading

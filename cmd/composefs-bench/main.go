@@ -160,6 +160,7 @@ func run(c *config) error {
 		s := <-sig
 		fmt.Fprintf(os.Stderr, "composefs-bench: %v: cleaning up\n", s)
 		b.detachAll()
+		b.report()
 		cleanup()
 		os.Exit(1)
 	}()
