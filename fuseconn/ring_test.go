@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/composefs/composefs-go/fuseuring"
+	"github.com/composefs/composefs-go/internal/logbuf"
 )
 
 // tinyFS is a root directory holding one file, "hello", that reads "hi\n".
@@ -60,24 +60,6 @@ func (f *tinyFS) Read(_ <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Read
 	return fuse.ReadResultData(data[in.Offset:]), fuse.OK
 }
 
-// syncBuffer is a log both the test and the server write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -89,7 +71,7 @@ func requireRoot(t *testing.T) {
 // (a connection waiting for rings hangs every request).
 func mountTiny(t *testing.T, ring bool) *Conn {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	mnt := t.TempDir()
 	c, err := Mount(mnt, &tinyFS{fuse.NewDefaultRawFileSystem()}, Options{
 		Protocol: fuse.MountOptions{Logger: log.New(logs, "", 0), MaxWrite: 1 << 20},
@@ -164,7 +146,7 @@ func TestRingStuckAborts(t *testing.T) {
 	}
 	testRingFails = func() error { return errors.New("no ring for this test") }
 	defer func() { testRingFails = nil }()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	mnt := t.TempDir()
 	done := make(chan error, 1)
 	go func() {

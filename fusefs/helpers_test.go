@@ -1,13 +1,11 @@
 package fusefs
 
 import (
-	"bytes"
 	"encoding/binary"
 	"log"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"unsafe"
@@ -18,6 +16,7 @@ import (
 	"github.com/composefs/composefs-go/erofs"
 	"github.com/composefs/composefs-go/internal/fixture"
 	"github.com/composefs/composefs-go/internal/golden"
+	"github.com/composefs/composefs-go/internal/logbuf"
 	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/verity"
 )
@@ -32,24 +31,6 @@ func (d dirStore) Open(payload string) (*os.File, error) {
 func (d dirStore) Has(payload string) (bool, error) {
 	_, err := os.Stat(filepath.Join(string(d), strings.TrimPrefix(payload, "/")))
 	return err == nil, nil
-}
-
-// syncBuffer collects log lines from concurrent requests.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // object is the content of an external file and its place in a flat store.
@@ -75,7 +56,7 @@ func goldenDir(t testing.TB) string { return golden.Dir(t) }
 type server struct {
 	t    testing.TB
 	fsys *FS
-	log  *syncBuffer
+	log  *logbuf.Buffer
 }
 
 // testConfig is what a test sets of both the view and the server.
@@ -98,7 +79,7 @@ func newFS(img *erofs.Image, tc testConfig) (*FS, error) {
 
 func newServer(t testing.TB, img *erofs.Image, cfg testConfig) *server {
 	t.Helper()
-	lb := &syncBuffer{}
+	lb := &logbuf.Buffer{}
 	if cfg.Logger == nil {
 		cfg.Logger = log.New(lb, "", 0)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/composefs/composefs-go/erofs"
 	"github.com/composefs/composefs-go/fuseconn"
 	"github.com/composefs/composefs-go/internal/fixture"
+	"github.com/composefs/composefs-go/internal/logbuf"
 )
 
 // TestMountParallel mounts the test tree in this process and reads it from
@@ -86,7 +87,7 @@ func mountFS(t *testing.T, img *erofs.Image, cfg testConfig, mo MountOptions) (*
 		t.Skipf("no /dev/fuse: %v", err)
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = log.New(&syncBuffer{}, "", 0)
+		cfg.Logger = log.New(&logbuf.Buffer{}, "", 0)
 	}
 	mnt := t.TempDir()
 	fsys, err := newFS(img, cfg)
@@ -127,7 +128,7 @@ func TestTruncatedImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { img.Close() })
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	mnt := mountInProcess(t, img, testConfig{Logger: log.New(logs, "", 0)})
 	if _, err := os.Stat(filepath.Join(mnt, "a")); err != nil {
 		t.Fatal(err)

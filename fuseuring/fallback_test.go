@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/composefs/composefs-go/fuseconn"
 	"github.com/composefs/composefs-go/fuseuring"
+	"github.com/composefs/composefs-go/internal/logbuf"
 )
 
 // rootFS is an empty root directory, all a mount needs to answer.
@@ -24,23 +24,6 @@ type rootFS struct{ fuse.RawFileSystem }
 func (rootFS) GetAttr(_ <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	out.Ino, out.Mode, out.Nlink = in.NodeId, fuse.S_IFDIR|0o755, 2
 	return fuse.OK
-}
-
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestSetupFailureFallsBack: when one ring cannot be made, the kernel is
@@ -59,7 +42,7 @@ func TestSetupFailureFallsBack(t *testing.T) {
 		return nil
 	})
 	defer fuseuring.SetTestSetupFails(nil)
-	logs := &lockedLog{}
+	logs := &logbuf.Buffer{}
 	mnt := t.TempDir()
 	c, err := fuseconn.Mount(mnt, rootFS{fuse.NewDefaultRawFileSystem()}, fuseconn.Options{
 		Protocol: fuse.MountOptions{Logger: log.New(logs, "", 0)},

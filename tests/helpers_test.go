@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/composefs/composefs-go/fuseuring"
 	"github.com/composefs/composefs-go/internal/golden"
+	"github.com/composefs/composefs-go/internal/logbuf"
 )
 
 // repoRoot is the module's root, from the tests directory.
@@ -245,34 +245,17 @@ func tryFuseMount(t testing.TB, image, mnt string, args ...string) (string, erro
 type foreground struct {
 	cmd    *exec.Cmd
 	mnt    string
-	stderr *lockedBuffer
+	stderr *logbuf.Buffer
 	// done is closed when the command has exited, with its error in err.
 	done chan struct{}
 	err  error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func fuseForeground(t testing.TB, image string, args ...string) *foreground {
 	t.Helper()
 	bin := buildCmd(t, "composefs-fuse")
 	m := tempDir(t, "fuse")
-	fg := &foreground{mnt: m, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	fg := &foreground{mnt: m, stderr: &logbuf.Buffer{}, done: make(chan struct{})}
 	fg.cmd = exec.Command(bin, append([]string{"-f", image, m}, args...)...)
 	fg.cmd.Stderr = fg.stderr
 	uring := fuseuring.KernelEnabled()

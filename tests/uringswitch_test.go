@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/composefs/composefs-go/internal/logbuf"
 )
 
 // joiner is one stand-in for tests/run: a shell that joins the group
@@ -16,7 +18,7 @@ import (
 type joiner struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stderr *lockedBuffer
+	stderr *logbuf.Buffer
 }
 
 // join starts a joiner over the switch file sw and the state directory
@@ -27,7 +29,7 @@ func join(t *testing.T, sw, state string) *joiner {
 	cmd := exec.Command("bash", "-c", script)
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "COMPOSEFS_TESTS_URING_SWITCH="+sw, "COMPOSEFS_TESTS_URING_STATE="+state)
-	stderr := &lockedBuffer{}
+	stderr := &logbuf.Buffer{}
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
