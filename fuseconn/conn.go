@@ -235,11 +235,10 @@ func (c *Conn) init() (offered, negotiated uint64, err error) {
 	return kernel.Flags64(), reply.Flags64(), nil
 }
 
-// sizeOfInHeader and sizeOfOutHeader are struct fuse_in_header and
-// struct fuse_out_header.
+// The FUSE header sizes, as the rings use them too.
 const (
-	sizeOfInHeader  = 40
-	sizeOfOutHeader = 16
+	sizeOfInHeader  = fuseuring.SizeOfInHeader
+	sizeOfOutHeader = fuseuring.SizeOfOutHeader
 )
 
 // serve waits for the end of the connection (every reader has seen it),

@@ -114,9 +114,10 @@ func mountFusermount(spec mountSpec) (int, error) {
 		opts = append(opts, "allow_other")
 	}
 	opts = append(opts, spec.options...)
+	// fusermount3 splits at commas that no backslash escapes.
+	escape := strings.NewReplacer(`\`, `\\`, `,`, `\,`)
 	for i, o := range opts {
-		// fusermount3 splits at commas that no backslash escapes.
-		opts[i] = strings.NewReplacer(`\`, `\\`, `,`, `\,`).Replace(o)
+		opts[i] = escape.Replace(o)
 	}
 	cmd := exec.Command(bin, "-o", strings.Join(opts, ","), "--", spec.dir)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("_FUSE_COMMFD=%d", commFD))

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/composefs/composefs-go/fuseuring"
 )
 
 // The /dev/fuse side of a connection: goroutines blocked in read(2), each
@@ -154,9 +156,7 @@ func (c *Conn) answer(req, out []byte) {
 // writeError answers request unique with the error st alone.
 func (c *Conn) writeError(unique uint64, st fuse.Status) {
 	var h [sizeOfOutHeader]byte
-	*(*uint32)(unsafe.Pointer(&h[0])) = sizeOfOutHeader
-	*(*int32)(unsafe.Pointer(&h[4])) = -int32(st)
-	*(*uint64)(unsafe.Pointer(&h[8])) = unique
+	fuseuring.PutErrorReply(h[:], unique, st)
 	c.write(h[:])
 }
 

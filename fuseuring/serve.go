@@ -19,12 +19,21 @@ type Handler interface {
 	HandleRequest(in, out [][]byte) (int, fuse.Status)
 }
 
-// sizeOfInHeader and sizeOfOutHeader are struct fuse_in_header and
-// struct fuse_out_header.
+// SizeOfInHeader and SizeOfOutHeader are struct fuse_in_header and
+// struct fuse_out_header, the same on /dev/fuse and on the rings.
 const (
-	sizeOfInHeader  = 40
-	sizeOfOutHeader = 16
+	SizeOfInHeader  = 40
+	SizeOfOutHeader = 16
 )
+
+// PutErrorReply writes into b the whole reply that fails request unique
+// with st: an out header alone. Both transports answer this way a request
+// that gets no other reply, so that its caller does not wait forever.
+func PutErrorReply(b []byte, unique uint64, st fuse.Status) {
+	*(*uint32)(unsafe.Pointer(&b[0])) = SizeOfOutHeader
+	*(*int32)(unsafe.Pointer(&b[4])) = -int32(st)
+	*(*uint64)(unsafe.Pointer(&b[8])) = unique
+}
 
 // serve answers the request in e's buffers, leaves the reply there, and
 // returns the commit id the reply goes back with.
@@ -37,30 +46,28 @@ func (t *Transport) serve(e *entry) uint64 {
 	// the opcode's own header in an area of its own, the rest in the
 	// payload buffer. The header says how long the whole is, so the
 	// opcode's header is what is left: no table of opcodes needed here.
-	opLen := min(max(length-sizeOfInHeader-payloadIn, 0), opInSize)
+	opLen := min(max(length-SizeOfInHeader-payloadIn, 0), opInSize)
 	in := [][]byte{
-		e.hdr[hdrInOut : hdrInOut+sizeOfInHeader],
+		e.hdr[hdrInOut : hdrInOut+SizeOfInHeader],
 		e.hdr[hdrOpIn : hdrOpIn+opLen],
 		e.payload[:payloadIn],
 	}
 	// The reply goes the same way: its out header in the header area,
 	// everything after it in the payload buffer. The handler has copied
 	// the in header and the names it needs before it writes either.
-	out := [][]byte{e.hdr[hdrInOut : hdrInOut+sizeOfOutHeader], e.payload}
+	out := [][]byte{e.hdr[hdrInOut : hdrInOut+SizeOfOutHeader], e.payload}
 	n, st := t.h.HandleRequest(in, out)
-	if n < sizeOfOutHeader {
+	if n < SizeOfOutHeader {
 		// No reply (malformed request, or one the handler holds none
 		// for): the entry still has to go back to the kernel, and the
 		// request with it, as failed.
 		if st == fuse.OK {
 			st = fuse.EIO
 		}
-		*(*uint32)(unsafe.Pointer(&e.hdr[hdrInOut])) = sizeOfOutHeader
-		*(*int32)(unsafe.Pointer(&e.hdr[hdrInOut+4])) = -int32(st)
-		*(*uint64)(unsafe.Pointer(&e.hdr[hdrInOut+8])) = unique
-		n = sizeOfOutHeader
+		PutErrorReply(e.hdr[hdrInOut:], unique, st)
+		n = SizeOfOutHeader
 	}
-	*(*uint32)(unsafe.Pointer(&e.hdr[entPayloadSz])) = uint32(n - sizeOfOutHeader)
+	*(*uint32)(unsafe.Pointer(&e.hdr[entPayloadSz])) = uint32(n - SizeOfOutHeader)
 	t.served.Add(1)
 	return commit
 }

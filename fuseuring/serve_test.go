@@ -81,7 +81,7 @@ func (f *fakeFS) Symlink(_ <-chan struct{}, h *fuse.InHeader, target, name strin
 // request puts a request into e's buffers as the kernel would.
 func request(e *entry, op uint32, node, unique uint64, opIn, payload []byte) {
 	clear(e.hdr)
-	binary.LittleEndian.PutUint32(e.hdr[hdrInOut:], uint32(sizeOfInHeader+len(opIn)+len(payload)))
+	binary.LittleEndian.PutUint32(e.hdr[hdrInOut:], uint32(SizeOfInHeader+len(opIn)+len(payload)))
 	binary.LittleEndian.PutUint32(e.hdr[hdrInOut+4:], op)
 	binary.LittleEndian.PutUint64(e.hdr[hdrInOut+8:], unique)
 	binary.LittleEndian.PutUint64(e.hdr[hdrInOut+16:], node)
