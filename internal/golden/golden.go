@@ -24,22 +24,29 @@ func Dir(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := wd
-	for {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			t.Skipf("golden data: no go.mod above %s", wd)
-		}
-		root = parent
+	root, ok := moduleRoot(wd)
+	if !ok {
+		t.Skipf("golden data: no go.mod above %s", wd)
 	}
 	dir := filepath.Join(root, "..", "shared", "golden")
 	if _, err := os.Stat(dir); err != nil {
 		Skip(t, fmt.Sprintf("golden data not found at %s: %v", dir, err))
 	}
 	return dir
+}
+
+// moduleRoot is the nearest directory at or above dir holding go.mod.
+func moduleRoot(dir string) (string, bool) {
+	for root := dir; ; {
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			return root, true
+		}
+		parent := filepath.Dir(root)
+		if parent == root {
+			return "", false
+		}
+		root = parent
+	}
 }
 
 // Images lists every golden image, C's and composefs-rs', without skipping
@@ -50,17 +57,14 @@ func Images() []string {
 	if err != nil {
 		return nil
 	}
-	for root := wd; ; root = filepath.Dir(root) {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			dir := filepath.Join(root, "..", "shared", "golden")
-			c, _ := filepath.Glob(filepath.Join(dir, "c", "images", "*.cfs"))
-			rs, _ := filepath.Glob(filepath.Join(dir, "rs", "*.cfs"))
-			return append(c, rs...)
-		}
-		if filepath.Dir(root) == root {
-			return nil
-		}
+	root, ok := moduleRoot(wd)
+	if !ok {
+		return nil
 	}
+	dir := filepath.Join(root, "..", "shared", "golden")
+	c, _ := filepath.Glob(filepath.Join(dir, "c", "images", "*.cfs"))
+	rs, _ := filepath.Glob(filepath.Join(dir, "rs", "*.cfs"))
+	return append(c, rs...)
 }
 
 // SkippedEnv names a file to which each test that skips for want of golden
@@ -87,22 +91,15 @@ func Skip(t testing.TB, msg string) {
 	t.Skip(msg)
 }
 
-// moduleRel is dir relative to the module root (the nearest go.mod above
-// it), or dir itself if there is none.
+// moduleRel is dir relative to the module root, or dir itself if there is
+// none.
 func moduleRel(dir string) string {
-	for root := dir; ; {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			if rel, err := filepath.Rel(root, dir); err == nil {
-				return rel
-			}
-			return dir
+	if root, ok := moduleRoot(dir); ok {
+		if rel, err := filepath.Rel(root, dir); err == nil {
+			return rel
 		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			return dir
-		}
-		root = parent
 	}
+	return dir
 }
 
 // Path joins elems below the golden directory.
