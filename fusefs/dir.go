@@ -51,7 +51,10 @@ func (f *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.St
 	// will show the order a walker reads them in (ahead.go).
 	var files []dirFile
 	if plus && f.aheadWanted() {
-		files = make([]dirFile, 0, 64)
+		buf := f.listedBufs.Get().(*[]dirFile)
+		defer f.listedBufs.Put(buf)
+		files = (*buf)[:0]
+		defer func() { *buf = files[:0] }()
 	}
 	err := f.view.ReadDirAt(&dir, in.Offset, func(d *erofs.Dirent) bool {
 		// The name is copied into the reply right away: it may alias

@@ -49,9 +49,13 @@ type FS struct {
 
 	// ahead reads objects ahead of sequential lookups (ahead.go).
 	ahead readAhead
+	// listedBufs recycles the lists of regular files a READDIRPLUS
+	// answer gathers for it: a walk sends thousands.
+	listedBufs sync.Pool
 
 	objMu sync.Mutex
-	open  map[uint64]*openObject // by nid: external files held open
+	open  map[uint64]*openObject // by nid: objects held, open or idle
+	idle  idleObjects            // those no open holds (objects.go)
 
 	// For naming inodes in log lines (path.go).
 	recent recentDirs
@@ -72,6 +76,10 @@ func New(view *composefs.FS, cfg Config) *FS {
 		cfg:           cfg,
 		rootNid:       view.RootNid(),
 		open:          map[uint64]*openObject{},
+		listedBufs: sync.Pool{New: func() any {
+			b := make([]dirFile, 0, 128)
+			return &b
+		}},
 	}
 }
 
@@ -101,14 +109,15 @@ func (f *FS) connected(c Conn, offered uint64) {
 	f.noOpendir = offered&fuse.CAP_NO_OPENDIR_SUPPORT != 0
 }
 
-// OnUnmount stops the background read-ahead.
-func (f *FS) OnUnmount() { f.stopAhead() }
+// OnUnmount stops the background read-ahead and lets go of the objects.
+func (f *FS) OnUnmount() { f.Close() }
 
 // Close stops the work f does in the background and waits for it: call it
 // once the server has stopped, before closing the image. Safe to call more
 // than once, and after OnUnmount.
 func (f *FS) Close() {
 	f.stopAhead()
+	f.dropObjects()
 }
 
 // fail turns an error from the view into the status the request answers,

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -320,15 +322,29 @@ func TestContents(t *testing.T) {
 			if got, st := s.readFile("dir/ext"); !st.Ok() || !bytes.Equal(got, tt.ext.Content) {
 				t.Errorf("ext after failures: %d bytes, %v", len(got), st)
 			}
-			if n := len(s.fsys.open); n != 0 {
-				t.Errorf("%d objects still held after every release", n)
+			if n := openObjects(s.fsys); n != 0 {
+				t.Errorf("%d objects still open after every release", n)
 			}
 		})
 	}
 }
 
-// TestOpenObjectShared: opens of one external file share its object until
-// the last release.
+// openObjects counts the objects an open holds (not the idle ones).
+func openObjects(f *FS) int {
+	f.objMu.Lock()
+	defer f.objMu.Unlock()
+	n := 0
+	for _, o := range f.open {
+		if o.refs > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// TestOpenObjectShared: opens of one external file share its object; after
+// the last release it stays, idle, for the next open, until the kernel
+// forgets the inode.
 func TestOpenObjectShared(t *testing.T) {
 	tt := newTestTree(t)
 	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
@@ -349,13 +365,58 @@ func TestOpenObjectShared(t *testing.T) {
 	if len(s.fsys.open) != 1 {
 		t.Errorf("object let go while still open")
 	}
+	held := s.fsys.heldObject(s.fsys.nidOf(ext.NodeId))
 	s.fsys.Release(nil, &rel)
-	if len(s.fsys.open) != 0 {
-		t.Errorf("object held after the last release")
+	if openObjects(s.fsys) != 0 || s.fsys.idle.files != 1 {
+		t.Fatalf("after the last release: %d open, %d idle", openObjects(s.fsys), s.fsys.idle.files)
 	}
-	// A read after the last release has no object to read.
+	// The next open takes the idle object: no open of the store, which
+	// now has nothing under that name.
+	if err := os.Rename(filepath.Join(string(tt.store), tt.ext.Payload), filepath.Join(string(tt.store), tt.ext.Payload+".away")); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.fsys.Open(nil, &in, &a); !st.Ok() {
+		t.Fatalf("open of the idle object: %v", st)
+	}
+	if s.fsys.heldObject(s.fsys.nidOf(ext.NodeId)) != held || s.fsys.idle.files != 0 {
+		t.Errorf("the open did not take the idle object")
+	}
+	s.fsys.Release(nil, &rel)
+	// Once the kernel forgets the inode, the object is let go of, and an
+	// open looks in the store again.
+	s.fsys.Forget(ext.NodeId, 1)
+	if len(s.fsys.open) != 0 || s.fsys.idle.files != 0 {
+		t.Errorf("after FORGET: %d objects held, %d idle", len(s.fsys.open), s.fsys.idle.files)
+	}
 	if _, st := s.fsys.Read(nil, &fuse.ReadIn{InHeader: in.InHeader, Fh: fhObject, Size: 10}, make([]byte, 10)); st != fuse.EBADF {
-		t.Errorf("read of a released object: %v, want EBADF", st)
+		t.Errorf("read of a forgotten object: %v, want EBADF", st)
+	}
+	if st := s.fsys.Open(nil, &in, &a); st != fuse.ENOENT {
+		t.Errorf("open after FORGET with the object gone from the store: %v, want ENOENT", st)
+	}
+}
+
+// TestIdleObjectsBounded: idle objects beyond the cap go, oldest first.
+func TestIdleObjectsBounded(t *testing.T) {
+	tt := newTestTree(t)
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
+	saved := idleFilesMax
+	idleFilesMax = 1
+	t.Cleanup(func() { idleFilesMax = saved })
+	var nids []uint64
+	for _, name := range []string{"dir/ext", "dir/nodigest"} {
+		e := s.mustLookup(name)
+		in := fuse.OpenIn{InHeader: header(e.NodeId, rootCaller), Flags: syscall.O_RDONLY}
+		var out fuse.OpenOut
+		if st := s.fsys.Open(nil, &in, &out); !st.Ok() {
+			t.Fatalf("open %s: %v", name, st)
+		}
+		s.fsys.Release(nil, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh})
+		nids = append(nids, s.fsys.nidOf(e.NodeId))
+	}
+	if s.fsys.heldObject(nids[0]) != nil || s.fsys.heldObject(nids[1]) == nil || s.fsys.idle.files != 1 {
+		t.Errorf("with room for one idle object: first held %v, second held %v, %d idle",
+			s.fsys.heldObject(nids[0]) != nil, s.fsys.heldObject(nids[1]) != nil, s.fsys.idle.files)
 	}
 }
 

@@ -35,8 +35,9 @@ func (f *FS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *
 	return fuse.OK
 }
 
-// Forget has nothing to release: node ids are nids.
-func (f *FS) Forget(nodeID, nlookup uint64) {}
+// Forget lets go of the inode's idle object, if it has one; node ids need
+// nothing released, being nids.
+func (f *FS) Forget(nodeID, nlookup uint64) { f.forgetObject(f.nidOf(nodeID)) }
 
 func (f *FS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	debug.SetPanicOnFault(true)

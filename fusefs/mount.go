@@ -92,7 +92,7 @@ func Mount(dir string, f *FS, mo MountOptions) (*fuseconn.Conn, error) {
 	return fuseconn.Mount(dir, f, fuseconn.Options{
 		Protocol: *f.FuseOptions(mo),
 		IOUring:  !mo.NoIOUring,
-		Init: func(c *fuseconn.Conn, offered, _ uint64) {
+		Init: func(c *fuseconn.Conn, offered uint64) {
 			f.connected(c, offered)
 		},
 	})
