@@ -2,13 +2,12 @@
 
 // Package fuseconn serves one FUSE connection: it mounts (mount(2) as
 // root, fusermount3 otherwise) so that it holds the connection's /dev/fuse
-// descriptor by construction, and answers INIT. Where it offers the kernel
-// FUSE over io_uring, every request then goes to one go-fuse
-// ProtocolServer, whichever way it comes: read(2) from /dev/fuse
-// (readers.go) or the rings of package fuseuring. One server for both
-// matters: INTERRUPT and FORGET always come through /dev/fuse, and an
-// INTERRUPT stops only a request that same server has in flight. Where it
-// does not, go-fuse's own Server serves the descriptor (server.go).
+// descriptor by construction, answers INIT, then feeds every request to one
+// go-fuse ProtocolServer, whichever way the request comes: read(2) from
+// /dev/fuse (readers.go) or, where the kernel offers FUSE over io_uring,
+// the rings of package fuseuring. One server for both matters: INTERRUPT
+// and FORGET always come through /dev/fuse, and an INTERRUPT stops only a
+// request that same server has in flight.
 //
 // It also gives the file system what it needs of the connection beyond
 // replies: passthrough backing files and page-cache pushes (notify.go).
@@ -78,8 +77,7 @@ func Mount(dir string, fs fuse.RawFileSystem, opts Options) (*Conn, error) {
 	}
 	po.MaxWrite = clampMaxWrite(po.MaxWrite)
 	po.ExtraCapabilities &^= fuse.CAP_OVER_IO_URING
-	ring := opts.IOUring && offerRing(po.Logger)
-	if ring {
+	if opts.IOUring && offerRing(po.Logger) {
 		po.ExtraCapabilities |= fuse.CAP_OVER_IO_URING
 	}
 	c := &Conn{
@@ -113,38 +111,25 @@ func Mount(dir string, fs fuse.RawFileSystem, opts Options) (*Conn, error) {
 			return nil, fmt.Errorf("%w; %w", err, ferr)
 		}
 	}
-	start := c.startProtocolServer
-	if !ring {
-		start = c.startServer
+	c.ps = fuse.NewProtocolServer(fs, &po)
+	offered, negotiated, err := c.init()
+	if err != nil {
+		c.abandon()
+		return nil, fmt.Errorf("INIT: %w", err)
 	}
-	if err := start(opts.Init); err != nil {
+	if opts.Init != nil {
+		opts.Init(c, offered)
+	}
+	if err := c.startRing(negotiated); err != nil {
 		c.abandon()
 		return nil, err
 	}
+	c.readers.start()
+	go c.serve()
 	if err := c.learnNoPoll(); err != nil {
 		c.logger.Printf("telling the kernel there is no poll: %v", err)
 	}
 	return c, nil
-}
-
-// startProtocolServer answers INIT through a ProtocolServer, then serves
-// it from the rings, if the kernel took them, and from our /dev/fuse
-// readers.
-func (c *Conn) startProtocolServer(init func(*Conn, uint64)) error {
-	c.ps = fuse.NewProtocolServer(c.fs, &c.opts)
-	offered, negotiated, err := c.init()
-	if err != nil {
-		return fmt.Errorf("INIT: %w", err)
-	}
-	if init != nil {
-		init(c, offered)
-	}
-	if err := c.startRing(negotiated); err != nil {
-		return err
-	}
-	c.readers.start()
-	go c.serve()
-	return nil
 }
 
 // pollHackName is the file at the root that go-fuse's ProtocolServer

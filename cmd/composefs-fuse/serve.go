@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -33,10 +34,22 @@ import (
 // futex wakes, 15% less CPU per request.
 const minProcs = 8
 
+// gcPercent is the collector's setting unless GOGC says otherwise. What
+// the daemon allocates is mostly garbage within a request (go-fuse's
+// request structures, stat results), and its live heap is small, so a
+// tighter heap costs little: on 20,000 files read with find|xargs cat,
+// peak RSS 28.6 MiB against 33.9 at Go's default of 100, and the read
+// times within the machine's noise (medians of five: 3.27 s against
+// 3.69 s warm, 5.03 s against 5.37 s cold).
+const gcPercent = 50
+
 // serve mounts the image and serves it until it is unmounted.
 func serve(s *settings) error {
 	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minProcs {
 		runtime.GOMAXPROCS(minProcs)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
 	}
 	logger := log.New(os.Stderr, "composefs-fuse: ", 0)
 	if st, err := os.Stat(s.mountpoint); err != nil {
@@ -85,7 +98,7 @@ func serve(s *settings) error {
 		return fmt.Errorf("mount %s: %s", s.mountpoint, strings.TrimSpace(err.Error()))
 	}
 	go unmountOnSignal(sig, conn, s.mountpoint, logger)
-	stopProfile, err := startCPUProfile()
+	stopProfile, err := startProfiles()
 	if err != nil {
 		conn.Unmount()
 		return err
@@ -101,28 +114,50 @@ func serve(s *settings) error {
 	return nil
 }
 
-// cpuProfileEnv names a file to write a pprof CPU profile of the serving
-// to, from the mount to the unmount: a daemon is started by mount(8) or a
-// bench, not from a command line that could take a flag for it.
-const cpuProfileEnv = "COMPOSEFS_FUSE_CPUPROFILE"
+// The profiles of the serving, from the mount to the unmount, for tuning:
+// a daemon is started by mount(8) or a bench, not from a command line that
+// could take a flag for them. cpuProfileEnv names a file for a pprof CPU
+// profile; memProfileEnv one for the allocations (every 4 KiB sampled),
+// written at the unmount, with what is still in use then.
+const (
+	cpuProfileEnv = "COMPOSEFS_FUSE_CPUPROFILE"
+	memProfileEnv = "COMPOSEFS_FUSE_MEMPROFILE"
+)
 
-func startCPUProfile() (stop func(), err error) {
-	path := os.Getenv(cpuProfileEnv)
-	if path == "" {
-		return func() {}, nil
+func startProfiles() (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, s := range stops {
+			s()
+		}
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cpuProfileEnv, err)
+	if path := os.Getenv(cpuProfileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cpuProfileEnv, err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: %w", cpuProfileEnv, err)
+		}
+		stops = append(stops, func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", cpuProfileEnv, err)
+	if path := os.Getenv(memProfileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("%s: %w", memProfileEnv, err)
+		}
+		runtime.MemProfileRate = 4096
+		stops = append(stops, func() {
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		})
 	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
+	return stop, nil
 }
 
 // openSources finds the image file and the object store. With --repo, IMAGE
