@@ -28,6 +28,11 @@ func (f *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fu
 	if in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY || in.Flags&syscall.O_TRUNC != 0 {
 		return fuse.EROFS
 	}
+	if f.noOpen {
+		// From now on the kernel opens files itself, keeping their
+		// page cache; the first READ opens the object (readObject).
+		return fuse.ENOSYS
+	}
 	ino, st := f.inode(in.NodeId)
 	if !st.Ok() {
 		return st
@@ -144,9 +149,39 @@ func (f *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Rea
 	if !st.Ok() {
 		return nil, st
 	}
+	if f.noOpen {
+		external, err := f.view.External(&ino)
+		if err != nil {
+			return nil, f.fail(ino.Nid, "metacopy", err)
+		}
+		if external {
+			return f.readObject(cancel, &ino, in.Offset, dest)
+		}
+	}
 	n, err := f.img.ReadAt(&ino, dest, int64(in.Offset))
 	if err != nil && err != io.EOF {
 		return nil, f.fail(ino.Nid, "read", err)
+	}
+	return fuse.ReadResultData(dest[:n]), fuse.OK
+}
+
+// readObject serves a READ of external file in with no OPEN before it
+// (Config.NoOpen): its object is held for the read, opened and checked
+// first if no read before has, and stays idle after it until the kernel
+// forgets the inode. The bytes are copied here rather than spliced from
+// the object, since it may be let go of once this returns.
+func (f *FS) readObject(cancel <-chan struct{}, in *erofs.Inode, off uint64, dest []byte) (fuse.ReadResult, fuse.Status) {
+	if off == 0 {
+		f.noteOpen(in.Nid)
+	}
+	o, st := f.openObject(cancelContext(cancel), in)
+	if !st.Ok() {
+		return nil, st
+	}
+	defer f.releaseObject(in.Nid)
+	n, err := o.file.ReadAt(dest, int64(off))
+	if err != nil && err != io.EOF {
+		return nil, f.fail(in.Nid, "read", err)
 	}
 	return fuse.ReadResultData(dest[:n]), fuse.OK
 }

@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
@@ -21,6 +22,18 @@ type Config struct {
 	// lookups that walk a directory (ahead.go): objects are then read
 	// only when their file is opened.
 	NoReadAhead bool
+	// NoOpen has the kernel open regular files by itself, without an
+	// OPEN or a RELEASE (FUSE's no_open, which the kernel learns from
+	// the first OPEN answering ENOSYS): an external file's object is
+	// then opened and checked at its first READ. It saves the two round
+	// trips per open, which is most of a small file's cost once cached,
+	// but it gives up passthrough: reads of external files come to us,
+	// and the kernel's page cache of a FUSE file is slower for large
+	// files than the object's own (see the note in file.go). Errors
+	// (a missing or tampered object) show at the read, not the open.
+	// Chosen by itself when passthrough is not possible (not root, or
+	// the kernel lacks it), where reads come to us in any case.
+	NoOpen bool
 }
 
 // FS is one composefs image served through FUSE: a fuse.RawFileSystem that
@@ -46,6 +59,8 @@ type FS struct {
 	passthrough atomic.Bool
 	// noOpendir: the kernel takes ENOSYS from OPENDIR as "no need".
 	noOpendir bool
+	// noOpen: OPEN answers ENOSYS (Config.NoOpen, or no passthrough).
+	noOpen bool
 
 	// ahead reads objects ahead of sequential lookups (ahead.go).
 	ahead readAhead
@@ -74,6 +89,7 @@ func New(view *composefs.FS, cfg Config) *FS {
 		view:          view,
 		img:           view.Image(),
 		cfg:           cfg,
+		noOpen:        cfg.NoOpen,
 		rootNid:       view.RootNid(),
 		open:          map[uint64]*openObject{},
 		listedBufs: sync.Pool{New: func() any {
@@ -105,8 +121,25 @@ func (f *FS) Init(s *fuse.Server) { f.connected(s, s.KernelSettings().Flags64())
 // any request: offered is what the kernel offered at INIT.
 func (f *FS) connected(c Conn, offered uint64) {
 	f.conn = c
-	f.passthrough.Store(offered&fuse.CAP_PASSTHROUGH != 0)
+	f.passthrough.Store(!f.cfg.NoOpen && offered&fuse.CAP_PASSTHROUGH != 0 && canPassthrough(c))
+	f.noOpen = f.cfg.NoOpen || !f.passthrough.Load()
 	f.noOpendir = offered&fuse.CAP_NO_OPENDIR_SUPPORT != 0
+}
+
+// canPassthrough tries what passthrough takes beyond the kernel's offer,
+// the privilege to register a backing file, on a memfd.
+func canPassthrough(c Conn) bool {
+	fd, err := unix.MemfdCreate("composefs-passthrough-probe", unix.MFD_CLOEXEC)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	id, errno := c.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
+	if errno != 0 {
+		return false
+	}
+	c.UnregisterBackingFd(id)
+	return true
 }
 
 // OnUnmount stops the background read-ahead and lets go of the objects.

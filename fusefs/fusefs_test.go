@@ -396,6 +396,52 @@ func TestOpenObjectShared(t *testing.T) {
 	}
 }
 
+// TestNoOpen: with NoOpen, OPEN answers ENOSYS (the kernel then opens
+// files itself) and READ with no handle reads the object, checked at the
+// first read and held, idle, for the next.
+func TestNoOpen(t *testing.T) {
+	tt := newTestTree(t)
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store, NoOpen: true})
+	read := func(name string, off uint64, size int) ([]byte, fuse.Status) {
+		e := s.mustLookup(name)
+		buf := make([]byte, size)
+		rr, st := s.fsys.Read(nil, &fuse.ReadIn{InHeader: header(e.NodeId, rootCaller), Offset: off, Size: uint32(size)}, buf)
+		if !st.Ok() {
+			return nil, st
+		}
+		b, st := rr.Bytes(buf)
+		return bytes.Clone(b), st
+	}
+	ext := s.mustLookup("dir/ext")
+	var out fuse.OpenOut
+	if st := s.fsys.Open(nil, &fuse.OpenIn{InHeader: header(ext.NodeId, rootCaller), Flags: syscall.O_RDONLY}, &out); st != fuse.ENOSYS {
+		t.Fatalf("OPEN: %v, want ENOSYS", st)
+	}
+	got, st := read("dir/ext", 1000, 5000)
+	if !st.Ok() || !bytes.Equal(got, tt.ext.Content[1000:6000]) {
+		t.Errorf("ext: %d bytes, %v", len(got), st)
+	}
+	if got, st := read("dir/inline", 0, 100); !st.Ok() || string(got) != "hello" {
+		t.Errorf("inline: %q, %v", got, st)
+	}
+	if _, st := read("dir/bad", 0, 100); st != fuse.EIO {
+		t.Errorf("bad: %v, want EIO", st)
+	}
+	if _, st := read("dir/missing", 0, 100); st != fuse.ENOENT {
+		t.Errorf("missing: %v, want ENOENT", st)
+	}
+	// The object read first is held, idle: the store is not asked again.
+	if openObjects(s.fsys) != 0 || s.fsys.idle.files != 1 {
+		t.Errorf("after the reads: %d objects open, %d idle, want 0 and 1", openObjects(s.fsys), s.fsys.idle.files)
+	}
+	if err := os.Rename(filepath.Join(string(tt.store), tt.ext.Payload), filepath.Join(string(tt.store), tt.ext.Payload+".away")); err != nil {
+		t.Fatal(err)
+	}
+	if got, st := read("dir/ext", 0, len(tt.ext.Content)); !st.Ok() || !bytes.Equal(got, tt.ext.Content) {
+		t.Errorf("ext again: %d bytes, %v", len(got), st)
+	}
+}
+
 // TestIdleObjectsBounded: idle objects beyond the cap go, oldest first.
 func TestIdleObjectsBounded(t *testing.T) {
 	tt := newTestTree(t)

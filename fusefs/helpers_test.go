@@ -66,6 +66,7 @@ type testConfig struct {
 	Cache       *verity.Cache
 	Logger      *log.Logger
 	NoReadAhead bool
+	NoOpen      bool
 }
 
 // newFS serves img with the settings of tc.
@@ -74,7 +75,7 @@ func newFS(img *erofs.Image, tc testConfig) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return New(view, Config{Logger: tc.Logger, NoReadAhead: tc.NoReadAhead}), nil
+	return New(view, Config{Logger: tc.Logger, NoReadAhead: tc.NoReadAhead, NoOpen: tc.NoOpen}), nil
 }
 
 func newServer(t testing.TB, img *erofs.Image, cfg testConfig) *server {

@@ -93,6 +93,18 @@ func TestVerity(t *testing.T) {
 		check(t, mnt, "bad", nil, syscall.EIO)
 		check(t, mnt, "good", v.good.Content, nil)
 	})
+	t.Run("no-open", func(t *testing.T) {
+		// The kernel opens files itself; the object is checked at the
+		// first read, which fails as the open would have.
+		mnt := fuseMount(t, v.image, "--basedir", v.objects, "--no-open")
+		check(t, mnt, "good", v.good.Content, nil)
+		check(t, mnt, "bad", nil, syscall.EIO)
+		check(t, mnt, "missing", nil, syscall.ENOENT)
+		check(t, mnt, "nodigest", v.nodigest.Content, nil)
+		check(t, mnt, "inline", []byte("hello"), nil)
+		check(t, mnt, "bad", nil, syscall.EIO)
+		check(t, mnt, "good", v.good.Content, nil)
+	})
 	t.Run("off", func(t *testing.T) {
 		mnt := fuseMount(t, v.image, "--basedir", v.objects, "--verity=off")
 		check(t, mnt, "bad", v.flipped, nil)

@@ -39,6 +39,7 @@ type config struct {
 	skip500   bool
 	verbose   bool
 	cServer   string
+	noOpen    bool
 	// transport is how composefs-fuse talks to the kernel: io_uring, dev
 	// (/dev/fuse) or both, as two columns.
 	transport string
@@ -92,6 +93,7 @@ func main() {
 	pflag.BoolVar(&c.keep, "keep", false, "keep the work directory")
 	pflag.BoolVar(&c.skip500, "skip-large-image", false, "skip the large-image rows")
 	pflag.StringVar(&c.cServer, "c-server", "", "also measure the C project's FUSE server (its composefs-fuse binary), side by side")
+	pflag.BoolVar(&c.noOpen, "no-open", false, "also measure composefs-fuse --no-open over /dev/fuse, as a column of its own")
 	pflag.StringVar(&c.transport, "transport", "both", "composefs-fuse's FUSE transport: both (two columns), io_uring (turns on the fuse module's enable_uring for the run if it is off) or dev (/dev/fuse only)")
 	pflag.StringSliceVar(&c.rows, "rows", nil, "measure only these groups of rows (comma-separated; default all): "+strings.Join(rowGroups, ", "))
 	pflag.StringVar(&c.cache, "cache", "/var/cache/composefs-bench", "directory keeping what is slow to make and the same every run (the debootstrapped root)")

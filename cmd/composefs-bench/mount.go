@@ -63,9 +63,14 @@ type fuseMount struct {
 	verityOff bool
 	// devFuse keeps the requests on /dev/fuse (--no-io-uring).
 	devFuse bool
+	// noOpen has the kernel open files without asking (--no-open).
+	noOpen bool
 }
 
 func (f fuseMount) name() string {
+	if f.noOpen {
+		return "composefs-fuse (--no-open)"
+	}
 	if f.devFuse {
 		return "composefs-fuse (/dev/fuse)"
 	}
@@ -80,6 +85,9 @@ func (f fuseMount) mount(c *corpus, at string) error {
 	args := []string{"--basedir=" + c.objects, mode, c.image, at}
 	if f.devFuse {
 		args = append(args, "--no-io-uring")
+	}
+	if f.noOpen {
+		args = append(args, "--no-open")
 	}
 	return runCmd(filepath.Join(f.bin, "composefs-fuse"), args...)
 }

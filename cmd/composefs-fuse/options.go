@@ -20,6 +20,7 @@ type settings struct {
 	debug             bool
 	noReadAhead       bool
 	noIOUring         bool
+	noOpen            bool
 	fsname            string
 	// mountFlags go to the kernel (or fusermount3) as given: nosuid,
 	// nodev, noexec and their opposites.
@@ -75,6 +76,8 @@ func (s *settings) addOptions(arg string) error {
 			s.noReadAhead = true
 		case key == "noiouring" && !hasVal:
 			s.noIOUring = true
+		case key == "noopen" && !hasVal:
+			s.noOpen = true
 		case kernelFlags[key] && !hasVal:
 			s.mountFlags = append(s.mountFlags, key)
 		case ignoredOptions[key] && !hasVal,

@@ -72,7 +72,7 @@ func serve(s *settings) error {
 		return fmt.Errorf("%s: %w", s.image, err)
 	}
 	defer view.Close()
-	fsys := fusefs.New(view, fusefs.Config{Logger: logger, NoReadAhead: s.noReadAhead})
+	fsys := fusefs.New(view, fusefs.Config{Logger: logger, NoReadAhead: s.noReadAhead, NoOpen: s.noOpen})
 	fsname := s.fsname
 	if fsname == "" {
 		fsname = s.image
