@@ -37,7 +37,10 @@ type Options struct {
 	// Hardlinks keeps files that are hardlinked in the source as hardlink
 	// entries (the first path in entry order holds the data, the others
 	// point to it, and nlink counts the paths). C does not: every path is a
-	// file of its own with nlink 1. Off by default.
+	// file of its own with nlink 1. Off by default. A whiteout with two
+	// names in the source is then an error (dumpfile.ErrHardlinkedWhiteout):
+	// overlayfs may make its whiteouts links of one inode, so scan an upper
+	// directory without Hardlinks.
 	Hardlinks bool
 	// ComputeDigest computes the fs-verity digest of every external file
 	// and names its payload after it ("xx/rest"), as C mkcomposefs always

@@ -3,6 +3,7 @@ package dirscan
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -259,6 +260,52 @@ func TestScanHardlinks(t *testing.T) {
 	}
 	if !reflect.DeepEqual(again, got) {
 		t.Fatal("dumpfile round trip differs")
+	}
+}
+
+// TestScanHardlinkedWhiteout: with Hardlinks, a whiteout the source has
+// under two names would become a hardlinked whiteout, which is refused
+// (dumpfile.ErrHardlinkedWhiteout); without Hardlinks each name is a
+// whiteout of its own, as in C.
+func TestScanHardlinkedWhiteout(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a character device 0/0")
+	}
+	root := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(root, "a"), 0o755))
+	must(t, unix.Mknod(filepath.Join(root, "a", "wh"), unix.S_IFCHR, 0))
+	must(t, os.Link(filepath.Join(root, "a", "wh"), filepath.Join(root, "wh2")))
+
+	_, err := Scan(root, Options{Hardlinks: true})
+	if !errors.Is(err, dumpfile.ErrHardlinkedWhiteout) {
+		t.Fatalf("Hardlinks: error %v, want ErrHardlinkedWhiteout", err)
+	}
+	for _, name := range []string{filepath.Join(root, "wh2"), "/a/wh"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error %q does not name %s", err, name)
+		}
+	}
+
+	for _, opts := range []Options{{}, {Hardlinks: true, SkipDevices: true}} {
+		got, err := Scan(root, opts)
+		if err != nil {
+			t.Fatalf("%+v: %v", opts, err)
+		}
+		whiteouts := 0
+		for _, e := range got {
+			if e.IsHardlink() {
+				t.Errorf("%+v: %s is a hardlink", opts, e.Path)
+			}
+			if e.IsWhiteout() {
+				whiteouts++
+				if e.Nlink != 1 {
+					t.Errorf("%+v: %s has nlink %d", opts, e.Path, e.Nlink)
+				}
+			}
+		}
+		if want := map[bool]int{false: 2, true: 0}[opts.SkipDevices]; whiteouts != want {
+			t.Errorf("%+v: %d whiteouts, want %d", opts, whiteouts, want)
+		}
 	}
 }
 

@@ -119,6 +119,9 @@ func (s *scanner) addNode(fsPath, path string, st *unix.Stat_t) (int, error) {
 	if s.opts.Hardlinks && typ != unix.S_IFDIR && st.Nlink > 1 {
 		key := inodeKey{uint64(st.Dev), st.Ino}
 		if first, ok := s.inodes[key]; ok {
+			if typ == unix.S_IFCHR && st.Rdev == 0 {
+				return fail(fmt.Errorf("hardlink to whiteout %s: %w", dumpfile.Escape(s.entries[first].Path), dumpfile.ErrHardlinkedWhiteout))
+			}
 			// Its attributes are the first path's: fillHardlinks copies them.
 			s.entries = append(s.entries, dumpfile.Entry{Path: path, Mode: mode, Hardlink: s.entries[first].Path})
 			s.entries[first].Nlink++

@@ -1,5 +1,7 @@
 package dumpfile
 
+import "errors"
+
 // File type bits of st_mode, as Linux numbers them. They are spelled out
 // here (rather than taken from syscall) because a dumpfile is a portable text
 // format and its numbers are Linux's wherever the parser runs.
@@ -42,6 +44,12 @@ func (e *Entry) IsHardlink() bool { return e.Hardlink != "" }
 // IsWhiteout tells whether the entry is an overlayfs whiteout: a character
 // device with device number 0/0.
 func (e *Entry) IsWhiteout() bool { return e.Type() == TypeChar && e.Rdev == 0 }
+
+// ErrHardlinkedWhiteout is wrapped by the errors about a whiteout with more
+// than one name. A whiteout marks a path as gone from the layers below; a
+// second name for it means nothing, C's image reader refuses a whiteout
+// inode with more than one link, and composefs-rs refuses one anywhere.
+var ErrHardlinkedWhiteout = errors.New("a whiteout cannot be hardlinked")
 
 // IsExternal tells whether the entry is a regular file whose content lives
 // outside the image (not inline, not empty): the case where C writes a

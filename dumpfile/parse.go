@@ -133,7 +133,8 @@ func Parse(r io.Reader, opts ParseOptions, fn func(*Entry) error) error {
 
 // ParseAll reads a whole dumpfile and checks it as C mkcomposefs does before
 // it builds an image: every per-line rule, plus the tree rules of
-// TreeChecker. The entries are returned in file order.
+// TreeChecker. Beyond C, it refuses hardlinked whiteouts, as composefs-rs
+// does (ErrHardlinkedWhiteout). The entries are returned in file order.
 func ParseAll(r io.Reader, opts ParseOptions) ([]Entry, error) {
 	var entries []Entry
 	tc := NewTreeChecker()
@@ -274,6 +275,9 @@ func parseLine(line []byte, opts ParseOptions) (*Entry, error) {
 		}
 		// C keeps RDEV only for devices.
 		e.Rdev = 0
+	}
+	if e.IsWhiteout() && e.Nlink > 1 {
+		return e, fmt.Errorf("whiteout with nlink %d: %w", e.Nlink, ErrHardlinkedWhiteout)
 	}
 
 	if e.IsSymlink() {

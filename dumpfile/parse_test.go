@@ -352,3 +352,56 @@ func TestTreeCheckerDirHardlink(t *testing.T) {
 		t.Fatal("directory hardlink accepted")
 	}
 }
+
+// TestHardlinkedWhiteout: a whiteout (character device 0/0) stands for a
+// path that is gone, so it cannot have a second name. composefs-rs refuses
+// both spellings of one in a dumpfile: a whiteout line whose NLINK is over
+// 1, and a hardlink line whose target (through any chain) is a whiteout.
+func TestHardlinkedWhiteout(t *testing.T) {
+	for name, c := range map[string]struct {
+		dump string
+		path string // the path the error must name
+	}{
+		"nlink": {
+			dump: "/wh 0 20000 2 0 0 0 0.0 - - -\n",
+			path: "/wh",
+		},
+		"link": {
+			dump: "/wh 0 20000 1 0 0 0 0.0 - - -\n" +
+				"/l 0 @20000 - - - - 0.0 /wh - -\n",
+			path: "/l",
+		},
+		"link forward": {
+			dump: "/l 0 @20000 - - - - 0.0 /wh - -\n" +
+				"/wh 0 20000 1 0 0 0 0.0 - - -\n",
+			path: "/l",
+		},
+		"chain": {
+			dump: "/d 4096 40755 2 0 0 0 0.0 - - -\n" +
+				"/d/wh 0 20644 1 0 0 0 0.0 - - -\n" +
+				"/d/l1 0 @20644 - - - - 0.0 /d/wh - -\n" +
+				"/l2 0 @20644 - - - - 0.0 /d/l1 - -\n",
+			path: "/d/l1",
+		},
+	} {
+		_, err := ParseAll(strings.NewReader(rootLine+c.dump), ParseOptions{})
+		if !errors.Is(err, ErrHardlinkedWhiteout) {
+			t.Errorf("%s: error %v, want ErrHardlinkedWhiteout", name, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.path+":") {
+			t.Errorf("%s: error %q does not name %s", name, err, c.path)
+		}
+	}
+	// Other character devices may be hardlinked, and a lone whiteout is
+	// fine.
+	for name, dump := range map[string]string{
+		"device": "/c 0 20644 2 0 0 259 0.0 - - -\n" +
+			"/l 0 @20644 - - - - 0.0 /c - -\n",
+		"whiteout": "/wh 0 20000 1 0 0 0 0.0 - - -\n",
+	} {
+		if _, err := ParseAll(strings.NewReader(rootLine+dump), ParseOptions{}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -10,7 +10,8 @@ import (
 // directory, a path's parent is an earlier directory, no path appears twice,
 // and (checked by Finish, since targets may come later) every hardlink
 // reaches an entry that exists, is not itself and is not a directory,
-// without a cycle.
+// without a cycle. Beyond C, and as composefs-rs, a hardlink may not reach a
+// whiteout (ErrHardlinkedWhiteout).
 type TreeChecker struct {
 	nodes map[string]treeNode
 	links []string // paths of hardlink entries, in the order added
@@ -19,6 +20,7 @@ type TreeChecker struct {
 
 type treeNode struct {
 	dir      bool
+	whiteout bool
 	hardlink string
 	line     int
 }
@@ -63,7 +65,7 @@ func (c *TreeChecker) Add(e *Entry, line int) error {
 			return fail("path already exists (line %d)", old.line)
 		}
 	}
-	c.nodes[e.Path] = treeNode{dir: dir, hardlink: e.Hardlink, line: line}
+	c.nodes[e.Path] = treeNode{dir: dir, whiteout: e.IsWhiteout() && !e.IsHardlink(), hardlink: e.Hardlink, line: line}
 	if e.IsHardlink() {
 		c.links = append(c.links, e.Path)
 	}
@@ -100,6 +102,9 @@ func (c *TreeChecker) resolve(path, target string) error {
 		if n.hardlink == "" {
 			if n.dir {
 				return fmt.Errorf("hardlink to directory %s", Escape(cur))
+			}
+			if n.whiteout {
+				return fmt.Errorf("hardlink to whiteout %s: %w", Escape(cur), ErrHardlinkedWhiteout)
 			}
 			return nil
 		}

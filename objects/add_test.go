@@ -2,10 +2,12 @@ package objects
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -106,6 +108,37 @@ func TestAdd(t *testing.T) {
 			t.Fatalf("empty: %q %x %v", pe, de, err)
 		}
 		s.Close()
+	}
+}
+
+// TestAddEmptyAgreesWithFsverityTool: the empty object is named after the
+// digest fsverity-utils gives an empty file (the root hash of no data is
+// all zeros), the digest the kernel would measure.
+func TestAddEmptyAgreesWithFsverityTool(t *testing.T) {
+	tool, err := exec.LookPath("fsverity")
+	if err != nil {
+		t.Skip("fsverity tool not installed (Debian package fsverity: apt-get install -y fsverity)")
+	}
+	for _, alg := range []verity.Algorithm{verity.SHA256, verity.SHA512} {
+		dir := t.TempDir()
+		s, err := OpenFlat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, digest, err := s.Add(alg, tempSource(t, nil))
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		object := filepath.Join(dir, payload)
+		out, err := exec.Command(tool, "digest", "--hash-alg="+alg.String(), "--block-size=4096", object).Output()
+		if err != nil {
+			t.Fatalf("fsverity digest: %v", err)
+		}
+		want := alg.String() + ":" + hex.EncodeToString(digest) + " " + object
+		if got := strings.TrimSpace(string(out)); got != want {
+			t.Errorf("%s: fsverity says %q, Add gave %q", alg, got, want)
+		}
 	}
 }
 

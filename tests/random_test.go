@@ -32,7 +32,7 @@ type treeGen struct {
 	tree     *randomTree
 	dirs     []int                      // indexes of directory entries
 	names    map[string]map[string]bool // names taken in each directory
-	linkable []int                      // non-directories a hardlink may name
+	linkable []int                      // non-directories a hardlink may name, whiteouts not
 	chars    []rune                     // what names are made of
 }
 
@@ -259,7 +259,10 @@ func (g *treeGen) add() {
 		e = g.stat(e)
 		e.Rdev = 0
 	}
-	g.linkable = append(g.linkable, len(g.tree.entries))
+	// A whiteout cannot be hardlinked (dumpfile.ErrHardlinkedWhiteout).
+	if !e.IsWhiteout() {
+		g.linkable = append(g.linkable, len(g.tree.entries))
+	}
 	g.tree.entries = append(g.tree.entries, e)
 }
 

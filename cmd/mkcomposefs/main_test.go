@@ -170,8 +170,10 @@ func TestErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, text := range map[string]string{
-		"hardlink loop": "/ 0 40755 2 0 0 0 0.0 - - -\n/a 0 @100644 - - - - 0.0 /b - -\n/b 0 @100644 - - - - 0.0 /a - -\n",
-		"missing file":  "",
+		"hardlink loop":       "/ 0 40755 2 0 0 0 0.0 - - -\n/a 0 @100644 - - - - 0.0 /b - -\n/b 0 @100644 - - - - 0.0 /a - -\n",
+		"hardlinked whiteout": "/ 0 40755 2 0 0 0 0.0 - - -\n/w 0 20000 1 0 0 0 0.0 - - -\n/l 0 @20000 - - - - 0.0 /w - -\n",
+		"whiteout nlink 2":    "/ 0 40755 2 0 0 0 0.0 - - -\n/w 0 20000 2 0 0 0 0.0 - - -\n",
+		"missing file":        "",
 	} {
 		src := filepath.Join(tmp, "in.dump")
 		if name != "missing file" {
