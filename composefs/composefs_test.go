@@ -7,6 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -327,5 +329,74 @@ func TestParseVerityMode(t *testing.T) {
 	}
 	if _, err := ParseVerityMode("maybe"); err == nil {
 		t.Error("maybe: no error")
+	}
+}
+
+// TestImageDigest: with Config.ImageDigest the view shows the bytes whose
+// digest was checked, even once the file is rewritten in place; without
+// it, the view follows the file. A wrong digest is refused.
+func TestImageDigest(t *testing.T) {
+	tr := newTree(t, true)
+	a := fixture.Image(t, tr.dump, 1)
+	// The same layout and size, other names: "dir" becomes "dur".
+	b := fixture.Image(t, strings.ReplaceAll(tr.dump, "/dir", "/dur"), 1)
+	if len(a) != len(b) || bytes.Equal(a, b) {
+		t.Fatalf("images of %d and %d bytes, equal %v: want the same size, other bytes", len(a), len(b), bytes.Equal(a, b))
+	}
+	path := filepath.Join(t.TempDir(), "image.cfs")
+	if err := os.WriteFile(path, a, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rootNames := func(v *FS) []string {
+		t.Helper()
+		ents, err := v.ReadDir(".")
+		if err != nil {
+			t.Fatalf("ReadDir: %v", err)
+		}
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	digest := verity.DigestBytes(verity.SHA256, a)
+	checked, err := Open(path, Config{ImageDigest: digest})
+	if err != nil {
+		t.Fatalf("Open with the right digest: %v", err)
+	}
+	defer checked.Close()
+	followed, err := Open(path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer followed.Close()
+	want := rootNames(checked)
+
+	// Rewritten in place: the same inode, the same size.
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if got := rootNames(checked); !slices.Equal(got, want) {
+		t.Errorf("checked view after the rewrite: %q, want %q as checked", got, want)
+	}
+	if got := rootNames(followed); !slices.Contains(got, "dur") {
+		t.Errorf("mapped view after the rewrite: %q, want the new image's names (the test's rewrite did not take)", got)
+	}
+
+	wrong := bytes.Clone(digest)
+	wrong[0] ^= 1
+	if _, err := Open(path, Config{ImageDigest: wrong}); !errors.Is(err, verity.ErrMismatch) {
+		t.Errorf("Open with a wrong digest: %v, want ErrMismatch", err)
+	}
+	if _, err := OpenBytes(a, Config{ImageDigest: wrong}); !errors.Is(err, verity.ErrMismatch) {
+		t.Errorf("OpenBytes with a wrong digest: %v, want ErrMismatch", err)
+	}
+	if _, err := Open(path, Config{ImageDigest: digest[:5]}); err == nil {
+		t.Errorf("Open with a 5-byte digest: no error")
 	}
 }

@@ -1,6 +1,7 @@
 package composefs
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"sync"
@@ -22,6 +23,13 @@ type Config struct {
 	// Cache remembers objects already verified, so that an unchanged
 	// object is hashed once. Nil gets a cache of the FS's own.
 	Cache *verity.Cache
+	// ImageDigest, when set, is the image's expected fs-verity digest
+	// (SHA-256 or SHA-512, by its length). Open and OpenFile then copy the
+	// image into private memory (erofs.Load) and check the digest over
+	// exactly those bytes, so that what is shown is what was checked,
+	// whatever happens to the file afterwards. A mismatch is an error
+	// wrapping verity.ErrMismatch.
+	ImageDigest []byte
 }
 
 // FS is a composefs image as the kernel's EROFS+overlayfs mount shows it.
@@ -38,22 +46,29 @@ type FS struct {
 	dirs sync.Map
 }
 
-// Open maps the image at path and shows it with cfg's store and policy.
+// Open maps the image at path (or loads it, with Config.ImageDigest) and
+// shows it with cfg's store and policy.
 func Open(path string, cfg Config) (*FS, error) {
-	img, err := erofs.Open(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	return closeOnError(img, cfg)
+	defer f.Close()
+	return OpenFile(f, cfg)
 }
 
-// OpenFile maps the image open as f; f may be closed once it returns.
+// OpenFile maps the image open as f (or loads it, with
+// Config.ImageDigest); f may be closed once it returns.
 func OpenFile(f *os.File, cfg Config) (*FS, error) {
-	img, err := erofs.Map(f)
+	load := erofs.Map
+	if cfg.ImageDigest != nil {
+		load = erofs.Load
+	}
+	img, err := load(f)
 	if err != nil {
 		return nil, err
 	}
-	return closeOnError(img, cfg)
+	return checkAndShow(img, f.Name(), cfg)
 }
 
 // OpenBytes shows the image held in data, which must not change while the
@@ -63,10 +78,23 @@ func OpenBytes(data []byte, cfg Config) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return closeOnError(img, cfg)
+	return checkAndShow(img, "image", cfg)
 }
 
-func closeOnError(img *erofs.Image, cfg Config) (*FS, error) {
+// checkAndShow checks img against cfg.ImageDigest, if set, and shows it;
+// it closes img on failure.
+func checkAndShow(img *erofs.Image, name string, cfg Config) (*FS, error) {
+	if want := cfg.ImageDigest; want != nil {
+		alg, ok := verity.AlgorithmForDigestSize(len(want))
+		if !ok {
+			img.Close()
+			return nil, fmt.Errorf("image digest of %d bytes: neither SHA-256 nor SHA-512", len(want))
+		}
+		if got := verity.DigestBytes(alg, img.Bytes()); !bytes.Equal(got, want) {
+			img.Close()
+			return nil, fmt.Errorf("image digest: %w", &verity.MismatchError{Name: name, Alg: alg, Expected: want, Actual: got})
+		}
+	}
 	f, err := New(img, cfg)
 	if err != nil {
 		img.Close()

@@ -3,6 +3,7 @@ package erofs
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"sync"
@@ -51,26 +52,66 @@ func Open(path string) (*Image, error) {
 }
 
 // Map maps the image open as f, read-only, with the checks of Open. The
-// mapping outlives f: the caller may close it once Map returns.
+// mapping outlives f: the caller may close it once Map returns. It is the
+// file's pages: a write to the file shows through, and a truncation makes
+// reads past the new end fault (see Load for bytes that cannot change).
 func Map(f *os.File) (*Image, error) {
-	st, err := f.Stat()
+	size, err := imageSize(f)
 	if err != nil {
 		return nil, err
 	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", f.Name())
-	}
-	size := st.Size()
-	if size < superblockOffset+superblockSize {
-		return nil, fmt.Errorf("image is %d bytes, too small for a superblock: %w", size, ErrCorrupt)
-	}
-	if int64(int(size)) != size {
-		return nil, fmt.Errorf("image of %d bytes is too large to map", size)
-	}
-	data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	data, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("mmap: %w", err)
 	}
+	return mapped(data)
+}
+
+// Load copies the image open as f into private memory, read-only, with the
+// checks of Open: what it shows then never changes, whatever happens to
+// the file, so a digest of Bytes holds for as long as the image is open.
+// It costs the image's size in memory.
+func Load(f *os.File) (*Image, error) {
+	size, err := imageSize(f)
+	if err != nil {
+		return nil, err
+	}
+	data, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("mmap: %w", err)
+	}
+	if _, err := io.ReadFull(io.NewSectionReader(f, 0, int64(size)), data); err != nil {
+		unix.Munmap(data)
+		return nil, fmt.Errorf("reading the image: %w", err)
+	}
+	if err := unix.Mprotect(data, unix.PROT_READ); err != nil {
+		unix.Munmap(data)
+		return nil, fmt.Errorf("mprotect: %w", err)
+	}
+	return mapped(data)
+}
+
+// imageSize checks that f can hold an image and returns its size.
+func imageSize(f *os.File) (int, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if !st.Mode().IsRegular() {
+		return 0, fmt.Errorf("%s: not a regular file", f.Name())
+	}
+	size := st.Size()
+	if size < superblockOffset+superblockSize {
+		return 0, fmt.Errorf("image is %d bytes, too small for a superblock: %w", size, ErrCorrupt)
+	}
+	if int64(int(size)) != size {
+		return 0, fmt.Errorf("image of %d bytes is too large to map", size)
+	}
+	return int(size), nil
+}
+
+// mapped reads an image from a mapping of ours, which Close unmaps.
+func mapped(data []byte) (*Image, error) {
 	im, err := NewImage(data)
 	if err != nil {
 		_ = unix.Munmap(data)
@@ -148,6 +189,9 @@ func (im *Image) checkSuperblock() error {
 	}
 	return nil
 }
+
+// Bytes are the image's bytes, which the caller must not modify.
+func (im *Image) Bytes() []byte { return im.data }
 
 // Close unmaps an image from Open; for NewImage it only forgets the bytes.
 func (im *Image) Close() error {

@@ -203,6 +203,16 @@ func (r *Repository) OpenImage(nameOrID string) (*os.File, error) {
 	return f, nil
 }
 
+// ImageID is the id nameOrID names an image by, if it is one (rather than
+// a ref name): OpenImage checks the image it opens against it.
+func (r *Repository) ImageID(nameOrID string) ([]byte, bool) {
+	name, err := cleanRelative(nameOrID)
+	if err != nil {
+		return nil, false
+	}
+	return r.parseID(name)
+}
+
 // parseID tells whether name is an image id of the repository's algorithm.
 func (r *Repository) parseID(name string) ([]byte, bool) {
 	if len(name) != 2*r.alg.Size() || !isHex(name) {

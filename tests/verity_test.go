@@ -132,6 +132,42 @@ func TestVerity(t *testing.T) {
 			t.Errorf("%d log lines for one refused open:\n%s", n, log)
 		}
 	})
+	t.Run("digest-holds", func(t *testing.T) {
+		// Mounted with its digest, then the file rewritten in place with
+		// another image of the same size: the mount still shows what was
+		// checked. Without --digest it follows the file (the control).
+		imgA, err := os.ReadFile(writeImage(t, "/ 0 40755 2 0 0 0 0.0 - - -\n/aaaa 5 100644 1 0 0 0 0.0 - hello -\n", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgB, err := os.ReadFile(writeImage(t, "/ 0 40755 2 0 0 0 0.0 - - -\n/bbbb 5 100644 1 0 0 0 0.0 - hello -\n", 1))
+		if err != nil || len(imgA) != len(imgB) {
+			t.Fatalf("images of %d and %d bytes: %v", len(imgA), len(imgB), err)
+		}
+		d := verity.DigestBytes(verity.SHA256, imgA)
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{{[]string{"--digest", hex.EncodeToString(d)}, "aaaa"}, {nil, "bbbb"}} {
+			path := filepath.Join(tempDir(t, "image"), "image.cfs")
+			if err := os.WriteFile(path, imgA, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			mnt := fuseMount(t, path, tc.args...)
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(imgB, 0); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			ents, err := os.ReadDir(mnt)
+			if err != nil || len(ents) != 1 || ents[0].Name() != tc.want {
+				t.Errorf("mounted with %q, image rewritten: %v %v, want only %s", tc.args, ents, err, tc.want)
+			}
+		}
+	})
 	t.Run("digest", func(t *testing.T) {
 		d, err := verity.DigestPath(verity.SHA256, v.image)
 		if err != nil {

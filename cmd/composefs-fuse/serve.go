@@ -57,17 +57,16 @@ func serve(s *settings) error {
 	} else if !st.IsDir() {
 		return fmt.Errorf("mountpoint %s: not a directory", s.mountpoint)
 	}
-	imagePath, store, storeDirs, closeImage, err := openSources(s)
+	imagePath, store, storeDirs, imageID, closeImage, err := openSources(s)
 	if err != nil {
 		return err
 	}
 	defer closeImage()
-	if s.digest != "" {
-		if err := checkImageDigest(imagePath, s.digest); err != nil {
-			return err
-		}
+	digest, err := imageDigest(s.digest, imageID)
+	if err != nil {
+		return err
 	}
-	view, err := composefs.Open(imagePath, composefs.Config{Store: store, Verity: s.verity})
+	view, err := composefs.Open(imagePath, composefs.Config{Store: store, Verity: s.verity, ImageDigest: digest})
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.image, err)
 	}
@@ -161,33 +160,35 @@ func startProfiles() (stop func(), err error) {
 }
 
 // openSources finds the image file and the object store. With --repo, IMAGE
-// may name an image in the repository rather than a file.
-func openSources(s *settings) (imagePath string, store objects.Store, dirs []string, closeImage func(), err error) {
+// may name an image in the repository rather than a file; imageID is set
+// when it names it by its id.
+func openSources(s *settings) (imagePath string, store objects.Store, dirs []string, imageID []byte, closeImage func(), err error) {
 	closeImage = func() {}
 	var stores []objects.Store
 	imagePath = s.image
 	if s.repo != "" {
 		repo, err := objects.OpenRepository(s.repo)
 		if err != nil {
-			return "", nil, nil, nil, fmt.Errorf("repository %s: %w", s.repo, err)
+			return "", nil, nil, nil, nil, fmt.Errorf("repository %s: %w", s.repo, err)
 		}
 		stores = append(stores, repo)
 		dirs = append(dirs, s.repo)
 		if !fileExists(s.image) {
 			f, err := repo.OpenImage(s.image)
 			if err != nil {
-				return "", nil, nil, nil, fmt.Errorf("image %s in repository %s: %w", s.image, s.repo, err)
+				return "", nil, nil, nil, nil, fmt.Errorf("image %s in repository %s: %w", s.image, s.repo, err)
 			}
 			// The mapping outlives the descriptor, which erofs.Open
 			// reopens through /proc.
 			imagePath = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
 			closeImage = func() { f.Close() }
+			imageID, _ = repo.ImageID(s.image)
 		}
 	}
 	if len(s.basedirs) > 0 {
 		flat, err := objects.OpenFlat(s.basedirs...)
 		if err != nil {
-			return "", nil, nil, nil, fmt.Errorf("basedir: %w", err)
+			return "", nil, nil, nil, nil, fmt.Errorf("basedir: %w", err)
 		}
 		stores = append(stores, flat)
 		for _, b := range s.basedirs {
@@ -201,7 +202,7 @@ func openSources(s *settings) (imagePath string, store objects.Store, dirs []str
 	default:
 		store = objects.Multi(stores...)
 	}
-	return imagePath, store, dirs, closeImage, nil
+	return imagePath, store, dirs, imageID, closeImage, nil
 }
 
 func fileExists(p string) bool {
@@ -209,24 +210,22 @@ func fileExists(p string) bool {
 	return err == nil && st.Mode().IsRegular()
 }
 
-// checkImageDigest refuses an image whose fs-verity digest is not want.
-func checkImageDigest(path, want string) error {
-	wantBytes, err := hex.DecodeString(want)
+// imageDigest is the digest the image must have: --digest (given as hex),
+// else the id a --repo image was named by. The view checks it over the
+// very bytes it serves (composefs.Config.ImageDigest), not over a file
+// that could change after the check.
+func imageDigest(given string, imageID []byte) ([]byte, error) {
+	if given == "" {
+		return imageID, nil
+	}
+	want, err := hex.DecodeString(given)
 	if err != nil {
-		return fmt.Errorf("--digest %q: not hex", want)
+		return nil, fmt.Errorf("--digest %q: not hex", given)
 	}
-	alg, ok := verity.AlgorithmForDigestSize(len(wantBytes))
-	if !ok {
-		return fmt.Errorf("--digest %q: %d bytes is no sha256 or sha512 digest", want, len(wantBytes))
+	if _, ok := verity.AlgorithmForDigestSize(len(want)); !ok {
+		return nil, fmt.Errorf("--digest %q: %d bytes is no sha256 or sha512 digest", given, len(want))
 	}
-	got, err := verity.DigestPath(alg, path)
-	if err != nil {
-		return fmt.Errorf("image digest: %w", err)
-	}
-	if !bytes.Equal(got, wantBytes) {
-		return fmt.Errorf("image digest mismatch: %s is %x, expected %s", path, got, strings.ToLower(want))
-	}
-	return nil
+	return want, nil
 }
 
 // unmountOnSignal unmounts on SIGINT or SIGTERM; when something still holds
