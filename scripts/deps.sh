@@ -18,6 +18,34 @@ missing() {
 	command -v setfattr >/dev/null || echo attr
 }
 
+# lock_wait is how long, in seconds, apt_get waits in all for a lock another
+# apt or dpkg holds: unattended-upgrades on a machine just booted, say.
+lock_wait=300
+
+# apt_get runs apt-get quietly, its messages on stderr. While another apt
+# or dpkg holds a lock it needs, it says so once and tries again every few
+# seconds, up to lock_wait seconds in all, for apt-get update as well as
+# install: apt's own DPkg::Lock::Timeout waits for dpkg's lock only, not
+# for the package lists' lock that update takes.
+apt_get() {
+	local out held waited=0
+	while ! out=$(LC_ALL=C apt-get -qq "$@" 2>&1 >/dev/null); do
+		held=$(grep -m1 -E 'Could not get lock|Unable to lock|Unable to acquire the dpkg frontend lock' <<<"$out" || true)
+		if [ -z "$held" ] || [ "$waited" -ge "$lock_wait" ]; then
+			printf '%s\n' "$out" >&2
+			return 1
+		fi
+		if [ "$waited" -eq 0 ]; then
+			echo "deps: waiting up to $((lock_wait / 60)) minutes for the apt lock (${held#E: })" >&2
+		fi
+		sleep 5
+		waited=$((waited + 5))
+	done
+	if [ -n "$out" ]; then
+		printf '%s\n' "$out" >&2
+	fi
+}
+
 if [ -n "$(missing)" ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "deps: missing packages $(missing | tr '\n' ' '); run as root or install them" >&2
@@ -25,15 +53,15 @@ if [ -n "$(missing)" ]; then
 	fi
 	# Two test runs started together would both run apt-get, and the
 	# second fail on dpkg's lock: they take turns, and the second finds
-	# nothing left to install. The dpkg timeout covers anyone else's apt.
+	# nothing left to install. apt_get waits for anyone else's apt.
 	(
 		flock 7
 		mapfile -t need < <(missing)
 		if [ ${#need[@]} -gt 0 ]; then
 			echo "deps: installing ${need[*]}" >&2
 			export DEBIAN_FRONTEND=noninteractive
-			apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
-			apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >/dev/null
+			apt_get update
+			apt_get install -y "${need[@]}"
 		fi
 	) 7>/run/lock/composefs-go-deps
 fi

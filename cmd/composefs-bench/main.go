@@ -14,6 +14,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,7 +23,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/spf13/pflag"
+	"github.com/composefs/composefs-go/internal/cli"
 )
 
 type config struct {
@@ -80,44 +81,75 @@ func (c *config) wants(groups ...string) bool {
 	return false
 }
 
+const about = `Mount the same composefs images with the kernel (EROFS + overlayfs), with
+composefs-fuse over each FUSE transport and, with --c-server, with the C
+project's FUSE server, and print how long each takes for the same work, as
+ratios to the kernel in one run. It makes its own corpora, a Debian root
+(kept in --cache) and a copy of GOROOT. Needs root: it mounts with the
+kernel and drops the page cache.`
+
 func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
 	var c config
-	pflag.StringVar(&c.work, "work", "", "work directory (default: a new temporary directory, removed at the end)")
-	pflag.StringVar(&c.bin, "bin", "", "directory holding mkcomposefs and composefs-fuse (default: build them)")
-	pflag.IntVar(&c.files, "files", 20000, "small files in the walk corpus")
-	pflag.IntVar(&c.dirs, "dirs", 1400, "directories in the walk corpus")
-	pflag.IntVar(&c.bigMiB, "big-mib", 512, "size of the large file, MiB")
-	pflag.IntVar(&c.entries, "entries", 500000, "entries in the large image")
-	pflag.IntVar(&c.runs, "runs", 0, "runs per measurement, the median reported (default: 3, 2 for gobuild)")
-	pflag.StringToIntVar(&c.groupRuns, "group-runs", nil, "runs for some groups of rows, over --runs: GROUP=N,...")
-	pflag.BoolVar(&c.keep, "keep", false, "keep the work directory")
-	pflag.BoolVar(&c.skip500, "skip-large-image", false, "skip the large-image rows")
-	pflag.StringVar(&c.cServer, "c-server", "", "also measure the C project's FUSE server (its composefs-fuse binary), side by side")
-	pflag.BoolVar(&c.noOpen, "no-open", false, "also measure composefs-fuse --no-open over /dev/fuse, as a column of its own")
-	pflag.StringVar(&c.transport, "transport", "both", "composefs-fuse's FUSE transport: both (two columns), io_uring (turns on the fuse module's enable_uring for the run if it is off) or dev (/dev/fuse only)")
-	pflag.StringSliceVar(&c.rows, "rows", nil, "measure only these groups of rows (comma-separated; default all): "+strings.Join(rowGroups, ", "))
-	pflag.StringVar(&c.cache, "cache", "/var/cache/composefs-bench", "directory keeping what is slow to make and the same every run (the debootstrapped root)")
-	pflag.StringVar(&c.goroot, "goroot", "/usr/local/go", "the Go installation imaged as GOROOT for the go build row")
-	pflag.StringVar(&c.mirror, "mirror", "", "Debian mirror for debootstrap (default: the first one in /etc/apt/sources.list*)")
-	pflag.BoolVarP(&c.verbose, "verbose", "v", false, "print every run's figure (seconds) as it is measured")
-	pflag.Parse()
+	cmd := command(&c)
+	err := parseArgs(cmd, &c, args)
+	if err == nil {
+		err = measure(&c)
+	}
+	return cmd.Exit(err, stdout, stderr)
+}
+
+// command is the command line, its options stored in c.
+func command(c *config) *cli.Command {
+	cmd := cli.New("composefs-bench", about, "[OPTIONS]")
+	fl := cmd.Flags
+	fl.StringVar(&c.work, "work", "", "work directory `DIR` (default: a new temporary directory, removed at the end)")
+	fl.StringVar(&c.bin, "bin", "", "directory `DIR` holding mkcomposefs and composefs-fuse (default: build them)")
+	fl.IntVar(&c.files, "files", 20000, "`N` small files in the walk corpus")
+	fl.IntVar(&c.dirs, "dirs", 1400, "`N` directories in the walk corpus")
+	fl.IntVar(&c.bigMiB, "big-mib", 512, "size of the large file, `N` MiB")
+	fl.IntVar(&c.entries, "entries", 500000, "`N` entries in the large image")
+	fl.IntVar(&c.runs, "runs", 0, "`N` runs per measurement, the median reported (default: 3, 2 for gobuild)")
+	fl.StringToIntVar(&c.groupRuns, "group-runs", nil, "runs for some groups of rows, over --runs: `GROUP=N,...`")
+	fl.BoolVar(&c.keep, "keep", false, "keep the work directory")
+	fl.BoolVar(&c.skip500, "skip-large-image", false, "skip the large-image rows")
+	fl.StringVar(&c.cServer, "c-server", "", "also measure the C project's FUSE server, its composefs-fuse binary `FILE`, side by side")
+	fl.BoolVar(&c.noOpen, "no-open", false, "also measure composefs-fuse --no-open over /dev/fuse, as a column of its own")
+	fl.StringVar(&c.transport, "transport", "both", "composefs-fuse's FUSE transport `MODE`: both (two columns), io_uring (turns on the fuse module's enable_uring for the run if it is off) or dev (/dev/fuse only)")
+	fl.StringSliceVar(&c.rows, "rows", nil, "measure only these groups of rows, `GROUP,...` (default all): "+strings.Join(rowGroups, ", "))
+	fl.StringVar(&c.cache, "cache", "/var/cache/composefs-bench", "directory `DIR` keeping what is slow to make and the same every run (the debootstrapped root)")
+	fl.StringVar(&c.goroot, "goroot", "/usr/local/go", "the Go installation `DIR` imaged as GOROOT for the go build row")
+	fl.StringVar(&c.mirror, "mirror", "", "Debian mirror `URL` for debootstrap (default: the first one in /etc/apt/sources.list*)")
+	fl.BoolVarP(&c.verbose, "verbose", "v", false, "print every run's figure (seconds) as it is measured")
+	return cmd
+}
+
+// parseArgs parses args into c, the config cmd's options store into.
+func parseArgs(cmd *cli.Command, c *config, args []string) error {
+	if err := cmd.Parse(args); err != nil {
+		return err
+	}
+	if cmd.Flags.NArg() != 0 {
+		return cli.Usagef("takes no arguments, got %q", cmd.Flags.Args())
+	}
 	named := slices.Clone(c.rows)
 	for g := range c.groupRuns {
 		named = append(named, g)
 	}
 	for _, r := range named {
 		if !slices.Contains(rowGroups, r) {
-			fmt.Fprintf(os.Stderr, "composefs-bench: no group of rows %q; the groups are %s\n", r, strings.Join(rowGroups, ", "))
-			os.Exit(2)
+			return cli.Usagef("no group of rows %q; the groups are %s", r, strings.Join(rowGroups, ", "))
 		}
 	}
-	if err := run(&c); err != nil {
-		fmt.Fprintf(os.Stderr, "composefs-bench: %v\n", err)
-		os.Exit(1)
-	}
+	return nil
 }
 
-func run(c *config) error {
+// measure runs the whole benchmark and prints its table.
+func measure(c *config) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root: it mounts images with the kernel and drops the page cache")
 	}

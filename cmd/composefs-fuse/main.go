@@ -9,97 +9,84 @@
 package main
 
 import (
-	"errors"
-	"fmt"
+	"io"
 	"os"
 
-	"github.com/spf13/pflag"
-
 	"github.com/composefs/composefs-go/composefs"
+	"github.com/composefs/composefs-go/internal/cli"
 )
 
-const usage = `Usage: composefs-fuse [OPTIONS] IMAGE MOUNTPOINT
-
-Mount the composefs IMAGE on MOUNTPOINT, read-only. External files read
-their content from the object stores given by --basedir or --repo.
-
-Options:
-`
+const about = `Mount the composefs IMAGE on MOUNTPOINT, read-only. External files read
+their content from the object stores given by --basedir or --repo, checked
+against their fs-verity digest. Without -f the command returns once the
+mount is live and the server goes on in the background.`
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// errUsage marks a command line that cannot be run; it exits with 2.
-var errUsage = errors.New("usage")
-
-func run(args []string) int {
-	s, err := parseArgs(args)
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "composefs-fuse: %v\n", err)
-		if errors.Is(err, errUsage) {
-			return 2
-		}
-		return 1
-	}
-	if !s.foreground && !isDaemonChild() {
+func run(args []string, stdout, stderr io.Writer) int {
+	cl := newCommandLine()
+	s, err := cl.parse(args)
+	if err == nil && !s.foreground && !isDaemonChild() {
 		return startDaemon()
 	}
-	if err := serve(s); err != nil {
-		fmt.Fprintf(os.Stderr, "composefs-fuse: %v\n", err)
-		return 1
+	if err == nil {
+		err = serve(s)
 	}
-	return 0
+	return cl.Exit(err, stdout, stderr)
 }
 
-func parseArgs(args []string) (*settings, error) {
-	fl := pflag.NewFlagSet("composefs-fuse", pflag.ContinueOnError)
-	fl.SortFlags = false
-	fl.Usage = func() {
-		fmt.Fprint(os.Stderr, usage)
-		fl.PrintDefaults()
-	}
-	var (
-		basedirs []string
-		mountOpt []string
-		verity   string
-		s        settings
-	)
-	fl.StringArrayVar(&basedirs, "basedir", nil, "flat object store `DIR` (repeatable, or A:B; searched in order)")
+// commandLine is the command line: the settings its options store into,
+// and the options that parse makes settings of.
+type commandLine struct {
+	*cli.Command
+	s        settings
+	verity   string
+	mountOpt []string
+}
+
+func newCommandLine() *commandLine {
+	cl := &commandLine{Command: cli.New("composefs-fuse", about, "[OPTIONS] IMAGE MOUNTPOINT")}
+	fl, s := cl.Flags, &cl.s
+	fl.StringArrayVar(&s.basedirs, "basedir", nil, "flat object store `DIR` (repeatable, or A:B; searched in order)")
 	fl.StringVar(&s.repo, "repo", "", "composefs-rs repository `DIR`: objects from its store; IMAGE may be an image id or ref name in it")
 	fl.StringVar(&s.digest, "digest", "", "the image's expected fs-verity digest `HEX`; refuse to mount on mismatch")
-	fl.StringVar(&verity, "verity", "on", "check external files against their fs-verity digest: `MODE` on, require or off")
+	fl.StringVar(&cl.verity, "verity", "on", "check external files against their fs-verity digest: `MODE` on, require or off")
 	fl.BoolVarP(&s.foreground, "foreground", "f", false, "serve in the foreground until unmounted")
-	fl.StringArrayVarP(&mountOpt, "options", "o", nil, "comma-separated mount `OPTIONS` (basedir=, digest=, verity=, repo=, allow_other, ro, nosuid, ...)")
+	fl.StringArrayVarP(&cl.mountOpt, "options", "o", nil, "comma-separated mount `OPTIONS` (basedir=, digest=, verity=, repo=, allow_other, ro, nosuid, ...)")
 	fl.BoolVar(&s.allowOther, "allow-other", false, "let other users see the mount")
 	fl.BoolVar(&s.debug, "debug", false, "log every FUSE request")
 	fl.BoolVar(&s.noReadAhead, "no-read-ahead", false, "open and check objects only when their file is opened, never ahead of a directory being read through (-o noreadahead)")
 	fl.BoolVar(&s.noOpen, "no-open", false, "let the kernel open files without asking: much faster opens of cached files, but no passthrough, so large files read slower, and a missing or tampered object fails its first read rather than its open; chosen by itself when passthrough is not possible (-o noopen)")
 	fl.BoolVar(&s.noIOUring, "no-io-uring", false, "keep all requests on /dev/fuse even where the kernel offers FUSE over io_uring (-o noiouring)")
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	return cl
+}
+
+// parseArgs parses a command line on its own.
+func parseArgs(args []string) (*settings, error) {
+	return newCommandLine().parse(args)
+}
+
+// parse parses args, the command line after the command's name.
+func (cl *commandLine) parse(args []string) (*settings, error) {
+	if err := cl.Parse(args); err != nil {
+		return nil, err
 	}
-	m, err := composefs.ParseVerityMode(verity)
+	s := &cl.s
+	m, err := composefs.ParseVerityMode(cl.verity)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --verity: %w", errUsage, err)
+		return nil, cli.Usagef("--verity: %v", err)
 	}
 	s.verity = m
-	s.basedirs = basedirs
-	for _, o := range mountOpt {
+	for _, o := range cl.mountOpt {
 		if err := s.addOptions(o); err != nil {
-			return nil, fmt.Errorf("%w: %w", errUsage, err)
+			return nil, cli.Usagef("-o: %v", err)
 		}
 	}
-	if fl.NArg() != 2 {
-		fl.Usage()
-		return nil, fmt.Errorf("%w: want IMAGE and MOUNTPOINT, got %d arguments", errUsage, fl.NArg())
+	if n := cl.Flags.NArg(); n != 2 {
+		return nil, cli.Usagef("want IMAGE and MOUNTPOINT, got %d arguments", n)
 	}
-	s.image, s.mountpoint = fl.Arg(0), fl.Arg(1)
-	return &s, nil
+	s.image, s.mountpoint = cl.Flags.Arg(0), cl.Flags.Arg(1)
+	return s, nil
 }

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"testing"
 
 	"github.com/composefs/composefs-go/composefs"
+	"github.com/composefs/composefs-go/internal/cli"
+	"github.com/composefs/composefs-go/internal/cli/clitest"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -55,10 +58,26 @@ func TestBadArgs(t *testing.T) {
 		{"img", "mnt", "-o", "allow_other=1"},
 		{"img", "mnt", "--no-such-flag"},
 	} {
-		if _, err := parseArgs(args); !errors.Is(err, errUsage) {
+		var ue *cli.UsageError
+		if _, err := parseArgs(args); !errors.As(err, &ue) {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
+		clitest.Usage(t, "composefs-fuse", fuseRun, args...)
 	}
+}
+
+// fuseRun runs the command in process, for command lines that end before
+// it mounts.
+func fuseRun(args ...string) (int, string, string) {
+	var o, e bytes.Buffer
+	code := run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+// TestCommandLine: --help lists every option, --version names the
+// command, an unknown option is one line and exit 2.
+func TestCommandLine(t *testing.T) {
+	clitest.Check(t, newCommandLine().Command, fuseRun)
 }
 
 func FuzzMountOptions(f *testing.F) {

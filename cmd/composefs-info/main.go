@@ -5,21 +5,68 @@
 //	composefs-info [--hash=sha256|sha512] measure-file FILE...
 //	composefs-info inspect IMAGE [PATH]
 //
-// inspect is ours: the image's layout, inode by inode, for debugging.
+// inspect is ours: the image's layout, inode by inode, for debugging. A
+// command line it cannot run exits 2, where C's exits 1.
 package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
-	"github.com/spf13/pflag"
+	"github.com/composefs/composefs-go/internal/cli"
 )
 
-const usageLine = "usage: %s [--basedir=path] [--filter=name]... [ls|objects|dump|missing-objects|measure-file|inspect] IMAGES...\n"
+const about = `Print what composefs images hold, with the command line and output of C
+composefs-info, and the fs-verity digest of files. COMMAND says what to
+print; "composefs-info COMMAND --help" says more of each.`
+
+// subcommand is one of the things the command prints.
+type subcommand struct {
+	name    string
+	args    string // its arguments, for the synopsis
+	summary string // a line for the list of commands
+	about   string // a paragraph for its help
+	// flags are the options it reads, listed in its help.
+	flags []string
+}
+
+var subcommands = []subcommand{
+	{"ls", "IMAGE...", "list the paths in the images",
+		`List every path in each image below its root, one a line: directories
+end in "/", symlinks show "-> TARGET", external files "@ PAYLOAD", and a
+hardlink is its bare path.`, []string{"filter"}},
+	{"dump", "IMAGE...", "print the images as composefs-dump(5) files",
+		`Print each image as a composefs-dump(5) file, one line an entry, as C
+composefs-info dump does; mkcomposefs --from-file makes the image again.`, []string{"filter"}},
+	{"objects", "IMAGE...", "list the objects the images' external files need",
+		`List the objects the external files of all images need, as paths in an
+object store, sorted and once each.`, []string{"filter"}},
+	{"missing-objects", "IMAGE...", "list the objects they need that --basedir lacks",
+		`List the objects the external files of all images need that the flat
+object store at --basedir lacks or could not serve, sorted and once each;
+without --basedir, all of them.`, []string{"basedir", "filter"}},
+	{"measure-file", "FILE...", "print the fs-verity digest of files",
+		`Print the fs-verity digest of each FILE in lowercase hex, one a line,
+computed here whether or not the file has fs-verity enabled.`, []string{"hash"}},
+	{"inspect", "IMAGE [PATH]", "print the image's layout, for debugging",
+		`Print the image's layout for debugging: its header, its superblock, then
+every inode from PATH (default /) down, as stored, stubs and escapes
+included and each marked. Damage is reported where it is found and the walk
+goes on; any damage makes the command fail at the end.`, nil},
+}
+
+// lookup returns the subcommand called name, or nil.
+func lookup(name string) *subcommand {
+	for i := range subcommands {
+		if subcommands[i].name == name {
+			return &subcommands[i]
+		}
+	}
+	return nil
+}
 
 // exitError carries a message for stderr and exit status 1.
 type exitError struct{ msg string }
@@ -28,56 +75,75 @@ func (e *exitError) Error() string { return e.msg }
 
 func fail(format string, args ...any) error { return &exitError{fmt.Sprintf(format, args...)} }
 
-// usageError: print the message, then the usage line.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
 func main() {
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
+// command is the command line, its options stored in opts.
+func command(opts *options) *cli.Command {
+	c := cli.New("composefs-info", about, "[OPTIONS] COMMAND ARGS...", "COMMAND --help")
+	var more strings.Builder
+	more.WriteString("Commands:\n")
+	for _, sc := range subcommands {
+		fmt.Fprintf(&more, "  %-26s %s\n", sc.name+" "+sc.args, sc.summary)
+	}
+	c.More = more.String()
+	c.Flags.StringVar(&opts.basedir, "basedir", "", "flat object store `DIR` holding the objects (missing-objects)")
+	c.Flags.StringArrayVar(&opts.filters, "filter", nil, "only the top-level entry `NAME` and what is below it (repeatable)")
+	c.Flags.StringVar(&opts.hash, "hash", "sha256", "fs-verity hash `ALG` for measure-file: sha256 or sha512")
+	return c
+}
+
+// command is the subcommand's command line, for its help and messages: the
+// options of top it reads, and --help and --version.
+func (sc *subcommand) command(top *cli.Command) *cli.Command {
+	c := cli.New(top.Name+" "+sc.name, sc.about, "[OPTIONS] "+sc.args)
+	for _, name := range sc.flags {
+		c.Flags.AddFlag(top.Flags.Lookup(name))
+	}
+	return c
+}
+
 // run is main without the process: it returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	prog := "composefs-info"
-	flags := pflag.NewFlagSet(prog, pflag.ContinueOnError)
-	flags.SetOutput(io.Discard)
-	basedir := flags.String("basedir", "", "directory holding the objects (missing-objects)")
-	filters := flags.StringArray("filter", nil, "only this top-level entry (repeatable)")
-	hash := flags.String("hash", "sha256", "fs-verity hash for measure-file: sha256 or sha512")
-	if err := flags.Parse(args[1:]); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
-		fmt.Fprintf(stderr, usageLine, prog)
-		return 1
-	}
-	for _, f := range *filters {
-		if strings.Contains(f, "/") {
-			fmt.Fprintf(stderr, "%s: Filter must be a single name: %s\n", prog, f)
-			return 1
+	var opts options
+	c := command(&opts)
+	err := c.Parse(args[1:])
+	rest := c.Flags.Args()
+	// With a subcommand named, its help is the help, and a command line
+	// it cannot run points at it.
+	if len(rest) > 0 {
+		if sc := lookup(rest[0]); sc != nil {
+			c = sc.command(c)
 		}
 	}
-	rest := flags.Args()
+	if err == nil {
+		err = checkArgs(rest, opts)
+	}
+	if err == nil {
+		out := bufio.NewWriterSize(stdout, 64<<10)
+		err = dispatch(rest[0], rest[1:], opts, out)
+		if ferr := out.Flush(); err == nil && ferr != nil {
+			err = fail("writing output: %v", ferr)
+		}
+	}
+	return c.Exit(err, stdout, stderr)
+}
+
+// checkArgs checks what Parse cannot: a known command and good filters.
+func checkArgs(rest []string, opts options) error {
 	if len(rest) == 0 {
-		fmt.Fprintf(stderr, "No command specified\n")
-		fmt.Fprintf(stderr, usageLine, prog)
-		return 1
+		return cli.Usagef("No command specified")
 	}
-	out := bufio.NewWriterSize(stdout, 64<<10)
-	err := dispatch(rest[0], rest[1:], options{basedir: *basedir, filters: *filters, hash: *hash}, out)
-	if ferr := out.Flush(); err == nil && ferr != nil {
-		err = fail("writing output: %v", ferr)
+	if lookup(rest[0]) == nil {
+		return cli.Usagef("Unknown command '%s'", rest[0])
 	}
-	if err != nil {
-		var ue *usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "%s\n", ue.msg)
-			fmt.Fprintf(stderr, usageLine, prog)
-			return 1
+	for _, f := range opts.filters {
+		if strings.Contains(f, "/") {
+			return cli.Usagef("Filter must be a single name: %s", f)
 		}
-		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
-		return 1
 	}
-	return 0
+	return nil
 }
 
 type options struct {
@@ -86,19 +152,16 @@ type options struct {
 	hash    string
 }
 
+// dispatch runs cmd, one of the subcommands, on its arguments.
 func dispatch(cmd string, args []string, opts options, out *bufio.Writer) error {
-	switch cmd {
-	case "measure-file":
+	if cmd == "measure-file" {
 		if len(args) == 0 {
-			return &usageError{"No files specified"}
+			return cli.Usagef("No files specified")
 		}
 		return measureFiles(args, opts.hash, out)
-	case "ls", "dump", "objects", "missing-objects", "inspect":
-	default:
-		return fail("Unknown command '%s'", cmd)
 	}
 	if len(args) == 0 {
-		return &usageError{"No image path specified"}
+		return cli.Usagef("No image path specified")
 	}
 	switch cmd {
 	case "ls":
@@ -109,7 +172,7 @@ func dispatch(cmd string, args []string, opts options, out *bufio.Writer) error 
 		return printObjects(args, opts, cmd == "missing-objects", out)
 	case "inspect":
 		if len(args) > 2 {
-			return &usageError{"inspect takes an image and an optional path"}
+			return cli.Usagef("inspect takes an image and an optional path")
 		}
 		path := "/"
 		if len(args) == 2 {

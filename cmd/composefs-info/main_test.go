@@ -12,7 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
+
 	"github.com/composefs/composefs-go/dumpfile"
+	"github.com/composefs/composefs-go/internal/cli/clitest"
 	"github.com/composefs/composefs-go/internal/fixture"
 	"github.com/composefs/composefs-go/internal/golden"
 	"github.com/composefs/composefs-go/verity"
@@ -244,7 +247,7 @@ func TestFilter(t *testing.T) {
 		!strings.HasPrefix(lines[3], "/whiteout 0 20777") {
 		t.Errorf("filtered dump (%d):\n%s", code, out)
 	}
-	if _, errOut, code := cfsInfo("--filter=a/b", "dump", img); code != 1 || !strings.Contains(errOut, "a/b") {
+	if _, errOut, code := cfsInfo("--filter=a/b", "dump", img); code != 2 || !strings.Contains(errOut, "a/b") {
 		t.Errorf("filter with a slash: %d %q", code, errOut)
 	}
 }
@@ -351,26 +354,72 @@ func checkErrors(t *testing.T, img string) {
 		{[]string{"dump", write("bad-magic.cfs", flip(1024, 0))}, "bad-magic.cfs"},
 		{[]string{"objects", write("root-nid.cfs", flip(1024+14, 0xff))}, "root-nid.cfs"},
 		{[]string{"dump", write("bad-dir.cfs", flip(len(good)-4096+8, 0xff))}, "bad-dir.cfs"},
-		{[]string{"frobnicate", notImage}, "frobnicate"},
 		{[]string{"measure-file", filepath.Join(dir, "nope")}, "nope"},
 		{[]string{"inspect", write("inspect-bad.cfs", flip(1024, 0))}, "inspect-bad.cfs"},
-		{[]string{}, "No command"},
-		{[]string{"dump"}, "No image"},
-		{[]string{"--frob", "dump", notImage}, "frob"},
 	}
 	for _, c := range cases {
 		out, errOut, code := cfsInfo(c.args...)
 		if code != 1 {
 			t.Errorf("%q: exit %d, want 1 (stdout %q)", c.args, code, out)
 		}
-		first, _, _ := strings.Cut(errOut, "\n")
-		if !strings.Contains(first, c.want) {
-			t.Errorf("%q: stderr %q does not name %q", c.args, errOut, c.want)
-		}
-		if strings.Count(errOut, "\n") > 2 {
-			t.Errorf("%q: stderr has more than a message and a usage line: %q", c.args, errOut)
+		if !strings.HasPrefix(errOut, "composefs-info: ") || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%q: stderr %q is not one line naming %q", c.args, errOut, c.want)
 		}
 	}
+	// Command lines that cannot be run: one line, exit 2.
+	usage := []struct {
+		args []string
+		want string // in the message
+	}{
+		{[]string{"frobnicate", notImage}, "frobnicate"},
+		{[]string{}, "No command"},
+		{[]string{"dump"}, "No image"},
+		{[]string{"measure-file"}, "No files"},
+		{[]string{"--hash=md5", "measure-file", notImage}, "md5"},
+		{[]string{"inspect", notImage, "/", "/"}, "optional path"},
+		{[]string{"--frob", "dump", notImage}, "frob"},
+		{[]string{"ls", "--basedir"}, "basedir"},
+	}
+	for _, c := range usage {
+		if msg := clitest.Usage(t, "composefs-info", infoRun, c.args...); !strings.Contains(msg, c.want) {
+			t.Errorf("%q: stderr %q does not name %q", c.args, msg, c.want)
+		}
+	}
+}
+
+// infoRun is cfsInfo for package clitest.
+func infoRun(args ...string) (int, string, string) {
+	out, errOut, code := cfsInfo(args...)
+	return code, out, errOut
+}
+
+// TestCommandLine: --help lists every option, for the command and each
+// subcommand; --version names the command; an unknown option is one line
+// and exit 2, pointing at the subcommand's help when there is one.
+func TestCommandLine(t *testing.T) {
+	var opts options
+	top := command(&opts)
+	clitest.Check(t, top, infoRun)
+	listed := map[string]bool{"help": true, "version": true}
+	for _, sc := range subcommands {
+		if out, _, _ := cfsInfo("--help"); !strings.Contains(out, "\n  "+sc.name+" "+sc.args+" ") {
+			t.Errorf("composefs-info --help does not list %s %s", sc.name, sc.args)
+		}
+		c := sc.command(top)
+		clitest.Help(t, c, infoRun, sc.name)
+		if msg := clitest.Usage(t, c.Name, infoRun, sc.name, "--frob"); !strings.Contains(msg, c.Name+" --help") {
+			t.Errorf("%s: usage error %q does not point at its help", sc.name, msg)
+		}
+		for _, f := range sc.flags {
+			listed[f] = true
+		}
+	}
+	// Every option is some subcommand's.
+	top.Flags.VisitAll(func(f *pflag.Flag) {
+		if !listed[f.Name] {
+			t.Errorf("--%s is in no subcommand's help", f.Name)
+		}
+	})
 }
 
 // TestDamagedImagesExit1: damaged copies of an image either dump or fail

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"slices"
 
+	"github.com/composefs/composefs-go/internal/cli"
 	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/verity"
 )
@@ -61,7 +62,7 @@ func printObjects(paths []string, opts options, missingOnly bool, out *bufio.Wri
 func measureFiles(files []string, hash string, out *bufio.Writer) error {
 	alg, err := verity.ParseAlgorithm(hash)
 	if err != nil {
-		return fail("%v", err)
+		return cli.Usagef("--hash: %v", err)
 	}
 	for _, f := range files {
 		d, err := verity.DigestPath(alg, f)

@@ -6,23 +6,23 @@
 //
 // With --from-file SOURCE is a composefs-dump(5) file ("-" for stdin);
 // IMAGE "-" is stdout. On any error the command exits 1 with one message
-// and IMAGE is left as it was.
+// (2 for a command line it cannot run) and IMAGE is left as it was.
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
 	"strconv"
 
-	"github.com/spf13/pflag"
+	"github.com/composefs/composefs-go/internal/cli"
 )
 
-const usageText = `Usage: mkcomposefs [OPTIONS] SOURCE IMAGE
-Options:
-`
+const about = `Build a composefs image from SOURCE, a directory or, with --from-file, a
+composefs-dump(5) file ("-" for stdin), and write it to IMAGE ("-" for
+stdout), with C mkcomposefs' options and output. On any error IMAGE is left
+as it was.`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -44,21 +44,17 @@ type settings struct {
 	threads         int
 	hardlinks       bool
 	strict          bool // CFS_PARSE_STRICT is set
+	versionSet      bool // --min-version or --max-version given
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	s, err := parseArgs(args, stderr)
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
-	}
+	s := &settings{threads: defaultThreads()}
+	c := command(s)
+	err := parseArgs(c, s, args)
 	if err == nil {
 		err = build(s, stdin, stdout)
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "mkcomposefs: %v\n", err)
-		return 1
-	}
-	return 0
+	return c.Exit(err, stdout, stderr)
 }
 
 // versionFlag is an integer flag that records whether it was given: C
@@ -89,17 +85,11 @@ func defaultThreads() int {
 	return max(runtime.NumCPU(), 8)
 }
 
-func parseArgs(args []string, stderr io.Writer) (*settings, error) {
-	fl := pflag.NewFlagSet("mkcomposefs", pflag.ContinueOnError)
-	fl.SortFlags = false
-	fl.SetOutput(stderr)
-	fl.Usage = func() {
-		fmt.Fprint(stderr, usageText)
-		fl.PrintDefaults()
-	}
-	s := &settings{threads: defaultThreads()}
-	var versionSet bool
-	fl.StringVar(&s.digestStore, "digest-store", "", "store content files in this directory (`PATH`)")
+// command is the command line, its options stored in s.
+func command(s *settings) *cli.Command {
+	c := cli.New("mkcomposefs", about, "[OPTIONS] SOURCE IMAGE", "--print-digest-only [OPTIONS] SOURCE")
+	fl := c.Flags
+	fl.StringVar(&s.digestStore, "digest-store", "", "store content files in the object store `DIR`")
 	fl.BoolVar(&s.useEpoch, "use-epoch", false, "make all mtimes zero")
 	fl.BoolVar(&s.skipDevices, "skip-devices", false, "don't store device nodes")
 	fl.BoolVar(&s.skipXattrs, "skip-xattrs", false, "don't store file xattrs")
@@ -107,38 +97,39 @@ func parseArgs(args []string, stderr io.Writer) (*settings, error) {
 	fl.BoolVar(&s.printDigest, "print-digest", false, "print the digest of the image")
 	fl.BoolVar(&s.printDigestOnly, "print-digest-only", false, "print the digest of the image, don't write image")
 	fl.BoolVar(&s.fromFile, "from-file", false, "the source is a dump file, not a directory")
-	fl.Var(versionFlag{&s.minVersion, &versionSet}, "min-version", "use this minimal format version (default 0)")
-	fl.Var(versionFlag{&s.maxVersion, &versionSet}, "max-version", "use this maximum format version (default 1)")
-	fl.IntVar(&s.threads, "threads", s.threads, "number of threads computing digests and copying files")
+	fl.Var(versionFlag{&s.minVersion, &s.versionSet}, "min-version", "use this minimal format version `N` (default 0)")
+	fl.Var(versionFlag{&s.maxVersion, &s.versionSet}, "max-version", "use this maximum format version `N` (default 1)")
+	fl.IntVar(&s.threads, "threads", s.threads, "run `N` threads computing digests and copying files")
 	fl.BoolVar(&s.hardlinks, "hardlinks", false, "store files of the same inode as hardlinks (directory source)")
-	if err := fl.Parse(args); err != nil {
-		return nil, err
+	return c
+}
+
+// parseArgs parses args into s, the settings c's options store into.
+func parseArgs(c *cli.Command, s *settings, args []string) error {
+	if err := c.Parse(args); err != nil {
+		return err
 	}
-	if !versionSet {
+	if !s.versionSet {
 		s.minVersion, s.maxVersion = 0, 1
 	}
 	if s.threads <= 0 {
-		return nil, fmt.Errorf("invalid threads count %d", s.threads)
+		return cli.Usagef("invalid threads count %d", s.threads)
 	}
 	if s.skipXattrs && s.userXattrs {
-		return nil, errors.New("--skip-xattrs and --user-xattrs conflict")
+		return cli.Usagef("--skip-xattrs and --user-xattrs conflict")
 	}
-	rest := fl.Args()
+	rest := c.Flags.Args()
 	switch {
 	case len(rest) < 1:
-		fl.Usage()
-		return nil, errors.New("no source path specified")
+		return cli.Usagef("no source path specified")
 	case len(rest) > 2:
-		fl.Usage()
-		return nil, errors.New("too many arguments")
+		return cli.Usagef("too many arguments")
 	case rest[0] == "":
-		return nil, errors.New("empty source path specified")
+		return cli.Usagef("empty source path specified")
 	case len(rest) == 1 && !s.printDigestOnly:
-		fl.Usage()
-		return nil, errors.New("no destination path specified")
+		return cli.Usagef("no destination path specified")
 	case len(rest) == 2 && s.printDigestOnly:
-		fl.Usage()
-		return nil, errors.New("cannot specify destination path with --print-digest-only")
+		return cli.Usagef("cannot specify destination path with --print-digest-only")
 	}
 	s.source = rest[0]
 	if len(rest) == 2 {
@@ -148,5 +139,5 @@ func parseArgs(args []string, stderr io.Writer) (*settings, error) {
 		s.printDigest = true
 	}
 	_, s.strict = os.LookupEnv("CFS_PARSE_STRICT")
-	return s, nil
+	return nil
 }

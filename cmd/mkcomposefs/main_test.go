@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/composefs/composefs-go/internal/cli/clitest"
 	"github.com/composefs/composefs-go/internal/golden"
 	"github.com/composefs/composefs-go/verity"
 )
@@ -35,6 +36,17 @@ func mk(t testing.TB, stdin io.Reader, args ...string) (code int, stdout, stderr
 	}
 	code = run(args, stdin, &o, &e)
 	return code, o.String(), e.String()
+}
+
+// mkRun is mk for package clitest.
+func mkRun(t testing.TB) clitest.Run {
+	return func(args ...string) (int, string, string) { return mk(t, nil, args...) }
+}
+
+// TestCommandLine: --help lists every option, --version names the
+// command, an unknown option is one line and exit 2.
+func TestCommandLine(t *testing.T) {
+	clitest.Check(t, command(&settings{}), mkRun(t))
 }
 
 func fileSHA(t testing.TB, p string) string {
@@ -200,6 +212,7 @@ func TestErrors(t *testing.T) {
 			t.Errorf("stray temporary file %s", e.Name())
 		}
 	}
+	// Command lines that cannot be run: one line and exit 2.
 	for name, args := range map[string][]string{
 		"no source":              {},
 		"no image":               {"--from-file", dump},
@@ -210,11 +223,11 @@ func TestErrors(t *testing.T) {
 		"unknown flag":           {"--nope", dump, img},
 		"conflict":               {"--skip-xattrs", "--user-xattrs", dump, img},
 		"empty source":           {"--from-file", "", img},
-		"version range":          {"--min-version=3", "--from-file", dump, img},
 	} {
-		if code, _, errs := mk(t, nil, args...); code != 1 || errs == "" {
-			t.Errorf("%s: exit %d, stderr %q", name, code, errs)
-		}
+		t.Run(name, func(t *testing.T) { clitest.Usage(t, "mkcomposefs", mkRun(t), args...) })
+	}
+	if code, _, errs := mk(t, nil, "--min-version=3", "--from-file", dump, img); code != 1 || strings.Count(errs, "\n") != 1 {
+		t.Errorf("version range: exit %d, stderr %q", code, errs)
 	}
 	if b, _ := os.ReadFile(img); string(b) != "previous" {
 		t.Errorf("image changed by a usage error")
