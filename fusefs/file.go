@@ -136,11 +136,6 @@ func (f *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Rea
 		if o == nil {
 			return nil, fuse.EBADF
 		}
-		if o.file == nil {
-			// Opened for passthrough: the kernel reads the
-			// object itself and never asks.
-			return nil, fuse.EIO
-		}
 		// A reference to the object's bytes, which go-fuse splices to
 		// the kernel without copying them through our memory.
 		return fuse.ReadResultFd(o.file.Fd(), int64(in.Offset), len(dest)), fuse.OK

@@ -71,6 +71,8 @@ type FS struct {
 	objMu sync.Mutex
 	open  map[uint64]*openObject // by nid: objects held, open or idle
 	idle  idleObjects            // those no open holds (objects.go)
+	// idleMax caps idle objects (defaultIdleMax).
+	idleMax int
 
 	// For naming inodes in log lines (path.go).
 	recent recentDirs
@@ -90,6 +92,7 @@ func New(view *composefs.FS, cfg Config) *FS {
 		img:           view.Image(),
 		cfg:           cfg,
 		noOpen:        cfg.NoOpen,
+		idleMax:       defaultIdleMax(),
 		rootNid:       view.RootNid(),
 		open:          map[uint64]*openObject{},
 		listedBufs: sync.Pool{New: func() any {

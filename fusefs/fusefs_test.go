@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -367,26 +368,25 @@ func TestOpenObjectShared(t *testing.T) {
 	}
 	held := s.fsys.heldObject(s.fsys.nidOf(ext.NodeId))
 	s.fsys.Release(nil, &rel)
-	if openObjects(s.fsys) != 0 || s.fsys.idle.files != 1 {
-		t.Fatalf("after the last release: %d open, %d idle", openObjects(s.fsys), s.fsys.idle.files)
+	if openObjects(s.fsys) != 0 || s.fsys.idle.n != 1 {
+		t.Fatalf("after the last release: %d open, %d idle", openObjects(s.fsys), s.fsys.idle.n)
 	}
-	// The next open takes the idle object: no open of the store, which
-	// now has nothing under that name.
-	if err := os.Rename(filepath.Join(string(tt.store), tt.ext.Payload), filepath.Join(string(tt.store), tt.ext.Payload+".away")); err != nil {
-		t.Fatal(err)
-	}
+	// The next open takes the idle object.
 	if st := s.fsys.Open(nil, &in, &a); !st.Ok() {
 		t.Fatalf("open of the idle object: %v", st)
 	}
-	if s.fsys.heldObject(s.fsys.nidOf(ext.NodeId)) != held || s.fsys.idle.files != 0 {
+	if s.fsys.heldObject(s.fsys.nidOf(ext.NodeId)) != held || s.fsys.idle.n != 0 {
 		t.Errorf("the open did not take the idle object")
 	}
 	s.fsys.Release(nil, &rel)
 	// Once the kernel forgets the inode, the object is let go of, and an
 	// open looks in the store again.
 	s.fsys.Forget(ext.NodeId, 1)
-	if len(s.fsys.open) != 0 || s.fsys.idle.files != 0 {
-		t.Errorf("after FORGET: %d objects held, %d idle", len(s.fsys.open), s.fsys.idle.files)
+	if len(s.fsys.open) != 0 || s.fsys.idle.n != 0 {
+		t.Errorf("after FORGET: %d objects held, %d idle", len(s.fsys.open), s.fsys.idle.n)
+	}
+	if err := os.Rename(filepath.Join(string(tt.store), tt.ext.Payload), filepath.Join(string(tt.store), tt.ext.Payload+".away")); err != nil {
+		t.Fatal(err)
 	}
 	if _, st := s.fsys.Read(nil, &fuse.ReadIn{InHeader: in.InHeader, Fh: fhObject, Size: 10}, make([]byte, 10)); st != fuse.EBADF {
 		t.Errorf("read of a forgotten object: %v, want EBADF", st)
@@ -430,15 +430,55 @@ func TestNoOpen(t *testing.T) {
 	if _, st := read("dir/missing", 0, 100); st != fuse.ENOENT {
 		t.Errorf("missing: %v, want ENOENT", st)
 	}
-	// The object read first is held, idle: the store is not asked again.
-	if openObjects(s.fsys) != 0 || s.fsys.idle.files != 1 {
-		t.Errorf("after the reads: %d objects open, %d idle, want 0 and 1", openObjects(s.fsys), s.fsys.idle.files)
+	// The object read first is held, idle, and the next read takes it.
+	if openObjects(s.fsys) != 0 || s.fsys.idle.n != 1 {
+		t.Errorf("after the reads: %d objects open, %d idle, want 0 and 1", openObjects(s.fsys), s.fsys.idle.n)
 	}
-	if err := os.Rename(filepath.Join(string(tt.store), tt.ext.Payload), filepath.Join(string(tt.store), tt.ext.Payload+".away")); err != nil {
-		t.Fatal(err)
-	}
+	held := s.fsys.heldObject(s.fsys.nidOf(ext.NodeId))
 	if got, st := read("dir/ext", 0, len(tt.ext.Content)); !st.Ok() || !bytes.Equal(got, tt.ext.Content) {
 		t.Errorf("ext again: %d bytes, %v", len(got), st)
+	}
+	if held == nil || s.fsys.heldObject(s.fsys.nidOf(ext.NodeId)) != held {
+		t.Errorf("the second read did not take the idle object")
+	}
+}
+
+// TestIdleObjectRewritten: an idle object written to in place since it was
+// checked is not taken again: the next open checks the file anew, and
+// with verity on refuses the new content.
+func TestIdleObjectRewritten(t *testing.T) {
+	tt := newTestTree(t)
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
+	objPath := filepath.Join(string(tt.store), tt.ext.Payload)
+	// An old mtime, so that the rewrite below changes it even within one
+	// tick of the clock file times are taken from.
+	old := time.Unix(1_000_000, 0)
+	if err := os.Chtimes(objPath, old, old); err != nil {
+		t.Fatal(err)
+	}
+	ext := s.mustLookup("dir/ext")
+	in := fuse.OpenIn{InHeader: header(ext.NodeId, rootCaller), Flags: syscall.O_RDONLY}
+	var out fuse.OpenOut
+	if st := s.fsys.Open(nil, &in, &out); !st.Ok() {
+		t.Fatal(st)
+	}
+	s.fsys.Release(nil, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh})
+	if s.fsys.idle.n != 1 {
+		t.Fatalf("%d idle objects after the release, want 1", s.fsys.idle.n)
+	}
+	obj, err := os.OpenFile(objPath, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obj.WriteAt([]byte("rewritten"), 100); err != nil {
+		t.Fatal(err)
+	}
+	obj.Close()
+	if st := s.fsys.Open(nil, &in, &out); st != fuse.EIO {
+		t.Errorf("open after the object was rewritten: %v, want EIO", st)
+	}
+	if len(s.fsys.open) != 0 {
+		t.Errorf("%d objects held after the refused open", len(s.fsys.open))
 	}
 }
 
@@ -446,9 +486,7 @@ func TestNoOpen(t *testing.T) {
 func TestIdleObjectsBounded(t *testing.T) {
 	tt := newTestTree(t)
 	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
-	saved := idleFilesMax
-	idleFilesMax = 1
-	t.Cleanup(func() { idleFilesMax = saved })
+	s.fsys.idleMax = 1
 	var nids []uint64
 	for _, name := range []string{"dir/ext", "dir/nodigest"} {
 		e := s.mustLookup(name)
@@ -460,9 +498,9 @@ func TestIdleObjectsBounded(t *testing.T) {
 		s.fsys.Release(nil, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh})
 		nids = append(nids, s.fsys.nidOf(e.NodeId))
 	}
-	if s.fsys.heldObject(nids[0]) != nil || s.fsys.heldObject(nids[1]) == nil || s.fsys.idle.files != 1 {
+	if s.fsys.heldObject(nids[0]) != nil || s.fsys.heldObject(nids[1]) == nil || s.fsys.idle.n != 1 {
 		t.Errorf("with room for one idle object: first held %v, second held %v, %d idle",
-			s.fsys.heldObject(nids[0]) != nil, s.fsys.heldObject(nids[1]) != nil, s.fsys.idle.files)
+			s.fsys.heldObject(nids[0]) != nil, s.fsys.heldObject(nids[1]) != nil, s.fsys.idle.n)
 	}
 }
 

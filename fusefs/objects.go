@@ -3,6 +3,8 @@ package fusefs
 import (
 	"context"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -19,39 +21,74 @@ import (
 // most of what an OPEN costs us. The kernel's overlayfs pins an object the
 // same way, through the lower dentry its cached inode holds, and lets go
 // of it when memory pressure evicts that inode; for us the eviction is the
-// FORGET of the node. A cap bounds what is held if FORGETs are slow to
-// come: idleBackedMax and idleFilesMax.
+// FORGET of the node. A cap (FS.idleMax) bounds what is held if FORGETs
+// are slow to come. An idle object is taken again only if it is unchanged
+// since it was checked (same inode, size, mtime and ctime, one fstat):
+// an object rewritten in place is opened and checked anew.
 type openObject struct {
-	nid uint64
-	// file is the object as we read it, nil once registered as a
-	// passthrough backing file: the kernel then holds the file and
-	// serves reads itself, and an idle object costs no descriptor.
+	nid     uint64
 	file    *os.File
-	backing int32 // passthrough backing id; 0 when reads come to us
-	refs    int   // opens the kernel holds
+	checked objectState // the file as it was when opened and checked
+	backing int32       // passthrough backing id; 0 when reads come to us
+	refs    int         // opens the kernel holds
 
 	// The idle list, most recently released first.
 	newer, older *openObject
 }
 
-// Bounds on idle objects. A backed object costs the kernel a struct file
-// and nothing here; one we read ourselves costs a descriptor.
-const idleBackedMax = 1 << 16
+// objectState is what changes when a file is written or replaced.
+type objectState struct {
+	ino, size    int64
+	mtime, ctime unix.Timespec
+	statErr      bool
+}
 
-// idleFilesMax leaves three quarters of the descriptors we may open to
-// everything else (opens in flight, read-ahead, the image).
-var idleFilesMax = func() int {
+func stateOf(f *os.File) objectState {
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil {
+		return objectState{statErr: true}
+	}
+	return objectState{ino: int64(st.Ino), size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
+}
+
+// defaultIdleMax is the cap on idle objects: each holds a descriptor, and
+// half the descriptors we may open are left to everything else (opens in
+// flight, read-ahead, the image). As root, composefs-fuse raises its limit
+// first (RaiseFileLimit).
+func defaultIdleMax() int {
 	var lim unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) != nil {
 		return 256
 	}
-	return int(min(max(lim.Cur/4, 64), 1<<14))
-}()
+	return int(min(max(lim.Cur/2, 64), 1<<16))
+}
+
+// RaiseFileLimit raises this process's limit on open descriptors as far
+// as it may (the hard limit, or fs.nr_open with the privilege to go past
+// it), for the idle objects an FS keeps: call it before New.
+func RaiseFileLimit() {
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) != nil {
+		return
+	}
+	want := uint64(1 << 20)
+	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			want = n
+		}
+	}
+	if lim.Max < want && unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: want, Max: want}) == nil {
+		return
+	}
+	if lim.Cur < lim.Max {
+		unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: lim.Max, Max: lim.Max})
+	}
+}
 
 // idleObjects is the list of objects no open holds, with their count.
 type idleObjects struct {
 	newest, oldest *openObject
-	backed, files  int
+	n              int
 }
 
 func (l *idleObjects) push(o *openObject) {
@@ -62,7 +99,7 @@ func (l *idleObjects) push(o *openObject) {
 		l.oldest = o
 	}
 	l.newest = o
-	l.count(o, 1)
+	l.n++
 }
 
 func (l *idleObjects) remove(o *openObject) {
@@ -77,19 +114,7 @@ func (l *idleObjects) remove(o *openObject) {
 		l.oldest = o.newer
 	}
 	o.newer, o.older = nil, nil
-	l.count(o, -1)
-}
-
-func (l *idleObjects) count(o *openObject, n int) {
-	if o.file != nil {
-		l.files += n
-	} else {
-		l.backed += n
-	}
-}
-
-func (l *idleObjects) over() bool {
-	return l.backed > idleBackedMax || l.files > idleFilesMax
+	l.n--
 }
 
 // openObject returns the object of external file in: the one held (open or
@@ -123,14 +148,26 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode) (*openObject, fuse
 	return o, fuse.OK
 }
 
-// holdObject takes one more open of the object held for nid, if any.
+// holdObject takes one more open of the object held for nid, if any. An
+// idle one that changed since it was checked is let go of instead.
 func (f *FS) holdObject(nid uint64) *openObject {
 	f.objMu.Lock()
-	defer f.objMu.Unlock()
 	o := f.open[nid]
-	if o != nil {
-		f.holdLocked(o)
+	if o == nil {
+		f.objMu.Unlock()
+		return nil
 	}
+	if o.refs == 0 {
+		if now := stateOf(o.file); now.statErr || now != o.checked {
+			f.idle.remove(o)
+			delete(f.open, nid)
+			f.objMu.Unlock()
+			f.dropObject(o)
+			return nil
+		}
+	}
+	f.holdLocked(o)
+	f.objMu.Unlock()
 	return o
 }
 
@@ -144,17 +181,14 @@ func (f *FS) holdLocked(o *openObject) {
 // backObject wraps the checked object of nid, registered as a passthrough
 // backing file where the kernel takes one.
 func (f *FS) backObject(nid uint64, file *os.File) *openObject {
-	o := &openObject{nid: nid, file: file}
+	o := &openObject{nid: nid, file: file, checked: stateOf(file)}
 	if f.conn != nil && f.passthrough.Load() {
 		id, errno := f.conn.RegisterBackingFd(&fuse.BackingMap{Fd: int32(file.Fd())})
 		if errno != 0 {
 			// Not privileged, or no passthrough here: serve reads.
 			f.passthrough.Store(false)
 		} else {
-			// The kernel holds its own reference now.
 			o.backing = id
-			file.Close()
-			o.file = nil
 		}
 	}
 	return o
@@ -165,9 +199,7 @@ func (f *FS) dropObject(o *openObject) {
 	if o.backing != 0 {
 		f.conn.UnregisterBackingFd(o.backing)
 	}
-	if o.file != nil {
-		o.file.Close()
-	}
+	o.file.Close()
 }
 
 // heldObject is the object of the open external file at nid.
@@ -192,7 +224,7 @@ func (f *FS) releaseObject(nid uint64) {
 	}
 	f.idle.push(o)
 	var evicted []*openObject
-	for f.idle.over() {
+	for f.idle.n > f.idleMax {
 		old := f.idle.oldest
 		f.idle.remove(old)
 		delete(f.open, old.nid)

@@ -71,6 +71,8 @@ func serve(s *settings) error {
 		return fmt.Errorf("%s: %w", s.image, err)
 	}
 	defer view.Close()
+	// Every idle object holds a descriptor (fusefs/objects.go).
+	fusefs.RaiseFileLimit()
 	fsys := fusefs.New(view, fusefs.Config{Logger: logger, NoReadAhead: s.noReadAhead, NoOpen: s.noOpen})
 	fsname := s.fsname
 	if fsname == "" {
