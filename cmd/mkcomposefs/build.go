@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -51,9 +52,11 @@ func build(s *settings, stdin io.Reader, stdout io.Writer) error {
 	return nil
 }
 
-// describeWriteError names the source an invalid tree came from.
+// describeWriteError names the source an invalid tree came from; a failure
+// to write the image speaks for itself.
 func describeWriteError(s *settings, err error) error {
-	if s.fromFile {
+	var oe *outputError
+	if s.fromFile && !errors.As(err, &oe) {
 		return fmt.Errorf("%s: %w", sourceName(s), err)
 	}
 	return err
