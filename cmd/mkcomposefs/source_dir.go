@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/composefs/composefs-go/dirscan"
 	"github.com/composefs/composefs-go/dumpfile"
@@ -23,13 +22,11 @@ func scanDirectory(s *settings) ([]dumpfile.Entry, error) {
 		Threads:       s.threads,
 	}
 	if s.digestStore != "" {
-		// Like C, create the store directory when it is missing.
-		if err := os.MkdirAll(s.digestStore, 0o755); err != nil {
-			return nil, fmt.Errorf("digest store: %w", err)
-		}
-		store, err := objects.OpenFlat(s.digestStore)
+		// Like C, create the store directory when it is missing; unlike
+		// C, make it private.
+		store, err := objects.CreateFlat(s.digestStore)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("digest store: %w", err)
 		}
 		defer store.Close()
 		opts.Store = store
