@@ -49,6 +49,9 @@ func (s *FlatStore) Add(alg verity.Algorithm, src *os.File) (payload string, dig
 	if err := writeObject(root, payload, alg, digest, src, fi.Size()); err != nil {
 		return "", nil, fmt.Errorf("add object %s to %s: %w", src.Name(), root.path, err)
 	}
+	if !readableByOthers(fi.Mode()) {
+		s.unreadable.Add(1)
+	}
 	return payload, digest, nil
 }
 

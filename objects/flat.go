@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/composefs/composefs-go/verity"
 	"golang.org/x/sys/unix"
@@ -18,6 +19,9 @@ import (
 // directories are searched in order, like the basedir=A:B mount option.
 type FlatStore struct {
 	roots []storeRoot
+	// unreadable counts objects Add wrote from files others could not
+	// read (see Exposure).
+	unreadable atomic.Int64
 }
 
 // storeRoot is one base directory, held open: later renames of its path

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -65,5 +67,65 @@ func TestDigestStoreModes(t *testing.T) {
 	}
 	if m := mode(t, existing); m != 0o751 {
 		t.Errorf("existing store's mode changed to %v", m)
+	}
+}
+
+// shareTempDir makes dir and the directories t.TempDir made above it
+// searchable by others, as a shared store's path is.
+func shareTempDir(t *testing.T, dir string) {
+	t.Helper()
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDigestStoreWarning: storing files other users cannot read into an
+// existing store they can reach prints one warning naming the store and
+// the count; a private store, or one behind a private directory, none.
+func TestDigestStoreWarning(t *testing.T) {
+	private := sourceTree(t, 3, 4096, 0o600)
+	public := sourceTree(t, 2, 4096, 0o644)
+	if err := os.WriteFile(filepath.Join(private, "open"), bytes.Repeat([]byte("readable "), 100), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(private, "open"), 0o644)
+	tmp := t.TempDir()
+	shareTempDir(t, tmp)
+	img := filepath.Join(tmp, "img.cfs")
+
+	shared := filepath.Join(tmp, "shared")
+	os.Mkdir(shared, 0o755)
+	os.Chmod(shared, 0o755)
+	code, _, errs := mk(t, nil, "--digest-store="+shared, private, img)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if strings.Count(errs, "\n") != 1 || !strings.Contains(errs, shared) || !strings.Contains(errs, " 3 ") {
+		t.Errorf("shared store: stderr %q, want one warning naming %s and 3 files", errs, shared)
+	}
+	// Nothing new to expose: no warning.
+	if code, _, errs := mk(t, nil, "--digest-store="+shared, public, img); code != 0 || errs != "" {
+		t.Errorf("readable sources: exit %d, stderr %q", code, errs)
+	}
+
+	for name, dir := range map[string]string{
+		"private store":     filepath.Join(tmp, "private"),
+		"behind a private":  filepath.Join(tmp, "hidden", "store"),
+		"created by us too": filepath.Join(tmp, "made", "store"),
+	} {
+		switch name {
+		case "private store":
+			os.Mkdir(dir, 0o700)
+		case "behind a private":
+			os.Mkdir(filepath.Dir(dir), 0o711)
+			os.Chmod(filepath.Dir(dir), 0o700)
+			os.Mkdir(dir, 0o755)
+			os.Chmod(dir, 0o755)
+		}
+		if code, _, errs := mk(t, nil, "--digest-store="+dir, private, img); code != 0 || errs != "" {
+			t.Errorf("%s: exit %d, stderr %q", name, code, errs)
+		}
 	}
 }
