@@ -49,6 +49,9 @@ func (s *FlatStore) Add(alg verity.Algorithm, src *os.File) (payload string, dig
 	if err := writeObject(root, payload, alg, digest, src, fi.Size()); err != nil {
 		return "", nil, fmt.Errorf("add object %s to %s: %w", src.Name(), root.path, err)
 	}
+	if !readableByOthers(fi.Mode()) {
+		s.unreadable.Add(1)
+	}
 	return payload, digest, nil
 }
 
@@ -57,7 +60,7 @@ func writeObject(root storeRoot, payload string, alg verity.Algorithm, digest []
 	rootfd := int(root.dir.Fd())
 	sub, name := payload[:2], payload[3:]
 	subCreated := false
-	switch err := unix.Mkdirat(rootfd, sub, 0o755); err {
+	switch err := unix.Mkdirat(rootfd, sub, 0o700); err {
 	case nil:
 		subCreated = true
 	case unix.EEXIST:
@@ -71,6 +74,13 @@ func writeObject(root storeRoot, payload string, alg verity.Algorithm, digest []
 		return fmt.Errorf("open %s: %w", sub, err)
 	}
 	defer unix.Close(dirfd)
+	if subCreated {
+		// Searchable by all whatever the umask: whether others reach
+		// the objects is decided by the top directory's mode alone.
+		if err := unix.Fchmod(dirfd, 0o755); err != nil {
+			return fmt.Errorf("chmod %s: %w", sub, err)
+		}
+	}
 
 	tmp, err := tempName()
 	if err != nil {

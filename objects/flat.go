@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/composefs/composefs-go/verity"
 	"golang.org/x/sys/unix"
@@ -18,6 +19,9 @@ import (
 // directories are searched in order, like the basedir=A:B mount option.
 type FlatStore struct {
 	roots []storeRoot
+	// unreadable counts objects Add wrote from files others could not
+	// read (see Exposure).
+	unreadable atomic.Int64
 }
 
 // storeRoot is one base directory, held open: later renames of its path
@@ -52,6 +56,29 @@ func OpenFlat(dirs ...string) (*FlatStore, error) {
 		s.roots = append(s.roots, storeRoot{path: p, dir: f})
 	}
 	return s, nil
+}
+
+// CreateFlat opens the store at dir (one directory: no colon list) for
+// Add, making it first when it is missing. A store made here is private:
+// its top directory is 0700, while the fan-out directories Add makes are
+// 0755 and objects 0644, so that its owner shares the store, when they
+// mean to, with one chmod of the top. A directory that exists keeps its
+// mode; missing parents are made as mkdir -p does.
+func CreateFlat(dir string) (*FlatStore, error) {
+	if dir == "" {
+		return nil, errors.New("object store: no directory given")
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, fmt.Errorf("object store: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("object store: %w", err)
+	}
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("object store: %w", err)
+	}
+	return &FlatStore{roots: []storeRoot{{path: dir, dir: f}}}, nil
 }
 
 // Close releases the base directories.

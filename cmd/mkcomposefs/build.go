@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,11 +13,11 @@ import (
 )
 
 // build reads the source, writes the image and prints its digest.
-func build(s *settings, stdin io.Reader, stdout io.Writer) error {
+func build(s *settings, stdin io.Reader, stdout, stderr io.Writer) error {
 	if s.image == "-" && isTerminal(stdout) {
 		return fmt.Errorf("stdout is a tty, refusing to write the image there")
 	}
-	entries, err := loadSource(s, stdin)
+	entries, err := loadSource(s, stdin, stderr)
 	if err != nil {
 		return err
 	}
@@ -51,9 +52,11 @@ func build(s *settings, stdin io.Reader, stdout io.Writer) error {
 	return nil
 }
 
-// describeWriteError names the source an invalid tree came from.
+// describeWriteError names the source an invalid tree came from; a failure
+// to write the image speaks for itself.
 func describeWriteError(s *settings, err error) error {
-	if s.fromFile {
+	var oe *outputError
+	if s.fromFile && !errors.As(err, &oe) {
 		return fmt.Errorf("%s: %w", sourceName(s), err)
 	}
 	return err
@@ -67,9 +70,9 @@ func sourceName(s *settings) string {
 }
 
 // loadSource returns the entries of the dumpfile or directory SOURCE.
-func loadSource(s *settings, stdin io.Reader) ([]dumpfile.Entry, error) {
+func loadSource(s *settings, stdin io.Reader, stderr io.Writer) ([]dumpfile.Entry, error) {
 	if !s.fromFile {
-		return scanDirectory(s)
+		return scanDirectory(s, stderr)
 	}
 	r := stdin
 	if s.source != "-" {

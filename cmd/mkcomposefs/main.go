@@ -52,7 +52,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c := command(s)
 	err := parseArgs(c, s, args)
 	if err == nil {
-		err = build(s, stdin, stdout)
+		err = build(s, stdin, stdout, stderr)
 	}
 	return c.Exit(err, stdout, stderr)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -30,9 +29,15 @@ func (discardOutput) abort()                      {}
 // emits a byte, so an invalid tree writes nothing here either.
 type streamOutput struct{ w io.Writer }
 
-func (o *streamOutput) Write(p []byte) (int, error) { return o.w.Write(p) }
-func (o *streamOutput) commit() error               { return nil }
-func (o *streamOutput) abort()                      {}
+func (o *streamOutput) Write(p []byte) (int, error) {
+	n, err := o.w.Write(p)
+	if err != nil {
+		err = writeFailed("<stdout>", err)
+	}
+	return n, err
+}
+func (o *streamOutput) commit() error { return nil }
+func (o *streamOutput) abort()        {}
 
 // fileOutput writes IMAGE. A regular file (or a new one) is written to a
 // temporary file beside it and renamed into place on success, so a failed
@@ -52,10 +57,20 @@ func (o *fileOutput) open() error {
 	if o.f != nil || o.err != nil {
 		return o.err
 	}
+	o.err = o.create()
+	if o.err != nil {
+		o.err = writeFailed(o.path, o.err)
+	}
+	return o.err
+}
+
+// create opens the file the image is written to.
+func (o *fileOutput) create() error {
 	target, inPlace := renameTarget(o.path)
 	if inPlace {
-		o.f, o.err = os.OpenFile(o.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
-		return o.err
+		f, err := os.OpenFile(o.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
+		o.f = f
+		return err
 	}
 	perm := fs.FileMode(0o666) &^ currentUmask()
 	if st, err := os.Stat(target); err == nil {
@@ -64,13 +79,11 @@ func (o *fileOutput) open() error {
 	dir, base := filepath.Split(target)
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		o.err = err
 		return err
 	}
 	if err := f.Chmod(perm); err != nil {
 		f.Close()
 		os.Remove(f.Name())
-		o.err = err
 		return err
 	}
 	o.f, o.target = f, target
@@ -113,15 +126,15 @@ func (o *fileOutput) Write(p []byte) (int, error) {
 	}
 	n, err := o.f.Write(p)
 	if err != nil {
-		o.err = err
+		o.err = writeFailed(o.path, err)
 	}
-	return n, err
+	return n, o.err
 }
 
 func (o *fileOutput) commit() error {
 	if err := o.open(); err != nil {
 		o.abort()
-		return fmt.Errorf("writing %s: %w", o.path, err)
+		return err
 	}
 	name := o.f.Name()
 	err := o.f.Close()
@@ -132,9 +145,33 @@ func (o *fileOutput) commit() error {
 		if o.target != "" {
 			os.Remove(name)
 		}
-		return fmt.Errorf("writing %s: %w", o.path, err)
+		return writeFailed(o.path, err)
 	}
 	return nil
+}
+
+// outputError is a failure to write the image, not a fault of the source:
+// it names the image as the user gave it, never a temporary file.
+type outputError struct {
+	name string
+	err  error
+}
+
+func (e *outputError) Error() string { return "writing " + e.name + ": " + e.err.Error() }
+func (e *outputError) Unwrap() error { return e.err }
+
+// writeFailed wraps err as a failure to write name, keeping only the
+// cause of a *fs.PathError (its path is the temporary file's).
+func writeFailed(name string, err error) error {
+	var oe *outputError
+	if errors.As(err, &oe) {
+		return err
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return &outputError{name: name, err: err}
 }
 
 func (o *fileOutput) abort() {

@@ -2,7 +2,7 @@ package main
 
 import (
 	"fmt"
-	"os"
+	"io"
 
 	"github.com/composefs/composefs-go/dirscan"
 	"github.com/composefs/composefs-go/dumpfile"
@@ -11,8 +11,9 @@ import (
 
 // scanDirectory reads a directory SOURCE as C mkcomposefs does: every
 // external file named by its fs-verity digest, and copied into the digest
-// store when one is given.
-func scanDirectory(s *settings) ([]dumpfile.Entry, error) {
+// store when one is given. Copies other users can reach of files they
+// could not read get one warning on stderr.
+func scanDirectory(s *settings, stderr io.Writer) ([]dumpfile.Entry, error) {
 	opts := dirscan.Options{
 		UseEpoch:      s.useEpoch,
 		SkipDevices:   s.skipDevices,
@@ -23,15 +24,14 @@ func scanDirectory(s *settings) ([]dumpfile.Entry, error) {
 		Threads:       s.threads,
 	}
 	if s.digestStore != "" {
-		// Like C, create the store directory when it is missing.
-		if err := os.MkdirAll(s.digestStore, 0o755); err != nil {
+		// Like C, create the store directory when it is missing; unlike
+		// C, make it private.
+		store, err := objects.CreateFlat(s.digestStore)
+		if err != nil {
 			return nil, fmt.Errorf("digest store: %w", err)
 		}
-		store, err := objects.OpenFlat(s.digestStore)
-		if err != nil {
-			return nil, err
-		}
 		defer store.Close()
+		defer warnExposure(store, stderr)
 		opts.Store = store
 	}
 	entries, err := dirscan.Scan(s.source, opts)
@@ -39,4 +39,14 @@ func scanDirectory(s *settings) ([]dumpfile.Entry, error) {
 		return nil, fmt.Errorf("%s: %w", s.source, err)
 	}
 	return entries, nil
+}
+
+// warnExposure says once how many files other users could not read were
+// copied into a store they can read.
+func warnExposure(store *objects.FlatStore, stderr io.Writer) {
+	e := store.Exposure()
+	if e.Shared && e.Unreadable > 0 {
+		fmt.Fprintf(stderr, "mkcomposefs: warning: %d files other users cannot read were copied into %s, which they can read (chmod o-x %s to keep them private)\n",
+			e.Unreadable, e.Dir, e.Dir)
+	}
 }
