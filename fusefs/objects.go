@@ -118,10 +118,14 @@ func (l *idleObjects) remove(o *openObject) {
 }
 
 // openObject returns the object of external file in: the one held (open or
-// idle) if there is one, else opened and checked now.
+// idle) if there is one and it is unchanged since it was checked, else
+// opened and checked now.
 func (f *FS) openObject(ctx context.Context, in *erofs.Inode) (*openObject, fuse.Status) {
-	if o := f.holdObject(in.Nid); o != nil {
-		return o, fuse.OK
+	if o, changed := f.holdObject(in.Nid); o != nil {
+		if !changed {
+			return o, fuse.OK
+		}
+		return f.recheckObject(ctx, in, o)
 	}
 	// Read ahead of this open, or opened and hashed here (not under the
 	// lock: that can take long).
@@ -133,42 +137,82 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode) (*openObject, fuse
 		}
 		o = f.backObject(in.Nid, file)
 	}
+	return f.installObject(o), fuse.OK
+}
 
+// installObject makes o, just opened and checked, the held object of its
+// file with one open, unless a concurrent open got there first.
+func (f *FS) installObject(o *openObject) *openObject {
 	f.objMu.Lock()
-	if held := f.open[in.Nid]; held != nil {
-		// A concurrent open got there first.
+	if held := f.open[o.nid]; held != nil {
 		f.holdLocked(held)
 		f.objMu.Unlock()
 		f.dropObject(o)
-		return held, fuse.OK
+		return held
 	}
 	o.refs = 1
-	f.open[in.Nid] = o
-	f.objMu.Unlock()
-	return o, fuse.OK
-}
-
-// holdObject takes one more open of the object held for nid, if any. An
-// idle one that changed since it was checked is let go of instead.
-func (f *FS) holdObject(nid uint64) *openObject {
-	f.objMu.Lock()
-	o := f.open[nid]
-	if o == nil {
-		f.objMu.Unlock()
-		return nil
-	}
-	if o.refs == 0 {
-		if now := stateOf(o.file); now.statErr || now != o.checked {
-			f.idle.remove(o)
-			delete(f.open, nid)
-			f.objMu.Unlock()
-			f.dropObject(o)
-			return nil
-		}
-	}
-	f.holdLocked(o)
+	f.open[o.nid] = o
 	f.objMu.Unlock()
 	return o
+}
+
+// holdObject takes one more open of the object held for nid, if any, and
+// tells whether its file changed since it was checked (one fstat).
+func (f *FS) holdObject(nid uint64) (o *openObject, changed bool) {
+	f.objMu.Lock()
+	defer f.objMu.Unlock()
+	o = f.open[nid]
+	if o == nil {
+		return nil, false
+	}
+	f.holdLocked(o)
+	now := stateOf(o.file)
+	return o, now.statErr || now != o.checked
+}
+
+// recheckObject answers an open of in whose held object o (one open of it
+// taken) changed since it was checked: the store's object is opened and
+// checked anew. If that is o's own file (written to, or only its metadata
+// touched) and it passes, o goes on serving, noted as checked as it is
+// now; if it fails, so does the open. If it is another file and no other
+// open holds o, it replaces o; while one does, the kernel keeps o as the
+// inode's backing file, and the open fails rather than serve o unchecked.
+func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) (*openObject, fuse.Status) {
+	file, st := f.objectFile(ctx, in)
+	if !st.Ok() {
+		// Kept while other opens hold it, never taken idle again.
+		f.objMu.Lock()
+		o.refs--
+		last := o.refs == 0
+		if last {
+			delete(f.open, in.Nid)
+		}
+		f.objMu.Unlock()
+		if last {
+			f.dropObject(o)
+		}
+		return nil, st
+	}
+	now := stateOf(file)
+	f.objMu.Lock()
+	if !now.statErr && now.ino == o.checked.ino {
+		o.checked = now
+		f.objMu.Unlock()
+		file.Close()
+		return o, fuse.OK
+	}
+	if o.refs > 1 {
+		o.refs--
+		f.objMu.Unlock()
+		file.Close()
+		f.cfg.Logger.Printf("%s: object changed while open, replaced in the store: refused until its last open is closed", f.pathOf(in.Nid))
+		return nil, fuse.EIO
+	}
+	o.refs = 0
+	delete(f.open, in.Nid)
+	f.objMu.Unlock()
+	f.dropObject(o)
+	return f.installObject(f.backObject(in.Nid, file)), fuse.OK
 }
 
 func (f *FS) holdLocked(o *openObject) {
