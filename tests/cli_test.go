@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// TestSignalUnmounts: composefs-fuse -f unmounts cleanly and exits 0 on
-// SIGTERM and SIGINT.
+// TestSignalUnmounts: composefs-fuse -f unmounts cleanly on SIGTERM and
+// SIGINT, and exits as a shell reports a command the signal ended: 128 plus
+// the signal's number.
 func TestSignalUnmounts(t *testing.T) {
 	requireRoot(t)
 	v := newVerityTree(t)
@@ -23,8 +24,8 @@ func TestSignalUnmounts(t *testing.T) {
 			fg.cmd.Process.Signal(sig)
 			select {
 			case <-fg.done:
-				if fg.err != nil {
-					t.Errorf("exit after %v: %v\n%s", sig, fg.err, fg.stderr.String())
+				if code := fg.cmd.ProcessState.ExitCode(); code != 128+int(sig) {
+					t.Errorf("exit after %v: %v (status %d), want status %d\n%s", sig, fg.err, code, 128+int(sig), fg.stderr.String())
 				}
 			case <-time.After(15 * time.Second):
 				t.Fatalf("still running 15s after %v", sig)
@@ -61,8 +62,8 @@ func TestSignalBusy(t *testing.T) {
 	f.Close()
 	select {
 	case <-fg.done:
-		if fg.err != nil {
-			t.Errorf("exit: %v\n%s", fg.err, fg.stderr.String())
+		if code := fg.cmd.ProcessState.ExitCode(); code != 143 {
+			t.Errorf("exit: %v (status %d), want 143\n%s", fg.err, code, fg.stderr.String())
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatalf("server still running 15s after its last file closed")

@@ -11,6 +11,7 @@ package main
 import (
 	"io"
 	"os"
+	"syscall"
 
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/internal/cli"
@@ -31,8 +32,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil && !s.foreground && !isDaemonChild() {
 		return startDaemon()
 	}
+	var ended syscall.Signal
 	if err == nil {
-		err = serve(s)
+		ended, err = serve(s)
+	}
+	if err == nil && ended != 0 && s.foreground {
+		// As a shell reports a command a signal ended, though this one
+		// unmounted first.
+		return 128 + int(ended)
 	}
 	return cl.Exit(err, stdout, stderr)
 }

@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -43,8 +44,10 @@ const minProcs = 8
 // 3.69 s warm, 5.03 s against 5.37 s cold).
 const gcPercent = 50
 
-// serve mounts the image and serves it until it is unmounted.
-func serve(s *settings) error {
+// serve mounts the image and serves it until it is unmounted. ended is the
+// signal (SIGINT or SIGTERM) that unmounted it, 0 when it was unmounted
+// otherwise.
+func serve(s *settings) (ended syscall.Signal, err error) {
 	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minProcs {
 		runtime.GOMAXPROCS(minProcs)
 	}
@@ -53,22 +56,22 @@ func serve(s *settings) error {
 	}
 	logger := log.New(os.Stderr, "composefs-fuse: ", 0)
 	if st, err := os.Stat(s.mountpoint); err != nil {
-		return fmt.Errorf("mountpoint: %w", err)
+		return 0, fmt.Errorf("mountpoint: %w", err)
 	} else if !st.IsDir() {
-		return fmt.Errorf("mountpoint %s: not a directory", s.mountpoint)
+		return 0, fmt.Errorf("mountpoint %s: not a directory", s.mountpoint)
 	}
 	imagePath, store, storeDirs, imageID, closeImage, err := openSources(s)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer closeImage()
 	digest, err := imageDigest(s.digest, imageID)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	view, err := composefs.Open(imagePath, composefs.Config{Store: store, Verity: s.verity, ImageDigest: digest})
 	if err != nil {
-		return fmt.Errorf("%s: %w", s.image, err)
+		return 0, fmt.Errorf("%s: %w", s.image, err)
 	}
 	defer view.Close()
 	// Every idle object holds a descriptor (fusefs/objects.go).
@@ -96,13 +99,14 @@ func serve(s *settings) error {
 		NoIOUring:     s.noIOUring,
 	})
 	if err != nil {
-		return fmt.Errorf("mount %s: %s", s.mountpoint, strings.TrimSpace(err.Error()))
+		return 0, fmt.Errorf("mount %s: %s", s.mountpoint, strings.TrimSpace(err.Error()))
 	}
-	go unmountOnSignal(sig, conn, s.mountpoint, logger)
+	var endedBy atomic.Int32
+	go unmountOnSignal(sig, conn, s.mountpoint, logger, &endedBy)
 	stopProfile, err := startProfiles()
 	if err != nil {
 		conn.Unmount()
-		return err
+		return 0, err
 	}
 	defer stopProfile()
 	if isDaemonChild() {
@@ -112,7 +116,7 @@ func serve(s *settings) error {
 	// Background read-ahead reads the image: stop it before the image
 	// is unmapped (deferred above).
 	fsys.Close()
-	return nil
+	return syscall.Signal(endedBy.Load()), nil
 }
 
 // The profiles of the serving, from the mount to the unmount, for tuning:
@@ -230,11 +234,14 @@ func imageDigest(given string, imageID []byte) ([]byte, error) {
 	return want, nil
 }
 
-// unmountOnSignal unmounts on SIGINT or SIGTERM; when something still holds
-// the mount busy, it detaches it lazily, and serving goes on until the last
-// user lets go.
-func unmountOnSignal(sig <-chan os.Signal, conn *fuseconn.Conn, mnt string, logger *log.Logger) {
-	for range sig {
+// unmountOnSignal unmounts on SIGINT or SIGTERM, noting the signal in
+// ended first; when something still holds the mount busy, it detaches it
+// lazily, and serving goes on until the last user lets go.
+func unmountOnSignal(sig <-chan os.Signal, conn *fuseconn.Conn, mnt string, logger *log.Logger, ended *atomic.Int32) {
+	for got := range sig {
+		if signo, ok := got.(syscall.Signal); ok {
+			ended.Store(int32(signo))
+		}
 		err := conn.Unmount()
 		if err == nil {
 			return
