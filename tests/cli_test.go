@@ -1,7 +1,9 @@
 package tests
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -148,4 +150,35 @@ func TestWritesRefused(t *testing.T) {
 			t.Errorf("%s: %v, want EROFS", op, err)
 		}
 	}
+}
+
+// TestMountTwiceRefused: a mountpoint that already has a composefs-fuse
+// mount gets no second one stacked on it: exit 1, naming it.
+func TestMountTwiceRefused(t *testing.T) {
+	requireRoot(t)
+	v := newVerityTree(t)
+	mnt := fuseMount(t, v.image, "--basedir", v.objects)
+	out, err := tryFuseMount(t, v.image, mnt, "--basedir", v.objects)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("second mount on %s: %v, want exit status 1\n%s", mnt, err, out)
+	}
+	if !strings.Contains(out, mnt) || !strings.Contains(out, "already") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("second mount said %q, want one line naming %s as already mounted", out, mnt)
+	}
+	if n := countMounts(mnt); n != 1 {
+		t.Errorf("%d mounts on %s, want 1", n, mnt)
+	}
+}
+
+// countMounts is how many mounts /proc/self/mountinfo lists on dir.
+func countMounts(dir string) int {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && unescapeMountinfo(f[4]) == dir {
+			n++
+		}
+	}
+	return n
 }

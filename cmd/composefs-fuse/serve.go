@@ -60,6 +60,11 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 	} else if !st.IsDir() {
 		return 0, fmt.Errorf("mountpoint %s: not a directory", s.mountpoint)
 	}
+	// A second mount would hide the first, which goes on serving unseen
+	// until both are unmounted.
+	if typ := mountedType(s.mountpoint); typ == "fuse."+fusefs.Name {
+		return 0, fmt.Errorf("mountpoint %s: already has a %s mount; unmount it first", s.mountpoint, fusefs.Name)
+	}
 	imagePath, store, storeDirs, imageID, closeImage, err := openSources(s)
 	if err != nil {
 		return 0, err
