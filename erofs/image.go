@@ -98,7 +98,7 @@ func imageSize(f *os.File) (int, error) {
 		return 0, err
 	}
 	if !st.Mode().IsRegular() {
-		return 0, fmt.Errorf("%s: not a regular file", f.Name())
+		return 0, errors.New("not a regular file")
 	}
 	size := st.Size()
 	if size < superblockOffset+superblockSize {

@@ -280,6 +280,20 @@ func (c *Conn) Unmount() error {
 	return nil
 }
 
+// Detach unmounts lazily: the mount leaves the tree at once and is served
+// until its last user lets go, then Wait returns. For a mount that Unmount
+// finds busy.
+func (c *Conn) Detach() error {
+	c.unmountMu.Lock()
+	defer c.unmountMu.Unlock()
+	select {
+	case <-c.done:
+		return nil
+	default:
+	}
+	return detach(c.dir, c.direct)
+}
+
 // Dir is where the connection is mounted.
 func (c *Conn) Dir() string { return c.dir }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -80,7 +81,7 @@ func mountDirect(spec mountSpec) (int, error) {
 	err = unix.Mount(source, spec.dir, "fuse."+spec.subtype, flags, strings.Join(data, ","))
 	if err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("mount(2) %s: %w", spec.dir, err)
+		return -1, fmt.Errorf("mount(2): %w", err)
 	}
 	return fd, nil
 }
@@ -122,14 +123,12 @@ func mountFusermount(spec mountSpec) (int, error) {
 	cmd := exec.Command(bin, "-o", strings.Join(opts, ","), "--", spec.dir)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("_FUSE_COMMFD=%d", commFD))
 	cmd.ExtraFiles = []*os.File{theirs} // descriptor 3
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err = cmd.Run()
+	err = runHelper("fusermount3", cmd)
 	// Our copy of the helper's end closed: once the helper is gone, a
 	// read finds the descriptor it sent or, if it sent none, the end.
 	theirs.Close()
 	if err != nil {
-		return -1, fmt.Errorf("fusermount3: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+		return -1, err
 	}
 	return receiveFD(pair[0])
 }
@@ -166,14 +165,9 @@ func unmount(dir string, direct bool) error {
 		if direct {
 			err = unix.Unmount(dir, 0)
 		} else {
-			var stderr bytes.Buffer
-			cmd := exec.Command("fusermount3", "-u", "--", dir)
-			cmd.Stderr = &stderr
-			if err = cmd.Run(); err != nil {
-				err = fmt.Errorf("fusermount3 -u: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
-				if !strings.Contains(stderr.String(), "busy") {
-					return err
-				}
+			err = runHelper("fusermount3 -u", exec.Command("fusermount3", "-u", "--", dir))
+			if err != nil && !strings.Contains(err.Error(), "busy") {
+				return err
 			}
 		}
 		if err == nil || direct && !errors.Is(err, unix.EBUSY) {
@@ -182,4 +176,85 @@ func unmount(dir string, direct bool) error {
 		sleep(try)
 	}
 	return err
+}
+
+// detach unmounts dir lazily: it leaves the tree now, and goes once its
+// last user lets go.
+func detach(dir string, direct bool) error {
+	if direct {
+		return unix.Unmount(dir, unix.MNT_DETACH)
+	}
+	return runHelper("fusermount3 -u -z", exec.Command("fusermount3", "-u", "-z", "--", dir))
+}
+
+// helperError is a helper command (fusermount3) that failed: how it ended
+// and what it said, on one line.
+type helperError struct {
+	// Command names the helper and what it was asked ("fusermount3 -u").
+	Command string
+	// State is how the helper ended; nil when it could not be started.
+	State *os.ProcessState
+	// Err is why it could not be started or waited for.
+	Err error
+	// Stderr is what it wrote there, trimmed.
+	Stderr string
+}
+
+func (e *helperError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Command)
+	b.WriteString(": ")
+	switch ws, ok := e.waitStatus(); {
+	case ok && ws.Signaled():
+		fmt.Fprintf(&b, "killed by signal %d (%s)", int(ws.Signal()), unix.SignalName(ws.Signal()))
+	case ok && ws.Exited():
+		fmt.Fprintf(&b, "exit status %d", ws.ExitStatus())
+	case e.Err != nil:
+		b.WriteString(e.Err.Error())
+	default:
+		b.WriteString(e.State.String())
+	}
+	// Its lines joined: an error is one line.
+	if e.Stderr != "" {
+		b.WriteString(": ")
+		b.WriteString(oneLine(e.Stderr))
+	}
+	return b.String()
+}
+
+func (e *helperError) Unwrap() error { return e.Err }
+
+func (e *helperError) waitStatus() (syscall.WaitStatus, bool) {
+	if e.State == nil {
+		return 0, false
+	}
+	ws, ok := e.State.Sys().(syscall.WaitStatus)
+	return ws, ok
+}
+
+// oneLine joins the non-empty lines of s with "; ".
+func oneLine(s string) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "; ")
+}
+
+// runHelper runs cmd, whose stderr it collects, and returns a *helperError
+// named name when it fails.
+func runHelper(name string, cmd *exec.Cmd) error {
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if err == nil {
+		return nil
+	}
+	he := &helperError{Command: name, State: cmd.ProcessState, Stderr: strings.TrimSpace(stderr.String())}
+	if _, exited := err.(*exec.ExitError); !exited {
+		he.Err = err
+	}
+	return he
 }

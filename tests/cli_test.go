@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -56,6 +57,9 @@ func TestSignalBusy(t *testing.T) {
 	}
 	if typ := mountedType(fg.mnt); typ != "" {
 		t.Fatalf("still mounted (%s) 10s after SIGTERM with a busy mount; server said:\n%s", typ, fg.stderr.String())
+	}
+	if said := strings.TrimSpace(fg.waitStderr("unmount")); strings.Count(said, "\n") != 0 || !strings.Contains(said, "lazily") {
+		t.Errorf("after SIGTERM on a busy mount the server said %q, want one line about the lazy unmount", said)
 	}
 	b := make([]byte, 5)
 	if n, err := f.ReadAt(b, 0); err != nil || string(b[:n]) != "hello" {
@@ -181,4 +185,86 @@ func countMounts(dir string) int {
 		}
 	}
 	return n
+}
+
+// TestErrorsOneLine: what goes wrong before the mount is one line naming
+// each thing once, with a helper's exit decoded.
+func TestErrorsOneLine(t *testing.T) {
+	requireRoot(t)
+	bin := buildCmd(t, "composefs-fuse")
+	oneLine := func(t *testing.T, out string, want ...string) {
+		t.Helper()
+		out = strings.TrimSuffix(out, "\n")
+		if strings.Contains(out, "\n") {
+			t.Errorf("more than one line:\n%s", out)
+		}
+		for _, w := range want {
+			if n := strings.Count(out, w); n != 1 {
+				t.Errorf("%q %d times in %q, want once", w, n, out)
+			}
+		}
+	}
+	t.Run("image is a directory", func(t *testing.T) {
+		dir := tempDir(t, "image")
+		out, err := run(t, 30*time.Second, bin, "-f", dir, tempDir(t, "mnt"))
+		if err == nil {
+			t.Fatalf("mounted a directory as the image")
+		}
+		oneLine(t, out, dir)
+	})
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		t.Skip("fusermount3 not installed (apt-get install -y fuse3)")
+	}
+	// As nobody the command mounts through fusermount3: one that fails
+	// saying two lines, or is killed.
+	top, err := os.MkdirTemp("", "composefs-helper-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(top) })
+	if err := os.Chmod(top, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	v := newVerityTree(t)
+	image := filepath.Join(top, "image.cfs")
+	data, err := os.ReadFile(v.image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(image, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(top, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(mnt, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lazyUnmount(mnt) })
+	for _, c := range []struct{ name, script, want string }{
+		{"exits 3", "echo first line >&2; echo second line >&2; exit 3", "exit status 3: first line; second line"},
+		{"killed", "kill -KILL $$", "killed by signal 9 (SIGKILL)"},
+	} {
+		t.Run("fusermount3 "+c.name, func(t *testing.T) {
+			fake := filepath.Join(top, strings.ReplaceAll(c.name, " ", "-"))
+			if err := os.Mkdir(fake, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(fake, "fusermount3"), []byte("#!/bin/sh\n"+c.script+"\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "-f", image, mnt)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+			cmd.Env = []string{"PATH=" + fake + ":/usr/bin:/bin", "HOME=/"}
+			cmd.Dir = "/"
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("mounted through a failing fusermount3")
+			}
+			oneLine(t, string(out), mnt, c.want)
+		})
+	}
 }

@@ -1,13 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -16,8 +15,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/fuseconn"
@@ -76,7 +73,11 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 	}
 	view, err := composefs.Open(imagePath, composefs.Config{Store: store, Verity: s.verity, ImageDigest: digest})
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", s.image, err)
+		// An error opening the file names it already.
+		if pe := (*fs.PathError)(nil); !errors.As(err, &pe) {
+			err = fmt.Errorf("%s: %w", s.image, err)
+		}
+		return 0, err
 	}
 	defer view.Close()
 	// Every idle object holds a descriptor (fusefs/objects.go).
@@ -104,7 +105,7 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 		NoIOUring:     s.noIOUring,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("mount %s: %s", s.mountpoint, strings.TrimSpace(err.Error()))
+		return 0, fmt.Errorf("mount %s: %w", s.mountpoint, err)
 	}
 	var endedBy atomic.Int32
 	go unmountOnSignal(sig, conn, s.mountpoint, logger, &endedBy)
@@ -251,24 +252,12 @@ func unmountOnSignal(sig <-chan os.Signal, conn *fuseconn.Conn, mnt string, logg
 		if err == nil {
 			return
 		}
-		logger.Printf("unmount %s: %v; detaching it lazily", mnt, err)
-		if err := lazyUnmount(mnt); err != nil {
-			logger.Printf("lazy unmount %s: %v", mnt, err)
+		// One line for what happened, whichever way it went.
+		if derr := conn.Detach(); derr != nil {
+			logger.Printf("unmount %s: %v; lazy unmount: %v", mnt, err, derr)
 			continue
 		}
+		logger.Printf("unmount %s: %v; detached it lazily: serving until its last user lets go", mnt, err)
 		return
 	}
-}
-
-func lazyUnmount(mnt string) error {
-	if os.Geteuid() == 0 {
-		if err := unix.Unmount(mnt, unix.MNT_DETACH); err == nil || !errors.Is(err, unix.EPERM) {
-			return err
-		}
-	}
-	out, err := exec.Command("fusermount3", "-u", "-z", mnt).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("fusermount3: %v: %s", err, bytes.TrimSpace(out))
-	}
-	return nil
 }
