@@ -58,7 +58,9 @@ func TestSignalBusy(t *testing.T) {
 	if typ := mountedType(fg.mnt); typ != "" {
 		t.Fatalf("still mounted (%s) 10s after SIGTERM with a busy mount; server said:\n%s", typ, fg.stderr.String())
 	}
-	if said := strings.TrimSpace(fg.waitStderr("unmount")); strings.Count(said, "\n") != 0 || !strings.Contains(said, "lazily") {
+	// (the tree lacks an object: a warning came before)
+	said := fg.waitStderr("unmount")
+	if i := strings.Index(said, "unmount"); i < 0 || strings.Count(said[i:], "\n") > 1 || !strings.Contains(said[i:], "lazily") {
 		t.Errorf("after SIGTERM on a busy mount the server said %q, want one line about the lazy unmount", said)
 	}
 	b := make([]byte, 5)
@@ -225,9 +227,9 @@ func TestErrorsOneLine(t *testing.T) {
 	if err := os.Chmod(top, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	v := newVerityTree(t)
+	// No external files: nothing to warn about before the mount.
 	image := filepath.Join(top, "image.cfs")
-	data, err := os.ReadFile(v.image)
+	data, err := os.ReadFile(writeImage(t, "/ 0 40755 2 0 0 0 0.0 - - -\n/inline 5 100644 1 0 0 0 0.0 - hello -\n", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,5 +268,37 @@ func TestErrorsOneLine(t *testing.T) {
 			}
 			oneLine(t, string(out), mnt, c.want)
 		})
+	}
+}
+
+// TestMissingObjectsWarned: a store that lacks objects of the image, or no
+// store at all, is said on stderr before the command returns; the mount
+// goes ahead.
+func TestMissingObjectsWarned(t *testing.T) {
+	requireRoot(t)
+	v := newVerityTree(t) // four objects, one of them missing
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"basedir", []string{"--basedir", v.objects}, "lacks 1 of the image's 4 objects"},
+		{"check-objects", []string{"--basedir", v.objects, "--check-objects"}, "lacks 1 of the image's 4 objects"},
+		{"no store", nil, "no --basedir or --repo"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, err := tryFuseMount(t, v.image, tempDir(t, "fuse"), c.args...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if !strings.Contains(out, c.want) || !strings.Contains(out, "ENOENT") {
+				t.Errorf("said %q, want %q and ENOENT", out, c.want)
+			}
+		})
+	}
+	full := newVerityTree(t)
+	full.missing.Put(t, full.objects, full.missing.Content)
+	if out, err := tryFuseMount(t, full.image, tempDir(t, "fuse"), "--basedir", full.objects); err != nil || strings.Contains(out, "missing") {
+		t.Errorf("with every object: %v, said %q", err, out)
 	}
 }

@@ -21,6 +21,7 @@ type settings struct {
 	noReadAhead       bool
 	noIOUring         bool
 	noOpen            bool
+	checkObjects      bool
 	fsname            string
 	// mountFlags go to the kernel (or fusermount3) as given: nosuid,
 	// nodev, noexec and their opposites.
@@ -78,6 +79,8 @@ func (s *settings) addOptions(arg string) error {
 			s.noIOUring = true
 		case key == "noopen" && !hasVal:
 			s.noOpen = true
+		case key == "check_objects" && !hasVal:
+			s.checkObjects = true
 		case kernelFlags[key] && !hasVal:
 			s.mountFlags = append(s.mountFlags, key)
 		case ignoredOptions[key] && !hasVal,

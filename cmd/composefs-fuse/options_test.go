@@ -19,6 +19,9 @@ func TestParseArgs(t *testing.T) {
 	if s.image != "img" || s.mountpoint != "mnt" || !s.foreground || !s.allowOther || s.digest != "ab" || s.verity != composefs.VerityRequire {
 		t.Errorf("%+v", s)
 	}
+	if s, err := parseArgs([]string{"img", "mnt", "--check-objects"}); err != nil || !s.checkObjects {
+		t.Errorf("--check-objects: %+v %v", s, err)
+	}
 	if !slices.Equal(s.basedirs, []string{"/a:/b", "/c"}) {
 		t.Errorf("basedirs %q", s.basedirs)
 	}
@@ -30,11 +33,11 @@ func TestParseArgs(t *testing.T) {
 // mount.fuse3 calls IMAGE MNT -o OPTIONS, with whatever mount(8) and fstab
 // add.
 func TestMountOptions(t *testing.T) {
-	s, err := parseArgs([]string{"img", "mnt", "-o", "rw,noatime,basedir=/x:/y,verity=off,allow_other,dev,suid,nofail,_netdev,digest=cd,repo=/r,x-systemd.automount,ro,nodev,defaults,subtype=composefs-fuse,fsname=myimg,noreadahead,noiouring,noopen"})
+	s, err := parseArgs([]string{"img", "mnt", "-o", "rw,noatime,basedir=/x:/y,verity=off,allow_other,dev,suid,nofail,_netdev,digest=cd,repo=/r,x-systemd.automount,ro,nodev,defaults,subtype=composefs-fuse,fsname=myimg,noreadahead,noiouring,noopen,check_objects"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(s.basedirs, []string{"/x:/y"}) || s.verity != composefs.VerityOff || !s.allowOther || s.digest != "cd" || s.repo != "/r" || s.fsname != "myimg" || !s.noReadAhead || !s.noIOUring || !s.noOpen {
+	if !slices.Equal(s.basedirs, []string{"/x:/y"}) || s.verity != composefs.VerityOff || !s.allowOther || s.digest != "cd" || s.repo != "/r" || s.fsname != "myimg" || !s.noReadAhead || !s.noIOUring || !s.noOpen || !s.checkObjects {
 		t.Errorf("%+v", s)
 	}
 	if !slices.Equal(s.mountFlags, []string{"dev", "suid", "nodev"}) {

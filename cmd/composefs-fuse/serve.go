@@ -80,6 +80,9 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 		return 0, err
 	}
 	defer view.Close()
+	if err := warnMissingObjects(view, s, logger); err != nil {
+		return 0, fmt.Errorf("%s: %w", s.image, err)
+	}
 	// Every idle object holds a descriptor (fusefs/objects.go).
 	fusefs.RaiseFileLimit()
 	fsys := fusefs.New(view, fusefs.Config{Logger: logger, NoReadAhead: s.noReadAhead, NoOpen: s.noOpen})
@@ -123,6 +126,34 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 	// is unmapped (deferred above).
 	fsys.Close()
 	return syscall.Signal(endedBy.Load()), nil
+}
+
+// objectSample is how many objects are looked for at most before the
+// mount, unless --check-objects asks for all: a stat each, a few
+// milliseconds for thousands in the page cache.
+const objectSample = 4096
+
+// warnMissingObjects says on stderr, before the mount, how many objects of
+// external files the store lacks: their files will fail to open. It is a
+// warning; the mount goes ahead.
+func warnMissingObjects(view *composefs.FS, s *settings, logger *log.Logger) error {
+	limit := objectSample
+	if s.checkObjects {
+		limit = 0
+	}
+	c, err := view.CheckObjects(limit)
+	if err != nil || c.Missing == 0 {
+		return err
+	}
+	switch {
+	case view.Config().Store == nil:
+		logger.Printf("warning: no --basedir or --repo: every external file will fail with ENOENT (objects named: %d)", c.Objects)
+	case c.Sampled():
+		logger.Printf("warning: the object store lacks %d of a sample of %d of the image's %d objects: their files will fail with ENOENT; --check-objects counts them all", c.Missing, c.Checked, c.Objects)
+	default:
+		logger.Printf("warning: the object store lacks %d of the image's %d objects: their files will fail with ENOENT", c.Missing, c.Objects)
+	}
+	return nil
 }
 
 // The profiles of the serving, from the mount to the unmount, for tuning:
