@@ -302,3 +302,44 @@ func TestMissingObjectsWarned(t *testing.T) {
 		t.Errorf("with every object: %v, said %q", err, out)
 	}
 }
+
+// TestDaemonLog: in the background, --log (or -o log=) appends the log
+// lines to a file; without it and without syslog, the command says at
+// mount time that later errors will not be seen.
+func TestDaemonLog(t *testing.T) {
+	requireRoot(t)
+	v := newVerityTree(t)
+	for _, c := range []struct{ name, opt string }{{"--log", "--log="}, {"-o log", "-olog="}} {
+		t.Run(c.name, func(t *testing.T) {
+			logFile := filepath.Join(t.TempDir(), "fuse.log")
+			if err := os.WriteFile(logFile, []byte("kept\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			mnt := fuseMount(t, v.image, "--basedir", v.objects, c.opt+logFile)
+			if _, err := readErrno(filepath.Join(mnt, "missing")); err != syscall.ENOENT {
+				t.Errorf("missing: %v, want ENOENT", err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			var got []byte
+			for !strings.Contains(string(got), "/missing") && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+				got, _ = os.ReadFile(logFile)
+			}
+			if !strings.HasPrefix(string(got), "kept\n") || !strings.Contains(string(got), "/missing") {
+				t.Errorf("log file holds %q, want what was there and a line about /missing", got)
+			}
+		})
+	}
+	t.Run("no syslog", func(t *testing.T) {
+		if _, err := os.Stat("/dev/log"); err == nil {
+			t.Skip("/dev/log exists: the log goes to syslog")
+		}
+		out, err := tryFuseMount(t, v.image, tempDir(t, "fuse"), "--basedir", v.objects)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if !strings.Contains(out, "will not be seen") || !strings.Contains(out, "--log") {
+			t.Errorf("said %q, want that errors after the mount will not be seen without --log", out)
+		}
+	})
+}

@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"log"
-	"log/syslog"
 	"os"
 	"os/exec"
 	"syscall"
@@ -75,18 +73,12 @@ func startDaemon() int {
 	return 1
 }
 
-// daemonReady tells the waiting parent the mount is live and detaches from
-// its stdio: from here on, log lines go to syslog when there is one.
-func daemonReady(logger *log.Logger) {
+// daemonReady tells the waiting parent the mount is live and lets go of
+// its stderr, the parent's: log lines go where logDestination said.
+func daemonReady() {
 	ready := os.NewFile(readyFd, "ready")
 	ready.Write([]byte{1})
 	ready.Close()
-	if w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_WARNING, "composefs-fuse"); err == nil {
-		logger.SetOutput(w)
-		logger.SetFlags(0)
-	} else {
-		logger.SetOutput(io.Discard)
-	}
 	if null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
 		syscall.Dup2(int(null.Fd()), 2)
 		null.Close()

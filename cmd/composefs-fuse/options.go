@@ -22,6 +22,7 @@ type settings struct {
 	noIOUring         bool
 	noOpen            bool
 	checkObjects      bool
+	logFile           string
 	fsname            string
 	// mountFlags go to the kernel (or fusermount3) as given: nosuid,
 	// nodev, noexec and their opposites.
@@ -67,6 +68,8 @@ func (s *settings) addOptions(arg string) error {
 				return err
 			}
 			s.verity = m
+		case key == "log" && hasVal:
+			s.logFile = val
 		case key == "fsname" && hasVal:
 			s.fsname = val
 		case key == "allow_other" && !hasVal:

@@ -33,11 +33,11 @@ func TestParseArgs(t *testing.T) {
 // mount.fuse3 calls IMAGE MNT -o OPTIONS, with whatever mount(8) and fstab
 // add.
 func TestMountOptions(t *testing.T) {
-	s, err := parseArgs([]string{"img", "mnt", "-o", "rw,noatime,basedir=/x:/y,verity=off,allow_other,dev,suid,nofail,_netdev,digest=cd,repo=/r,x-systemd.automount,ro,nodev,defaults,subtype=composefs-fuse,fsname=myimg,noreadahead,noiouring,noopen,check_objects"})
+	s, err := parseArgs([]string{"img", "mnt", "-o", "rw,noatime,basedir=/x:/y,verity=off,allow_other,dev,suid,nofail,_netdev,digest=cd,repo=/r,x-systemd.automount,ro,nodev,defaults,subtype=composefs-fuse,fsname=myimg,noreadahead,noiouring,noopen,check_objects,log=/l"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(s.basedirs, []string{"/x:/y"}) || s.verity != composefs.VerityOff || !s.allowOther || s.digest != "cd" || s.repo != "/r" || s.fsname != "myimg" || !s.noReadAhead || !s.noIOUring || !s.noOpen || !s.checkObjects {
+	if !slices.Equal(s.basedirs, []string{"/x:/y"}) || s.verity != composefs.VerityOff || !s.allowOther || s.digest != "cd" || s.repo != "/r" || s.fsname != "myimg" || !s.noReadAhead || !s.noIOUring || !s.noOpen || !s.checkObjects || s.logFile != "/l" {
 		t.Errorf("%+v", s)
 	}
 	if !slices.Equal(s.mountFlags, []string{"dev", "suid", "nodev"}) {

@@ -4,8 +4,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log"
+	"log/syslog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -62,6 +64,11 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 	if typ := mountedType(s.mountpoint); typ == "fuse."+fusefs.Name {
 		return 0, fmt.Errorf("mountpoint %s: already has a %s mount; unmount it first", s.mountpoint, fusefs.Name)
 	}
+	logTo, closeLog, err := logDestination(s, logger)
+	if err != nil {
+		return 0, err
+	}
+	defer closeLog()
 	imagePath, store, storeDirs, imageID, closeImage, err := openSources(s)
 	if err != nil {
 		return 0, err
@@ -118,8 +125,12 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 		return 0, err
 	}
 	defer stopProfile()
+	if logTo != nil {
+		logger.SetOutput(logTo)
+		logger.SetFlags(log.LstdFlags | log.Lmsgprefix)
+	}
 	if isDaemonChild() {
-		daemonReady(logger)
+		daemonReady()
 	}
 	conn.Wait()
 	// Background read-ahead reads the image: stop it before the image
@@ -154,6 +165,30 @@ func warnMissingObjects(view *composefs.FS, s *settings, logger *log.Logger) err
 		logger.Printf("warning: the object store lacks %d of the image's %d objects: their files will fail with ENOENT", c.Missing, c.Objects)
 	}
 	return nil
+}
+
+// logDestination is where log lines go once the mount is live: --log's
+// file (opened now, so that a bad path fails the mount), else syslog in
+// the background, else nowhere; nil means stderr, as it is. Lost lines are
+// said now, while stderr still reaches the user.
+func logDestination(s *settings, logger *log.Logger) (w io.Writer, closeLog func(), err error) {
+	closeLog = func() {}
+	switch {
+	case s.logFile != "":
+		f, err := os.OpenFile(s.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--log: %w", err)
+		}
+		return f, func() { f.Close() }, nil
+	case !isDaemonChild():
+		return nil, closeLog, nil
+	}
+	sys, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_WARNING, "composefs-fuse")
+	if err != nil {
+		logger.Printf("warning: no syslog (/dev/log) to log to: errors after the mount will not be seen; --log FILE or -f keeps them")
+		return io.Discard, closeLog, nil
+	}
+	return sys, func() { sys.Close() }, nil
 }
 
 // The profiles of the serving, from the mount to the unmount, for tuning:
