@@ -76,7 +76,7 @@ func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
 	}
 	obj, err := f.cfg.Store.Open(payload)
 	if err != nil {
-		return Object{}, fmt.Errorf("object %s: %w", payload, err)
+		return Object{}, err // which names the object
 	}
 	if digest == nil || f.cfg.Verity == VerityOff {
 		return Object{File: obj, Payload: payload}, nil

@@ -16,7 +16,7 @@ import (
 type Store interface {
 	// Open opens the object named by payload (the redirect path, e.g.
 	// "ab/cdef..." with or without a leading "/"), safely beneath the
-	// store's root(s); only regular files.
+	// store's root(s); only regular files. Its errors name the object.
 	Open(payload string) (*os.File, error)
 	// Has tells whether the object exists.
 	Has(payload string) (bool, error)

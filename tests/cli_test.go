@@ -328,6 +328,9 @@ func TestDaemonLog(t *testing.T) {
 			if !strings.HasPrefix(string(got), "kept\n") || !strings.Contains(string(got), "/missing") {
 				t.Errorf("log file holds %q, want what was there and a line about /missing", got)
 			}
+			if n := strings.Count(string(got), v.missing.Payload); n != 1 {
+				t.Errorf("the object named %d times in %q, want once", n, got)
+			}
 		})
 	}
 	t.Run("no syslog", func(t *testing.T) {
