@@ -1,53 +1,49 @@
 package composefs
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/composefs/composefs-go/erofs"
 )
 
 // ObjectCount is what CheckObjects found: of the objects the image's
-// external files name, how many it looked for in the store and how many of
-// those are missing.
+// external files name, how many it looked for in the store (all of them,
+// or the first ones of the image's order) and how many of those are
+// missing.
 type ObjectCount struct {
-	// Objects is how many distinct objects external files name.
-	Objects int
-	// Checked is how many of them were looked for: all, or a sample.
+	// Checked is how many distinct objects were looked for.
 	Checked int
-	// Missing is how many of those checked the store lacks (all of them
-	// when there is no store).
+	// Missing is how many of those the store lacks (all of them when
+	// there is no store).
 	Missing int
+	// All: every external file's object was looked for.
+	All bool
 }
 
 // Sampled tells whether only some of the objects were checked.
-func (c ObjectCount) Sampled() bool { return c.Checked < c.Objects }
+func (c ObjectCount) Sampled() bool { return !c.All }
 
 // CheckObjects looks in the store for the objects of the image's external
-// files: every one when there are at most limit of them (or limit is 0 or
-// less), else limit of them spread evenly over the image's order. Each
-// check is one lookup (objects.Store.Has), without opening or verifying
-// the object; a lookup that fails counts as missing, since the open would
+// files, walking the image depth-first: all of them when limit is 0 or
+// less, else only the first limit distinct ones, met within the first
+// 16×limit inodes, which bounds the cost on a large image (the walk decodes
+// each inode it meets, in memory; a check
+// is one lookup, objects.Store.Has, without opening or verifying the
+// object). A lookup that fails counts as missing, since the open would
 // fail too. Without a store every object is missing and none is looked
-// for. Walking the image costs a decode of each inode, in memory.
+// for.
 func (f *FS) CheckObjects(limit int) (ObjectCount, error) {
-	payloads, err := f.objectPayloads()
+	payloads, all, err := f.objectPayloads(limit)
 	if err != nil {
 		return ObjectCount{}, err
 	}
-	c := ObjectCount{Objects: len(payloads)}
+	c := ObjectCount{Checked: len(payloads), All: all}
 	if f.cfg.Store == nil {
-		c.Checked, c.Missing = c.Objects, c.Objects
+		c.Missing = c.Checked
 		return c, nil
 	}
-	check := payloads
-	if limit > 0 && len(payloads) > limit {
-		check = make([]string, limit)
-		for i := range check {
-			check[i] = payloads[i*len(payloads)/limit]
-		}
-	}
-	c.Checked = len(check)
-	for _, p := range check {
+	for _, p := range payloads {
 		if ok, err := f.cfg.Store.Has(p); !ok || err != nil {
 			c.Missing++
 		}
@@ -56,22 +52,26 @@ func (f *FS) CheckObjects(limit int) (ObjectCount, error) {
 }
 
 // objectPayloads lists the distinct payloads of the image's external
-// files, in the order a depth-first walk meets them. Files marked as
+// files, in the order a depth-first walk meets them, stopping at limit of
+// them or 16×limit inodes (if limit is above 0); all says the walk went
+// through. Files marked as
 // external without naming an object are left out: they fail for want of a
 // name, not of an object.
-func (f *FS) objectPayloads() ([]string, error) {
-	var payloads []string
+func (f *FS) objectPayloads(limit int) (payloads []string, all bool, err error) {
 	seen := map[string]bool{}
 	visited := map[uint64]bool{}
 	root, err := f.img.Inode(f.rootNid)
 	if err != nil {
-		return nil, fmt.Errorf("root inode: %w", err)
+		return nil, false, fmt.Errorf("root inode: %w", err)
 	}
 	// Directories to list, depth-first; visited keeps a damaged image's
 	// cycles and hardlinked files from being walked twice.
 	stack := []erofs.Inode{root}
 	visited[root.Nid] = true
 	for len(stack) > 0 {
+		if limit > 0 && len(payloads) >= limit {
+			return payloads, false, nil
+		}
 		dir := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		err := f.img.ReadDir(&dir, func(name string, nid uint64, ftype uint8) error {
@@ -79,6 +79,9 @@ func (f *FS) objectPayloads() ([]string, error) {
 				return nil
 			}
 			visited[nid] = true
+			if limit > 0 && len(visited) > 16*limit {
+				return errEnough
+			}
 			in, err := f.img.Inode(nid)
 			if err != nil {
 				return fmt.Errorf("%q in directory %d: %w", name, dir.Nid, err)
@@ -96,11 +99,20 @@ func (f *FS) objectPayloads() ([]string, error) {
 			}
 			seen[payload] = true
 			payloads = append(payloads, payload)
+			if limit > 0 && len(payloads) >= limit {
+				return errEnough
+			}
 			return nil
 		})
+		if err == errEnough {
+			return payloads, false, nil
+		}
 		if err != nil {
-			return nil, fmt.Errorf("directory %d: %w", dir.Nid, err)
+			return nil, false, fmt.Errorf("directory %d: %w", dir.Nid, err)
 		}
 	}
-	return payloads, nil
+	return payloads, true, nil
 }
+
+// errEnough stops a walk that has found what it looked for.
+var errEnough = errors.New("enough")

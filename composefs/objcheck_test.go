@@ -42,12 +42,14 @@ func TestCheckObjects(t *testing.T) {
 		limit int
 		want  ObjectCount
 	}{
-		{0, ObjectCount{Objects: 10, Checked: 10, Missing: 2}},
-		{10, ObjectCount{Objects: 10, Checked: 10, Missing: 2}},
-		{5, ObjectCount{Objects: 10, Checked: 5, Missing: 1}},
+		{0, ObjectCount{Checked: 10, Missing: 2, All: true}},
+		{11, ObjectCount{Checked: 10, Missing: 2, All: true}},
+		// The walk meets /again (object 0, missing) first, then f1-f4
+		// in /d.
+		{5, ObjectCount{Checked: 5, Missing: 1}},
 	} {
 		got, err := f.CheckObjects(c.limit)
-		if err != nil || got != c.want || got.Sampled() != (c.want.Checked < 10) {
+		if err != nil || got != c.want || got.Sampled() != !c.want.All {
 			t.Errorf("limit %d: %+v %v, want %+v", c.limit, got, err, c.want)
 		}
 	}
@@ -56,7 +58,7 @@ func TestCheckObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer none.Close()
-	if got, err := none.CheckObjects(0); err != nil || got != (ObjectCount{10, 10, 10}) {
+	if got, err := none.CheckObjects(0); err != nil || got != (ObjectCount{Checked: 10, Missing: 10, All: true}) {
 		t.Errorf("no store: %+v %v", got, err)
 	}
 }
