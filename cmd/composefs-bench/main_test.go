@@ -28,3 +28,9 @@ func TestCommandLine(t *testing.T) {
 		clitest.Usage(t, "composefs-bench", benchRun, args...)
 	}
 }
+
+// TestManPage: docs/man/composefs-bench.1 renders without warnings and has
+// an entry for every option --help lists.
+func TestManPage(t *testing.T) {
+	clitest.ManPage(t, command(&config{}))
+}

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"errors"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/composefs/composefs-go/composefs"
@@ -81,6 +83,52 @@ func fuseRun(args ...string) (int, string, string) {
 // command, an unknown option is one line and exit 2.
 func TestCommandLine(t *testing.T) {
 	clitest.Check(t, newCommandLine().Command, fuseRun)
+}
+
+// TestManPage: docs/man/composefs-fuse.1 renders without warnings, has an
+// entry for every option --help lists, and one under MOUNT OPTIONS for
+// every -o option the help names (the list in -o's description, each
+// "(-o NAME)" of another option) and the kernel's flags.
+func TestManPage(t *testing.T) {
+	cl := newCommandLine()
+	m := clitest.ManPage(t, cl.Command)
+	named := regexp.MustCompile(`\(-o ([a-z_]+=?)`)
+	keys := []string{"fsname=", "debug"}
+	for k := range kernelFlags {
+		keys = append(keys, k)
+	}
+	for _, name := range []string{"options", "log", "no-read-ahead", "no-open", "check-objects", "no-io-uring"} {
+		usage := cl.Flags.Lookup(name).Usage
+		if name == "options" {
+			_, list, _ := strings.Cut(usage, "(")
+			list, _, _ = strings.Cut(list, ")")
+			for _, k := range strings.Split(list, ",") {
+				if k = strings.TrimSpace(k); k != "..." {
+					keys = append(keys, k)
+				}
+			}
+			continue
+		}
+		sub := named.FindStringSubmatch(usage)
+		if sub == nil {
+			t.Errorf("--%s: its description names no -o option", name)
+			continue
+		}
+		keys = append(keys, sub[1])
+	}
+	for _, k := range keys {
+		opt := k
+		if strings.HasSuffix(k, "=") {
+			opt += "on" // a value every key takes, verity= included
+		}
+		var s settings
+		if err := s.addOptions(opt); err != nil {
+			t.Errorf("-o %s: %v", opt, err)
+		}
+		if !m.Tagged("MOUNT OPTIONS", k) {
+			t.Errorf("%s: -o %s has no entry under MOUNT OPTIONS", m.Path, k)
+		}
+	}
 }
 
 func FuzzMountOptions(f *testing.F) {

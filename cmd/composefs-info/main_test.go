@@ -491,3 +491,15 @@ func checkInspect(t *testing.T, img string) {
 		t.Errorf("inspect of /a:\n%s", sub)
 	}
 }
+
+// TestManPage: docs/man/composefs-info.1 renders without warnings and has
+// an entry for every option and every subcommand --help lists.
+func TestManPage(t *testing.T) {
+	var opts options
+	m := clitest.ManPage(t, command(&opts))
+	for _, sc := range subcommands {
+		if !m.Tagged("COMMANDS", sc.name) {
+			t.Errorf("%s: the command %s has no entry under COMMANDS", m.Path, sc.name)
+		}
+	}
+}

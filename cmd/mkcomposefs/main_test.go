@@ -350,3 +350,9 @@ func TestDirectorySource(t *testing.T) {
 		t.Errorf("no objects in the digest store")
 	}
 }
+
+// TestManPage: docs/man/mkcomposefs.1 renders without warnings and has an
+// entry for every option --help lists.
+func TestManPage(t *testing.T) {
+	clitest.ManPage(t, command(&settings{}))
+}
