@@ -122,6 +122,44 @@ func TestMountHelper(t *testing.T) {
 	}
 }
 
+// TestNodevNosuidDefault: composefs-fuse mounts nosuid,nodev unless told
+// otherwise, so a device node in the image (a root file system's
+// /dev/null, say) does not open until -o dev,suid, which also drops
+// nosuid.
+func TestNodevNosuidDefault(t *testing.T) {
+	requireRoot(t)
+	image := writeImage(t, "/ 0 40755 2 0 0 0 0.0 - - -\n/null 0 20666 1 0 0 259 0.0 - - -\n", 1)
+	for _, tc := range []struct {
+		args   []string
+		nosuid bool
+	}{
+		{nil, true},
+		{[]string{"-o", "dev,suid"}, false},
+	} {
+		mnt := fuseMount(t, image, tc.args...)
+		opts := ""
+		mounts, _ := os.ReadFile("/proc/self/mounts")
+		for _, line := range strings.Split(string(mounts), "\n") {
+			if f := strings.Fields(line); len(f) > 3 && f[1] == mnt {
+				opts = "," + f[3] + ","
+			}
+		}
+		if strings.Contains(opts, ",nosuid,") != tc.nosuid || strings.Contains(opts, ",nodev,") != tc.nosuid {
+			t.Errorf("%q: mount options %q, want nosuid,nodev %v", tc.args, opts, tc.nosuid)
+		}
+		f, err := os.OpenFile(filepath.Join(mnt, "null"), os.O_WRONLY, 0)
+		if tc.nosuid && !errors.Is(err, syscall.EACCES) {
+			t.Errorf("%q: opening the device node: %v, want EACCES", tc.args, err)
+		}
+		if !tc.nosuid && err != nil {
+			t.Errorf("%q: opening the device node: %v", tc.args, err)
+		}
+		if err == nil {
+			f.Close()
+		}
+	}
+}
+
 // TestWritesRefused: every way of writing answers EROFS.
 func TestWritesRefused(t *testing.T) {
 	requireRoot(t)
