@@ -8,8 +8,10 @@
 # `mount -t fuse.composefs-fuse` and fstab lines find it by: mount(8) takes
 # PATH out of the environment of mount.fuse3, whose /bin/sh then searches
 # its default /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin.
-# Under any other PREFIX, name the binary in the source instead:
-# `mount -t fuse PREFIX/bin/composefs-fuse#IMAGE MOUNTPOINT -o ...`.
+# Under any other PREFIX, name the binary in the source instead
+# (`mount -t fuse PREFIX/bin/composefs-fuse#IMAGE MOUNTPOINT -o ...`), or
+# link it as /sbin/mount.fuse.composefs-fuse, which install does not do:
+# it writes nothing outside DESTDIR/PREFIX.
 
 PREFIX ?= /usr/local
 DESTDIR ?=

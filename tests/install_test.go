@@ -22,7 +22,10 @@ import (
 // with type fuse and the binary named in the source (BIN#IMAGE); and, as
 // if the install had used the default PREFIX, in a mount namespace of its
 // own in which PREFIX/bin is bound onto /usr/local/bin, with type
-// fuse.composefs-fuse. Nothing outside the scratch directory is written.
+// fuse.composefs-fuse. mount(8) also runs /sbin/mount.fuse.composefs-fuse
+// by itself when there is one: that too is tried in a mount namespace,
+// with a tmpfs on /sbin holding only that link to PREFIX/bin's binary.
+// Nothing outside the scratch directory is written.
 func TestInstall(t *testing.T) {
 	requireRoot(t)
 	for _, tool := range []string{"make", "unshare", "mount.fuse3"} {
@@ -73,18 +76,28 @@ func TestInstall(t *testing.T) {
 	}
 	named := filepath.Join(bin, "composefs-fuse") + "#" + v.image
 	typed := fstab("fstab.typed", fmt.Sprintf("%s %s fuse.composefs-fuse ro,basedir=%s,nodev,nosuid 0 0", v.image, mnt, v.objects))
+	sbin, err := filepath.EvalSymlinks("/sbin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	onLocalBin := fmt.Sprintf("mount --bind '%s' /usr/local/bin", bin)
+	sbinLink := fmt.Sprintf("mount -t tmpfs composefs-test %[1]s && ln -s '%[2]s/composefs-fuse' %[1]s/mount.fuse.composefs-fuse", sbin, bin)
 	for _, tc := range []struct {
 		name string
-		// namespace runs the mount with PREFIX/bin on /usr/local/bin.
-		namespace bool
+		// namespace, when not empty, is run first in a mount namespace
+		// of the test's own, which then runs the mount.
+		namespace string
 		mount     string
 		// nosuid: the mount must be nosuid,nodev (else it must not be).
 		nosuid bool
 	}{
-		{"command line, BIN#IMAGE", false, fmt.Sprintf("mount -t fuse '%s' '%s' -o basedir='%s',nodev,nosuid", named, mnt, v.objects), true},
-		{"fstab, BIN#IMAGE", false, fmt.Sprintf("mount -T '%s' '%s'", fstab("fstab.named", fmt.Sprintf("%s %s fuse ro,basedir=%s 0 0", named, mnt, v.objects)), mnt), false},
-		{"command line, fuse.composefs-fuse", true, fmt.Sprintf("mount -t fuse.composefs-fuse '%s' '%s' -o basedir='%s'", v.image, mnt, v.objects), false},
-		{"fstab, fuse.composefs-fuse", true, fmt.Sprintf("mount -T '%s' '%s'", typed, mnt), true},
+		{"command line, BIN#IMAGE", "", fmt.Sprintf("mount -t fuse '%s' '%s' -o basedir='%s',nodev,nosuid", named, mnt, v.objects), true},
+		{"fstab, BIN#IMAGE", "", fmt.Sprintf("mount -T '%s' '%s'", fstab("fstab.named", fmt.Sprintf("%s %s fuse ro,basedir=%s 0 0", named, mnt, v.objects)), mnt), false},
+		{"command line, fuse.composefs-fuse", onLocalBin, fmt.Sprintf("mount -t fuse.composefs-fuse '%s' '%s' -o basedir='%s'", v.image, mnt, v.objects), false},
+		{"fstab, fuse.composefs-fuse", onLocalBin, fmt.Sprintf("mount -T '%s' '%s'", typed, mnt), true},
+		// Not through mount.fuse3, which adds dev,suid: composefs-fuse's
+		// own default, nosuid,nodev.
+		{"fstab, /sbin/mount.fuse.composefs-fuse", sbinLink, fmt.Sprintf("mount -T '%s' '%s'", fstab("fstab.sbin", fmt.Sprintf("%s %s fuse.composefs-fuse ro,basedir=%s 0 0", v.image, mnt, v.objects)), mnt), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// The script mounts, shows the mount's line of
@@ -99,11 +112,11 @@ cmp %[1]s/good %[3]s
 umount %[1]s
 `, mnt, tc.mount, want)
 			args := []string{"sh", "-c", script}
-			if tc.namespace {
-				if st, err := os.Stat("/usr/local/bin"); err != nil || !st.IsDir() {
+			if tc.namespace != "" {
+				if st, err := os.Stat("/usr/local/bin"); tc.namespace == onLocalBin && (err != nil || !st.IsDir()) {
 					t.Skipf("no /usr/local/bin to bind the install onto: %v", err)
 				}
-				script = fmt.Sprintf("mount --bind '%s' /usr/local/bin\n%s", bin, script)
+				script = tc.namespace + "\n" + script
 				args = []string{"unshare", "--mount", "--propagation", "private", "sh", "-c", script}
 			}
 			out, err := run(t, time.Minute, args[0], args[1:]...)
