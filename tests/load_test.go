@@ -138,7 +138,7 @@ func TestConcurrentReaders(t *testing.T) {
 				for _, readers := range []int{8, 64} {
 					for round := 1; round <= 3; round++ {
 						began := time.Now()
-						readAll(t, self, list, mnt, readers, want)
+						readAll(t, self, list, mnt, readers, paths, want)
 						rss, hwm := daemonMemory(t, pid)
 						t.Logf("%d readers, round %d: %v, daemon VmRSS %s, VmHWM %s",
 							readers, round, time.Since(began).Round(time.Millisecond), mib(rss), mib(hwm))
@@ -156,10 +156,10 @@ func TestConcurrentReaders(t *testing.T) {
 	}
 }
 
-// readAll runs n reader processes at once over the list, each starting at
-// its own place in it, and checks that each read every file with the hash
-// in want.
-func readAll(t *testing.T, self, list, mnt string, n int, want []string) {
+// readAll runs n reader processes at once over the list of paths, each
+// starting at its own place in it, and checks that each read every file
+// with the hash in want.
+func readAll(t *testing.T, self, list, mnt string, n int, paths, want []string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -176,7 +176,7 @@ func readAll(t *testing.T, self, list, mnt string, n int, want []string) {
 				t.Errorf("reader %d: %v\n%s", r, err, out)
 				return
 			}
-			checkReads(t, r, out, want)
+			checkReads(t, r, out, paths, want)
 		}()
 	}
 	wg.Wait()
@@ -184,7 +184,7 @@ func readAll(t *testing.T, self, list, mnt string, n int, want []string) {
 
 // checkReads checks a reader's output: every file read once, with the hash
 // in want.
-func checkReads(t *testing.T, reader int, out []byte, want []string) {
+func checkReads(t *testing.T, reader int, out []byte, paths, want []string) {
 	t.Helper()
 	seen := make([]bool, len(want))
 	bad := 0
@@ -203,12 +203,12 @@ func checkReads(t *testing.T, reader int, out []byte, want []string) {
 		seen[i] = true
 		if got != want[i] && bad < 5 {
 			bad++
-			t.Errorf("reader %d: file %d: %s, the kernel's has SHA-256 %s", reader, i, got, want[i])
+			t.Errorf("reader %d: %q: %s, the kernel's has SHA-256 %s", reader, paths[i], got, want[i])
 		}
 	}
 	for i, s := range seen {
 		if !s {
-			t.Errorf("reader %d did not read file %d", reader, i)
+			t.Errorf("reader %d did not read %q", reader, paths[i])
 			return
 		}
 	}
