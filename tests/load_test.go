@@ -134,7 +134,7 @@ func TestConcurrentReaders(t *testing.T) {
 			}
 			rss, hwm := daemonMemory(t, pid)
 			t.Logf("daemon mounted: VmRSS %s, VmHWM %s", mib(rss), mib(hwm))
-			withWatchdog(t, mnt, time.Minute, func() {
+			withWatchdog(t, mnt, 2*time.Minute, func() {
 				for _, readers := range []int{8, 64} {
 					for round := 1; round <= 3; round++ {
 						began := time.Now()
