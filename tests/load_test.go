@@ -35,18 +35,20 @@ const (
 // contents: external files are passed through, inline ones are sliced from
 // the image, which is mapped from the page cache. What it holds is the Go
 // runtime, the requests in flight and, over io_uring, a 1 MiB payload
-// buffer for each ring entry a request has touched (16 entries on 2 CPUs,
-// 64 at most on any machine). That came to 12-13 MiB on 2 CPUs, under 64
-// readers as under 8; 128 MiB is room for every entry's buffer filled
-// besides, yet far below what caching the tree's contents for the readers
-// (7 MiB a round, 64 times) or leaking a buffer per open would take.
+// buffer for each ring entry a request has touched (16 entries on 2 CPUs).
+// That came to 12-13 MiB on 2 CPUs, under 64 readers as under 8; 128 MiB
+// is room for every entry's buffer filled besides, yet far below what
+// caching the tree's contents for the readers (6.5 MiB a round, 64 times)
+// or leaking a buffer per open would take.
 const maxDaemonRSS = 128 << 20
 
 // TestReaderHelper is no test of its own: TestConcurrentReaders runs the
 // test binary as a reader process. It reads every path of the list, from
 // its start on round the end, and prints each one's index and SHA-256 (or
 // the error), then drops the file's pages from the page cache so that the
-// next reader's reads go to the daemon again rather than to the cache.
+// next reader's reads of an inline file go to the daemon again rather than
+// to the cache (a passed-through file's pages are its object's, which
+// stay).
 func TestReaderHelper(t *testing.T) {
 	list := os.Getenv(readListEnv)
 	if list == "" {
