@@ -90,12 +90,14 @@ func (f *FS) objectPayloads(limit int) (payloads []string, all bool, err error) 
 				stack = append(stack, in)
 				return nil
 			}
+			// A file whose metacopy or redirect is damaged fails its
+			// own open (EIO); it names no object to look for.
 			if ext, err := f.External(&in); err != nil || !ext {
-				return err
+				return nil
 			}
 			payload, ok, err := f.img.Redirect(&in)
 			if err != nil || !ok || seen[payload] {
-				return err
+				return nil
 			}
 			seen[payload] = true
 			payloads = append(payloads, payload)

@@ -87,9 +87,7 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 		return 0, err
 	}
 	defer view.Close()
-	if err := warnMissingObjects(view, s, logger); err != nil {
-		return 0, fmt.Errorf("%s: %w", s.image, err)
-	}
+	warnMissingObjects(view, s, logger)
 	// Every idle object holds a descriptor (fusefs/objects.go).
 	fusefs.RaiseFileLimit()
 	fsys := fusefs.New(view, fusefs.Config{Logger: logger, NoReadAhead: s.noReadAhead, NoOpen: s.noOpen})
@@ -148,15 +146,20 @@ const objectSample = 4096
 
 // warnMissingObjects says on stderr, before the mount, how many objects of
 // external files the store lacks: their files will fail to open. It is a
-// warning; the mount goes ahead.
-func warnMissingObjects(view *composefs.FS, s *settings, logger *log.Logger) error {
+// warning; the mount goes ahead, also when the image is too damaged to
+// walk (the damaged parts answer EIO, as the kernel's mount does).
+func warnMissingObjects(view *composefs.FS, s *settings, logger *log.Logger) {
 	limit := objectSample
 	if s.checkObjects {
 		limit = 0
 	}
 	c, err := view.CheckObjects(limit)
-	if err != nil || c.Missing == 0 {
-		return err
+	if err != nil {
+		logger.Printf("warning: objects not checked: %v", err)
+		return
+	}
+	if c.Missing == 0 {
+		return
 	}
 	switch {
 	case view.Config().Store == nil:
@@ -166,7 +169,6 @@ func warnMissingObjects(view *composefs.FS, s *settings, logger *log.Logger) err
 	default:
 		logger.Printf("warning: the object store lacks %d of the image's %d objects: their files will fail with ENOENT", c.Missing, c.Checked)
 	}
-	return nil
 }
 
 // logDestination is where log lines go once the mount is live: --log's
