@@ -35,10 +35,15 @@ func (s *scanner) readFiles() error {
 					return
 				}
 				job := s.files[i]
-				if err := s.readFile(&s.entries[job.index], job.fsPath); err != nil {
+				e := &s.entries[job.index]
+				if err := s.readFile(e, job.fsPath); err != nil {
 					errOnce.Do(func() { first = fmt.Errorf("scan %s: %w", job.fsPath, err) })
 					failed.Store(true)
 					return
+				}
+				if p := s.opts.Progress; p != nil {
+					p.Files.Add(1)
+					p.Bytes.Add(int64(e.Size))
 				}
 			}
 		}()

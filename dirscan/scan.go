@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync/atomic"
 
 	"github.com/composefs/composefs-go/dumpfile"
 	"github.com/composefs/composefs-go/verity"
@@ -55,6 +56,18 @@ type Options struct {
 	// Store, when set, receives every external file (--digest-store); its
 	// payloads and digests are used, so it implies ComputeDigest.
 	Store Store
+	// Progress, when set, counts the work as it is done, for a caller
+	// that shows it while Scan runs.
+	Progress *Progress
+}
+
+// Progress is how far a Scan has got. It is safe to read while the scan
+// runs: the walk counts entries first, then files are read (inline
+// content, digest, store copy) and counted with their bytes.
+type Progress struct {
+	Entries atomic.Int64
+	Files   atomic.Int64 // regular files read
+	Bytes   atomic.Int64 // their sizes
 }
 
 // Scan reads the directory tree at root. The entries come in depth-first

@@ -124,6 +124,7 @@ func (s *scanner) addNode(fsPath, path string, st *unix.Stat_t) (int, error) {
 			}
 			// Its attributes are the first path's: fillHardlinks copies them.
 			s.entries = append(s.entries, dumpfile.Entry{Path: path, Mode: mode, Hardlink: s.entries[first].Path})
+			s.counted()
 			s.entries[first].Nlink++
 			s.links = append(s.links, index)
 			return index, nil
@@ -179,7 +180,15 @@ func (s *scanner) addNode(fsPath, path string, st *unix.Stat_t) (int, error) {
 		e.Xattrs = xattrs
 	}
 	s.entries = append(s.entries, e)
+	s.counted()
 	return index, nil
+}
+
+// counted counts one more entry found, for Options.Progress.
+func (s *scanner) counted() {
+	if p := s.opts.Progress; p != nil {
+		p.Entries.Add(1)
+	}
 }
 
 // fillHardlinks gives every hardlink entry its target's attributes, as

@@ -43,6 +43,7 @@ type settings struct {
 	maxVersion      int
 	threads         int
 	hardlinks       bool
+	quiet           bool
 	strict          bool // CFS_PARSE_STRICT is set
 	versionSet      bool // --min-version or --max-version given
 }
@@ -101,6 +102,7 @@ func command(s *settings) *cli.Command {
 	fl.Var(versionFlag{&s.maxVersion, &s.versionSet}, "max-version", "use this maximum format version `N` (default 1)")
 	fl.IntVar(&s.threads, "threads", s.threads, "run `N` threads computing digests and copying files")
 	fl.BoolVar(&s.hardlinks, "hardlinks", false, "store files of the same inode as hardlinks (directory source)")
+	fl.BoolVarP(&s.quiet, "quiet", "q", false, "show no progress line while scanning a directory (shown only when stderr is a terminal)")
 	return c
 }
 

@@ -34,6 +34,11 @@ func scanDirectory(s *settings, stderr io.Writer) ([]dumpfile.Entry, error) {
 		defer warnExposure(store, stderr)
 		opts.Store = store
 	}
+	if !s.quiet && isTerminal(stderr) {
+		opts.Progress = new(dirscan.Progress)
+		stop := showProgress(stderr, opts.Progress)
+		defer stop()
+	}
 	entries, err := dirscan.Scan(s.source, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.source, err)
