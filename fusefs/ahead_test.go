@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/verity"
@@ -177,14 +178,14 @@ func TestReadyEvictsOldest(t *testing.T) {
 	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var files []*os.File
+	var fds []int
 	for i := range aheadReady + 1 {
-		f, err := os.Open(p)
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		files = append(files, f)
-		if !s.fsys.keepAhead(uint64(1000+i), &openObject{file: f}) {
+		fds = append(fds, fd)
+		if !s.fsys.keepAhead(uint64(1000+i), &openObject{fd: fd}) {
 			t.Fatalf("object %d not kept", i)
 		}
 	}
@@ -194,8 +195,8 @@ func TestReadyEvictsOldest(t *testing.T) {
 	if isReady(a, 1000) || !isReady(a, 1001) || !isReady(a, uint64(1000+aheadReady)) {
 		t.Errorf("the oldest was not the one let go")
 	}
-	if _, err := files[0].Stat(); err == nil {
-		t.Errorf("the oldest object's file is still open")
+	if _, err := unix.FcntlInt(uintptr(fds[0]), unix.F_GETFD, 0); err != unix.EBADF {
+		t.Errorf("the oldest object's descriptor is still open (%v)", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
@@ -138,7 +139,7 @@ func (f *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Rea
 		}
 		// A reference to the object's bytes, which go-fuse splices to
 		// the kernel without copying them through our memory.
-		return fuse.ReadResultFd(o.file.Fd(), int64(in.Offset), len(dest)), fuse.OK
+		return fuse.ReadResultFd(uintptr(o.fd), int64(in.Offset), len(dest)), fuse.OK
 	}
 	ino, st := f.inode(in.NodeId)
 	if !st.Ok() {
@@ -174,8 +175,8 @@ func (f *FS) readObject(cancel <-chan struct{}, in *erofs.Inode, off uint64, des
 		return nil, st
 	}
 	defer f.releaseObject(in.Nid)
-	n, err := o.file.ReadAt(dest, int64(off))
-	if err != nil && err != io.EOF {
+	n, err := preadFull(o.fd, dest, int64(off))
+	if err != nil {
 		return nil, f.fail(in.Nid, "read", err)
 	}
 	return fuse.ReadResultData(dest[:n]), fuse.OK
@@ -197,4 +198,23 @@ func (f *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 // Fsync has nothing to do; ENOSYS makes the kernel answer it itself.
 func (f *FS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	return fuse.ENOSYS
+}
+
+// preadFull reads dest from fd at off, short only at the end of the file.
+func preadFull(fd int, dest []byte, off int64) (int, error) {
+	n := 0
+	for n < len(dest) {
+		m, err := unix.Pread(fd, dest[n:], off+int64(n))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return n, nil
 }

@@ -26,8 +26,10 @@ import (
 // since it was checked (same inode, size, mtime and ctime, one fstat):
 // an object rewritten in place is opened and checked anew.
 type openObject struct {
-	nid     uint64
-	file    *os.File
+	nid uint64
+	// fd is the object's descriptor, a bare one: an *os.File costs some
+	// 250 bytes more, 5 MB over 20,000 idle objects.
+	fd      int
 	checked objectState // the file as it was when opened and checked
 	backing int32       // passthrough backing id; 0 when reads come to us
 	refs    int         // opens the kernel holds
@@ -43,9 +45,9 @@ type objectState struct {
 	statErr      bool
 }
 
-func stateOf(f *os.File) objectState {
+func stateOf(fd int) objectState {
 	var st unix.Stat_t
-	if unix.Fstat(int(f.Fd()), &st) != nil {
+	if unix.Fstat(fd, &st) != nil {
 		return objectState{statErr: true}
 	}
 	return objectState{ino: int64(st.Ino), size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
@@ -166,7 +168,7 @@ func (f *FS) holdObject(nid uint64) (o *openObject, changed bool) {
 		return nil, false
 	}
 	f.holdLocked(o)
-	now := stateOf(o.file)
+	now := stateOf(o.fd)
 	return o, now.statErr || now != o.checked
 }
 
@@ -193,7 +195,7 @@ func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) 
 		}
 		return nil, st
 	}
-	now := stateOf(file)
+	now := stateOf(int(file.Fd()))
 	f.objMu.Lock()
 	if !now.statErr && now.ino == o.checked.ino {
 		o.checked = now
@@ -225,9 +227,23 @@ func (f *FS) holdLocked(o *openObject) {
 // backObject wraps the checked object of nid, registered as a passthrough
 // backing file where the kernel takes one.
 func (f *FS) backObject(nid uint64, file *os.File) *openObject {
-	o := &openObject{nid: nid, file: file, checked: stateOf(file)}
+	fd, err := unix.FcntlInt(file.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		// Out of descriptors: keep the one we have.
+		fd, err = int(file.Fd()), nil
+		file = nil
+	}
+	if file != nil {
+		file.Close()
+	}
+	return f.backFd(nid, fd)
+}
+
+// backFd is backObject for a bare descriptor, which the object owns.
+func (f *FS) backFd(nid uint64, fd int) *openObject {
+	o := &openObject{nid: nid, fd: fd, checked: stateOf(fd)}
 	if f.conn != nil && f.passthrough.Load() {
-		id, errno := f.conn.RegisterBackingFd(&fuse.BackingMap{Fd: int32(file.Fd())})
+		id, errno := f.conn.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
 		if errno != 0 {
 			// Not privileged, or no passthrough here: serve reads.
 			f.passthrough.Store(false)
@@ -243,7 +259,7 @@ func (f *FS) dropObject(o *openObject) {
 	if o.backing != 0 {
 		f.conn.UnregisterBackingFd(o.backing)
 	}
-	o.file.Close()
+	unix.Close(o.fd)
 }
 
 // heldObject is the object of the open external file at nid.
