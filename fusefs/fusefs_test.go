@@ -482,7 +482,8 @@ func TestIdleObjectRewritten(t *testing.T) {
 	}
 }
 
-// TestIdleObjectsBounded: idle objects beyond the cap go, oldest first.
+// TestIdleObjectsBounded: past the cap, a released object is let go of and
+// those idle stay.
 func TestIdleObjectsBounded(t *testing.T) {
 	tt := newTestTree(t)
 	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
@@ -498,7 +499,7 @@ func TestIdleObjectsBounded(t *testing.T) {
 		s.fsys.Release(nil, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh})
 		nids = append(nids, s.fsys.nidOf(e.NodeId))
 	}
-	if s.fsys.heldObject(nids[0]) != nil || s.fsys.heldObject(nids[1]) == nil || s.fsys.idle.n != 1 {
+	if s.fsys.heldObject(nids[0]) == nil || s.fsys.heldObject(nids[1]) != nil || s.fsys.idle.n != 1 {
 		t.Errorf("with room for one idle object: first held %v, second held %v, %d idle",
 			s.fsys.heldObject(nids[0]) != nil, s.fsys.heldObject(nids[1]) != nil, s.fsys.idle.n)
 	}

@@ -22,7 +22,7 @@ import (
 // same way, through the lower dentry its cached inode holds, and lets go
 // of it when memory pressure evicts that inode; for us the eviction is the
 // FORGET of the node. A cap (FS.idleMax) bounds what is held if FORGETs
-// are slow to come. An idle object is taken again only if it is unchanged
+// are slow to come: past it, a released object is let go of at once. An idle object is taken again only if it is unchanged
 // since it was checked (same inode, size, mtime and ctime, one fstat):
 // an object rewritten in place is opened and checked anew.
 type openObject struct {
@@ -282,18 +282,19 @@ func (f *FS) releaseObject(nid uint64) {
 		f.objMu.Unlock()
 		return
 	}
+	if f.idle.n >= f.idleMax {
+		// Full: this one goes, and those kept stay until the kernel
+		// forgets their inode. Evicting the oldest instead would keep
+		// nothing of a walk over more files than the cap, read again
+		// in the same order (find | xargs cat, twice): every open
+		// would find its object just evicted.
+		delete(f.open, nid)
+		f.objMu.Unlock()
+		f.dropObject(o)
+		return
+	}
 	f.idle.push(o)
-	var evicted []*openObject
-	for f.idle.n > f.idleMax {
-		old := f.idle.oldest
-		f.idle.remove(old)
-		delete(f.open, old.nid)
-		evicted = append(evicted, old)
-	}
 	f.objMu.Unlock()
-	for _, old := range evicted {
-		f.dropObject(old)
-	}
 }
 
 // forgetObject lets go of nid's idle object: the kernel has forgotten the
