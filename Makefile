@@ -19,7 +19,9 @@ BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 # BUILDDIR is where the binaries are built before they are installed.
 BUILDDIR ?= bin
-GO ?= go
+# GO is the go command: the one on PATH, else the one the README installs
+# at /usr/local/go.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 INSTALL ?= install
 
 COMMANDS := mkcomposefs composefs-info composefs-fuse composefs-bench
