@@ -266,24 +266,25 @@ func (c *Conn) Wait() { <-c.done }
 // Unmount unmounts and waits for serving to end. A mount in use fails
 // with EBUSY and keeps being served.
 func (c *Conn) Unmount() error {
-	c.unmountMu.Lock()
-	defer c.unmountMu.Unlock()
-	select {
-	case <-c.done:
+	return c.whileServing(func() error {
+		if err := unmount(c.dir, c.direct); err != nil {
+			return err
+		}
+		c.Wait()
 		return nil
-	default:
-	}
-	if err := unmount(c.dir, c.direct); err != nil {
-		return err
-	}
-	c.Wait()
-	return nil
+	})
 }
 
 // Detach unmounts lazily: the mount leaves the tree at once and is served
 // until its last user lets go, then Wait returns. For a mount that Unmount
 // finds busy.
 func (c *Conn) Detach() error {
+	return c.whileServing(func() error { return detach(c.dir, c.direct) })
+}
+
+// whileServing runs an unmount, one at a time, unless serving has ended:
+// the mountpoint may then hold another mount.
+func (c *Conn) whileServing(f func() error) error {
 	c.unmountMu.Lock()
 	defer c.unmountMu.Unlock()
 	select {
@@ -291,7 +292,7 @@ func (c *Conn) Detach() error {
 		return nil
 	default:
 	}
-	return detach(c.dir, c.direct)
+	return f()
 }
 
 // Dir is where the connection is mounted.

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/composefs/composefs-go/internal/mountinfo"
 )
 
 // TestSignalUnmounts: composefs-fuse -f unmounts cleanly on SIGTERM and
@@ -210,21 +212,9 @@ func TestMountTwiceRefused(t *testing.T) {
 	if !strings.Contains(out, mnt) || !strings.Contains(out, "already") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
 		t.Errorf("second mount said %q, want one line naming %s as already mounted", out, mnt)
 	}
-	if n := countMounts(mnt); n != 1 {
+	if n := mountinfo.CountAt(mnt); n != 1 {
 		t.Errorf("%d mounts on %s, want 1", n, mnt)
 	}
-}
-
-// countMounts is how many mounts /proc/self/mountinfo lists on dir.
-func countMounts(dir string) int {
-	data, _ := os.ReadFile("/proc/self/mountinfo")
-	n := 0
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && unescapeMountinfo(f[4]) == dir {
-			n++
-		}
-	}
-	return n
 }
 
 // TestErrorsOneLine: what goes wrong before the mount is one line naming

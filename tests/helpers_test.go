@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/composefs/composefs-go/fuseuring"
 	"github.com/composefs/composefs-go/internal/golden"
 	"github.com/composefs/composefs-go/internal/logbuf"
+	"github.com/composefs/composefs-go/internal/mountinfo"
 )
 
 // repoRoot is the module's root, from the tests directory.
@@ -139,44 +139,7 @@ func lazyUnmount(dir string) {
 }
 
 // mountedType returns the file system type mounted at dir ("" if none).
-func mountedType(dir string) string {
-	dir, _ = filepath.Abs(dir)
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	typ := ""
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 10 || unescapeMountinfo(fields[4]) != dir {
-			continue
-		}
-		for i, fl := range fields {
-			if fl == "-" && i+1 < len(fields) {
-				typ = fields[i+1] // the last mount on dir wins
-			}
-		}
-	}
-	return typ
-}
-
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var c byte
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &c); err == nil {
-				b.WriteByte(c)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+func mountedType(dir string) string { return mountinfo.TypeAt(dir) }
 
 // tempDir is a fresh directory that outlives nothing: mounts on it are
 // detached by the test's cleanup, which runs before t.TempDir's removal.

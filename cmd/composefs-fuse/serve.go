@@ -21,6 +21,7 @@ import (
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/fuseconn"
 	"github.com/composefs/composefs-go/fusefs"
+	"github.com/composefs/composefs-go/internal/mountinfo"
 	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/verity"
 )
@@ -61,7 +62,7 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 	}
 	// A second mount would hide the first, which goes on serving unseen
 	// until both are unmounted.
-	if typ := mountedType(s.mountpoint); typ == "fuse."+fusefs.Name {
+	if typ := mountinfo.TypeAt(s.mountpoint); typ == "fuse."+fusefs.Name {
 		return 0, fmt.Errorf("mountpoint %s: already has a %s mount; unmount it first", s.mountpoint, fusefs.Name)
 	}
 	logTo, closeLog, err := logDestination(s, logger)

@@ -1,4 +1,6 @@
-package main
+// Package mountinfo reads /proc/self/mountinfo: what is mounted where, for
+// composefs-fuse (refusing to stack a mount) and for the tests.
+package mountinfo
 
 import (
 	"bufio"
@@ -8,23 +10,36 @@ import (
 	"strings"
 )
 
-// mountedType is the type of the file system mounted on dir, as
+// TypeAt is the type of the file system mounted on dir, as
 // /proc/self/mountinfo tells it ("fuse.composefs-fuse"), or "" when dir is
 // no mountpoint. Of mounts stacked on dir, the last is the one seen.
-func mountedType(dir string) string {
+func TypeAt(dir string) string {
+	types := typesAt(dir)
+	if len(types) == 0 {
+		return ""
+	}
+	return types[len(types)-1]
+}
+
+// CountAt is how many mounts are stacked on dir.
+func CountAt(dir string) int { return len(typesAt(dir)) }
+
+// typesAt lists the types of the mounts on dir (symlinks in it resolved),
+// in mountinfo's order, the one on top last.
+func typesAt(dir string) []string {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
-		return ""
+		return nil
 	}
 	if real, err := filepath.EvalSymlinks(dir); err == nil {
 		dir = real
 	}
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return ""
+		return nil
 	}
 	defer f.Close()
-	typ := ""
+	var types []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER
@@ -34,12 +49,12 @@ func mountedType(dir string) string {
 		}
 		for i, fl := range fields[5:] {
 			if fl == "-" && 5+i+1 < len(fields) {
-				typ = fields[5+i+1]
+				types = append(types, fields[5+i+1])
 				break
 			}
 		}
 	}
-	return typ
+	return types
 }
 
 // unescapeOctal undoes the kernel's escaping of space, tab, newline and
