@@ -27,7 +27,7 @@ func (c ObjectCount) Sampled() bool { return !c.All }
 // CheckObjects looks in the store for the objects of the image's external
 // files, walking the image depth-first: all of them when limit is 0 or
 // less, else only the first limit distinct ones, met within the first
-// 4×limit inodes, which bounds the cost on a large image (the walk decodes
+// max(4×limit, 1024) inodes, which bounds the cost on a large image (the walk decodes
 // each inode it meets, in memory; a check
 // is one lookup, objects.Store.Has, without opening or verifying the
 // object). A lookup that fails counts as missing, since the open would
@@ -53,7 +53,7 @@ func (f *FS) CheckObjects(limit int) (ObjectCount, error) {
 
 // objectPayloads lists the distinct payloads of the image's external
 // files, in the order a depth-first walk meets them, stopping at limit of
-// them or 4×limit inodes (if limit is above 0); all says the walk went
+// them or max(4×limit, 1024) inodes (if limit is above 0); all says the walk went
 // through. Files marked as
 // external without naming an object are left out: they fail for want of a
 // name, not of an object.
@@ -79,7 +79,7 @@ func (f *FS) objectPayloads(limit int) (payloads []string, all bool, err error) 
 				return nil
 			}
 			visited[nid] = true
-			if limit > 0 && len(visited) > 4*limit {
+			if limit > 0 && len(visited) > max(4*limit, 1024) {
 				return errEnough
 			}
 			in, err := f.img.Inode(nid)
