@@ -30,6 +30,7 @@ type openObject struct {
 	// fd is the object's descriptor, a bare one: an *os.File costs some
 	// 250 bytes more, 5 MB over 20,000 idle objects.
 	fd      int
+	owner   *os.File // owns fd, when it could not be taken bare
 	checked objectState // the file as it was when opened and checked
 	backing int32       // passthrough backing id; 0 when reads come to us
 	refs    int         // opens the kernel holds
@@ -162,14 +163,18 @@ func (f *FS) installObject(o *openObject) *openObject {
 // tells whether its file changed since it was checked (one fstat).
 func (f *FS) holdObject(nid uint64) (o *openObject, changed bool) {
 	f.objMu.Lock()
-	defer f.objMu.Unlock()
 	o = f.open[nid]
 	if o == nil {
+		f.objMu.Unlock()
 		return nil, false
 	}
 	f.holdLocked(o)
+	checked := o.checked
+	f.objMu.Unlock()
+	// The fstat outside the lock, which every OPEN takes: the open held
+	// keeps the descriptor from closing meanwhile.
 	now := stateOf(o.fd)
-	return o, now.statErr || now != o.checked
+	return o, now.statErr || now != checked
 }
 
 // recheckObject answers an open of in whose held object o (one open of it
@@ -229,13 +234,13 @@ func (f *FS) holdLocked(o *openObject) {
 func (f *FS) backObject(nid uint64, file *os.File) *openObject {
 	fd, err := unix.FcntlInt(file.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		// Out of descriptors: keep the one we have.
-		fd, err = int(file.Fd()), nil
-		file = nil
+		// Out of descriptors: keep file, which owns its descriptor
+		// (and would close it when collected).
+		o := f.backFd(nid, int(file.Fd()))
+		o.owner = file
+		return o
 	}
-	if file != nil {
-		file.Close()
-	}
+	file.Close()
 	return f.backFd(nid, fd)
 }
 
@@ -259,7 +264,11 @@ func (f *FS) dropObject(o *openObject) {
 	if o.backing != 0 {
 		f.conn.UnregisterBackingFd(o.backing)
 	}
-	unix.Close(o.fd)
+	if o.owner != nil {
+		o.owner.Close()
+	} else {
+		unix.Close(o.fd)
+	}
 }
 
 // heldObject is the object of the open external file at nid.

@@ -264,14 +264,7 @@ func TestErrorsOneLine(t *testing.T) {
 	if err := os.WriteFile(image, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mnt := filepath.Join(top, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(mnt, nobody, nobody); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lazyUnmount(mnt) })
+	mnt := nobodyMountpoint(t, top)
 	for _, c := range []struct{ name, script, want string }{
 		{"exits 3", "echo first line >&2; echo second line >&2; exit 3", "exit status 3: first line; second line"},
 		{"killed", "kill -KILL $$", "killed by signal 9 (SIGKILL)"},

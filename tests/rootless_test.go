@@ -73,14 +73,7 @@ func TestRootless(t *testing.T) {
 	if out, err := run(t, 30*time.Second, "chmod", "-R", "a+rX", objects); err != nil {
 		t.Fatalf("chmod: %v\n%s", err, out)
 	}
-	mnt := filepath.Join(top, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(mnt, nobody, nobody); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lazyUnmount(mnt) })
+	mnt := nobodyMountpoint(t, top)
 
 	if out, err := asNobody(t, bin, image, mnt, "--basedir", objects); err != nil {
 		t.Fatalf("composefs-fuse as nobody: %v\n%s", err, out)
@@ -103,4 +96,19 @@ func TestRootless(t *testing.T) {
 	if typ := mountedType(mnt); typ != "" {
 		t.Errorf("after fusermount3 -u, %s is still mounted (%s)", mnt, typ)
 	}
+}
+
+// nobodyMountpoint makes top/mnt, owned by nobody for a mount of theirs,
+// and unmounts whatever is left on it at the end of the test.
+func nobodyMountpoint(t *testing.T, top string) string {
+	t.Helper()
+	mnt := filepath.Join(top, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(mnt, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lazyUnmount(mnt) })
+	return mnt
 }
