@@ -30,7 +30,7 @@ type openObject struct {
 	// fd is the object's descriptor, a bare one: an *os.File costs some
 	// 250 bytes more, 5 MB over 20,000 idle objects.
 	fd      int
-	owner   *os.File // owns fd, when it could not be taken bare
+	owner   *os.File    // owns fd, when it could not be taken bare
 	checked objectState // the file as it was when opened and checked
 	backing int32       // passthrough backing id; 0 when reads come to us
 	refs    int         // opens the kernel holds
