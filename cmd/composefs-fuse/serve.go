@@ -258,16 +258,18 @@ func openSources(s *settings) (imagePath string, store objects.Store, dirs []str
 	var stores []objects.Store
 	imagePath = s.image
 	if s.repo != "" {
+		// The objects package's errors name the repository, the image
+		// and the store directories.
 		repo, err := objects.OpenRepository(s.repo)
 		if err != nil {
-			return "", nil, nil, nil, nil, fmt.Errorf("repository %s: %w", s.repo, err)
+			return "", nil, nil, nil, nil, err
 		}
 		stores = append(stores, repo)
 		dirs = append(dirs, s.repo)
 		if !fileExists(s.image) {
 			f, err := repo.OpenImage(s.image)
 			if err != nil {
-				return "", nil, nil, nil, nil, fmt.Errorf("image %s in repository %s: %w", s.image, s.repo, err)
+				return "", nil, nil, nil, nil, err
 			}
 			// The mapping outlives the descriptor, which erofs.Open
 			// reopens through /proc.
@@ -279,7 +281,7 @@ func openSources(s *settings) (imagePath string, store objects.Store, dirs []str
 	if len(s.basedirs) > 0 {
 		flat, err := objects.OpenFlat(s.basedirs...)
 		if err != nil {
-			return "", nil, nil, nil, nil, fmt.Errorf("basedir: %w", err)
+			return "", nil, nil, nil, nil, err
 		}
 		stores = append(stores, flat)
 		for _, b := range s.basedirs {

@@ -356,6 +356,7 @@ func checkErrors(t *testing.T, img string) {
 		{[]string{"dump", write("bad-dir.cfs", flip(len(good)-4096+8, 0xff))}, "bad-dir.cfs"},
 		{[]string{"measure-file", filepath.Join(dir, "nope")}, "nope"},
 		{[]string{"inspect", write("inspect-bad.cfs", flip(1024, 0))}, "inspect-bad.cfs"},
+		{[]string{"missing-objects", "--basedir", filepath.Join(dir, "no-store"), img}, "no-store"},
 	}
 	for _, c := range cases {
 		out, errOut, code := cfsInfo(c.args...)
@@ -365,6 +366,12 @@ func checkErrors(t *testing.T, img string) {
 		if !strings.HasPrefix(errOut, "composefs-info: ") || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, c.want) {
 			t.Errorf("%q: stderr %q is not one line naming %q", c.args, errOut, c.want)
 		}
+	}
+	// A store is named once, then the cause, as C words it.
+	noStore := filepath.Join(dir, "no-store")
+	want := "composefs-info: Can't open basedir `" + noStore + "`: no such file or directory\n"
+	if _, errOut, _ := cfsInfo("missing-objects", "--basedir", noStore, img); errOut != want {
+		t.Errorf("missing-objects --basedir %s: stderr %q, want %q", noStore, errOut, want)
 	}
 	// Command lines that cannot be run: one line, exit 2.
 	usage := []struct {
