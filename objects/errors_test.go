@@ -7,11 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/composefs/composefs-go/verity"
 )
 
-// TestErrorsNamePathOnce: a repository or store that cannot be opened
-// gives an *fs.PathError about that path whose message names it once,
-// with the cause after it, and the cause stays testable with errors.Is.
+// TestErrorsNamePathOnce: a repository or store that cannot be opened,
+// and a source Add cannot read, give an *fs.PathError about that path
+// whose message names it once, with the cause after it, and the cause
+// stays testable with errors.Is.
 func TestErrorsNamePathOnce(t *testing.T) {
 	tmp := t.TempDir()
 	missing := filepath.Join(tmp, "missing")
@@ -21,6 +24,13 @@ func TestErrorsNamePathOnce(t *testing.T) {
 	if err := os.Mkdir(empty, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	closed := tempSource(t, []byte("content"))
+	closed.Close()
+	store, err := OpenFlat(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
 
 	for _, c := range []struct {
 		name string
@@ -43,6 +53,8 @@ func TestErrorsNamePathOnce(t *testing.T) {
 			filepath.Join(file, "s"), "", nil},
 		{"store created on a file", func() error { _, err := CreateFlat(file); return err },
 			file, "object store " + file + ": not a directory", nil},
+		{"add a closed file", func() error { _, _, err := store.Add(verity.SHA256, closed); return err },
+			closed.Name(), "add object " + closed.Name() + ": file already closed", fs.ErrClosed},
 	} {
 		err := c.open()
 		if err == nil {

@@ -344,6 +344,10 @@ func checkErrors(t *testing.T, img string) {
 		return b
 	}
 	notImage := write("not-an-image", []byte("hello world, this is not an image at all"))
+	aDir := filepath.Join(dir, "a-directory")
+	if err := os.Mkdir(aDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		args []string
 		want string // in the message
@@ -367,11 +371,19 @@ func checkErrors(t *testing.T, img string) {
 			t.Errorf("%q: stderr %q is not one line naming %q", c.args, errOut, c.want)
 		}
 	}
-	// A store is named once, then the cause, as C words it.
-	noStore := filepath.Join(dir, "no-store")
-	want := "composefs-info: Can't open basedir `" + noStore + "`: no such file or directory\n"
-	if _, errOut, _ := cfsInfo("missing-objects", "--basedir", noStore, img); errOut != want {
-		t.Errorf("missing-objects --basedir %s: stderr %q, want %q", noStore, errOut, want)
+	// A store or a file to measure is named once, then the cause, as C
+	// words it.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"measure-file", filepath.Join(dir, "nope")}, "failed to measure '" + filepath.Join(dir, "nope") + "': no such file or directory"},
+		{[]string{"measure-file", aDir}, "failed to measure '" + aDir + "': is a directory"},
+		{[]string{"missing-objects", "--basedir", filepath.Join(dir, "no-store"), img}, "Can't open basedir `" + filepath.Join(dir, "no-store") + "`: no such file or directory"},
+	} {
+		if _, errOut, _ := cfsInfo(c.args...); errOut != "composefs-info: "+c.want+"\n" {
+			t.Errorf("%q: stderr %q, want %q", c.args, errOut, c.want)
+		}
 	}
 	// Command lines that cannot be run: one line, exit 2.
 	usage := []struct {

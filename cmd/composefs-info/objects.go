@@ -68,7 +68,7 @@ func measureFiles(files []string, hash string, out *bufio.Writer) error {
 	for _, f := range files {
 		d, err := verity.DigestPath(alg, f)
 		if err != nil {
-			return fail("failed to measure '%s': %v", f, err)
+			return fail("failed to measure '%s': %v", f, errpath.Cause(err, f))
 		}
 		out.WriteString(hex.EncodeToString(d))
 		out.WriteByte('\n')

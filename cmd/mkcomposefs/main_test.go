@@ -201,17 +201,20 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%s: image changed", name)
 		}
 	}
-	// A digest store that cannot be made: one line naming it once, then
-	// the cause.
+	// A source directory or store that cannot be read: one line naming
+	// it once, then the cause.
 	dump := ownDumpPath(t, tmp)
 	aDir := filepath.Join(tmp, "a-directory")
 	if err := os.Mkdir(aDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	missing := filepath.Join(tmp, "missing")
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{missing, img}, "scan " + missing + ": no such file or directory"},
+		{[]string{dump, img}, "scan " + dump + ": not a directory"},
 		{[]string{"--digest-store", dump, aDir, img}, "digest store " + dump + ": not a directory"},
 	} {
 		code, _, errs := mk(t, nil, c.args...)

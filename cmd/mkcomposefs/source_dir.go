@@ -40,9 +40,11 @@ func scanDirectory(s *settings, stderr io.Writer) ([]dumpfile.Entry, error) {
 		stop := showProgress(stderr, opts.Progress)
 		defer stop()
 	}
+	// Scan's errors name the file on disk they are about: SOURCE or a
+	// path within it.
 	entries, err := dirscan.Scan(s.source, opts)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.source, err)
+		return nil, err
 	}
 	return entries, nil
 }
