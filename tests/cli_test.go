@@ -242,9 +242,9 @@ func TestErrorsOneLine(t *testing.T) {
 		}
 		oneLine(t, out, dir)
 	})
-	// A repository or store that cannot be opened is named once, then
-	// the cause: the objects package names it, and no layer above says
-	// it again.
+	// What cannot be opened is named once, then the cause: the objects
+	// package names a repository or store, and no layer above says it
+	// again.
 	cfs := writeImage(t, "/ 0 40755 2 0 0 0 0.0 - - -\n", 1)
 	missing := filepath.Join(tempDir(t, "gone"), "missing")
 	empty := tempDir(t, "empty")
@@ -258,6 +258,8 @@ func TestErrorsOneLine(t *testing.T) {
 		args []string
 		want string
 	}{
+		{"image missing", []string{missing, dir}, missing + ": no such file or directory"},
+		{"mountpoint missing", []string{cfs, missing}, "mountpoint " + missing + ": no such file or directory"},
 		{"repository missing", []string{"--repo", missing, "IMAGE", dir}, "repository " + missing + ": no such file or directory"},
 		{"repository a file", []string{"--repo", cfs, "IMAGE", dir}, "repository " + cfs + ": not a directory"},
 		{"repository empty", []string{"--repo", empty, "IMAGE", dir},

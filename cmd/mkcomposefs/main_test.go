@@ -201,8 +201,8 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%s: image changed", name)
 		}
 	}
-	// A source directory or store that cannot be read: one line naming
-	// it once, then the cause.
+	// A source or store that cannot be read: one line naming it once,
+	// then the cause.
 	dump := ownDumpPath(t, tmp)
 	aDir := filepath.Join(tmp, "a-directory")
 	if err := os.Mkdir(aDir, 0o755); err != nil {
@@ -213,6 +213,8 @@ func TestErrors(t *testing.T) {
 		args []string
 		want string
 	}{
+		{[]string{"--from-file", missing, img}, missing + ": no such file or directory"},
+		{[]string{"--from-file", aDir, img}, aDir + ": is a directory"},
 		{[]string{missing, img}, "scan " + missing + ": no such file or directory"},
 		{[]string{dump, img}, "scan " + dump + ": not a directory"},
 		{[]string{"--digest-store", dump, aDir, img}, "digest store " + dump + ": not a directory"},
