@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/composefs/composefs-go/dumpfile"
+	"github.com/composefs/composefs-go/internal/errpath"
 	"github.com/composefs/composefs-go/verity"
 	"golang.org/x/sys/unix"
 )
@@ -37,7 +38,7 @@ func (s *scanner) readFiles() error {
 				job := s.files[i]
 				e := &s.entries[job.index]
 				if err := s.readFile(e, job.fsPath); err != nil {
-					errOnce.Do(func() { first = fmt.Errorf("scan %s: %w", job.fsPath, err) })
+					errOnce.Do(func() { first = scanError(job.fsPath, err) })
 					failed.Store(true)
 					return
 				}
@@ -65,7 +66,7 @@ func (s *scanner) readFile(e *dumpfile.Entry, fsPath string) error {
 		// has shrunk since.
 		content := make([]byte, e.Size)
 		if _, err := io.ReadFull(f, content); err != nil {
-			return fmt.Errorf("reading %d bytes of inline content: %w", e.Size, err)
+			return fmt.Errorf("reading %d bytes of inline content: %w", e.Size, errpath.Cause(err, fsPath))
 		}
 		e.Content = content
 		return nil

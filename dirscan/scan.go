@@ -90,6 +90,10 @@ type Progress struct {
 //
 // Symlinks are never followed, including the root: root must be a
 // directory.
+//
+// An error about a file is an *fs.PathError naming it once, on disk:
+// "scan /src/dir/file: permission denied". The file's own errors (from
+// opening, reading, hashing or storing it) give only their cause.
 func Scan(root string, opts Options) ([]dumpfile.Entry, error) {
 	if opts.SkipXattrs && opts.UserXattrs {
 		return nil, errors.New("scan: SkipXattrs and UserXattrs conflict")

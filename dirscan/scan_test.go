@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -363,6 +364,52 @@ func TestScanStoreAndSHA512(t *testing.T) {
 	}
 	if small := got[2]; string(small.Content) != "x" || small.Payload != "" || small.Digest != "" {
 		t.Fatalf("small: %+v", small)
+	}
+}
+
+// failingStore refuses every object as objects.FlatStore.Add does when
+// its store cannot be written: an *fs.PathError about the source.
+type failingStore struct{}
+
+func (failingStore) Add(alg verity.Algorithm, src *os.File) (string, []byte, error) {
+	return "", nil, &fs.PathError{Op: "add object", Path: src.Name(), Err: fmt.Errorf("into store /s: %w", unix.ENOSPC)}
+}
+
+// TestScanErrorsNamePathOnce: an error about a file names it once, on
+// disk, after "scan", whatever layer below named it too (lstat, open, the
+// store); the cause stays testable.
+func TestScanErrorsNamePathOnce(t *testing.T) {
+	root := t.TempDir()
+	missing := filepath.Join(root, "missing")
+	must(t, os.Mkdir(filepath.Join(root, "src"), 0o755))
+	big := filepath.Join(root, "src", "big")
+	must(t, os.WriteFile(big, bytes.Repeat([]byte("x"), 5000), 0o644))
+	type errorCase struct {
+		name string
+		root string
+		opts Options
+		want string
+		is   error
+	}
+	cases := []errorCase{
+		{"missing root", missing, Options{}, "scan " + missing + ": no such file or directory", fs.ErrNotExist},
+		{"file root", big, Options{}, "scan " + big + ": not a directory", unix.ENOTDIR},
+		{"store full", filepath.Join(root, "src"), Options{Store: failingStore{}}, "scan " + big + ": into store /s: no space left on device", unix.ENOSPC},
+	}
+	if os.Geteuid() != 0 {
+		locked := filepath.Join(root, "locked")
+		must(t, os.WriteFile(locked, []byte("x"), 0o000))
+		cases = append(cases, errorCase{"unreadable file", root, Options{}, "scan " + locked + ": permission denied", fs.ErrPermission})
+	}
+	for _, c := range cases {
+		_, err := Scan(c.root, c.opts)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+			continue
+		}
+		if !errors.Is(err, c.is) {
+			t.Errorf("%s: %v is not %v", c.name, err, c.is)
+		}
 	}
 }
 

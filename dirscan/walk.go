@@ -1,12 +1,14 @@
 package dirscan
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/composefs/composefs-go/dumpfile"
+	"github.com/composefs/composefs-go/internal/errpath"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,10 +39,10 @@ type inodeKey struct{ dev, ino uint64 }
 func (s *scanner) scanRoot(root string) error {
 	var st unix.Stat_t
 	if err := unix.Lstat(root, &st); err != nil {
-		return fmt.Errorf("scan %s: %w", root, &os.PathError{Op: "lstat", Path: root, Err: err})
+		return scanError(root, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return fmt.Errorf("scan %s: not a directory", root)
+		return scanError(root, unix.ENOTDIR)
 	}
 	s.dirs = make(map[inodeKey]bool)
 	return s.addDir(root, "/", &st)
@@ -50,7 +52,7 @@ func (s *scanner) scanRoot(root string) error {
 func (s *scanner) addDir(fsPath, path string, st *unix.Stat_t) error {
 	key := inodeKey{uint64(st.Dev), st.Ino}
 	if s.dirs[key] {
-		return fmt.Errorf("scan %s: directory cycle (the directory contains itself)", fsPath)
+		return scanError(fsPath, errors.New("directory cycle (the directory contains itself)"))
 	}
 	s.dirs[key] = true
 	defer delete(s.dirs, key)
@@ -61,7 +63,7 @@ func (s *scanner) addDir(fsPath, path string, st *unix.Stat_t) error {
 	}
 	names, err := readDirNames(fsPath)
 	if err != nil {
-		return fmt.Errorf("scan %s: %w", fsPath, err)
+		return scanError(fsPath, err)
 	}
 	// C inserts children in strcmp order, which is Go's string order.
 	slices.Sort(names)
@@ -74,7 +76,7 @@ func (s *scanner) addDir(fsPath, path string, st *unix.Stat_t) error {
 		}
 		var cst unix.Stat_t
 		if err := unix.Lstat(childFS, &cst); err != nil {
-			return fmt.Errorf("scan %s: %w", childFS, &os.PathError{Op: "lstat", Path: childFS, Err: err})
+			return scanError(childFS, err)
 		}
 		switch cst.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
@@ -99,6 +101,12 @@ func (s *scanner) addDir(fsPath, path string, st *unix.Stat_t) error {
 	return nil
 }
 
+// scanError is an error about the file at fsPath: an *fs.PathError saying
+// "scan FSPATH: ...", without a second mention of fsPath from below.
+func scanError(fsPath string, err error) error {
+	return errpath.New("scan", fsPath, err)
+}
+
 func readDirNames(fsPath string) ([]string, error) {
 	f, err := os.Open(fsPath)
 	if err != nil {
@@ -112,7 +120,7 @@ func readDirNames(fsPath string) ([]string, error) {
 // its index.
 func (s *scanner) addNode(fsPath, path string, st *unix.Stat_t) (int, error) {
 	index := len(s.entries)
-	fail := func(err error) (int, error) { return 0, fmt.Errorf("scan %s: %w", fsPath, err) }
+	fail := func(err error) (int, error) { return 0, scanError(fsPath, err) }
 	mode := st.Mode
 	typ := mode & unix.S_IFMT
 

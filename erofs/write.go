@@ -34,7 +34,14 @@ type WriteOptions struct {
 // Beyond what C writes, a 128-hex-digit (sha512) digest becomes a sha512
 // metacopy xattr. Version 2 refuses what its layout cannot hold: inline data
 // that does not fit in one block with its inode, device numbers over 32
-// bits, files larger than one 8 TiB chunk, hardlinked whiteouts.
+// bits, files larger than one 8 TiB chunk.
+//
+// Every version refuses a hardlinked whiteout: a whiteout (character device
+// 0/0) with nlink over 1 or that a hardlink reaches. The error wraps
+// dumpfile.ErrHardlinkedWhiteout as well as ErrInvalidTree. A whiteout
+// stands for an absence and has no second name: C's image reader refuses a
+// whiteout inode with more than one link, and composefs-rs and this
+// module's dumpfile parser refuse one on input.
 //
 // The input is checked completely before the first byte is written: an
 // invalid tree (an error wrapping ErrInvalidTree) writes nothing to w.

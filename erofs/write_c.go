@@ -80,12 +80,8 @@ func writeC(out *emitter, t *wtree, version, maxVersion int) error {
 	return w.emit(out)
 }
 
-func isWhiteoutC(n *wnode) bool {
-	return n.fileType() == ModeChr && uint32(n.rdev) == 0
-}
-
 func hasWhiteout(n *wnode) bool {
-	if isWhiteoutC(n) {
+	if n.isWhiteout() {
 		return true
 	}
 	for _, c := range n.children {
@@ -133,7 +129,7 @@ func (w *cWriter) rewrite(n, parent *wnode) error {
 			}
 		}
 	}
-	if isWhiteoutC(n) {
+	if n.isWhiteout() {
 		if err := w.escapeWhiteout(n); err != nil {
 			return err
 		}

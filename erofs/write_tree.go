@@ -68,6 +68,12 @@ type wnode struct {
 func (n *wnode) fileType() uint32 { return n.mode & ModeFmt }
 func (n *wnode) isDir() bool      { return n.link == nil && n.linkTarget == "" && n.fileType() == ModeDir }
 
+// isWhiteout tells whether n is stored as an overlayfs whiteout, a
+// character device 0/0. An inode keeps 32 bits of the device number, so
+// V0 and V1 store a number whose low 32 bits are 0 as 0/0, as C does (V2
+// refuses a number that does not fit).
+func (n *wnode) isWhiteout() bool { return n.fileType() == ModeChr && uint32(n.rdev) == 0 }
+
 // target is the node that owns n's inode: n itself, or the end of its
 // hardlink chain (flattened by buildTree).
 func (n *wnode) target() *wnode {
@@ -206,6 +212,9 @@ func buildTree(entries []dumpfile.Entry) (*wtree, error) {
 		if n.fileType() == ModeDir {
 			return nil, fmt.Errorf("%s: hardlink to directory %s: %w", l.path, n.path, ErrInvalidTree)
 		}
+		if n.isWhiteout() {
+			return nil, fmt.Errorf("%s: hardlink to %s: %w: %w", l.path, n.path, dumpfile.ErrHardlinkedWhiteout, ErrInvalidTree)
+		}
 		final[i] = n
 	}
 	for i, l := range t.links {
@@ -295,6 +304,9 @@ func (n *wnode) fill(e *dumpfile.Entry) error {
 	ft := n.fileType()
 	if ft == ModeChr || ft == ModeBlk {
 		n.rdev = e.Rdev
+	}
+	if n.isWhiteout() && e.Nlink > 1 {
+		return fmt.Errorf("%s: nlink %d: %w: %w", n.path, e.Nlink, dumpfile.ErrHardlinkedWhiteout, ErrInvalidTree)
 	}
 	if strings.IndexByte(e.Payload, 0) >= 0 {
 		return fmt.Errorf("%s: payload contains NUL: %w", n.path, ErrInvalidTree)

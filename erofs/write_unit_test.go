@@ -156,10 +156,9 @@ func TestWriteV2Limits(t *testing.T) {
 	for name, e := range map[string]dumpfile.Entry{
 		"rdev over 32 bits":  {Path: "/c", Mode: ModeChr | 0o600, Rdev: 1 << 32},
 		"content over block": {Path: "/f", Mode: ModeReg, Size: 4500, Content: make([]byte, 4500)},
-		"linked whiteout":    {Path: "/l", Mode: ModeChr, Hardlink: "/w"},
 	} {
 		var buf bytes.Buffer
-		tree := []dumpfile.Entry{root, {Path: "/w", Mode: ModeChr}, e}
+		tree := []dumpfile.Entry{root, e}
 		err := Write(&buf, tree, WriteOptions{MinVersion: 2, MaxVersion: 2})
 		if !errors.Is(err, ErrInvalidTree) {
 			t.Errorf("%s: error %v, want ErrInvalidTree", name, err)
@@ -167,6 +166,58 @@ func TestWriteV2Limits(t *testing.T) {
 		// C's layout takes both.
 		if err := Write(&buf, tree, WriteOptions{}); err != nil {
 			t.Errorf("%s in V0: %v", name, err)
+		}
+	}
+}
+
+// TestWriteHardlinkedWhiteout: a whiteout with a second name, by its nlink
+// or through a hardlink (direct or by a chain), is refused in every
+// version, with an error that wraps dumpfile.ErrHardlinkedWhiteout and
+// ErrInvalidTree and names the path; the output is left as it was. The
+// trees are built here, not parsed: the dumpfile parser refuses them first.
+func TestWriteHardlinkedWhiteout(t *testing.T) {
+	root := dumpfile.Entry{Path: "/", Mode: ModeDir | 0o755, Nlink: 3}
+	dir := dumpfile.Entry{Path: "/d", Mode: ModeDir | 0o755, Nlink: 2}
+	wh := dumpfile.Entry{Path: "/d/wh", Mode: ModeChr, Nlink: 1}
+	link := func(p, target string) dumpfile.Entry {
+		return dumpfile.Entry{Path: p, Mode: ModeChr, Hardlink: target}
+	}
+	wide := wh
+	wide.Rdev = 1 << 32 // stored as 0/0 by C's layout
+	for _, c := range []struct {
+		name     string
+		entries  []dumpfile.Entry
+		versions []int
+		path     string
+	}{
+		{"link", []dumpfile.Entry{root, dir, wh, link("/l", "/d/wh")}, []int{0, 1, 2}, "/l"},
+		{"link first", []dumpfile.Entry{root, link("/l", "/d/wh"), dir, wh}, []int{0, 1, 2}, "/l"},
+		{"chain", []dumpfile.Entry{root, dir, wh, link("/l2", "/l1"), link("/l1", "/d/wh")}, []int{0, 1, 2}, "/l2"},
+		{"nlink", []dumpfile.Entry{root, dir, {Path: "/d/wh", Mode: ModeChr, Nlink: 2}}, []int{0, 1, 2}, "/d/wh"},
+		{"wide rdev", []dumpfile.Entry{root, dir, wide, link("/l", "/d/wh")}, []int{0, 1}, "/l"},
+	} {
+		for _, v := range c.versions {
+			buf := bytes.NewBufferString("old")
+			err := Write(buf, c.entries, WriteOptions{MinVersion: v, MaxVersion: v})
+			if !errors.Is(err, dumpfile.ErrHardlinkedWhiteout) || !errors.Is(err, ErrInvalidTree) {
+				t.Errorf("%s v%d: error %v, want ErrHardlinkedWhiteout and ErrInvalidTree", c.name, v, err)
+				continue
+			}
+			if !strings.HasPrefix(err.Error(), c.path+": ") {
+				t.Errorf("%s v%d: error %q does not start with %s", c.name, v, err, c.path)
+			}
+			if buf.String() != "old" {
+				t.Errorf("%s v%d: output changed to %d bytes", c.name, v, buf.Len())
+			}
+		}
+	}
+	// A whiteout of one name, and a device that is not 0/0 under two,
+	// are fine.
+	dev := dumpfile.Entry{Path: "/d/c", Mode: ModeChr, Rdev: 1, Nlink: 2}
+	for _, v := range []int{0, 1, 2} {
+		var buf bytes.Buffer
+		if err := Write(&buf, []dumpfile.Entry{root, dir, wh, dev, link("/l", "/d/c")}, WriteOptions{MinVersion: v, MaxVersion: v}); err != nil {
+			t.Errorf("v%d: %v", v, err)
 		}
 	}
 }

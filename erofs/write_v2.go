@@ -205,10 +205,6 @@ func (w *v2Writer) collectLeaf(n *wnode) (int, error) {
 	case ModeLnk:
 		in.layout, in.size, in.data = LayoutFlatInline, uint64(len(n.payload)), []byte(n.payload)
 	case ModeChr, ModeBlk:
-		if n.fileType() == ModeChr && n.rdev == 0 && in.nlink > 1 {
-			// A whiteout stands for an absence; it has no second name.
-			return 0, fmt.Errorf("%s: whiteout with %d names: %w", n.path, in.nlink, ErrInvalidTree)
-		}
 		if n.rdev > 0xFFFFFFFF {
 			return 0, fmt.Errorf("%s: device number %d does not fit in 32 bits: %w", n.path, n.rdev, ErrInvalidTree)
 		}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/composefs/composefs-go/internal/errpath"
 	"github.com/composefs/composefs-go/verity"
 	"golang.org/x/sys/unix"
 )
@@ -23,6 +24,9 @@ import (
 // into place without replacing anything: an object already present (in
 // any base directory) is kept as it is. A crash leaves at worst a stray
 // ".tmp-*" file, never a partial object.
+//
+// The errors about src are *fs.PathError naming it once ("add object
+// SRC: ..."), its digest's and stat's errors included.
 func (s *FlatStore) Add(alg verity.Algorithm, src *os.File) (payload string, digest []byte, err error) {
 	if !alg.Valid() {
 		return "", nil, fmt.Errorf("add object: unsupported algorithm %s", alg)
@@ -32,14 +36,14 @@ func (s *FlatStore) Add(alg verity.Algorithm, src *os.File) (payload string, dig
 	}
 	fi, err := src.Stat()
 	if err != nil {
-		return "", nil, fmt.Errorf("add object: %w", err)
+		return "", nil, errpath.New("add object", src.Name(), err)
 	}
 	if !fi.Mode().IsRegular() {
-		return "", nil, fmt.Errorf("add object %s: %w", src.Name(), ErrNotRegular)
+		return "", nil, errpath.New("add object", src.Name(), ErrNotRegular)
 	}
 	digest, err = verity.DigestFile(alg, src)
 	if err != nil {
-		return "", nil, fmt.Errorf("add object: %w", err)
+		return "", nil, errpath.New("add object", src.Name(), err)
 	}
 	payload = PayloadForDigest(digest)
 	if ok, err := s.Has(payload); err != nil || ok {
@@ -47,7 +51,7 @@ func (s *FlatStore) Add(alg verity.Algorithm, src *os.File) (payload string, dig
 	}
 	root := s.roots[0]
 	if err := writeObject(root, payload, alg, digest, src, fi.Size()); err != nil {
-		return "", nil, fmt.Errorf("add object %s to %s: %w", src.Name(), root.path, err)
+		return "", nil, errpath.New("add object", src.Name(), fmt.Errorf("into store %s: %w", root.path, err))
 	}
 	if !readableByOthers(fi.Mode()) {
 		s.unreadable.Add(1)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/composefs/composefs-go/internal/errpath"
 	"github.com/composefs/composefs-go/verity"
 	"golang.org/x/sys/unix"
 )
@@ -32,7 +33,8 @@ type storeRoot struct {
 }
 
 // OpenFlat opens the base directories; each argument may itself be a
-// colon-separated list ("A:B"), as C's basedir accepts.
+// colon-separated list ("A:B"), as C's basedir accepts. A directory that
+// cannot be opened is an *fs.PathError about it ("object store DIR: ...").
 func OpenFlat(dirs ...string) (*FlatStore, error) {
 	var paths []string
 	for _, d := range dirs {
@@ -51,7 +53,7 @@ func OpenFlat(dirs ...string) (*FlatStore, error) {
 		f, err := os.OpenFile(p, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			s.Close()
-			return nil, fmt.Errorf("object store: %w", err)
+			return nil, errpath.New("object store", p, err)
 		}
 		s.roots = append(s.roots, storeRoot{path: p, dir: f})
 	}
@@ -63,20 +65,21 @@ func OpenFlat(dirs ...string) (*FlatStore, error) {
 // its top directory is 0700, while the fan-out directories Add makes are
 // 0755 and objects 0644, so that its owner shares the store, when they
 // mean to, with one chmod of the top. A directory that exists keeps its
-// mode; missing parents are made as mkdir -p does.
+// mode; missing parents are made as mkdir -p does. A directory that
+// cannot be made or opened is an *fs.PathError about it, as in OpenFlat.
 func CreateFlat(dir string) (*FlatStore, error) {
 	if dir == "" {
 		return nil, errors.New("object store: no directory given")
 	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return nil, fmt.Errorf("object store: %w", err)
+		return nil, errpath.New("object store", dir, err)
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("object store: %w", err)
+		return nil, errpath.New("object store", dir, err)
 	}
 	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("object store: %w", err)
+		return nil, errpath.New("object store", dir, err)
 	}
 	return &FlatStore{roots: []storeRoot{{path: dir, dir: f}}}, nil
 }

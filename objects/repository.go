@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/composefs/composefs-go/internal/errpath"
 	"github.com/composefs/composefs-go/verity"
 	"golang.org/x/sys/unix"
 )
@@ -32,16 +33,17 @@ const maxMetaSize = 1 << 20
 
 // OpenRepository opens the repository at dir for reading. Its algorithm
 // comes from meta.json; a repository from before meta.json existed gets
-// it from the length of its object names.
+// it from the length of its object names. Errors are *fs.PathError about
+// dir, reading "repository DIR: ..." with DIR said once.
 func OpenRepository(dir string) (*Repository, error) {
 	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("repository: %w", err)
+		return nil, errpath.New("repository", dir, err)
 	}
 	r := &Repository{path: dir, dir: f}
 	if err := r.readMeta(); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("repository %s: %w", dir, err)
+		return nil, errpath.New("repository", dir, err)
 	}
 	return r, nil
 }

@@ -242,6 +242,41 @@ func TestErrorsOneLine(t *testing.T) {
 		}
 		oneLine(t, out, dir)
 	})
+	// What cannot be opened is named once, then the cause: the objects
+	// package names a repository or store, and no layer above says it
+	// again.
+	cfs := writeImage(t, "/ 0 40755 2 0 0 0 0.0 - - -\n", 1)
+	missing := filepath.Join(tempDir(t, "gone"), "missing")
+	empty := tempDir(t, "empty")
+	repo := tempDir(t, "repo")
+	if err := os.WriteFile(filepath.Join(repo, "meta.json"), []byte(`{"version":1,"algorithm":"fsverity-sha256-12"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := tempDir(t, "mnt")
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"image missing", []string{missing, dir}, missing + ": no such file or directory"},
+		{"mountpoint missing", []string{cfs, missing}, "mountpoint " + missing + ": no such file or directory"},
+		{"repository missing", []string{"--repo", missing, "IMAGE", dir}, "repository " + missing + ": no such file or directory"},
+		{"repository a file", []string{"--repo", cfs, "IMAGE", dir}, "repository " + cfs + ": not a directory"},
+		{"repository empty", []string{"--repo", empty, "IMAGE", dir},
+			"repository " + empty + ": no meta.json, and cannot infer the algorithm: objects/: no such file or directory"},
+		{"image not in repository", []string{"--repo", repo, "IMAGE", dir}, `image "IMAGE" not found in ` + repo + ": no such file or directory"},
+		{"basedir missing", []string{"--basedir", missing, cfs, dir}, "object store " + missing + ": no such file or directory"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, err := run(t, 30*time.Second, bin, append([]string{"-f"}, c.args...)...)
+			if err == nil {
+				t.Fatalf("%q mounted", c.args)
+			}
+			if want := "composefs-fuse: " + c.want + "\n"; out != want {
+				t.Errorf("%q said %q, want %q", c.args, out, want)
+			}
+		})
+	}
 	if _, err := exec.LookPath("fusermount3"); err != nil {
 		t.Skip("fusermount3 not installed (apt-get install -y fuse3)")
 	}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"syscall"
+
+	"github.com/composefs/composefs-go/internal/errpath"
 )
 
 // ErrMismatch is wrapped by every error reporting that a file's fs-verity
@@ -98,7 +100,7 @@ func (c *Cache) Digest(f *os.File, alg Algorithm) ([]byte, error) {
 // waiting for another caller's hash of the same file.
 func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) ([]byte, error) {
 	if !alg.Valid() {
-		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), errInvalidAlgorithm(alg))
+		return nil, errpath.New(digestOp, f.Name(), errInvalidAlgorithm(alg))
 	}
 	key, fi, err := keyOf(f, alg)
 	if err != nil {

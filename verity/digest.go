@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/composefs/composefs-go/internal/errpath"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,17 +27,22 @@ func DigestReader(alg Algorithm, r io.Reader) ([]byte, error) {
 // DigestFile returns the fs-verity digest of the whole content of f (from
 // offset 0, leaving the file offset alone). When f has fs-verity enabled
 // with alg, the kernel's measurement is used; otherwise the digest is
-// computed, hashing large files on all cores.
+// computed, hashing large files on all cores. Its errors, and
+// DigestPath's, are *fs.PathError naming the file once ("fs-verity digest
+// of NAME: ..."), so that a caller naming it too can keep only the cause.
 func DigestFile(alg Algorithm, f *os.File) ([]byte, error) {
 	if !alg.Valid() {
-		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), errInvalidAlgorithm(alg))
+		return nil, errpath.New(digestOp, f.Name(), errInvalidAlgorithm(alg))
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), err)
+		return nil, errpath.New(digestOp, f.Name(), err)
 	}
 	return digestStat(context.Background(), alg, f, fi)
 }
+
+// digestOp is the operation of DigestFile's errors.
+const digestOp = "fs-verity digest of"
 
 // digestStat is DigestFile for a file whose stat the caller already has;
 // hashing a regular file stops early, with ctx's error, once ctx is done.
@@ -45,7 +51,7 @@ func digestStat(ctx context.Context, alg Algorithm, f *os.File, fi os.FileInfo) 
 		// Pipes and devices: read what comes, from the current offset.
 		d, err := digestStream(alg, f, runtime.NumCPU())
 		if err != nil {
-			return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), err)
+			return nil, errpath.New(digestOp, f.Name(), err)
 		}
 		return d, nil
 	}
@@ -79,7 +85,7 @@ func digestRegular(ctx context.Context, alg Algorithm, f *os.File, dev uint64, s
 	debugf("fs-verity digest computed in userspace", f, alg, kerr)
 	d, err := computeSized(ctx, alg, f, size, runtime.NumCPU())
 	if err != nil {
-		return nil, fmt.Errorf("fs-verity digest of %s: %w", f.Name(), err)
+		return nil, errpath.New(digestOp, f.Name(), err)
 	}
 	return d, nil
 }
@@ -101,7 +107,7 @@ var errKernelVerityUnsupported = fmt.Errorf("%w: not supported by this file syst
 func DigestPath(alg Algorithm, path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, errpath.New(digestOp, path, err)
 	}
 	defer f.Close()
 	return DigestFile(alg, f)

@@ -2,10 +2,8 @@ package main
 
 import (
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log"
 	"log/syslog"
 	"os"
@@ -21,6 +19,7 @@ import (
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/fuseconn"
 	"github.com/composefs/composefs-go/fusefs"
+	"github.com/composefs/composefs-go/internal/errpath"
 	"github.com/composefs/composefs-go/internal/mountinfo"
 	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/verity"
@@ -56,7 +55,7 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 	}
 	logger := log.New(os.Stderr, "composefs-fuse: ", 0)
 	if st, err := os.Stat(s.mountpoint); err != nil {
-		return 0, fmt.Errorf("mountpoint: %w", err)
+		return 0, fmt.Errorf("mountpoint %s: %w", s.mountpoint, errpath.Cause(err, s.mountpoint))
 	} else if !st.IsDir() {
 		return 0, fmt.Errorf("mountpoint %s: not a directory", s.mountpoint)
 	}
@@ -81,11 +80,8 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 	}
 	view, err := composefs.Open(imagePath, composefs.Config{Store: store, Verity: s.verity, ImageDigest: digest})
 	if err != nil {
-		// An error opening the file names it already.
-		if pe := (*fs.PathError)(nil); !errors.As(err, &pe) {
-			err = fmt.Errorf("%s: %w", s.image, err)
-		}
-		return 0, err
+		// IMAGE as given, not the /proc/self/fd path of a repository's.
+		return 0, fmt.Errorf("%s: %w", s.image, errpath.Cause(err, imagePath))
 	}
 	defer view.Close()
 	// The object check runs while the mount is made, which is mostly
@@ -258,16 +254,18 @@ func openSources(s *settings) (imagePath string, store objects.Store, dirs []str
 	var stores []objects.Store
 	imagePath = s.image
 	if s.repo != "" {
+		// The objects package's errors name the repository, the image
+		// and the store directories.
 		repo, err := objects.OpenRepository(s.repo)
 		if err != nil {
-			return "", nil, nil, nil, nil, fmt.Errorf("repository %s: %w", s.repo, err)
+			return "", nil, nil, nil, nil, err
 		}
 		stores = append(stores, repo)
 		dirs = append(dirs, s.repo)
 		if !fileExists(s.image) {
 			f, err := repo.OpenImage(s.image)
 			if err != nil {
-				return "", nil, nil, nil, nil, fmt.Errorf("image %s in repository %s: %w", s.image, s.repo, err)
+				return "", nil, nil, nil, nil, err
 			}
 			// The mapping outlives the descriptor, which erofs.Open
 			// reopens through /proc.
@@ -279,7 +277,7 @@ func openSources(s *settings) (imagePath string, store objects.Store, dirs []str
 	if len(s.basedirs) > 0 {
 		flat, err := objects.OpenFlat(s.basedirs...)
 		if err != nil {
-			return "", nil, nil, nil, nil, fmt.Errorf("basedir: %w", err)
+			return "", nil, nil, nil, nil, err
 		}
 		stores = append(stores, flat)
 		for _, b := range s.basedirs {

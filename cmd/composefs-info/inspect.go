@@ -7,6 +7,7 @@ import (
 
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/internal/errpath"
 )
 
 // inspect prints the image's layout for debugging: header, superblock, then
@@ -16,7 +17,7 @@ import (
 func inspect(path, start string, out *bufio.Writer) error {
 	im, err := erofs.Open(path)
 	if err != nil {
-		return fail("%s: %v", path, err)
+		return fail("%s: %v", path, errpath.Cause(err, path))
 	}
 	defer im.Close()
 	h, sb := im.Header(), im.Superblock()

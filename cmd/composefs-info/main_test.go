@@ -322,7 +322,7 @@ func measure(t *testing.T, files, want256, want512 []string) {
 }
 
 // TestErrors: every failure is exit 1 with one line on stderr naming what
-// failed.
+// failed, once: not again for the open below it.
 func TestErrors(t *testing.T) {
 	forImages(t, checkErrors)
 }
@@ -344,6 +344,10 @@ func checkErrors(t *testing.T, img string) {
 		return b
 	}
 	notImage := write("not-an-image", []byte("hello world, this is not an image at all"))
+	aDir := filepath.Join(dir, "a-directory")
+	if err := os.Mkdir(aDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		args []string
 		want string // in the message
@@ -356,14 +360,33 @@ func checkErrors(t *testing.T, img string) {
 		{[]string{"dump", write("bad-dir.cfs", flip(len(good)-4096+8, 0xff))}, "bad-dir.cfs"},
 		{[]string{"measure-file", filepath.Join(dir, "nope")}, "nope"},
 		{[]string{"inspect", write("inspect-bad.cfs", flip(1024, 0))}, "inspect-bad.cfs"},
+		{[]string{"inspect", filepath.Join(dir, "inspect-missing.cfs")}, "inspect-missing.cfs"},
+		{[]string{"ls", aDir}, "a-directory"},
+		{[]string{"measure-file", aDir}, "a-directory"},
+		{[]string{"missing-objects", "--basedir", filepath.Join(dir, "no-store"), img}, "no-store"},
 	}
 	for _, c := range cases {
 		out, errOut, code := cfsInfo(c.args...)
 		if code != 1 {
 			t.Errorf("%q: exit %d, want 1 (stdout %q)", c.args, code, out)
 		}
-		if !strings.HasPrefix(errOut, "composefs-info: ") || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, c.want) {
-			t.Errorf("%q: stderr %q is not one line naming %q", c.args, errOut, c.want)
+		if !strings.HasPrefix(errOut, "composefs-info: ") || strings.Count(errOut, "\n") != 1 || strings.Count(errOut, c.want) != 1 {
+			t.Errorf("%q: stderr %q is not one line naming %q once", c.args, errOut, c.want)
+		}
+	}
+	// The image, store or file is named once, then the cause, as C
+	// words it.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"dump", filepath.Join(dir, "missing.cfs")}, filepath.Join(dir, "missing.cfs") + ": no such file or directory"},
+		{[]string{"measure-file", filepath.Join(dir, "nope")}, "failed to measure '" + filepath.Join(dir, "nope") + "': no such file or directory"},
+		{[]string{"measure-file", aDir}, "failed to measure '" + aDir + "': is a directory"},
+		{[]string{"missing-objects", "--basedir", filepath.Join(dir, "no-store"), img}, "Can't open basedir `" + filepath.Join(dir, "no-store") + "`: no such file or directory"},
+	} {
+		if _, errOut, _ := cfsInfo(c.args...); errOut != "composefs-info: "+c.want+"\n" {
+			t.Errorf("%q: stderr %q, want %q", c.args, errOut, c.want)
 		}
 	}
 	// Command lines that cannot be run: one line, exit 2.

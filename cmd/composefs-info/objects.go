@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/composefs/composefs-go/internal/cli"
+	"github.com/composefs/composefs-go/internal/errpath"
 	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/verity"
 )
@@ -19,7 +20,7 @@ func printObjects(paths []string, opts options, missingOnly bool, out *bufio.Wri
 	if opts.basedir != "" {
 		s, err := objects.OpenFlat(opts.basedir)
 		if err != nil {
-			return fail("Can't open basedir `%s`: %v", opts.basedir, err)
+			return fail("Can't open basedir `%s`: %v", opts.basedir, errpath.Cause(err, opts.basedir))
 		}
 		defer s.Close()
 		store = s
@@ -67,7 +68,7 @@ func measureFiles(files []string, hash string, out *bufio.Writer) error {
 	for _, f := range files {
 		d, err := verity.DigestPath(alg, f)
 		if err != nil {
-			return fail("failed to measure '%s': %v", f, err)
+			return fail("failed to measure '%s': %v", f, errpath.Cause(err, f))
 		}
 		out.WriteString(hex.EncodeToString(d))
 		out.WriteByte('\n')

@@ -5,6 +5,7 @@ import (
 
 	"github.com/composefs/composefs-go/dumpfile"
 	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/internal/errpath"
 )
 
 // tree is one image read whole, as C loads it before printing anything: an
@@ -18,7 +19,7 @@ type tree struct {
 func loadTree(path string, filters []string) (*tree, error) {
 	im, err := erofs.Open(path)
 	if err != nil {
-		return nil, fail("%s: %v", path, err)
+		return nil, fail("%s: %v", path, errpath.Cause(err, path))
 	}
 	defer im.Close()
 	t := &tree{path: path}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/composefs/composefs-go/dumpfile"
 	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/internal/errpath"
 	"github.com/composefs/composefs-go/verity"
 )
 
@@ -78,14 +79,15 @@ func loadSource(s *settings, stdin io.Reader, stderr io.Writer) ([]dumpfile.Entr
 	if s.source != "-" {
 		f, err := os.Open(s.source)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", s.source, errpath.Cause(err, s.source))
 		}
 		defer f.Close()
 		r = f
 	}
 	entries, err := dumpfile.ParseAll(r, dumpfile.ParseOptions{Strict: s.strict})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", sourceName(s), err)
+		// An error reading the file names it already.
+		return nil, fmt.Errorf("%s: %w", sourceName(s), errpath.Cause(err, s.source))
 	}
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("%s: no files in dump file", sourceName(s))

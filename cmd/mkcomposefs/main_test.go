@@ -201,8 +201,33 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%s: image changed", name)
 		}
 	}
-	// A missing output directory is an error too.
+	// A source or store that cannot be read: one line naming it once,
+	// then the cause.
 	dump := ownDumpPath(t, tmp)
+	aDir := filepath.Join(tmp, "a-directory")
+	if err := os.Mkdir(aDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(tmp, "missing")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--from-file", missing, img}, missing + ": no such file or directory"},
+		{[]string{"--from-file", aDir, img}, aDir + ": is a directory"},
+		{[]string{missing, img}, "scan " + missing + ": no such file or directory"},
+		{[]string{dump, img}, "scan " + dump + ": not a directory"},
+		{[]string{"--digest-store", dump, aDir, img}, "digest store " + dump + ": not a directory"},
+	} {
+		code, _, errs := mk(t, nil, c.args...)
+		if want := "mkcomposefs: " + c.want + "\n"; code != 1 || errs != want {
+			t.Errorf("%q: exit %d, stderr %q, want %q", c.args, code, errs, want)
+		}
+		if b, _ := os.ReadFile(img); string(b) != "previous" {
+			t.Errorf("%q: image changed", c.args)
+		}
+	}
+	// A missing output directory is an error too.
 	if code, _, _ := mk(t, nil, "--from-file", dump, filepath.Join(tmp, "no", "such", "dir.cfs")); code != 1 {
 		t.Errorf("missing output directory: exit %d", code)
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/composefs/composefs-go/dirscan"
 	"github.com/composefs/composefs-go/dumpfile"
+	"github.com/composefs/composefs-go/internal/errpath"
 	"github.com/composefs/composefs-go/objects"
 )
 
@@ -28,7 +29,7 @@ func scanDirectory(s *settings, stderr io.Writer) ([]dumpfile.Entry, error) {
 		// C, make it private.
 		store, err := objects.CreateFlat(s.digestStore)
 		if err != nil {
-			return nil, fmt.Errorf("digest store: %w", err)
+			return nil, fmt.Errorf("digest store %s: %w", s.digestStore, errpath.Cause(err, s.digestStore))
 		}
 		defer store.Close()
 		defer warnExposure(store, stderr)
@@ -39,9 +40,11 @@ func scanDirectory(s *settings, stderr io.Writer) ([]dumpfile.Entry, error) {
 		stop := showProgress(stderr, opts.Progress)
 		defer stop()
 	}
+	// Scan's errors name the file on disk they are about: SOURCE or a
+	// path within it.
 	entries, err := dirscan.Scan(s.source, opts)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.source, err)
+		return nil, err
 	}
 	return entries, nil
 }
