@@ -50,7 +50,6 @@ func (f *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fu
 		f.storeSmall(in.NodeId, &ino)
 		return fuse.OK
 	}
-	f.noteOpen(ino.Nid)
 	o, st := f.openObject(cancelContext(cancel), &ino)
 	if !st.Ok() {
 		return st
@@ -72,9 +71,16 @@ const storeMax = 64 << 10
 // in the image (composefs inlines files of up to 64 bytes), before the open
 // is answered: the read that follows is then served from the page cache,
 // which saves it a round trip. Best effort: on any failure the kernel just
-// sends READ.
+// sends READ. Once per inode the kernel knows (FS.stored).
 func (f *FS) storeSmall(nodeID uint64, in *erofs.Inode) {
 	if f.conn == nil || in.Size == 0 || in.Size > storeMax {
+		return
+	}
+	f.objMu.Lock()
+	_, done := f.stored[nodeID]
+	f.stored[nodeID] = struct{}{}
+	f.objMu.Unlock()
+	if done {
 		return
 	}
 	var small [128]byte
@@ -167,9 +173,6 @@ func (f *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Rea
 // forgets the inode. The bytes are copied here rather than spliced from
 // the object, since it may be let go of once this returns.
 func (f *FS) readObject(cancel <-chan struct{}, in *erofs.Inode, off uint64, dest []byte) (fuse.ReadResult, fuse.Status) {
-	if off == 0 {
-		f.noteOpen(in.Nid)
-	}
 	o, st := f.openObject(cancelContext(cancel), in)
 	if !st.Ok() {
 		return nil, st

@@ -73,6 +73,10 @@ type FS struct {
 	idle  idleObjects            // those no open holds (objects.go)
 	// idleMax caps idle objects (defaultIdleMax).
 	idleMax int
+	// stored are the inodes whose small content storeSmall has pushed
+	// into the kernel's page cache, which keeps it until it forgets the
+	// inode: an open of one of them again has nothing to push.
+	stored map[uint64]struct{}
 
 	// For naming inodes in log lines (path.go).
 	recent recentDirs
@@ -95,6 +99,7 @@ func New(view *composefs.FS, cfg Config) *FS {
 		idleMax:       defaultIdleMax(),
 		rootNid:       view.RootNid(),
 		open:          map[uint64]*openObject{},
+		stored:        map[uint64]struct{}{},
 		listedBufs: sync.Pool{New: func() any {
 			b := make([]dirFile, 0, 128)
 			return &b

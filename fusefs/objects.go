@@ -130,6 +130,10 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode) (*openObject, fuse
 		}
 		return f.recheckObject(ctx, in, o)
 	}
+	// Only a miss tells the read-ahead anything: one that follows a
+	// reader through a directory of held objects would wake a worker per
+	// open to find nothing to do.
+	f.noteOpen(in.Nid)
 	// Read ahead of this open, or opened and hashed here (not under the
 	// lock: that can take long).
 	o := f.ahead.take(in.Nid)
@@ -310,6 +314,7 @@ func (f *FS) releaseObject(nid uint64) {
 // inode, so no open of it is left and the next one starts with a LOOKUP.
 func (f *FS) forgetObject(nid uint64) {
 	f.objMu.Lock()
+	delete(f.stored, nid)
 	o := f.open[nid]
 	if o == nil || o.refs > 0 {
 		f.objMu.Unlock()
