@@ -93,11 +93,11 @@ func TestManPage(t *testing.T) {
 	cl := newCommandLine()
 	m := clitest.ManPage(t, cl.Command)
 	named := regexp.MustCompile(`\(-o ([a-z_]+=?)`)
-	keys := []string{"fsname=", "debug"}
+	keys := []string{"fsname="}
 	for k := range kernelFlags {
 		keys = append(keys, k)
 	}
-	for _, name := range []string{"options", "log", "no-read-ahead", "no-open", "check-objects", "no-io-uring"} {
+	for _, name := range []string{"options", "log", "debug", "no-read-ahead", "no-open", "check-objects", "no-io-uring"} {
 		usage := cl.Flags.Lookup(name).Usage
 		if name == "options" {
 			_, list, _ := strings.Cut(usage, "(")
