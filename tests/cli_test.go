@@ -303,8 +303,8 @@ func TestMissingObjectsWarned(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"basedir", []string{"--basedir", v.objects}, "lacks 1 of the image's 4 objects"},
-		{"check-objects", []string{"--basedir", v.objects, "--check-objects"}, "lacks 1 of the image's 4 objects"},
+		{"basedir", []string{"--basedir", v.objects}, "missing=1 objects=4"},
+		{"check-objects", []string{"--basedir", v.objects, "--check-objects"}, "missing=1 objects=4"},
 		{"no store", nil, "no --basedir or --repo"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -34,7 +34,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var ended syscall.Signal
 	if err == nil {
-		ended, err = serve(s)
+		ended, err = serve(s, cl.Log(stderr))
 	}
 	if err == nil && ended != 0 && s.foreground {
 		// As a shell reports a command a signal ended, though this one
