@@ -218,7 +218,9 @@ func TestMountTwiceRefused(t *testing.T) {
 }
 
 // TestErrorsOneLine: what goes wrong before the mount is one line naming
-// each thing once, with a helper's exit decoded.
+// each thing once, with a helper's exit decoded, in the foreground and in
+// the background alike: no warning comes before it (of missing objects, or
+// of a daemon without syslog), for a mount that never was.
 func TestErrorsOneLine(t *testing.T) {
 	requireRoot(t)
 	bin := buildCmd(t, "composefs-fuse")
@@ -234,14 +236,20 @@ func TestErrorsOneLine(t *testing.T) {
 			}
 		}
 	}
-	t.Run("image is a directory", func(t *testing.T) {
-		dir := tempDir(t, "image")
-		out, err := run(t, 30*time.Second, bin, "-f", dir, tempDir(t, "mnt"))
-		if err == nil {
-			t.Fatalf("mounted a directory as the image")
-		}
-		oneLine(t, out, dir)
-	})
+	modes := []struct {
+		name string
+		args []string
+	}{{"foreground", []string{"-f"}}, {"background", nil}}
+	for _, m := range modes {
+		t.Run("image is a directory/"+m.name, func(t *testing.T) {
+			dir := tempDir(t, "image")
+			out, err := run(t, 30*time.Second, bin, append(m.args, dir, tempDir(t, "mnt"))...)
+			if err == nil {
+				t.Fatalf("mounted a directory as the image")
+			}
+			oneLine(t, out, dir)
+		})
+	}
 	if _, err := exec.LookPath("fusermount3"); err != nil {
 		t.Skip("fusermount3 not installed (apt-get install -y fuse3)")
 	}
@@ -255,9 +263,10 @@ func TestErrorsOneLine(t *testing.T) {
 	if err := os.Chmod(top, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// No external files: nothing to warn about before the mount.
+	// An external file and no store: a mount would warn of it.
 	image := filepath.Join(top, "image.cfs")
-	data, err := os.ReadFile(writeImage(t, "/ 0 40755 2 0 0 0 0.0 - - -\n/inline 5 100644 1 0 0 0 0.0 - hello -\n", 1))
+	data, err := os.ReadFile(writeImage(t, "/ 0 40755 2 0 0 0 0.0 - - -\n/inline 5 100644 1 0 0 0 0.0 - hello -\n"+
+		"/ext 4096 100644 1 0 0 0 0.0 ab/cdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789 - abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\n", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,26 +278,28 @@ func TestErrorsOneLine(t *testing.T) {
 		{"exits 3", "echo first line >&2; echo second line >&2; exit 3", "exit status 3: first line; second line"},
 		{"killed", "kill -KILL $$", "killed by signal 9 (SIGKILL)"},
 	} {
-		t.Run("fusermount3 "+c.name, func(t *testing.T) {
-			fake := filepath.Join(top, strings.ReplaceAll(c.name, " ", "-"))
-			if err := os.Mkdir(fake, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(fake, "fusermount3"), []byte("#!/bin/sh\n"+c.script+"\n"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, bin, "-f", image, mnt)
-			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-			cmd.Env = []string{"PATH=" + fake + ":/usr/bin:/bin", "HOME=/"}
-			cmd.Dir = "/"
-			out, err := cmd.CombinedOutput()
-			if err == nil {
-				t.Fatalf("mounted through a failing fusermount3")
-			}
-			oneLine(t, string(out), mnt, c.want)
-		})
+		fake := filepath.Join(top, strings.ReplaceAll(c.name, " ", "-"))
+		if err := os.Mkdir(fake, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(fake, "fusermount3"), []byte("#!/bin/sh\n"+c.script+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range modes {
+			t.Run("fusermount3 "+c.name+"/"+m.name, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, bin, append(m.args, image, mnt)...)
+				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+				cmd.Env = []string{"PATH=" + fake + ":/usr/bin:/bin", "HOME=/"}
+				cmd.Dir = "/"
+				out, err := cmd.CombinedOutput()
+				if err == nil {
+					t.Fatalf("mounted through a failing fusermount3")
+				}
+				oneLine(t, string(out), mnt, c.want)
+			})
+		}
 	}
 }
 

@@ -91,11 +91,12 @@ func serve(s *settings, logs *cli.LogHandler) (ended syscall.Signal, err error) 
 	}
 	defer view.Close()
 	// The object check runs while the mount is made, which is mostly
-	// waiting for the kernel; it is said before the command returns.
+	// waiting for the kernel.
+	var missing objectWarning
 	checked := make(chan struct{})
 	go func() {
 		defer close(checked)
-		warnMissingObjects(view, s, logger)
+		missing = checkObjects(view, s)
 	}()
 	// Every idle object holds a descriptor (fusefs/objects.go).
 	fusefs.RaiseFileLimit()
@@ -133,6 +134,11 @@ func serve(s *settings, logs *cli.LogHandler) (ended syscall.Signal, err error) 
 		return 0, err
 	}
 	defer stopProfile()
+	// Said once the mount is live, while stderr still reaches the user:
+	// a mount that fails says only why.
+	if missing.msg != "" {
+		logger.Warn(missing.msg, missing.args...)
+	}
 	moveLog()
 	if isDaemonChild() {
 		daemonReady()
@@ -152,38 +158,41 @@ func serve(s *settings, logs *cli.LogHandler) (ended syscall.Signal, err error) 
 // 50, and a walk for 4096 over a 500,000-entry image ten times the mount.
 const objectSample = 16
 
-// warnMissingObjects warns, before the mount, of the objects of external
-// files the store lacks: their files will fail to open. The mount goes
-// ahead, also when the image is too damaged to walk (the damaged parts
-// answer EIO, as the kernel's mount does).
-func warnMissingObjects(view *composefs.FS, s *settings, logger *slog.Logger) {
+// objectWarning is a warning for the log, a message and its attributes;
+// none when msg is "".
+type objectWarning struct {
+	msg  string
+	args []any
+}
+
+// checkObjects looks for the objects of external files in the store, and
+// says which the store lacks: their files will fail to open. The mount
+// goes ahead with the warning, also when the image is too damaged to walk
+// (the damaged parts answer EIO, as the kernel's mount does).
+func checkObjects(view *composefs.FS, s *settings) objectWarning {
 	limit := objectSample
 	if s.checkObjects {
 		limit = 0
 	}
 	c, err := view.CheckObjects(limit)
-	if err != nil {
-		logger.Warn("objects not checked", "err", err)
-		return
-	}
-	if c.Missing == 0 {
-		return
-	}
 	switch {
+	case err != nil:
+		return objectWarning{"objects not checked", []any{"err", err}}
+	case c.Missing == 0:
+		return objectWarning{}
 	case view.Config().Store == nil:
-		logger.Warn("no --basedir or --repo: every external file will fail with ENOENT")
+		return objectWarning{"no --basedir or --repo: every external file will fail with ENOENT", nil}
 	case c.Sampled():
-		logger.Warn("objects missing from the store: their files will fail with ENOENT; --check-objects looks for them all", "missing", c.Missing, "checked", c.Checked)
-	default:
-		logger.Warn("objects missing from the store: their files will fail with ENOENT", "missing", c.Missing, "objects", c.Checked)
+		return objectWarning{"objects missing from the store: their files will fail with ENOENT; --check-objects looks for them all", []any{"missing", c.Missing, "checked", c.Checked}}
 	}
+	return objectWarning{"objects missing from the store: their files will fail with ENOENT", []any{"missing", c.Missing, "objects", c.Checked}}
 }
 
 // logDestination is where log lines go once the mount is live: --log's
 // file, with the time (opened now, so that a bad path fails the mount),
-// else syslog in the background, else stderr, as they do; moveLog moves
-// them there. Lost lines are said now, while stderr still reaches the
-// user.
+// else syslog in the background, else stderr, as they do. moveLog moves
+// them there, once the mount is live, and says it when they will be lost,
+// while stderr still reaches the user.
 func logDestination(s *settings, logs *cli.LogHandler) (moveLog, closeLog func(), err error) {
 	closeLog = func() {}
 	switch {
@@ -198,8 +207,10 @@ func logDestination(s *settings, logs *cli.LogHandler) (moveLog, closeLog func()
 	}
 	sys, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_WARNING, "composefs-fuse")
 	if err != nil {
-		slog.New(logs).Warn("no syslog (/dev/log) to log to: errors after the mount will not be seen; --log FILE or -f keeps them")
-		return func() { logs.SetOutput(io.Discard, false) }, closeLog, nil
+		return func() {
+			slog.New(logs).Warn("no syslog (/dev/log) to log to: errors after the mount will not be seen; --log FILE or -f keeps them")
+			logs.SetOutput(io.Discard, false)
+		}, closeLog, nil
 	}
 	return func() { logs.SetSyslog(sys) }, func() { sys.Close() }, nil
 }
