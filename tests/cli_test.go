@@ -3,13 +3,17 @@ package tests
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/composefs/composefs-go/internal/mountinfo"
 )
@@ -40,6 +44,128 @@ func TestSignalUnmounts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDaemonSignalStatus: the daemon that composefs-fuse leaves in the
+// background unmounts on SIGTERM and SIGINT and exits as -f does, 128 plus
+// the signal's number, which is what a supervisor watching its pid sees.
+func TestDaemonSignalStatus(t *testing.T) {
+	requireRoot(t)
+	v := newVerityTree(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			mnt := tempDir(t, "fuse")
+			daemon := adoptDaemon(t, mnt, func() {
+				if out, err := tryFuseMount(t, v.image, mnt, "--basedir", v.objects); err != nil {
+					t.Fatalf("composefs-fuse: %v\n%s", err, out)
+				}
+			})
+			if _, err := os.ReadFile(filepath.Join(mnt, "good")); err != nil {
+				t.Fatal(err)
+			}
+			if err := daemon.signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			ws, err := daemon.wait(15 * time.Second)
+			if err != nil {
+				t.Fatalf("after %v: %v", sig, err)
+			}
+			if !ws.Exited() || ws.ExitStatus() != 128+int(sig) {
+				t.Errorf("daemon's status after %v: %#x (exited %v, status %d), want exit status %d", sig, ws, ws.Exited(), ws.ExitStatus(), 128+int(sig))
+			}
+			if typ := mountedType(mnt); typ != "" {
+				t.Errorf("still mounted (%s) after %v", typ, sig)
+			}
+		})
+	}
+}
+
+// adopted is a daemon this process adopted: a child it can wait for.
+type adopted struct {
+	pid   int
+	pidfd int // signals reach this process, never one that reuses its pid
+	done  chan struct{}
+	ws    unix.WaitStatus // once done is closed
+}
+
+// adoptDaemon runs start, which leaves a composefs-fuse daemon serving mnt
+// in the background, as a child subreaper: the daemon, orphaned when the
+// command that started it returns, becomes a child of this process rather
+// than of init, and its exit status can be waited for. The subreaper
+// setting is this process's own and lasts only while start runs.
+func adoptDaemon(t *testing.T, mnt string, start func()) *adopted {
+	t.Helper()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("becoming a child subreaper: %v", err)
+	}
+	func() {
+		defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+		start()
+	}()
+	pid, err := childServing(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Until this process waits for it, the pid is the daemon's.
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd_open %d: %v", pid, err)
+	}
+	a := &adopted{pid: pid, pidfd: pidfd, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		for {
+			_, err := unix.Wait4(pid, &a.ws, 0, nil)
+			if err != unix.EINTR {
+				return
+			}
+		}
+	}()
+	// Whatever the test makes of it, the daemon does not outlive it,
+	// nor stays a zombie of this process.
+	t.Cleanup(func() {
+		select {
+		case <-a.done:
+		default:
+			a.signal(unix.SIGKILL)
+			a.wait(10 * time.Second)
+		}
+		unix.Close(pidfd)
+	})
+	return a
+}
+
+func (a *adopted) signal(sig syscall.Signal) error {
+	return unix.PidfdSendSignal(a.pidfd, sig, nil, 0)
+}
+
+// wait waits up to d for the daemon's exit, and returns its status.
+func (a *adopted) wait(d time.Duration) (unix.WaitStatus, error) {
+	select {
+	case <-a.done:
+		return a.ws, nil
+	case <-time.After(d):
+		return 0, fmt.Errorf("daemon %d still running after %v", a.pid, d)
+	}
+}
+
+// childServing finds the child of this process whose command line names
+// mnt, from /proc.
+func childServing(mnt string) (int, error) {
+	self := strconv.Itoa(os.Getpid())
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		status, err := os.ReadFile(filepath.Join(p, "status"))
+		if err != nil || !strings.Contains(string(status), "\nPPid:\t"+self+"\n") {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+		if !strings.Contains(string(cmdline), "\x00"+mnt+"\x00") {
+			continue
+		}
+		return strconv.Atoi(filepath.Base(p))
+	}
+	return 0, fmt.Errorf("no child of this process serves %s: the daemon was not adopted", mnt)
 }
 
 // TestSignalBusy: with a file held open, SIGTERM detaches the mount lazily

@@ -36,9 +36,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		ended, err = serve(s, cl.Log(stderr))
 	}
-	if err == nil && ended != 0 && s.foreground {
+	if err == nil && ended != 0 {
 		// As a shell reports a command a signal ended, though this one
-		// unmounted first.
+		// unmounted first: with -f to the caller, in the background to
+		// a supervisor that watches the daemon's pid.
 		return 128 + int(ended)
 	}
 	return cl.Exit(err, stdout, stderr)
