@@ -45,6 +45,16 @@ func TestMountOptions(t *testing.T) {
 	if !slices.Equal(s.mountFlags, []string{"dev", "suid", "nodev"}) {
 		t.Errorf("mount flags %q", s.mountFlags)
 	}
+	if s.debug {
+		t.Errorf("debug without --debug or -o debug")
+	}
+	// -o debug is --debug, which sets the log's level too (cli.Log).
+	for _, args := range [][]string{{"img", "mnt", "-o", "ro,debug"}, {"img", "mnt", "--debug"}} {
+		cl := newCommandLine()
+		if s, err := cl.parse(args); err != nil || !s.debug || !cl.Debug() {
+			t.Errorf("%q: %v, debug %v, --debug %v", args, err, s != nil && s.debug, cl.Debug())
+		}
+	}
 	s, err = parseArgs([]string{"-o", "basedir=/a", "img", "-o", "basedir=/b", "mnt"})
 	if err != nil || !slices.Equal(s.basedirs, []string{"/a", "/b"}) {
 		t.Errorf("repeated -o: %+v %v", s, err)

@@ -3,7 +3,11 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"io"
 	"log/slog"
+	"log/syslog"
+	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -145,4 +149,45 @@ func parseLogLine(t *testing.T, line string) map[string]any {
 		group[path[len(path)-1]] = value
 	}
 	return m
+}
+
+// TestLogSyslog: after SetSyslog each line goes to syslog at the priority
+// of its level, without PROG, which syslog's tag replaces.
+func TestLogSyslog(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "log")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sys, err := syslog.Dial("unixgram", sock, syslog.LOG_DAEMON|syslog.LOG_WARNING, "tool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	h := NewLogHandler("tool", io.Discard, slog.LevelDebug)
+	l := slog.New(h)
+	h.SetSyslog(sys)
+	l.Error("open failed", "path", "/a")
+	l.Warn("lazily")
+	l.Info("said")
+	l.Debug("detail")
+	// LOG_DAEMON is 3<<3; then err 3, warning 4, info 6, debug 7.
+	for _, want := range []struct{ pri, body string }{
+		{"<27>", "open failed path=/a"},
+		{"<28>", "lazily"},
+		{"<30>", "said"},
+		{"<31>", "detail"},
+	} {
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 1024)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := string(buf[:n])
+		if !strings.HasPrefix(got, want.pri) || !strings.Contains(got, " tool[") || !strings.HasSuffix(got, "]: "+want.body+"\n") {
+			t.Errorf("syslog got %q, want priority %s and %q", got, want.pri, want.body)
+		}
+	}
 }
