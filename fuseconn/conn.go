@@ -16,7 +16,7 @@ package fuseconn
 import (
 	"errors"
 	"fmt"
-	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,12 +34,19 @@ import (
 // Options say how to mount and how to serve.
 type Options struct {
 	// Protocol is what the ProtocolServer negotiates at INIT and how it
-	// answers (MaxWrite, capabilities, MaxStackDepth, Logger, Debug,
+	// answers (MaxWrite, capabilities, MaxStackDepth, Debug,
 	// PanicHandler), and how the mount is made: FsName (the source),
 	// Name (the subtype), AllowOther and Options (ro, nosuid,
 	// default_permissions, ...). DirectMount and ExtraCapabilities'
-	// CAP_OVER_IO_URING are decided here.
+	// CAP_OVER_IO_URING are decided here. Its Logger, go-fuse's, is best
+	// left nil: the ProtocolServer's lines then go to Logger, its request
+	// log (Debug) at debug level and its complaints about malformed
+	// requests as warnings.
 	Protocol fuse.MountOptions
+	// Logger receives the connection's own failures and, with
+	// Protocol.Debug, each passthrough backing file registered and
+	// dropped, at debug level. Nil means slog.Default().
+	Logger *slog.Logger
 	// IOUring offers the kernel FUSE over io_uring where it allows it.
 	IOUring bool
 	// Init is called once INIT is answered, before any other request is
@@ -55,7 +62,7 @@ type Conn struct {
 	fs     fuse.RawFileSystem
 	ps     *fuse.ProtocolServer
 	opts   fuse.MountOptions // with the defaults filled in
-	logger *log.Logger
+	logger *slog.Logger
 	bufLen int // a request or reply of max_write, and its headers
 
 	readers readers
@@ -68,23 +75,31 @@ type Conn struct {
 // Mount mounts fs on dir, answers INIT and serves until the mount goes
 // away; it returns once the mount is live.
 func Mount(dir string, fs fuse.RawFileSystem, opts Options) (*Conn, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
 	po := opts.Protocol
 	if po.Logger == nil {
-		po.Logger = log.Default()
+		level := slog.LevelWarn
+		if po.Debug {
+			level = slog.LevelDebug
+		}
+		po.Logger = slog.NewLogLogger(logger.Handler(), level)
 	}
 	if po.Name == "" {
 		po.Name = fs.String()
 	}
 	po.MaxWrite = clampMaxWrite(po.MaxWrite)
 	po.ExtraCapabilities &^= fuse.CAP_OVER_IO_URING
-	if opts.IOUring && offerRing(po.Logger) {
+	if opts.IOUring && offerRing(logger) {
 		po.ExtraCapabilities |= fuse.CAP_OVER_IO_URING
 	}
 	c := &Conn{
 		dir:    dir,
 		fs:     fs,
 		opts:   po,
-		logger: po.Logger,
+		logger: logger,
 		bufLen: po.MaxWrite + os.Getpagesize(),
 		done:   make(chan struct{}),
 	}
@@ -127,7 +142,7 @@ func Mount(dir string, fs fuse.RawFileSystem, opts Options) (*Conn, error) {
 	c.readers.start()
 	go c.serve()
 	if err := c.learnNoPoll(); err != nil {
-		c.logger.Printf("telling the kernel there is no poll: %v", err)
+		c.logger.Warn("could not have the kernel learn that the connection has no poll", "err", err)
 	}
 	return c, nil
 }

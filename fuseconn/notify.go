@@ -32,7 +32,11 @@ const (
 func (c *Conn) RegisterBackingFd(m *fuse.BackingMap) (int32, syscall.Errno) {
 	id, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(c.fd), iocBackingOpen, uintptr(unsafe.Pointer(m)))
 	if c.opts.Debug {
-		c.logger.Printf("ioctl BACKING_OPEN fd %d: id %d (%v)", m.Fd, id, errno)
+		if errno != 0 {
+			c.logger.Debug("passthrough backing file refused", "fd", m.Fd, "err", errno)
+		} else {
+			c.logger.Debug("passthrough backing file registered", "fd", m.Fd, "id", id)
+		}
 	}
 	return int32(id), errno
 }
@@ -41,7 +45,11 @@ func (c *Conn) RegisterBackingFd(m *fuse.BackingMap) (int32, syscall.Errno) {
 func (c *Conn) UnregisterBackingFd(id int32) syscall.Errno {
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(c.fd), iocBackingClose, uintptr(unsafe.Pointer(&id)))
 	if c.opts.Debug {
-		c.logger.Printf("ioctl BACKING_CLOSE id %d: %v", id, errno)
+		if errno != 0 {
+			c.logger.Debug("passthrough backing file not dropped", "id", id, "err", errno)
+		} else {
+			c.logger.Debug("passthrough backing file dropped", "id", id)
+		}
 	}
 	return errno
 }

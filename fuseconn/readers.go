@@ -80,7 +80,7 @@ func (r *readers) read() {
 	c := r.c
 	in, out, err := r.buffers()
 	if err != nil {
-		c.logger.Printf("/dev/fuse reader: buffers: %v", err)
+		c.logger.Error("a /dev/fuse reader got no buffers and stops", "err", err)
 		r.exit()
 		return
 	}
@@ -98,7 +98,7 @@ func (r *readers) read() {
 			// ENODEV: unmounted (or aborted); nothing else is
 			// expected, and nothing more can be read either way.
 			if err != unix.ENODEV {
-				c.logger.Printf("reading /dev/fuse: %v", err)
+				c.logger.Error("reading /dev/fuse failed; the reader stops", "err", err)
 			}
 			r.exit()
 			return
@@ -173,7 +173,7 @@ func (c *Conn) write(b []byte) {
 			continue
 		}
 		if err != nil && err != unix.ENOENT && err != unix.ENODEV {
-			c.logger.Printf("writing to /dev/fuse: %v", err)
+			c.logger.Error("writing a reply to /dev/fuse failed", "err", err)
 		}
 		return
 	}

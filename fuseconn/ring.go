@@ -5,7 +5,7 @@ package fuseconn
 import (
 	"errors"
 	"fmt"
-	"log"
+	"log/slog"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -16,12 +16,12 @@ import (
 // over io_uring: when the fuse module allows it and this process can set
 // up a ring. The kernel holds every request until the rings are
 // registered, so an offer must not be made that cannot be kept.
-func offerRing(logger *log.Logger) bool {
+func offerRing(logger *slog.Logger) bool {
 	if !fuseuring.KernelEnabled() {
 		return false
 	}
 	if err := fuseuring.Probe(); err != nil {
-		logger.Printf("FUSE over io_uring not used: %v", err)
+		logger.Warn("FUSE over io_uring not offered: this process cannot set up a ring", "err", err)
 		return false
 	}
 	return true
@@ -49,14 +49,14 @@ func (c *Conn) startRing(negotiated uint64) error {
 		t, err = fuseuring.Start(c.ps, fuseuring.Config{FD: c.fd, MaxWrite: c.opts.MaxWrite, Logger: c.logger})
 	}
 	if errors.Is(err, fuseuring.ErrStuck) {
-		c.logger.Printf("FUSE over io_uring offered but not possible (%v): aborting the connection", err)
+		c.logger.Error("FUSE over io_uring offered but not possible: aborting the connection", "err", err)
 		if aerr := fuseuring.AbortConnection(c.dir); aerr != nil {
-			c.logger.Printf("aborting the connection of %s: %v; unmount it with umount -f", c.dir, aerr)
+			c.logger.Error("aborting the connection failed; unmount it with umount -f", "mountpoint", c.dir, "err", aerr)
 		}
 		return err
 	}
 	if err != nil {
-		c.logger.Printf("%v; serving through /dev/fuse", err)
+		c.logger.Warn("serving through /dev/fuse", "err", err)
 		return nil
 	}
 	c.ring = t

@@ -4,7 +4,6 @@ package fuseconn
 
 import (
 	"errors"
-	"log"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,7 +73,8 @@ func mountTiny(t *testing.T, ring bool) *Conn {
 	logs := &logbuf.Buffer{}
 	mnt := t.TempDir()
 	c, err := Mount(mnt, &tinyFS{fuse.NewDefaultRawFileSystem()}, Options{
-		Protocol: fuse.MountOptions{Logger: log.New(logs, "", 0), MaxWrite: 1 << 20},
+		Protocol: fuse.MountOptions{MaxWrite: 1 << 20},
+		Logger:   logs.Logger(),
 		IOUring:  ring,
 	})
 	if err != nil {
@@ -151,8 +151,8 @@ func TestRingStuckAborts(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		c, err := Mount(mnt, &tinyFS{fuse.NewDefaultRawFileSystem()}, Options{
-			Protocol: fuse.MountOptions{Logger: log.New(logs, "", 0)},
-			IOUring:  true,
+			Logger:  logs.Logger(),
+			IOUring: true,
 		})
 		if err == nil {
 			c.Unmount()

@@ -2,8 +2,6 @@ package fusefs
 
 import (
 	"fmt"
-	"io"
-	"log"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 	"github.com/composefs/composefs-go/erofs"
 	"github.com/composefs/composefs-go/internal/fixture"
 	"github.com/composefs/composefs-go/internal/golden"
+	"github.com/composefs/composefs-go/internal/logbuf"
 )
 
 // walk visits every node reachable from the root through the requests the
@@ -116,7 +115,7 @@ func serveBytes(data []byte) (*FS, bool) {
 	if err != nil {
 		return nil, false
 	}
-	fsys, err := newFS(img, testConfig{Store: dirStore(os.DevNull), Logger: log.New(io.Discard, "", 0)})
+	fsys, err := newFS(img, testConfig{Store: dirStore(os.DevNull), Logger: logbuf.Discard()})
 	if err != nil {
 		return nil, false
 	}

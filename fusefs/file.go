@@ -107,7 +107,7 @@ func (f *FS) objectFile(ctx context.Context, in *erofs.Inode) (*os.File, fuse.St
 		}
 		// Logged even when the object is missing: unlike a missing
 		// name, that is a broken image or store.
-		f.cfg.Logger.Printf("%s: open: %v", f.pathOf(in.Nid), err)
+		f.cfg.Logger.Error("open failed", "path", f.pathOf(in.Nid), "err", err)
 		return nil, fuse.Status(composefs.Errno(err))
 	}
 	return obj.File, fuse.OK

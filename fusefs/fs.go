@@ -1,7 +1,7 @@
 package fusefs
 
 import (
-	"log"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,8 +16,9 @@ import (
 // Config holds the settings of serving beyond what the image shows.
 type Config struct {
 	// Logger receives one line per refused open and per damaged part of
-	// the image met while serving. Nil means log.Default().
-	Logger *log.Logger
+	// the image met while serving, at error level. Nil means
+	// slog.Default().
+	Logger *slog.Logger
 	// NoReadAhead turns off the opening and checking of objects ahead of
 	// lookups that walk a directory (ahead.go): objects are then read
 	// only when their file is opened.
@@ -88,7 +89,7 @@ type FS struct {
 // has stopped and Close has returned.
 func New(view *composefs.FS, cfg Config) *FS {
 	if cfg.Logger == nil {
-		cfg.Logger = log.Default()
+		cfg.Logger = slog.Default()
 	}
 	return &FS{
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
@@ -164,11 +165,13 @@ func (f *FS) Close() {
 // fail turns an error from the view into the status the request answers,
 // the kernel's (composefs.Errno): ENOENT, EINVAL, or EIO for damage and
 // refused objects, which fails that one request and nothing more. All but
-// ENOENT are logged, naming the inode by a path that leads to it.
-func (f *FS) fail(nid uint64, what string, err error) fuse.Status {
+// ENOENT are logged as "OP failed", naming the inode by a path that leads
+// to it, with what else the request named (args, key-value pairs).
+func (f *FS) fail(nid uint64, op string, err error, args ...any) fuse.Status {
 	errno := composefs.Errno(err)
 	if errno != syscall.ENOENT {
-		f.cfg.Logger.Printf("%s: %s: %v", f.pathOf(nid), what, err)
+		attrs := append([]any{"path", f.pathOf(nid)}, args...)
+		f.cfg.Logger.Error(op+" failed", append(attrs, "err", err)...)
 	}
 	return fuse.Status(errno)
 }

@@ -2,7 +2,7 @@ package fusefs
 
 import (
 	"encoding/binary"
-	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,7 +64,7 @@ type testConfig struct {
 	Store       objects.Store
 	Verity      composefs.VerityMode
 	Cache       *verity.Cache
-	Logger      *log.Logger
+	Logger      *slog.Logger
 	NoReadAhead bool
 	NoOpen      bool
 }
@@ -82,7 +82,7 @@ func newServer(t testing.TB, img *erofs.Image, cfg testConfig) *server {
 	t.Helper()
 	lb := &logbuf.Buffer{}
 	if cfg.Logger == nil {
-		cfg.Logger = log.New(lb, "", 0)
+		cfg.Logger = lb.Logger()
 	}
 	fsys, err := newFS(img, cfg)
 	if err != nil {

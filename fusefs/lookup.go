@@ -26,7 +26,7 @@ func (f *FS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *
 		return negativeEntry(out)
 	}
 	if err != nil {
-		return f.fail(dir.Nid, "lookup "+name, err)
+		return f.fail(dir.Nid, "lookup", err, "name", name)
 	}
 	f.fillEntry(&in, out)
 	if in.IsRegular() {

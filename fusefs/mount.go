@@ -1,7 +1,8 @@
 package fusefs
 
 import (
-	"log"
+	"fmt"
+	"log/slog"
 	"runtime"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -14,7 +15,8 @@ import (
 type MountOptions struct {
 	// AllowOther lets users other than the mounter see the mount.
 	AllowOther bool
-	// Debug logs every FUSE request and reply.
+	// Debug logs every FUSE request and reply, and each passthrough
+	// backing file, at debug level: Logger must be enabled for it.
 	Debug bool
 	// FsName is the mount's source as mount tables show it (the image).
 	FsName string
@@ -26,9 +28,9 @@ type MountOptions struct {
 	// Options are extra mount options for the kernel or fusermount3, such
 	// as nosuid, nodev or noexec.
 	Options []string
-	// Logger receives go-fuse's diagnostics and, with Debug, its request
-	// log. Nil means log.Default().
-	Logger *log.Logger
+	// Logger receives the connection's failures, go-fuse's complaints
+	// and, with Debug, its request log. Nil means slog.Default().
+	Logger *slog.Logger
 	// NoIOUring keeps all requests on /dev/fuse even where the kernel
 	// offers FUSE over io_uring (package fuseuring).
 	NoIOUring bool
@@ -44,18 +46,24 @@ const maxWrite = 1 << 20
 
 // FuseOptions are the go-fuse options for serving f: permissions checked by
 // the kernel, 1 MiB requests and a read-only mount. Caching is not an
-// option: every answer says how long it holds.
+// option: every answer says how long it holds. go-fuse's own logger, a
+// *log.Logger, writes to mo.Logger: its request log at debug level, its
+// complaints about malformed requests as warnings.
 func (f *FS) FuseOptions(mo MountOptions) *fuse.MountOptions {
 	logger := mo.Logger
 	if logger == nil {
-		logger = log.Default()
+		logger = slog.Default()
+	}
+	level := slog.LevelWarn
+	if mo.Debug {
+		level = slog.LevelDebug
 	}
 	opts := []string{"ro", "default_permissions"}
 	opts = append(opts, mo.Options...)
 	return &fuse.MountOptions{
 		AllowOther:           mo.AllowOther,
 		Debug:                mo.Debug,
-		Logger:               logger,
+		Logger:               slog.NewLogLogger(logger.Handler(), level),
 		FsName:               mo.FsName,
 		Name:                 Name,
 		Options:              opts,
@@ -69,17 +77,18 @@ func (f *FS) FuseOptions(mo MountOptions) *fuse.MountOptions {
 	}
 }
 
-// panicHandler turns a request that panicked into EIO and one log line.
-// The likely cause is a fault reading the image mapping (its file truncated
-// under us), which SetPanicOnFault turns into a panic, not a crash.
-func panicHandler(logger *log.Logger) func(any) fuse.Status {
+// panicHandler turns a request that panicked into EIO and one log line,
+// at error level. The likely cause is a fault reading the image mapping
+// (its file truncated under us), which SetPanicOnFault turns into a
+// panic, not a crash; anything else is a bug, logged with its stack.
+func panicHandler(logger *slog.Logger) func(any) fuse.Status {
 	return func(r any) fuse.Status {
 		if e, ok := r.(interface{ Addr() uintptr }); ok {
-			logger.Printf("fault reading the image at %#x (file changed under the mount?): %v", e.Addr(), r)
+			logger.Error("fault reading the image (file changed under the mount?)", "addr", fmt.Sprintf("%#x", e.Addr()), "err", r)
 			return fuse.EIO
 		}
 		buf := make([]byte, 16<<10)
-		logger.Printf("request failed: %v\n%s", r, buf[:runtime.Stack(buf, false)])
+		logger.Error("request panicked", "panic", r, "stack", string(buf[:runtime.Stack(buf, false)]))
 		return fuse.EIO
 	}
 }
@@ -91,6 +100,7 @@ func panicHandler(logger *log.Logger) func(any) fuse.Status {
 func Mount(dir string, f *FS, mo MountOptions) (*fuseconn.Conn, error) {
 	return fuseconn.Mount(dir, f, fuseconn.Options{
 		Protocol: *f.FuseOptions(mo),
+		Logger:   mo.Logger,
 		IOUring:  !mo.NoIOUring,
 		Init: func(c *fuseconn.Conn, offered uint64) {
 			f.connected(c, offered)

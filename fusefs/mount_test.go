@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,7 +86,7 @@ func mountFS(t *testing.T, img *erofs.Image, cfg testConfig, mo MountOptions) (*
 		t.Skipf("no /dev/fuse: %v", err)
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = log.New(&logbuf.Buffer{}, "", 0)
+		cfg.Logger = logbuf.Discard()
 	}
 	mnt := t.TempDir()
 	fsys, err := newFS(img, cfg)
@@ -129,7 +128,7 @@ func TestTruncatedImage(t *testing.T) {
 	}
 	t.Cleanup(func() { img.Close() })
 	logs := &logbuf.Buffer{}
-	mnt := mountInProcess(t, img, testConfig{Logger: log.New(logs, "", 0)})
+	mnt := mountInProcess(t, img, testConfig{Logger: logs.Logger()})
 	if _, err := os.Stat(filepath.Join(mnt, "a")); err != nil {
 		t.Fatal(err)
 	}

@@ -216,7 +216,7 @@ func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) 
 		o.refs--
 		f.objMu.Unlock()
 		file.Close()
-		f.cfg.Logger.Printf("%s: object changed while open, replaced in the store: refused until its last open is closed", f.pathOf(in.Nid))
+		f.cfg.Logger.Error("object changed while open, replaced in the store: refused until its last open is closed", "path", f.pathOf(in.Nid))
 		return nil, fuse.EIO
 	}
 	o.refs = 0

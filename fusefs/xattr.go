@@ -41,7 +41,7 @@ func (f *FS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, des
 		return 0, fuse.ENODATA
 	}
 	if err != nil {
-		return 0, f.fail(in.Nid, "getxattr "+attr, err)
+		return 0, f.fail(in.Nid, "getxattr", err, "xattr", attr)
 	}
 	if len(v) > len(dest) {
 		return uint32(len(v)), fuse.ERANGE

@@ -4,7 +4,6 @@ package fuseuring_test
 
 import (
 	"errors"
-	"log"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,8 +44,8 @@ func TestSetupFailureFallsBack(t *testing.T) {
 	logs := &logbuf.Buffer{}
 	mnt := t.TempDir()
 	c, err := fuseconn.Mount(mnt, rootFS{fuse.NewDefaultRawFileSystem()}, fuseconn.Options{
-		Protocol: fuse.MountOptions{Logger: log.New(logs, "", 0)},
-		IOUring:  true,
+		Logger:  logs.Logger(),
+		IOUring: true,
 	})
 	if err != nil {
 		t.Fatal(err)

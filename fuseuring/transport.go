@@ -21,7 +21,7 @@ package fuseuring
 import (
 	"errors"
 	"fmt"
-	"log"
+	"log/slog"
 	"os"
 	"runtime"
 	"strings"
@@ -69,8 +69,9 @@ type Config struct {
 	// MaxWrite is the max_write the INIT reply gave the kernel: the
 	// payload buffer of each entry must hold that much.
 	MaxWrite int
-	// Logger receives the transport's own failures. Nil: log.Default().
-	Logger *log.Logger
+	// Logger receives the transport's own failures, at error level. Nil
+	// means slog.Default().
+	Logger *slog.Logger
 }
 
 // Transport is the set of ring threads serving one connection.
@@ -123,7 +124,7 @@ const (
 // fall back to /dev/fuse, unless the error is ErrStuck.
 func Start(h Handler, cfg Config) (*Transport, error) {
 	if cfg.Logger == nil {
-		cfg.Logger = log.Default()
+		cfg.Logger = slog.Default()
 	}
 	t := &Transport{h: h, cfg: cfg}
 	pg := os.Getpagesize()
@@ -315,13 +316,13 @@ func (t *Transport) thread(id int, p threadPlan, setups chan<- setup, orders <-c
 	}
 	for i, e := range entries {
 		if err := e.submit(r, i, t.cfg.FD, cmdRegister, 0, 2); err != nil {
-			t.cfg.Logger.Printf("FUSE over io_uring: queue %d: %v", e.qid, err)
+			t.cfg.Logger.Error("FUSE over io_uring: registering a ring entry failed; its thread stops", "queue", e.qid, "err", err)
 			return
 		}
 	}
 	for !t.stop.Load() {
 		if err := r.Enter(true, waitSlice); err != nil && err != iouring.ErrTimeout {
-			t.cfg.Logger.Printf("FUSE over io_uring: thread %d: %v", id, err)
+			t.cfg.Logger.Error("FUSE over io_uring: waiting on the ring failed; its thread stops", "thread", id, "err", err)
 			return
 		}
 		ended := false
@@ -334,14 +335,14 @@ func (t *Transport) thread(id int, p threadPlan, setups chan<- setup, orders <-c
 				// ENOTCONN: the connection is gone (unmounted);
 				// anything else ends this thread with a reason.
 				if errno := unix.Errno(-res); errno != unix.ENOTCONN && errno != unix.ECANCELED {
-					t.cfg.Logger.Printf("FUSE over io_uring: queue %d: %v", e.qid, errno)
+					t.cfg.Logger.Error("FUSE over io_uring: the kernel failed a ring entry; its thread stops", "queue", e.qid, "err", errno)
 				}
 				ended = true
 				return
 			}
 			commit := t.serve(e)
 			if err := e.submit(r, int(i), t.cfg.FD, cmdCommitAndFetch, commit, 2); err != nil {
-				t.cfg.Logger.Printf("FUSE over io_uring: queue %d: %v", e.qid, err)
+				t.cfg.Logger.Error("FUSE over io_uring: committing a reply failed; its thread stops", "queue", e.qid, "err", err)
 				ended = true
 			}
 		})

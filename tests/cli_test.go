@@ -3,13 +3,17 @@ package tests
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/composefs/composefs-go/internal/mountinfo"
 )
@@ -40,6 +44,128 @@ func TestSignalUnmounts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDaemonSignalStatus: the daemon that composefs-fuse leaves in the
+// background unmounts on SIGTERM and SIGINT and exits as -f does, 128 plus
+// the signal's number, which is what a supervisor watching its pid sees.
+func TestDaemonSignalStatus(t *testing.T) {
+	requireRoot(t)
+	v := newVerityTree(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			mnt := tempDir(t, "fuse")
+			daemon := adoptDaemon(t, mnt, func() {
+				if out, err := tryFuseMount(t, v.image, mnt, "--basedir", v.objects); err != nil {
+					t.Fatalf("composefs-fuse: %v\n%s", err, out)
+				}
+			})
+			if _, err := os.ReadFile(filepath.Join(mnt, "good")); err != nil {
+				t.Fatal(err)
+			}
+			if err := daemon.signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			ws, err := daemon.wait(15 * time.Second)
+			if err != nil {
+				t.Fatalf("after %v: %v", sig, err)
+			}
+			if !ws.Exited() || ws.ExitStatus() != 128+int(sig) {
+				t.Errorf("daemon's status after %v: %#x (exited %v, status %d), want exit status %d", sig, ws, ws.Exited(), ws.ExitStatus(), 128+int(sig))
+			}
+			if typ := mountedType(mnt); typ != "" {
+				t.Errorf("still mounted (%s) after %v", typ, sig)
+			}
+		})
+	}
+}
+
+// adopted is a daemon this process adopted: a child it can wait for.
+type adopted struct {
+	pid   int
+	pidfd int // signals reach this process, never one that reuses its pid
+	done  chan struct{}
+	ws    unix.WaitStatus // once done is closed
+}
+
+// adoptDaemon runs start, which leaves a composefs-fuse daemon serving mnt
+// in the background, as a child subreaper: the daemon, orphaned when the
+// command that started it returns, becomes a child of this process rather
+// than of init, and its exit status can be waited for. The subreaper
+// setting is this process's own and lasts only while start runs.
+func adoptDaemon(t *testing.T, mnt string, start func()) *adopted {
+	t.Helper()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("becoming a child subreaper: %v", err)
+	}
+	func() {
+		defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+		start()
+	}()
+	pid, err := childServing(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Until this process waits for it, the pid is the daemon's.
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd_open %d: %v", pid, err)
+	}
+	a := &adopted{pid: pid, pidfd: pidfd, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		for {
+			_, err := unix.Wait4(pid, &a.ws, 0, nil)
+			if err != unix.EINTR {
+				return
+			}
+		}
+	}()
+	// Whatever the test makes of it, the daemon does not outlive it,
+	// nor stays a zombie of this process.
+	t.Cleanup(func() {
+		select {
+		case <-a.done:
+		default:
+			a.signal(unix.SIGKILL)
+			a.wait(10 * time.Second)
+		}
+		unix.Close(pidfd)
+	})
+	return a
+}
+
+func (a *adopted) signal(sig syscall.Signal) error {
+	return unix.PidfdSendSignal(a.pidfd, sig, nil, 0)
+}
+
+// wait waits up to d for the daemon's exit, and returns its status.
+func (a *adopted) wait(d time.Duration) (unix.WaitStatus, error) {
+	select {
+	case <-a.done:
+		return a.ws, nil
+	case <-time.After(d):
+		return 0, fmt.Errorf("daemon %d still running after %v", a.pid, d)
+	}
+}
+
+// childServing finds the child of this process whose command line names
+// mnt, from /proc.
+func childServing(mnt string) (int, error) {
+	self := strconv.Itoa(os.Getpid())
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		status, err := os.ReadFile(filepath.Join(p, "status"))
+		if err != nil || !strings.Contains(string(status), "\nPPid:\t"+self+"\n") {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+		if !strings.Contains(string(cmdline), "\x00"+mnt+"\x00") {
+			continue
+		}
+		return strconv.Atoi(filepath.Base(p))
+	}
+	return 0, fmt.Errorf("no child of this process serves %s: the daemon was not adopted", mnt)
 }
 
 // TestSignalBusy: with a file held open, SIGTERM detaches the mount lazily
@@ -218,7 +344,9 @@ func TestMountTwiceRefused(t *testing.T) {
 }
 
 // TestErrorsOneLine: what goes wrong before the mount is one line naming
-// each thing once, with a helper's exit decoded.
+// each thing once, with a helper's exit decoded, in the foreground and in
+// the background alike: no warning comes before it (of missing objects, or
+// of a daemon without syslog), for a mount that never was.
 func TestErrorsOneLine(t *testing.T) {
 	requireRoot(t)
 	bin := buildCmd(t, "composefs-fuse")
@@ -234,14 +362,20 @@ func TestErrorsOneLine(t *testing.T) {
 			}
 		}
 	}
-	t.Run("image is a directory", func(t *testing.T) {
-		dir := tempDir(t, "image")
-		out, err := run(t, 30*time.Second, bin, "-f", dir, tempDir(t, "mnt"))
-		if err == nil {
-			t.Fatalf("mounted a directory as the image")
-		}
-		oneLine(t, out, dir)
-	})
+	modes := []struct {
+		name string
+		args []string
+	}{{"foreground", []string{"-f"}}, {"background", nil}}
+	for _, m := range modes {
+		t.Run("image is a directory/"+m.name, func(t *testing.T) {
+			dir := tempDir(t, "image")
+			out, err := run(t, 30*time.Second, bin, append(m.args, dir, tempDir(t, "mnt"))...)
+			if err == nil {
+				t.Fatalf("mounted a directory as the image")
+			}
+			oneLine(t, out, dir)
+		})
+	}
 	// What cannot be opened is named once, then the cause: the objects
 	// package names a repository or store, and no layer above says it
 	// again.
@@ -290,9 +424,10 @@ func TestErrorsOneLine(t *testing.T) {
 	if err := os.Chmod(top, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// No external files: nothing to warn about before the mount.
+	// An external file and no store: a mount would warn of it.
 	image := filepath.Join(top, "image.cfs")
-	data, err := os.ReadFile(writeImage(t, "/ 0 40755 2 0 0 0 0.0 - - -\n/inline 5 100644 1 0 0 0 0.0 - hello -\n", 1))
+	data, err := os.ReadFile(writeImage(t, "/ 0 40755 2 0 0 0 0.0 - - -\n/inline 5 100644 1 0 0 0 0.0 - hello -\n"+
+		"/ext 4096 100644 1 0 0 0 0.0 ab/cdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789 - abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\n", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,26 +439,28 @@ func TestErrorsOneLine(t *testing.T) {
 		{"exits 3", "echo first line >&2; echo second line >&2; exit 3", "exit status 3: first line; second line"},
 		{"killed", "kill -KILL $$", "killed by signal 9 (SIGKILL)"},
 	} {
-		t.Run("fusermount3 "+c.name, func(t *testing.T) {
-			fake := filepath.Join(top, strings.ReplaceAll(c.name, " ", "-"))
-			if err := os.Mkdir(fake, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(fake, "fusermount3"), []byte("#!/bin/sh\n"+c.script+"\n"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, bin, "-f", image, mnt)
-			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-			cmd.Env = []string{"PATH=" + fake + ":/usr/bin:/bin", "HOME=/"}
-			cmd.Dir = "/"
-			out, err := cmd.CombinedOutput()
-			if err == nil {
-				t.Fatalf("mounted through a failing fusermount3")
-			}
-			oneLine(t, string(out), mnt, c.want)
-		})
+		fake := filepath.Join(top, strings.ReplaceAll(c.name, " ", "-"))
+		if err := os.Mkdir(fake, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(fake, "fusermount3"), []byte("#!/bin/sh\n"+c.script+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range modes {
+			t.Run("fusermount3 "+c.name+"/"+m.name, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, bin, append(m.args, image, mnt)...)
+				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+				cmd.Env = []string{"PATH=" + fake + ":/usr/bin:/bin", "HOME=/"}
+				cmd.Dir = "/"
+				out, err := cmd.CombinedOutput()
+				if err == nil {
+					t.Fatalf("mounted through a failing fusermount3")
+				}
+				oneLine(t, string(out), mnt, c.want)
+			})
+		}
 	}
 }
 
@@ -338,8 +475,8 @@ func TestMissingObjectsWarned(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"basedir", []string{"--basedir", v.objects}, "lacks 1 of the image's 4 objects"},
-		{"check-objects", []string{"--basedir", v.objects, "--check-objects"}, "lacks 1 of the image's 4 objects"},
+		{"basedir", []string{"--basedir", v.objects}, "missing=1 objects=4"},
+		{"check-objects", []string{"--basedir", v.objects, "--check-objects"}, "missing=1 objects=4"},
 		{"no store", nil, "no --basedir or --repo"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -98,6 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd := command(&c)
 	err := parseArgs(cmd, &c, args)
 	if err == nil {
+		cmd.Log(stderr)
 		err = measure(&c)
 	}
 	return cmd.Exit(err, stdout, stderr)

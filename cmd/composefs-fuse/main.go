@@ -34,11 +34,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var ended syscall.Signal
 	if err == nil {
-		ended, err = serve(s)
+		ended, err = serve(s, cl.Log(stderr))
 	}
-	if err == nil && ended != 0 && s.foreground {
+	if err == nil && ended != 0 {
 		// As a shell reports a command a signal ended, though this one
-		// unmounted first.
+		// unmounted first: with -f to the caller, in the background to
+		// a supervisor that watches the daemon's pid.
 		return 128 + int(ended)
 	}
 	return cl.Exit(err, stdout, stderr)
@@ -56,6 +57,7 @@ type commandLine struct {
 func newCommandLine() *commandLine {
 	cl := &commandLine{Command: cli.New("composefs-fuse", about, "[OPTIONS] IMAGE MOUNTPOINT")}
 	fl, s := cl.Flags, &cl.s
+	fl.Lookup("debug").Usage = "log debug messages too, every FUSE request among them (-o debug)"
 	fl.StringArrayVar(&s.basedirs, "basedir", nil, "flat object store `DIR` (repeatable, or A:B; searched in order)")
 	fl.StringVar(&s.repo, "repo", "", "composefs-rs repository `DIR`: objects from its store; IMAGE may be an image id or ref name in it")
 	fl.StringVar(&s.digest, "digest", "", "the image's expected fs-verity digest `HEX`; refuse to mount on mismatch")
@@ -64,7 +66,6 @@ func newCommandLine() *commandLine {
 	fl.StringArrayVarP(&cl.mountOpt, "options", "o", nil, "comma-separated mount `OPTIONS` (basedir=, digest=, verity=, repo=, log=, allow_other, ro, nosuid, ...)")
 	fl.StringVar(&s.logFile, "log", "", "append log lines from the mount on to `FILE` (else, in the background, to syslog) (-o log=FILE)")
 	fl.BoolVar(&s.allowOther, "allow-other", false, "let other users see the mount")
-	fl.BoolVar(&s.debug, "debug", false, "log every FUSE request")
 	fl.BoolVar(&s.noReadAhead, "no-read-ahead", false, "open and check objects only when their file is opened, never ahead of a directory being read through (-o noreadahead)")
 	fl.BoolVar(&s.noOpen, "no-open", false, "let the kernel open files without asking: much faster opens of cached files, but no passthrough, so large files read slower, and a missing or tampered object fails its first read rather than its open; chosen by itself when passthrough is not possible (-o noopen)")
 	fl.BoolVar(&s.checkObjects, "check-objects", false, "before mounting, look for every external file's object in the store, not only the first 16 when there are more, and say how many are missing (-o check_objects)")
@@ -93,6 +94,10 @@ func (cl *commandLine) parse(args []string) (*settings, error) {
 			return nil, cli.Usagef("-o: %v", err)
 		}
 	}
+	if s.debug {
+		cl.Flags.Set("debug", "true")
+	}
+	s.debug = cl.Debug()
 	if n := cl.Flags.NArg(); n != 2 {
 		return nil, cli.Usagef("want IMAGE and MOUNTPOINT, got %d arguments", n)
 	}

@@ -45,6 +45,16 @@ func TestMountOptions(t *testing.T) {
 	if !slices.Equal(s.mountFlags, []string{"dev", "suid", "nodev"}) {
 		t.Errorf("mount flags %q", s.mountFlags)
 	}
+	if s.debug {
+		t.Errorf("debug without --debug or -o debug")
+	}
+	// -o debug is --debug, which sets the log's level too (cli.Log).
+	for _, args := range [][]string{{"img", "mnt", "-o", "ro,debug"}, {"img", "mnt", "--debug"}} {
+		cl := newCommandLine()
+		if s, err := cl.parse(args); err != nil || !s.debug || !cl.Debug() {
+			t.Errorf("%q: %v, debug %v, --debug %v", args, err, s != nil && s.debug, cl.Debug())
+		}
+	}
 	s, err = parseArgs([]string{"-o", "basedir=/a", "img", "-o", "basedir=/b", "mnt"})
 	if err != nil || !slices.Equal(s.basedirs, []string{"/a", "/b"}) {
 		t.Errorf("repeated -o: %+v %v", s, err)
@@ -93,11 +103,11 @@ func TestManPage(t *testing.T) {
 	cl := newCommandLine()
 	m := clitest.ManPage(t, cl.Command)
 	named := regexp.MustCompile(`\(-o ([a-z_]+=?)`)
-	keys := []string{"fsname=", "debug"}
+	keys := []string{"fsname="}
 	for k := range kernelFlags {
 		keys = append(keys, k)
 	}
-	for _, name := range []string{"options", "log", "no-read-ahead", "no-open", "check-objects", "no-io-uring"} {
+	for _, name := range []string{"options", "log", "debug", "no-read-ahead", "no-open", "check-objects", "no-io-uring"} {
 		usage := cl.Flags.Lookup(name).Usage
 		if name == "options" {
 			_, list, _ := strings.Cut(usage, "(")

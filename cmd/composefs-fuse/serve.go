@@ -4,7 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"log"
+	"log/slog"
 	"log/syslog"
 	"os"
 	"os/signal"
@@ -19,6 +19,7 @@ import (
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/fuseconn"
 	"github.com/composefs/composefs-go/fusefs"
+	"github.com/composefs/composefs-go/internal/cli"
 	"github.com/composefs/composefs-go/internal/errpath"
 	"github.com/composefs/composefs-go/internal/mountinfo"
 	"github.com/composefs/composefs-go/objects"
@@ -43,17 +44,18 @@ const minProcs = 8
 // 3.69 s warm, 5.03 s against 5.37 s cold).
 const gcPercent = 50
 
-// serve mounts the image and serves it until it is unmounted. ended is the
-// signal (SIGINT or SIGTERM) that unmounted it, 0 when it was unmounted
-// otherwise.
-func serve(s *settings) (ended syscall.Signal, err error) {
+// serve mounts the image and serves it until it is unmounted, logging
+// through logs, which writes to stderr until the mount is live. ended is
+// the signal (SIGINT or SIGTERM) that unmounted it, 0 when it was
+// unmounted otherwise.
+func serve(s *settings, logs *cli.LogHandler) (ended syscall.Signal, err error) {
 	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minProcs {
 		runtime.GOMAXPROCS(minProcs)
 	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	logger := log.New(os.Stderr, "composefs-fuse: ", 0)
+	logger := slog.New(logs)
 	if st, err := os.Stat(s.mountpoint); err != nil {
 		return 0, fmt.Errorf("mountpoint %s: %w", s.mountpoint, errpath.Cause(err, s.mountpoint))
 	} else if !st.IsDir() {
@@ -64,7 +66,7 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 	if typ := mountinfo.TypeAt(s.mountpoint); typ == "fuse."+fusefs.Name {
 		return 0, fmt.Errorf("mountpoint %s: already has a %s mount; unmount it first", s.mountpoint, fusefs.Name)
 	}
-	logTo, closeLog, err := logDestination(s, logger)
+	moveLog, closeLog, err := logDestination(s, logs)
 	if err != nil {
 		return 0, err
 	}
@@ -85,11 +87,12 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 	}
 	defer view.Close()
 	// The object check runs while the mount is made, which is mostly
-	// waiting for the kernel; it is said before the command returns.
+	// waiting for the kernel.
+	var missing objectWarning
 	checked := make(chan struct{})
 	go func() {
 		defer close(checked)
-		warnMissingObjects(view, s, logger)
+		missing = checkObjects(view, s)
 	}()
 	// Every idle object holds a descriptor (fusefs/objects.go).
 	fusefs.RaiseFileLimit()
@@ -127,10 +130,12 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 		return 0, err
 	}
 	defer stopProfile()
-	if logTo != nil {
-		logger.SetOutput(logTo)
-		logger.SetFlags(log.LstdFlags | log.Lmsgprefix)
+	// Said once the mount is live, while stderr still reaches the user:
+	// a mount that fails says only why.
+	if missing.msg != "" {
+		logger.Warn(missing.msg, missing.args...)
 	}
+	moveLog()
 	if isDaemonChild() {
 		daemonReady()
 	}
@@ -149,38 +154,42 @@ func serve(s *settings) (ended syscall.Signal, err error) {
 // 50, and a walk for 4096 over a 500,000-entry image ten times the mount.
 const objectSample = 16
 
-// warnMissingObjects says on stderr, before the mount, how many objects of
-// external files the store lacks: their files will fail to open. It is a
-// warning; the mount goes ahead, also when the image is too damaged to
-// walk (the damaged parts answer EIO, as the kernel's mount does).
-func warnMissingObjects(view *composefs.FS, s *settings, logger *log.Logger) {
+// objectWarning is a warning for the log, a message and its attributes;
+// none when msg is "".
+type objectWarning struct {
+	msg  string
+	args []any
+}
+
+// checkObjects looks for the objects of external files in the store, and
+// says which the store lacks: their files will fail to open. The mount
+// goes ahead with the warning, also when the image is too damaged to walk
+// (the damaged parts answer EIO, as the kernel's mount does).
+func checkObjects(view *composefs.FS, s *settings) objectWarning {
 	limit := objectSample
 	if s.checkObjects {
 		limit = 0
 	}
 	c, err := view.CheckObjects(limit)
-	if err != nil {
-		logger.Printf("warning: objects not checked: %v", err)
-		return
-	}
-	if c.Missing == 0 {
-		return
-	}
 	switch {
+	case err != nil:
+		return objectWarning{"objects not checked", []any{"err", err}}
+	case c.Missing == 0:
+		return objectWarning{}
 	case view.Config().Store == nil:
-		logger.Printf("warning: no --basedir or --repo: every external file will fail with ENOENT")
+		return objectWarning{"no --basedir or --repo: every external file will fail with ENOENT", nil}
 	case c.Sampled():
-		logger.Printf("warning: the object store lacks %d of the first %d objects of the image: their files will fail with ENOENT; --check-objects looks for them all", c.Missing, c.Checked)
-	default:
-		logger.Printf("warning: the object store lacks %d of the image's %d objects: their files will fail with ENOENT", c.Missing, c.Checked)
+		return objectWarning{"objects missing from the store: their files will fail with ENOENT; --check-objects looks for them all", []any{"missing", c.Missing, "checked", c.Checked}}
 	}
+	return objectWarning{"objects missing from the store: their files will fail with ENOENT", []any{"missing", c.Missing, "objects", c.Checked}}
 }
 
 // logDestination is where log lines go once the mount is live: --log's
-// file (opened now, so that a bad path fails the mount), else syslog in
-// the background, else nowhere; nil means stderr, as it is. Lost lines are
-// said now, while stderr still reaches the user.
-func logDestination(s *settings, logger *log.Logger) (w io.Writer, closeLog func(), err error) {
+// file, with the time (opened now, so that a bad path fails the mount),
+// else syslog in the background, else stderr, as they do. moveLog moves
+// them there, once the mount is live, and says it when they will be lost,
+// while stderr still reaches the user.
+func logDestination(s *settings, logs *cli.LogHandler) (moveLog, closeLog func(), err error) {
 	closeLog = func() {}
 	switch {
 	case s.logFile != "":
@@ -188,16 +197,18 @@ func logDestination(s *settings, logger *log.Logger) (w io.Writer, closeLog func
 		if err != nil {
 			return nil, nil, fmt.Errorf("--log: %w", err)
 		}
-		return f, func() { f.Close() }, nil
+		return func() { logs.SetOutput(f, true) }, func() { f.Close() }, nil
 	case !isDaemonChild():
-		return nil, closeLog, nil
+		return func() {}, closeLog, nil
 	}
 	sys, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_WARNING, "composefs-fuse")
 	if err != nil {
-		logger.Printf("warning: no syslog (/dev/log) to log to: errors after the mount will not be seen; --log FILE or -f keeps them")
-		return io.Discard, closeLog, nil
+		return func() {
+			slog.New(logs).Warn("no syslog (/dev/log) to log to: errors after the mount will not be seen; --log FILE or -f keeps them")
+			logs.SetOutput(io.Discard, false)
+		}, closeLog, nil
 	}
-	return sys, func() { sys.Close() }, nil
+	return func() { logs.SetSyslog(sys) }, func() { sys.Close() }, nil
 }
 
 // The profiles of the serving, from the mount to the unmount, for tuning:
@@ -320,7 +331,7 @@ func imageDigest(given string, imageID []byte) ([]byte, error) {
 // unmountOnSignal unmounts on SIGINT or SIGTERM, noting the signal in
 // ended first; when something still holds the mount busy, it detaches it
 // lazily, and serving goes on until the last user lets go.
-func unmountOnSignal(sig <-chan os.Signal, conn *fuseconn.Conn, mnt string, logger *log.Logger, ended *atomic.Int32) {
+func unmountOnSignal(sig <-chan os.Signal, conn *fuseconn.Conn, mnt string, logger *slog.Logger, ended *atomic.Int32) {
 	for got := range sig {
 		if signo, ok := got.(syscall.Signal); ok {
 			ended.Store(int32(signo))
@@ -331,10 +342,10 @@ func unmountOnSignal(sig <-chan os.Signal, conn *fuseconn.Conn, mnt string, logg
 		}
 		// One line for what happened, whichever way it went.
 		if derr := conn.Detach(); derr != nil {
-			logger.Printf("unmount %s: %v; lazy unmount: %v", mnt, err, derr)
+			logger.Error("unmount failed, the lazy unmount too", "mountpoint", mnt, "err", err, "lazy_err", derr)
 			continue
 		}
-		logger.Printf("unmount %s: %v; detached it lazily: serving until its last user lets go", mnt, err)
+		logger.Warn("unmount failed: detached lazily, serving until its last user lets go", "mountpoint", mnt, "err", err)
 		return
 	}
 }

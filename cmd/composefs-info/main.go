@@ -109,6 +109,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var opts options
 	c := command(&opts)
 	err := c.Parse(args[1:])
+	if err == nil {
+		c.Log(stderr)
+	}
 	rest := c.Flags.Args()
 	// With a subcommand named, its help is the help, and a command line
 	// it cannot run points at it.

@@ -423,7 +423,8 @@ func TestCommandLine(t *testing.T) {
 	var opts options
 	top := command(&opts)
 	clitest.Check(t, top, infoRun)
-	listed := map[string]bool{"help": true, "version": true}
+	// Every command line has these (package cli), subcommands too.
+	listed := map[string]bool{"help": true, "version": true, "debug": true}
 	for _, sc := range subcommands {
 		if out, _, _ := cfsInfo("--help"); !strings.Contains(out, "\n  "+sc.name+" "+sc.args+" ") {
 			t.Errorf("composefs-info --help does not list %s %s", sc.name, sc.args)

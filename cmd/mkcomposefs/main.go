@@ -53,6 +53,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c := command(s)
 	err := parseArgs(c, s, args)
 	if err == nil {
+		c.Log(stderr)
 		err = build(s, stdin, stdout, stderr)
 	}
 	return c.Exit(err, stdout, stderr)

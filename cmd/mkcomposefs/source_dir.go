@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/composefs/composefs-go/dirscan"
 	"github.com/composefs/composefs-go/dumpfile"
@@ -13,7 +14,7 @@ import (
 // scanDirectory reads a directory SOURCE as C mkcomposefs does: every
 // external file named by its fs-verity digest, and copied into the digest
 // store when one is given. Copies other users can reach of files they
-// could not read get one warning on stderr.
+// could not read get one warning in the log.
 func scanDirectory(s *settings, stderr io.Writer) ([]dumpfile.Entry, error) {
 	opts := dirscan.Options{
 		UseEpoch:      s.useEpoch,
@@ -32,7 +33,7 @@ func scanDirectory(s *settings, stderr io.Writer) ([]dumpfile.Entry, error) {
 			return nil, fmt.Errorf("digest store %s: %w", s.digestStore, errpath.Cause(err, s.digestStore))
 		}
 		defer store.Close()
-		defer warnExposure(store, stderr)
+		defer warnExposure(store)
 		opts.Store = store
 	}
 	if !s.quiet && isTerminal(stderr) {
@@ -51,10 +52,9 @@ func scanDirectory(s *settings, stderr io.Writer) ([]dumpfile.Entry, error) {
 
 // warnExposure says once how many files other users could not read were
 // copied into a store they can read.
-func warnExposure(store *objects.FlatStore, stderr io.Writer) {
+func warnExposure(store *objects.FlatStore) {
 	e := store.Exposure()
 	if e.Shared && e.Unreadable > 0 {
-		fmt.Fprintf(stderr, "mkcomposefs: warning: %d files other users cannot read were copied into %s, which they can read (chmod o-x %s to keep them private)\n",
-			e.Unreadable, e.Dir, e.Dir)
+		slog.Warn("files other users cannot read were copied into a store they can read; chmod o-x the store to keep them private", "files", e.Unreadable, "store", e.Dir)
 	}
 }

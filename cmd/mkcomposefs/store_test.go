@@ -102,7 +102,7 @@ func TestDigestStoreWarning(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	if strings.Count(errs, "\n") != 1 || !strings.Contains(errs, shared) || !strings.Contains(errs, " 3 ") {
+	if strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "warning: ") || !strings.Contains(errs, "store="+shared) || !strings.Contains(errs, "files=3") {
 		t.Errorf("shared store: stderr %q, want one warning naming %s and 3 files", errs, shared)
 	}
 	// Nothing new to expose: no warning.

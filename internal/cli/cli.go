@@ -1,6 +1,7 @@
 // Package cli is what the commands in cmd/ share on their command line:
-// --help and --version, the layout of the help text, and the exit status
-// and message of a command line that cannot be run.
+// --help, --version and --debug, the layout of the help text, the exit
+// status and message of a command line that cannot be run, and the format
+// of their log (log.go).
 //
 // A command makes its Command with New, defines its options on Flags with
 // a back-quoted placeholder in each value's usage (`DIR`, `N`), calls
@@ -21,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -67,15 +69,17 @@ type Command struct {
 	// More is printed after About, before the options, when not empty:
 	// a list of subcommands, say.
 	More string
-	// Flags are the options. New defines --help and --version on it; it
-	// stops at the first error and prints nothing itself.
+	// Flags are the options. New defines --help, --version and --debug
+	// on it; it stops at the first error and prints nothing itself.
 	Flags *pflag.FlagSet
 
-	help, version bool
+	help, version, debug bool
 }
 
-// New makes the Command with its --help and --version options; the
-// options the command defines next are listed after them in its help.
+// New makes the Command with its --help, --version and --debug options;
+// the options the command defines next are listed after them in its help.
+// A command whose debug messages say something particular can reword
+// --debug's description (Flags.Lookup("debug").Usage).
 func New(name, about string, synopsis ...string) *Command {
 	c := &Command{Name: name, Synopsis: synopsis, About: about}
 	c.Flags = pflag.NewFlagSet(name, pflag.ContinueOnError)
@@ -84,7 +88,26 @@ func New(name, about string, synopsis ...string) *Command {
 	c.Flags.Usage = func() {}
 	c.Flags.BoolVarP(&c.help, "help", "h", false, "print this help and exit")
 	c.Flags.BoolVar(&c.version, "version", false, "print the version and exit")
+	c.Flags.BoolVar(&c.debug, "debug", false, "log debug messages too")
 	return c
+}
+
+// Debug reports whether --debug was given (or set on Flags since).
+func (c *Command) Debug() bool { return c.debug }
+
+// Log sets up the command's log on w, stderr: a LogHandler at info level,
+// debug with --debug, made slog's default logger, which the packages that
+// take no logger of their own log through, and which those that take one
+// use when given none. It returns the handler, for a command whose log
+// moves elsewhere later.
+func (c *Command) Log(w io.Writer) *LogHandler {
+	level := slog.LevelInfo
+	if c.debug {
+		level = slog.LevelDebug
+	}
+	h := NewLogHandler(c.prog(), w, level)
+	slog.SetDefault(slog.New(h))
+	return h
 }
 
 // Parse parses args, the command line after the command's name. It

@@ -96,6 +96,7 @@ Commands:
 Options:
   -h, --help      print this help and exit
       --version   print the version and exit
+      --debug     log debug messages too
       --count N   do it N times (default 3)
       --dir DIR   work in DIR
 `

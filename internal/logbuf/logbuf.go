@@ -3,6 +3,7 @@
 package logbuf
 
 import (
+	"log/slog"
 	"strings"
 	"sync"
 )
@@ -25,3 +26,12 @@ func (l *Buffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// Logger logs to the buffer, every level, in slog's text format.
+func (l *Buffer) Logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// Discard is a logger that drops everything, for a test that expects log
+// lines it has no use for.
+func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
