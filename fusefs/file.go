@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"runtime/debug"
@@ -98,9 +99,13 @@ func (f *FS) storeSmall(nodeID uint64, in *erofs.Inode) {
 // objectFile opens the object of external file in and checks it as the
 // verity policy says (composefs.FS.OpenObject). Failures are logged,
 // naming the file and the object; a missing object is ENOENT, as overlayfs
-// answers for a missing data-only lower file.
+// answers for a missing data-only lower file. Out of descriptors, it lets
+// go of idle objects and tries once more.
 func (f *FS) objectFile(ctx context.Context, in *erofs.Inode) (*os.File, fuse.Status) {
 	obj, err := f.view.OpenObject(ctx, in)
+	if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && f.shedIdle() {
+		obj, err = f.view.OpenObject(ctx, in)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fuse.EINTR

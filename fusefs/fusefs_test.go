@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -594,4 +595,70 @@ func TestLogPaths(t *testing.T) {
 	if p := s.fsys.pathOf(1 << 30); p != fmt.Sprintf("inode %d", 1<<30) {
 		t.Errorf("pathOf a nid nowhere: %q", p)
 	}
+}
+
+// An open that finds no descriptor left lets go of idle objects and tries
+// again, rather than fail: the idle objects may take most of the limit.
+func TestOpenShedsIdleObjects(t *testing.T) {
+	tt := newTestTree(t)
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
+	open := func(name string) (fuse.OpenIn, fuse.OpenOut, fuse.Status) {
+		in := fuse.OpenIn{InHeader: header(s.mustLookup(name).NodeId, rootCaller), Flags: syscall.O_RDONLY}
+		var out fuse.OpenOut
+		return in, out, s.fsys.Open(nil, &in, &out)
+	}
+	in, out, st := open("dir/ext")
+	if !st.Ok() {
+		t.Fatalf("open dir/ext: %v", st)
+	}
+	s.fsys.Release(nil, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh})
+	if s.fsys.idle.n != 1 {
+		t.Fatalf("%d idle objects after one release, want 1", s.fsys.idle.n)
+	}
+	nodigest := s.mustLookup("dir/nodigest")
+
+	// Take every descriptor below a limit just above the highest open.
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := 0
+	for _, e := range fds {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			top = max(top, n)
+		}
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: uint64(top + 1), Max: lim.Max}); err != nil {
+		t.Fatal(err)
+	}
+	var filled []int
+	defer func() {
+		for _, fd := range filled {
+			syscall.Close(fd)
+		}
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}()
+	for {
+		fd, err := syscall.Dup(0)
+		if err == syscall.EMFILE {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		filled = append(filled, fd)
+	}
+
+	in = fuse.OpenIn{InHeader: header(nodigest.NodeId, rootCaller), Flags: syscall.O_RDONLY}
+	if st := s.fsys.Open(nil, &in, &out); !st.Ok() {
+		t.Fatalf("open with no descriptor left but an idle object's: %v", st)
+	}
+	if s.fsys.idle.n != 0 {
+		t.Errorf("%d idle objects after an open that ran out of descriptors, want 0", s.fsys.idle.n)
+	}
+	s.fsys.Release(nil, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh})
 }
