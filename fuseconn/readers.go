@@ -89,6 +89,7 @@ func (r *readers) read() {
 		r.free = append(r.free, in[:2*c.bufLen])
 		r.mu.Unlock()
 	}()
+	var yield fuseuring.Yielder
 	for {
 		n, err := unix.Read(c.fd, in)
 		if retryRead(err) {
@@ -116,6 +117,7 @@ func (r *readers) read() {
 			go r.read()
 		}
 		c.answer(in[:n], out)
+		yield.Tick()
 		r.mu.Lock()
 		if r.idle >= maxIdle {
 			r.total--
