@@ -34,14 +34,22 @@ MANPAGES := $(addprefix docs/man/,$(addsuffix .1,$(COMMANDS)))
 # not at all.
 BUILDVCS ?= $(shell git status --porcelain >/dev/null 2>&1 && echo auto || echo false)
 
-# Rebuilt when any Go source, go.mod or go.sum is newer, so that
-# `make && sudo make install` builds as the user and only copies as root.
+# `make` always has go build the binaries (go's cache makes an unchanged
+# build cheap), so that a binary put in BUILDDIR some other way, such as a
+# plain `go build` without -trimpath or the commit, is replaced. `make
+# install` alone rebuilds only those missing or older than a Go source,
+# go.mod or go.sum, so that `make && sudo make install` builds as the user
+# and only copies as root (whose git may refuse a checkout it does not own,
+# and whose build would then not record the commit).
 SOURCES := go.mod go.sum $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.git/*')
 
-.PHONY: all install uninstall clean
+.PHONY: all install uninstall clean FORCE
 
 all: $(BINARIES)
 
+ifneq ($(MAKECMDGOALS),install)
+$(BINARIES): FORCE
+endif
 $(BINARIES): $(SOURCES)
 	$(GO) build -trimpath -buildvcs=$(BUILDVCS) -o $@ ./cmd/$(notdir $@)
 

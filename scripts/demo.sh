@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 export PATH="/usr/local/go/bin:$PATH"
 
+# Built by make, as the README builds them (-trimpath, the commit recorded),
+# so that a later `make install` installs these very binaries.
 bin="$PWD/bin"
-mkdir -p "$bin"
-go build -o "$bin/" ./cmd/mkcomposefs ./cmd/composefs-fuse ./cmd/composefs-info
+make --no-print-directory BUILDDIR="$bin"
 
 work=$(mktemp -d /tmp/composefs-demo.XXXXXX)
 mnt="$work/mnt"

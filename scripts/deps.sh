@@ -12,6 +12,7 @@ fi
 
 # missing prints the Debian packages whose commands are not installed.
 missing() {
+	command -v make >/dev/null || echo make
 	command -v fusermount3 >/dev/null || echo fuse3
 	command -v fsck.erofs >/dev/null || echo erofs-utils
 	command -v fsverity >/dev/null || echo fsverity
