@@ -392,6 +392,8 @@ func TestImageDigest(t *testing.T) {
 	wrong[0] ^= 1
 	if _, err := Open(path, Config{ImageDigest: wrong}); !errors.Is(err, verity.ErrMismatch) {
 		t.Errorf("Open with a wrong digest: %v, want ErrMismatch", err)
+	} else if n := strings.Count(err.Error(), path); n != 1 {
+		t.Errorf("Open with a wrong digest: %q names the image %d times, want once", err, n)
 	}
 	if _, err := OpenBytes(a, Config{ImageDigest: wrong}); !errors.Is(err, verity.ErrMismatch) {
 		t.Errorf("OpenBytes with a wrong digest: %v, want ErrMismatch", err)

@@ -3,6 +3,7 @@ package composefs
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"sync"
 
@@ -92,7 +93,11 @@ func checkAndShow(img *erofs.Image, name string, cfg Config) (*FS, error) {
 		}
 		if got := verity.DigestBytes(alg, img.Bytes()); !bytes.Equal(got, want) {
 			img.Close()
-			return nil, fmt.Errorf("image digest: %w", &verity.MismatchError{Name: name, Alg: alg, Expected: want, Actual: got})
+			// A *fs.PathError, as os.Open's are, so that a caller
+			// naming the image itself can drop this mention of it
+			// (errpath.Cause).
+			return nil, &fs.PathError{Op: "image digest of", Path: name,
+				Err: &verity.MismatchError{Alg: alg, Expected: want, Actual: got}}
 		}
 	}
 	f, err := New(img, cfg)

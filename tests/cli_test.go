@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/composefs/composefs-go/internal/mountinfo"
+	"github.com/composefs/composefs-go/verity"
 )
 
 // TestSignalUnmounts: composefs-fuse -f unmounts cleanly on SIGTERM and
@@ -387,6 +388,13 @@ func TestErrorsOneLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := tempDir(t, "mnt")
+	// A wrong --digest: the image named once, by the command, not again
+	// by the composefs package that checked it.
+	actual, err := verity.DigestPath(verity.SHA256, cfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := strings.Repeat("00", 32)
 	for _, c := range []struct {
 		name string
 		args []string
@@ -400,6 +408,8 @@ func TestErrorsOneLine(t *testing.T) {
 			"repository " + empty + ": no meta.json, and cannot infer the algorithm: objects/: no such file or directory"},
 		{"image not in repository", []string{"--repo", repo, "IMAGE", dir}, `image "IMAGE" not found in ` + repo + ": no such file or directory"},
 		{"basedir missing", []string{"--basedir", missing, cfs, dir}, "object store " + missing + ": no such file or directory"},
+		{"image digest wrong", []string{"--digest", zero, cfs, dir},
+			fmt.Sprintf("%s: fs-verity digest mismatch: expected sha256:%s, actual sha256:%x", cfs, zero, actual)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out, err := run(t, 30*time.Second, bin, append([]string{"-f"}, c.args...)...)

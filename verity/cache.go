@@ -18,6 +18,8 @@ var ErrMismatch = errors.New("fs-verity digest mismatch")
 
 // MismatchError names the file and both digests; it wraps ErrMismatch.
 type MismatchError struct {
+	// Name, when not empty, is the file's, and starts the message; a
+	// caller that names the file in words of its own leaves it empty.
 	Name     string
 	Alg      Algorithm
 	Expected []byte
@@ -25,8 +27,11 @@ type MismatchError struct {
 }
 
 func (e *MismatchError) Error() string {
-	return fmt.Sprintf("%s: %s: expected %s:%x, actual %s:%x",
-		e.Name, ErrMismatch, e.Alg, e.Expected, e.Alg, e.Actual)
+	msg := fmt.Sprintf("%s: expected %s:%x, actual %s:%x", ErrMismatch, e.Alg, e.Expected, e.Alg, e.Actual)
+	if e.Name == "" {
+		return msg
+	}
+	return e.Name + ": " + msg
 }
 
 func (e *MismatchError) Unwrap() error { return ErrMismatch }

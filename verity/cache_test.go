@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,6 +91,11 @@ func TestCacheMismatchAndChange(t *testing.T) {
 	}
 	if !bytes.Equal(me.Actual, good) || !bytes.Equal(me.Expected, bad) {
 		t.Errorf("MismatchError %+v", me)
+	}
+	// Without a name, for a caller that names the file itself.
+	me.Name = ""
+	if want := fmt.Sprintf("fs-verity digest mismatch: expected sha256:%x, actual sha256:%x", bad, good); me.Error() != want {
+		t.Errorf("nameless mismatch message %q, want %q", me.Error(), want)
 	}
 	if err := c.Verify(f, SHA256, good[:31]); err == nil || errors.Is(err, ErrMismatch) {
 		t.Errorf("a 31-byte expected digest: %v", err)
