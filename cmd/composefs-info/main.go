@@ -38,9 +38,10 @@ var subcommands = []subcommand{
 		`List every path in each image below its root, one a line: directories
 end in "/", symlinks show "-> TARGET", external files "@ PAYLOAD", and a
 hardlink is its bare path.`, []string{"filter"}},
-	{"dump", "IMAGE...", "print the images as composefs-dump(5) files",
-		`Print each image as a composefs-dump(5) file, one line an entry, as C
-composefs-info dump does; mkcomposefs --from-file makes the image again.`, []string{"filter"}},
+	{"dump", "IMAGE...", "print the images as dumpfiles",
+		`Print each image as a dumpfile (the format of C composefs' composefs-dump(5)),
+one line an entry, as C composefs-info dump does; mkcomposefs --from-file
+makes the image again.`, []string{"filter"}},
 	{"objects", "IMAGE...", "list the objects the images' external files need",
 		`List the objects the external files of all images need, as paths in an
 object store, sorted and once each.`, []string{"filter"}},

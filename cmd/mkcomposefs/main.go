@@ -4,9 +4,10 @@
 //	mkcomposefs [OPTIONS] SOURCE IMAGE
 //	mkcomposefs --print-digest-only [OPTIONS] SOURCE
 //
-// With --from-file SOURCE is a composefs-dump(5) file ("-" for stdin);
-// IMAGE "-" is stdout. On any error the command exits 1 with one message
-// (2 for a command line it cannot run) and IMAGE is left as it was.
+// With --from-file SOURCE is a dumpfile ("-" for stdin), in the format of
+// the C project's composefs-dump(5); IMAGE "-" is stdout. On any error the
+// command exits 1 with one message (2 for a command line it cannot run) and
+// IMAGE is left as it was.
 package main
 
 import (
@@ -20,9 +21,9 @@ import (
 )
 
 const about = `Build a composefs image from SOURCE, a directory or, with --from-file, a
-composefs-dump(5) file ("-" for stdin), and write it to IMAGE ("-" for
-stdout), with C mkcomposefs' options and output. On any error IMAGE is left
-as it was.`
+dumpfile ("-" for stdin; the format of C composefs' composefs-dump(5)), and
+write it to IMAGE ("-" for stdout), with C mkcomposefs' options and output.
+On any error IMAGE is left as it was.`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
