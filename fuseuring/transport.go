@@ -320,9 +320,7 @@ func (t *Transport) thread(id int, p threadPlan, setups chan<- setup, orders <-c
 			return
 		}
 	}
-	var yield Yielder
 	for !t.stop.Load() {
-		yield.Tick()
 		if err := r.Enter(true, waitSlice); err != nil && err != iouring.ErrTimeout {
 			t.cfg.Logger.Error("FUSE over io_uring: waiting on the ring failed; its thread stops", "thread", id, "err", err)
 			return
