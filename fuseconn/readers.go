@@ -15,9 +15,9 @@ import (
 // The /dev/fuse side of a connection: goroutines blocked in read(2), each
 // answering the request it read with write(2). Blocking reads, as go-fuse
 // does them, since a request then wakes the thread that serves it
-// directly. There are as many readers as requests in service plus one or
-// two waiting, up to maxReaders: with io_uring serving, only FORGET and
-// INTERRUPT come this way and one or two readers are all there is; over
+// directly. There are as many readers as requests in service plus up to
+// maxIdle waiting, up to maxReaders: with io_uring serving, only FORGET and
+// INTERRUPT come this way and a few readers are all there is; over
 // /dev/fuse alone, a reader taking a request starts another when none is
 // left waiting, and one that finds enough waiting ends. Enough is a few
 // more than one: an OPEN and the RELEASE of the file before it often come
@@ -89,7 +89,7 @@ func (r *readers) read() {
 		r.free = append(r.free, in[:2*c.bufLen])
 		r.mu.Unlock()
 	}()
-	var yield fuseuring.Yielder
+	var yield yielder
 	for {
 		n, err := unix.Read(c.fd, in)
 		if retryRead(err) {
@@ -117,7 +117,6 @@ func (r *readers) read() {
 			go r.read()
 		}
 		c.answer(in[:n], out)
-		yield.Tick()
 		r.mu.Lock()
 		if r.idle >= maxIdle {
 			r.total--
@@ -126,6 +125,9 @@ func (r *readers) read() {
 		}
 		r.idle++
 		r.mu.Unlock()
+		// Counted as waiting already, so that no other reader starts
+		// one more meanwhile.
+		yield.tick()
 	}
 }
 

@@ -163,6 +163,22 @@ func (f *FS) stopAhead() {
 	clear(a.ready)
 }
 
+// dropReady lets go of the objects read ahead and not yet opened, for an
+// open short of descriptors, and says how many there were.
+func (a *readAhead) dropReady(f *FS) int {
+	a.mu.Lock()
+	ready := make([]*openObject, 0, len(a.ready))
+	for _, r := range a.ready {
+		ready = append(ready, r.o)
+	}
+	clear(a.ready)
+	a.mu.Unlock()
+	for _, o := range ready {
+		f.dropObject(o)
+	}
+	return len(ready)
+}
+
 // take hands the open of nid the object read ahead for it, if any.
 func (a *readAhead) take(nid uint64) *openObject {
 	a.mu.Lock()
@@ -232,7 +248,7 @@ func (f *FS) noteListed(dir uint64, files []dirFile) {
 
 // noteOpen counts the open of regular file nid as a lookup in the
 // directory a listing showed it in, if one did.
-func (f *FS) noteOpen(nid uint64) {
+func (f *FS) noteOpen(nid uint64, held bool) {
 	if !f.aheadWanted() {
 		return
 	}
@@ -244,14 +260,19 @@ func (f *FS) noteOpen(nid uint64) {
 	}
 	a.mu.Unlock()
 	if ok {
-		f.noteLookup(lf.dir, lf.name)
+		f.followLookup(lf.dir, lf.name, held)
 	}
 }
 
 // noteLookup follows the order of lookups of regular files in directory
 // dir and starts reading ahead at a lookup of its first file, or after
 // three lookups in a row moving forward by name.
-func (f *FS) noteLookup(dir uint64, name string) {
+func (f *FS) noteLookup(dir uint64, name string) { f.followLookup(dir, name, false) }
+
+// followLookup is noteLookup; held says the file's object is held already,
+// which moves the directory's stream along but sends no scan: the next
+// file not held sends one, if the stream is going forward by then.
+func (f *FS) followLookup(dir uint64, name string, held bool) {
 	if !f.aheadWanted() {
 		return
 	}
@@ -283,6 +304,16 @@ func (f *FS) noteLookup(dir uint64, name string) {
 			return
 		}
 		s.forward++
+	}
+	if held {
+		if first {
+			// A reader starting on a file still held from an
+			// earlier pass, as a second walk of a tree does: its
+			// first file not held starts a scan at once.
+			s.forward = 2
+		}
+		a.mu.Unlock()
+		return
 	}
 	due := !s.scanning && (first || !s.started && s.forward >= 2 || s.started && s.next != "" && name >= s.next)
 	if due {

@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -241,5 +242,58 @@ func TestReadAheadFromListing(t *testing.T) {
 	// file but the damaged one is then ready before its open.
 	if taken < 35 {
 		t.Errorf("%d of 39 opens took an object read ahead, want at least 35", taken)
+	}
+}
+
+// TestReadAheadAfterHeld: a reader going through a directory whose first
+// files are still held from an earlier pass has the files after them read
+// ahead from its first open of one not held, as a cold pass would.
+func TestReadAheadAfterHeld(t *testing.T) {
+	dump, store, _ := readAheadTree(t)
+	s := newServer(t, imageFromDump(t, dump, 1), testConfig{Store: store, Verity: composefs.VerityOn, Cache: verity.NewCache()})
+	a := &s.fsys.ahead
+	// The node ids, looked up now: the kernel has them from the first
+	// pass, and sends no LOOKUP in the second.
+	var ids []uint64
+	for i := range 12 {
+		ids = append(ids, s.mustLookup(fmt.Sprintf("d/f%02d", i)).NodeId)
+	}
+	a.pending.Wait()
+	a.dropReady(s.fsys)
+	// f00 to f04 held and idle, opened without a word to the read-ahead.
+	for i := range 5 {
+		nid := s.fsys.nidOf(ids[i])
+		ino, err := s.fsys.img.Inode(nid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, st := s.fsys.openObject(context.Background(), &ino, false); !st.Ok() {
+			t.Fatalf("f%02d: %v", i, st)
+		}
+		s.fsys.releaseObject(nid)
+	}
+	a.dropReady(s.fsys)
+	clear(a.dirs)
+	clear(a.queued)
+
+	// The walk again: one listing, then the opens in order.
+	if _, st := s.listAll(s.mustLookup("d").NodeId, 1<<16); !st.Ok() {
+		t.Fatalf("listing /d: %v", st)
+	}
+	cold := 0
+	for i, id := range ids {
+		a.pending.Wait()
+		if i >= 5 && !isReady(a, s.fsys.nidOf(id)) {
+			cold++
+		}
+		in := fuse.OpenIn{InHeader: header(id, rootCaller), Flags: syscall.O_RDONLY}
+		var out fuse.OpenOut
+		if st := s.fsys.Open(nil, &in, &out); !st.Ok() {
+			t.Fatalf("open f%02d: %v", i, st)
+		}
+		s.fsys.Release(nil, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh})
+	}
+	if cold > 1 {
+		t.Errorf("%d of f05..f11 opened cold, want at most the first", cold)
 	}
 }

@@ -51,7 +51,7 @@ func (f *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fu
 		f.storeSmall(in.NodeId, &ino)
 		return fuse.OK
 	}
-	o, st := f.openObject(cancelContext(cancel), &ino)
+	o, st := f.openObject(cancelContext(cancel), &ino, true)
 	if !st.Ok() {
 		return st
 	}
@@ -78,12 +78,21 @@ func (f *FS) storeSmall(nodeID uint64, in *erofs.Inode) {
 		return
 	}
 	f.objMu.Lock()
-	_, done := f.stored[nodeID]
-	f.stored[nodeID] = struct{}{}
+	_, done := f.stored[in.Nid]
+	f.stored[in.Nid] = struct{}{}
 	f.objMu.Unlock()
 	if done {
 		return
 	}
+	pushed := false
+	defer func() {
+		if !pushed {
+			// Not in the kernel's cache: the next open tries again.
+			f.objMu.Lock()
+			delete(f.stored, in.Nid)
+			f.objMu.Unlock()
+		}
+	}()
 	var small [128]byte
 	buf := small[:]
 	if in.Size > uint64(len(small)) {
@@ -93,7 +102,7 @@ func (f *FS) storeSmall(nodeID uint64, in *erofs.Inode) {
 	if err != nil && err != io.EOF || uint64(n) != in.Size {
 		return
 	}
-	f.conn.InodeNotifyStoreCache(nodeID, 0, buf[:n])
+	pushed = f.conn.InodeNotifyStoreCache(nodeID, 0, buf[:n]).Ok()
 }
 
 // objectFile opens the object of external file in and checks it as the
@@ -178,7 +187,7 @@ func (f *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Rea
 // forgets the inode. The bytes are copied here rather than spliced from
 // the object, since it may be let go of once this returns.
 func (f *FS) readObject(cancel <-chan struct{}, in *erofs.Inode, off uint64, dest []byte) (fuse.ReadResult, fuse.Status) {
-	o, st := f.openObject(cancelContext(cancel), in)
+	o, st := f.openObject(cancelContext(cancel), in, off == 0)
 	if !st.Ok() {
 		return nil, st
 	}

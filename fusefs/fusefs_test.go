@@ -601,7 +601,8 @@ func TestLogPaths(t *testing.T) {
 // again, rather than fail: the idle objects may take most of the limit.
 func TestOpenShedsIdleObjects(t *testing.T) {
 	tt := newTestTree(t)
-	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
+	// No read-ahead: nothing else opens objects meanwhile.
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store, NoReadAhead: true})
 	open := func(name string) (fuse.OpenIn, fuse.OpenOut, fuse.Status) {
 		in := fuse.OpenIn{InHeader: header(s.mustLookup(name).NodeId, rootCaller), Flags: syscall.O_RDONLY}
 		var out fuse.OpenOut
@@ -615,9 +616,18 @@ func TestOpenShedsIdleObjects(t *testing.T) {
 	if s.fsys.idle.n != 1 {
 		t.Fatalf("%d idle objects after one release, want 1", s.fsys.idle.n)
 	}
+	extNid := s.fsys.nidOf(s.mustLookup("dir/ext").NodeId)
 	nodigest := s.mustLookup("dir/nodigest")
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
 
 	// Take every descriptor below a limit just above the highest open.
+	// (Setting the limit also keeps it, not Go's saved one, for any
+	// process this test binary starts later: harmless, and restored
+	// below as far as it can be.)
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
@@ -643,7 +653,7 @@ func TestOpenShedsIdleObjects(t *testing.T) {
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}()
 	for {
-		fd, err := syscall.Dup(0)
+		fd, err := syscall.Dup(int(null.Fd()))
 		if err == syscall.EMFILE {
 			break
 		}
@@ -653,12 +663,62 @@ func TestOpenShedsIdleObjects(t *testing.T) {
 		filled = append(filled, fd)
 	}
 
+	if fd, err := syscall.Dup(int(null.Fd())); err != syscall.EMFILE {
+		syscall.Close(fd)
+		t.Fatalf("a descriptor was left after filling: %v", err)
+	}
 	in = fuse.OpenIn{InHeader: header(nodigest.NodeId, rootCaller), Flags: syscall.O_RDONLY}
 	if st := s.fsys.Open(nil, &in, &out); !st.Ok() {
 		t.Fatalf("open with no descriptor left but an idle object's: %v", st)
 	}
-	if s.fsys.idle.n != 0 {
-		t.Errorf("%d idle objects after an open that ran out of descriptors, want 0", s.fsys.idle.n)
+	if s.fsys.idle.n != 0 || s.fsys.heldObject(extNid) != nil {
+		t.Errorf("after an open that ran out of descriptors: %d idle objects, dir/ext held %v; want none",
+			s.fsys.idle.n, s.fsys.heldObject(extNid) != nil)
 	}
 	s.fsys.Release(nil, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh})
+}
+
+// pushCounter is a connection that counts the page-cache pushes it is
+// asked for and has no passthrough.
+type pushCounter struct{ pushes map[uint64]int }
+
+func (c *pushCounter) RegisterBackingFd(*fuse.BackingMap) (int32, syscall.Errno) {
+	return 0, syscall.EPERM
+}
+func (c *pushCounter) UnregisterBackingFd(int32) syscall.Errno { return 0 }
+func (c *pushCounter) InodeNotifyStoreCache(node uint64, off int64, data []byte) fuse.Status {
+	c.pushes[node]++
+	return fuse.OK
+}
+
+// The content of a small file in the image is pushed into the kernel's
+// page cache at its first open, not again while the kernel keeps the
+// inode, and again once it has forgotten it.
+func TestStoreSmallOncePerInode(t *testing.T) {
+	tt := newTestTree(t)
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
+	conn := &pushCounter{pushes: map[uint64]int{}}
+	s.fsys.conn = conn
+	id := s.mustLookup("dir/inline").NodeId
+	open := func() {
+		in := fuse.OpenIn{InHeader: header(id, rootCaller), Flags: syscall.O_RDONLY}
+		var out fuse.OpenOut
+		if st := s.fsys.Open(nil, &in, &out); !st.Ok() {
+			t.Fatalf("open dir/inline: %v", st)
+		}
+		s.fsys.Release(nil, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh})
+	}
+	open()
+	open()
+	if conn.pushes[id] != 1 {
+		t.Errorf("two opens pushed %d times, want 1", conn.pushes[id])
+	}
+	s.fsys.Forget(id, 1)
+	open()
+	if conn.pushes[id] != 2 {
+		t.Errorf("an open after FORGET: %d pushes in all, want 2", conn.pushes[id])
+	}
+	if len(s.fsys.stored) != 1 {
+		t.Errorf("%d inodes noted as pushed, want 1", len(s.fsys.stored))
+	}
 }

@@ -55,8 +55,8 @@ func stateOf(fd int) objectState {
 }
 
 // defaultIdleMax is the cap on idle objects: each holds a descriptor, and
-// an eighth of the descriptors we may open (at least 256) is left to
-// everything else: opens in flight, read-ahead, the image. Should held
+// an eighth of the descriptors we may open (at least 256, where the limit
+// leaves room for 64 idle objects beside them) is left to everything else: opens in flight, read-ahead, the image. Should held
 // objects need more, an open that runs out lets go of idle ones
 // (shedIdle). Half the limit, as before, made a second find | xargs cat
 // of 15,554 objects open 5,497 of them again under the 20,000 a VM gave
@@ -73,12 +73,15 @@ func defaultIdleMax() int {
 	return int(min(lim.Cur-reserve, 1<<16))
 }
 
-// shedIdle lets go of the oldest eighth of the idle objects (at least
-// one), for an open that ran out of descriptors, and says whether it let
-// go of any.
+// shedIdle lets go of the objects read ahead and not yet opened, and of
+// the oldest eighth of the idle objects (at least 8), for an open that ran
+// out of descriptors, and says whether it let go of any. The oldest, since
+// this is a shortage of descriptors, not the cap (releaseObject): what was
+// released last is the likeliest to be opened again soon.
 func (f *FS) shedIdle() bool {
+	ready := f.ahead.dropReady(f)
 	f.objMu.Lock()
-	n := max(f.idle.n/8, 1)
+	n := max(f.idle.n/8, 8)
 	var shed []*openObject
 	for ; n > 0 && f.idle.oldest != nil; n-- {
 		o := f.idle.oldest
@@ -90,7 +93,7 @@ func (f *FS) shedIdle() bool {
 	for _, o := range shed {
 		f.dropObject(o)
 	}
-	return len(shed) > 0
+	return ready+len(shed) > 0
 }
 
 // RaiseFileLimit raises this process's limit on open descriptors as far
@@ -149,18 +152,24 @@ func (l *idleObjects) remove(o *openObject) {
 
 // openObject returns the object of external file in: the one held (open or
 // idle) if there is one and it is unchanged since it was checked, else
-// opened and checked now.
-func (f *FS) openObject(ctx context.Context, in *erofs.Inode) (*openObject, fuse.Status) {
+// opened and checked now. note says whether this is a new open of the file
+// (not a later READ of one), for the read-ahead to follow.
+func (f *FS) openObject(ctx context.Context, in *erofs.Inode, note bool) (*openObject, fuse.Status) {
 	if o, changed := f.holdObject(in.Nid); o != nil {
+		if note {
+			// Followed by the read-ahead, which sends no scan for
+			// it: one per warm open would wake a worker to find
+			// nothing to do.
+			f.noteOpen(in.Nid, true)
+		}
 		if !changed {
 			return o, fuse.OK
 		}
 		return f.recheckObject(ctx, in, o)
 	}
-	// Only a miss tells the read-ahead anything: one that follows a
-	// reader through a directory of held objects would wake a worker per
-	// open to find nothing to do.
-	f.noteOpen(in.Nid)
+	if note {
+		f.noteOpen(in.Nid, false)
+	}
 	// Read ahead of this open, or opened and hashed here (not under the
 	// lock: that can take long).
 	o := f.ahead.take(in.Nid)
@@ -362,6 +371,7 @@ func (f *FS) dropObjects() {
 		all = append(all, o)
 	}
 	clear(f.open)
+	clear(f.stored)
 	f.idle = idleObjects{}
 	f.objMu.Unlock()
 	for _, o := range all {

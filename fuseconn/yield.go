@@ -1,11 +1,11 @@
-package fuseuring
+package fuseconn
 
 import (
 	"runtime"
 	"time"
 )
 
-// Yielder has a serving loop pass through the Go scheduler every
+// yielder has a /dev/fuse reader pass through the Go scheduler every
 // yieldEvery. A loop that goes from one blocking system call to the next
 // (read(2) of /dev/fuse, io_uring_enter) without ever doing so looks to
 // the runtime's monitor like a goroutine running for long, and past 10 ms
@@ -14,16 +14,16 @@ import (
 // to 13,000 handoffs and 20,000 wakeups of the monitor for 40,000
 // requests; yielding every 3 ms left 40 and 600, a seventh fewer context
 // switches and a third less CPU in the daemon. Not for a goroutine locked
-// to its thread, as the ring threads are: there a yield hands the thread's
-// P off and back, which cost more than it saved (5,300 handoffs, 31,000
-// futex calls, 10% more CPU).
-type Yielder struct{ last time.Time }
+// to its thread, as fuseuring's ring threads are: there a yield hands the
+// thread's P off and back, which cost more than it saved (5,300 handoffs,
+// 31,000 futex calls, 10% more CPU).
+type yielder struct{ last time.Time }
 
 const yieldEvery = 3 * time.Millisecond
 
-// Tick yields if the loop has not for yieldEvery: call it once per request
+// tick yields if the loop has not for yieldEvery: call it once per request
 // served.
-func (y *Yielder) Tick() {
+func (y *yielder) tick() {
 	if now := time.Now(); now.Sub(y.last) > yieldEvery {
 		runtime.Gosched()
 		y.last = now
