@@ -79,11 +79,11 @@ func OpenBytes(data []byte, cfg Config) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return checkAndShow(img, "image", cfg)
+	return checkAndShow(img, "", cfg)
 }
 
 // checkAndShow checks img against cfg.ImageDigest, if set, and shows it;
-// it closes img on failure.
+// it closes img on failure. name is the image file's, "" for bytes.
 func checkAndShow(img *erofs.Image, name string, cfg Config) (*FS, error) {
 	if want := cfg.ImageDigest; want != nil {
 		alg, ok := verity.AlgorithmForDigestSize(len(want))
@@ -93,11 +93,15 @@ func checkAndShow(img *erofs.Image, name string, cfg Config) (*FS, error) {
 		}
 		if got := verity.DigestBytes(alg, img.Bytes()); !bytes.Equal(got, want) {
 			img.Close()
+			mismatch := &verity.MismatchError{Alg: alg, Expected: want, Actual: got}
+			if name == "" {
+				// Bytes with no file behind them (OpenBytes).
+				return nil, fmt.Errorf("image digest: %w", mismatch)
+			}
 			// A *fs.PathError, as os.Open's are, so that a caller
 			// naming the image itself can drop this mention of it
 			// (errpath.Cause).
-			return nil, &fs.PathError{Op: "image digest of", Path: name,
-				Err: &verity.MismatchError{Alg: alg, Expected: want, Actual: got}}
+			return nil, &fs.PathError{Op: "image digest of", Path: name, Err: mismatch}
 		}
 	}
 	f, err := New(img, cfg)

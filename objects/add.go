@@ -132,8 +132,9 @@ func writeObject(root storeRoot, payload string, alg verity.Algorithm, digest []
 		return err
 	}
 	if !bytes.Equal(got, digest) {
+		// No name in the mismatch: the caller's error names src.
 		return fmt.Errorf("source changed while being copied: %w",
-			&verity.MismatchError{Name: src.Name(), Alg: alg, Expected: digest, Actual: got})
+			&verity.MismatchError{Alg: alg, Expected: digest, Actual: got})
 	}
 
 	if err := renameNoReplace(dirfd, tmp, name); err != nil {

@@ -87,6 +87,7 @@ type adopted struct {
 	pidfd int // signals reach this process, never one that reuses its pid
 	done  chan struct{}
 	ws    unix.WaitStatus // once done is closed
+	err   error           // Wait4's, once done is closed: ECHILD if not ours
 }
 
 // adoptDaemon runs start, which leaves a composefs-fuse daemon serving mnt
@@ -118,6 +119,7 @@ func adoptDaemon(t *testing.T, mnt string, start func()) *adopted {
 		for {
 			_, err := unix.Wait4(pid, &a.ws, 0, nil)
 			if err != unix.EINTR {
+				a.err = err
 				return
 			}
 		}
@@ -144,6 +146,9 @@ func (a *adopted) signal(sig syscall.Signal) error {
 func (a *adopted) wait(d time.Duration) (unix.WaitStatus, error) {
 	select {
 	case <-a.done:
+		if a.err != nil {
+			return 0, fmt.Errorf("waiting for daemon %d: %w", a.pid, a.err)
+		}
 		return a.ws, nil
 	case <-time.After(d):
 		return 0, fmt.Errorf("daemon %d still running after %v", a.pid, d)

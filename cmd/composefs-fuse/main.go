@@ -95,6 +95,7 @@ func (cl *commandLine) parse(args []string) (*settings, error) {
 		}
 	}
 	if s.debug {
+		// -o debug is --debug: the log level follows it too.
 		cl.Flags.Set("debug", "true")
 	}
 	s.debug = cl.Debug()

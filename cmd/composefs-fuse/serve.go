@@ -179,14 +179,14 @@ func checkObjects(view *composefs.FS, s *settings) objectWarning {
 	case view.Config().Store == nil:
 		return objectWarning{"no --basedir or --repo: every external file will fail with ENOENT", nil}
 	case c.Sampled():
-		return objectWarning{"objects missing from the store: their files will fail with ENOENT; --check-objects looks for them all", []any{"missing", c.Missing, "checked", c.Checked}}
+		return objectWarning{"objects missing from the store (a sample checked; --check-objects checks all): their files will fail with ENOENT", []any{"missing", c.Missing, "checked", c.Checked}}
 	}
 	return objectWarning{"objects missing from the store: their files will fail with ENOENT", []any{"missing", c.Missing, "objects", c.Checked}}
 }
 
 // logDestination is where log lines go once the mount is live: --log's
 // file, with the time (opened now, so that a bad path fails the mount),
-// else syslog in the background, else stderr, as they do. moveLog moves
+// else syslog in the background, else stderr, where they go already. moveLog moves
 // them there, once the mount is live, and says it when they will be lost,
 // while stderr still reaches the user.
 func logDestination(s *settings, logs *cli.LogHandler) (moveLog, closeLog func(), err error) {

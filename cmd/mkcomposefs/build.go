@@ -86,7 +86,8 @@ func loadSource(s *settings, stdin io.Reader, stderr io.Writer) ([]dumpfile.Entr
 	}
 	entries, err := dumpfile.ParseAll(r, dumpfile.ParseOptions{Strict: s.strict})
 	if err != nil {
-		// An error reading the file names it already.
+		// A read error names the file as well (read X: ...): keep
+		// only its cause, after the name said once.
 		return nil, fmt.Errorf("%s: %w", sourceName(s), errpath.Cause(err, s.source))
 	}
 	if len(entries) == 0 {

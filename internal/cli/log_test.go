@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"log/syslog"
 	"net"
@@ -57,8 +58,14 @@ func TestLogRedirect(t *testing.T) {
 }
 
 func TestCommandLog(t *testing.T) {
-	old := slog.Default()
-	defer slog.SetDefault(old)
+	// slog.SetDefault also moves the log package's output and flags,
+	// which setting the old default back does not restore.
+	old, w, flags := slog.Default(), log.Writer(), log.Flags()
+	defer func() {
+		slog.SetDefault(old)
+		log.SetOutput(w)
+		log.SetFlags(flags)
+	}()
 	for _, debug := range []bool{false, true} {
 		c, _ := testCommand()
 		args := []string{"f"}
