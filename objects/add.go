@@ -19,7 +19,7 @@ import (
 // Add copies the regular file src into the first base directory under its
 // fs-verity digest and returns the payload ("xx/rest") and the digest.
 //
-// The copy is written to a temporary file beside its final name, synced,
+// The copy is written to a temporary file at the top of the store, synced,
 // given fs-verity (best effort), checked against the digest, and renamed
 // into place without replacing anything: an object already present (in
 // any base directory) is kept as it is. A crash leaves at worst a stray
@@ -50,7 +50,8 @@ func (s *FlatStore) Add(alg verity.Algorithm, src *os.File) (payload string, dig
 		return payload, digest, err
 	}
 	root := s.roots[0]
-	if err := writeObject(root, payload, alg, digest, src, fi.Size()); err != nil {
+	fill := func(dst *os.File) error { return copyContent(dst, src, fi.Size()) }
+	if _, err := storeObject(int(root.dir.Fd()), root.path, alg, digest, false, fill); err != nil {
 		return "", nil, errpath.New("add object", src.Name(), fmt.Errorf("into store %s: %w", root.path, err))
 	}
 	if !readableByOthers(fi.Mode()) {
@@ -59,49 +60,30 @@ func (s *FlatStore) Add(alg verity.Algorithm, src *os.File) (payload string, dig
 	return payload, digest, nil
 }
 
-// writeObject stores size bytes of src as payload ("xx/rest") in root.
-func writeObject(root storeRoot, payload string, alg verity.Algorithm, digest []byte, src *os.File, size int64) error {
-	rootfd := int(root.dir.Fd())
-	sub, name := payload[:2], payload[3:]
-	subCreated := false
-	switch err := unix.Mkdirat(rootfd, sub, 0o700); err {
-	case nil:
-		subCreated = true
-	case unix.EEXIST:
-	default:
-		return fmt.Errorf("mkdir %s: %w", sub, err)
-	}
-	// The subdirectory is opened beneath the root with no symlinks, so a
-	// planted symlink cannot redirect the write elsewhere.
-	dirfd, err := openBeneath(rootfd, sub, unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", sub, err)
-	}
-	defer unix.Close(dirfd)
-	if subCreated {
-		// Searchable by all whatever the umask: whether others reach
-		// the objects is decided by the top directory's mode alone.
-		if err := unix.Fchmod(dirfd, 0o755); err != nil {
-			return fmt.Errorf("chmod %s: %w", sub, err)
-		}
-	}
-
+// storeObject is the one place that writes an object into a directory of
+// XX/REST names (a flat store's base, a repository's objects/): fill
+// writes the content into a temporary file at the top of rootfd, which is
+// synced, given fs-verity (an error when requireVerity, else best effort),
+// digested, checked against want when want is not nil, and renamed to its
+// name without replacing anything: an object already present is kept. A
+// failure leaves nothing behind; a crash at worst a ".tmp-*" file.
+func storeObject(rootfd int, rootPath string, alg verity.Algorithm, want []byte, requireVerity bool, fill func(dst *os.File) error) (digest []byte, err error) {
 	tmp, err := tempName()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	tfd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	tfd, err := unix.Openat(rootfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
-		return fmt.Errorf("create temporary file: %w", err)
+		return nil, fmt.Errorf("create temporary file: %w", err)
 	}
 	placed := false
 	defer func() {
 		if !placed {
-			unix.Unlinkat(dirfd, tmp, 0)
+			unix.Unlinkat(rootfd, tmp, 0)
 		}
 	}()
-	dst := os.NewFile(uintptr(tfd), filepath.Join(root.path, sub, tmp))
-	err = copyContent(dst, src, size)
+	dst := os.NewFile(uintptr(tfd), filepath.Join(rootPath, tmp))
+	err = fill(dst)
 	if err == nil {
 		// Readable by all whatever the umask, as C mkcomposefs does.
 		err = dst.Chmod(0o644)
@@ -113,61 +95,87 @@ func writeObject(root storeRoot, payload string, alg verity.Algorithm, digest []
 		err = cerr
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	// fs-verity needs a read-only descriptor and no writers left.
-	rfd, err := unix.Openat(dirfd, tmp, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	rfd, err := unix.Openat(rootfd, tmp, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("reopen temporary file: %w", err)
+		return nil, fmt.Errorf("reopen temporary file: %w", err)
 	}
 	rf := os.NewFile(uintptr(rfd), dst.Name())
 	defer rf.Close()
 	if err := verity.EnableVerity(rf, alg); err != nil {
-		slog.Debug("fs-verity not enabled on new object", "object", payload, "reason", err.Error())
+		if requireVerity {
+			return nil, fmt.Errorf("enable fs-verity (the repository requires it): %w", err)
+		}
+		slog.Debug("fs-verity not enabled on new object", "object", dst.Name(), "reason", err.Error())
 	}
-	// The name must match what was written, even if src changed meanwhile.
-	got, err := verity.DigestFile(alg, rf)
+	// The name must match what was written, even if the source changed
+	// meanwhile.
+	digest, err = verity.DigestFile(alg, rf)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if !bytes.Equal(got, digest) {
-		// No name in the mismatch: the caller's error names src.
-		return fmt.Errorf("source changed while being copied: %w",
-			&verity.MismatchError{Alg: alg, Expected: digest, Actual: got})
+	if want != nil && !bytes.Equal(digest, want) {
+		// No name in the mismatch: the caller's error names the source.
+		return nil, fmt.Errorf("source changed while being copied: %w",
+			&verity.MismatchError{Alg: alg, Expected: want, Actual: digest})
 	}
 
-	if err := renameNoReplace(dirfd, tmp, name); err != nil {
+	payload := PayloadForDigest(digest)
+	sub, name := payload[:2], payload[3:]
+	subCreated := false
+	switch err := unix.Mkdirat(rootfd, sub, 0o700); err {
+	case nil:
+		subCreated = true
+	case unix.EEXIST:
+	default:
+		return nil, fmt.Errorf("mkdir %s: %w", sub, err)
+	}
+	// The subdirectory is opened beneath the root with no symlinks, so a
+	// planted symlink cannot redirect the write elsewhere.
+	dirfd, err := openBeneath(rootfd, sub, unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", sub, err)
+	}
+	defer unix.Close(dirfd)
+	if subCreated {
+		// Searchable by all whatever the umask: whether others reach
+		// the objects is decided by the top directory's mode alone.
+		if err := unix.Fchmod(dirfd, 0o755); err != nil {
+			return nil, fmt.Errorf("chmod %s: %w", sub, err)
+		}
+	}
+	if err := renameNoReplace(rootfd, tmp, dirfd, name); err != nil {
 		if err == unix.EEXIST {
 			// Someone else stored it first: theirs is kept.
-			return nil
+			return digest, nil
 		}
-		return fmt.Errorf("rename into place: %w", err)
+		return nil, fmt.Errorf("rename into place: %w", err)
 	}
 	placed = true
 	if err := unix.Fsync(dirfd); err != nil {
-		return fmt.Errorf("sync %s: %w", sub, err)
+		return nil, fmt.Errorf("sync %s: %w", sub, err)
 	}
-	if subCreated {
-		if err := unix.Fsync(rootfd); err != nil {
-			return fmt.Errorf("sync %s: %w", root.path, err)
-		}
+	if err := unix.Fsync(rootfd); err != nil {
+		return nil, fmt.Errorf("sync %s: %w", rootPath, err)
 	}
-	return nil
+	return digest, nil
 }
 
-// renameNoReplace renames old to new in dirfd unless new exists (EEXIST).
-// Filesystems without RENAME_NOREPLACE get link + unlink, which also
-// refuses to replace.
-func renameNoReplace(dirfd int, old, new string) error {
-	err := unix.Renameat2(dirfd, old, dirfd, new, unix.RENAME_NOREPLACE)
+// renameNoReplace renames old in olddir to new in newdir unless new exists
+// (EEXIST). Filesystems without RENAME_NOREPLACE get link + unlink, which
+// also refuses to replace.
+func renameNoReplace(olddir int, old string, newdir int, new string) error {
+	err := unix.Renameat2(olddir, old, newdir, new, unix.RENAME_NOREPLACE)
 	if err != unix.EINVAL && err != unix.ENOSYS {
 		return err
 	}
-	if err := unix.Linkat(dirfd, old, dirfd, new, 0); err != nil {
+	if err := unix.Linkat(olddir, old, newdir, new, 0); err != nil {
 		return err
 	}
-	return unix.Unlinkat(dirfd, old, 0)
+	return unix.Unlinkat(olddir, old, 0)
 }
 
 func tempName() (string, error) {

@@ -117,3 +117,58 @@ func parseRepoAlgorithm(s string) (verity.Algorithm, error) {
 	}
 	return verity.ParseAlgorithm(rest[:i])
 }
+
+// NewMeta is the meta.json composefs-rs' cfsctl init writes for a new
+// repository: version 1, the algorithm, and EROFS format 1 as the default
+// (erofs_formats, and the v1_erofs read-only-compatible flag that older
+// tools understand).
+func NewMeta(alg verity.Algorithm) *Meta {
+	return &Meta{
+		Version:            repoFormatVersion,
+		Algorithm:          alg,
+		Compatible:         []string{},
+		ReadOnlyCompatible: []string{"v1_erofs"},
+		Incompatible:       []string{},
+		ErofsVersion:       1,
+	}
+}
+
+// Encode gives meta.json's bytes as composefs-rs writes them: JSON
+// indented by two spaces, a newline at the end. The v1_erofs flag is kept
+// in step with ErofsVersion.
+func (m *Meta) Encode() ([]byte, error) {
+	type features struct {
+		Compatible         []string `json:"compatible"`
+		ReadOnlyCompatible []string `json:"read-only-compatible"`
+		Incompatible       []string `json:"incompatible"`
+	}
+	type formats struct {
+		Default int `json:"default"`
+	}
+	var j struct {
+		Version      uint32   `json:"version"`
+		Algorithm    string   `json:"algorithm"`
+		Features     features `json:"features"`
+		ErofsFormats formats  `json:"erofs_formats"`
+	}
+	if !m.Algorithm.Valid() {
+		return nil, fmt.Errorf("%w: unsupported algorithm %s", ErrRepositoryMeta, m.Algorithm)
+	}
+	if m.ErofsVersion < 0 || m.ErofsVersion > 2 {
+		return nil, fmt.Errorf("%w: unknown EROFS format version %d", ErrRepositoryMeta, m.ErofsVersion)
+	}
+	nonNil := func(s []string) []string { return append([]string{}, s...) }
+	ro := slices.DeleteFunc(nonNil(m.ReadOnlyCompatible), func(f string) bool { return f == "v1_erofs" })
+	if m.ErofsVersion == 1 {
+		ro = append([]string{"v1_erofs"}, ro...)
+	}
+	j.Version = m.Version
+	j.Algorithm = "fsverity-" + m.Algorithm.String() + "-12"
+	j.Features = features{nonNil(m.Compatible), ro, nonNil(m.Incompatible)}
+	j.ErofsFormats.Default = m.ErofsVersion
+	data, err := json.MarshalIndent(&j, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}

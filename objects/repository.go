@@ -20,12 +20,15 @@ import (
 //	objects/XX/REST            content by fs-verity digest
 //	images/<id>                -> ../objects/XX/REST, one per known image
 //	images/refs/<name>         -> ../../images/<id> (names may have slashes)
-//	streams/...                split streams (not used here)
+//	streams/...                split streams (not read or written here)
 type Repository struct {
 	path string
 	dir  *os.File
 	meta *Meta // nil for a repository from before meta.json
 	alg  verity.Algorithm
+	// secure: meta.json has fs-verity, which tells composefs-rs that every
+	// object must have it too; writes then fail without it.
+	secure bool
 }
 
 // maxMetaSize bounds meta.json: it is a few hundred bytes.
@@ -74,6 +77,8 @@ func (r *Repository) readMeta() error {
 		return err
 	}
 	r.meta, r.alg = m, m.Algorithm
+	_, verr := verity.MeasureVerity(mf, r.alg)
+	r.secure = verr == nil
 	return nil
 }
 

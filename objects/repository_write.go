@@ -1,0 +1,384 @@
+package objects
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/composefs/composefs-go/internal/errpath"
+	"github.com/composefs/composefs-go/verity"
+	"golang.org/x/sys/unix"
+)
+
+// The write side of a composefs-rs repository, in composefs-rs' on-disk
+// form so that each reads what the other writes: objects/XX/REST named by
+// fs-verity digest, images/<id> -> ../objects/XX/REST, images/refs/<name>
+// -> ../../images/<id> (one more ../ per slash in name). Nothing is
+// written under streams/.
+
+// CreateRepository opens the repository at dir for writing, making it
+// first when dir is missing or empty: the top directory 0700 (private, as
+// CreateFlat's; one chmod shares it), missing parents as mkdir -p does,
+// and meta.json as composefs-rs' cfsctl init writes it (alg, EROFS format
+// 1), with fs-verity where the file system has it, which makes the
+// repository require fs-verity on every object, as composefs-rs does. A
+// repository that already exists is opened as it is, but one of another
+// algorithm is an error, and so is a directory with other content and no
+// meta.json. Errors are *fs.PathError about dir.
+func CreateRepository(dir string, alg verity.Algorithm) (*Repository, error) {
+	if dir == "" {
+		return nil, errors.New("repository: no directory given")
+	}
+	if !alg.Valid() {
+		return nil, errpath.New("repository", dir, fmt.Errorf("unsupported algorithm %s", alg))
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, errpath.New("repository", dir, err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, errpath.New("repository", dir, err)
+	}
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, errpath.New("repository", dir, err)
+	}
+	err = initMeta(f, alg)
+	f.Close()
+	if err != nil {
+		return nil, errpath.New("repository", dir, err)
+	}
+	r, err := OpenRepository(dir)
+	if err != nil {
+		return nil, err
+	}
+	if r.alg != alg {
+		r.Close()
+		return nil, errpath.New("repository", dir, fmt.Errorf("%w: it uses %s, not %s", ErrRepositoryMeta, r.alg, alg))
+	}
+	return r, nil
+}
+
+// initMeta writes meta.json into the directory d unless it is there.
+func initMeta(d *os.File, alg verity.Algorithm) error {
+	dirfd := int(d.Fd())
+	if err := unix.Fstatat(dirfd, "meta.json", &unix.Stat_t{}, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		return nil
+	}
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if !strings.HasPrefix(n, ".tmp-") {
+			return fmt.Errorf("not empty and no meta.json: not a composefs-rs repository (%q is there)", n)
+		}
+	}
+	data, err := NewMeta(alg).Encode()
+	if err != nil {
+		return err
+	}
+	tmp, err := tempName()
+	if err != nil {
+		return err
+	}
+	tfd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("create meta.json: %w", err)
+	}
+	defer unix.Unlinkat(dirfd, tmp, 0)
+	tf := os.NewFile(uintptr(tfd), tmp)
+	_, err = tf.Write(data)
+	if err == nil {
+		err = tf.Chmod(0o644)
+	}
+	if err == nil {
+		err = tf.Sync()
+	}
+	if cerr := tf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write meta.json: %w", err)
+	}
+	rfd, err := unix.Openat(dirfd, tmp, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("reopen meta.json: %w", err)
+	}
+	rf := os.NewFile(uintptr(rfd), tmp)
+	// Best effort: without fs-verity here the repository is what
+	// composefs-rs calls insecure (cfsctl init --insecure).
+	verity.EnableVerity(rf, alg)
+	rf.Close()
+	if err := renameNoReplace(dirfd, tmp, dirfd, "meta.json"); err != nil && err != unix.EEXIST {
+		return fmt.Errorf("place meta.json: %w", err)
+	}
+	return unix.Fsync(dirfd)
+}
+
+// RequiresVerity tells whether the repository requires fs-verity on its
+// objects: its meta.json has fs-verity (composefs-rs' secure mode).
+func (r *Repository) RequiresVerity() bool { return r.secure }
+
+// ErofsVersion is the composefs image format the repository's images are
+// written in by default (meta.json's; 2 for a repository without one).
+func (r *Repository) ErofsVersion() int {
+	if r.meta == nil {
+		return 2
+	}
+	return r.meta.ErofsVersion
+}
+
+// subdir opens (making it when missing, 0755) the directory name directly
+// under the repository, with no symlink followed.
+func (r *Repository) subdir(name string) (*os.File, error) {
+	rootfd := int(r.dir.Fd())
+	if err := unix.Mkdirat(rootfd, name, 0o755); err != nil && err != unix.EEXIST {
+		return nil, fmt.Errorf("mkdir %s: %w", name, err)
+	}
+	fd, err := openBeneath(rootfd, name, unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(r.path, name)), nil
+}
+
+// WriteObject stores size bytes read from r as an object and returns its
+// fs-verity digest. An object already present is kept (and not written
+// again); a failed write leaves the repository as it was. Reading fewer
+// or more than size bytes is an error.
+func (r *Repository) WriteObject(src io.Reader, size int64) (digest []byte, err error) {
+	if size < 0 {
+		return nil, fmt.Errorf("write object: negative size %d", size)
+	}
+	objects, err := r.subdir("objects")
+	if err != nil {
+		return nil, errpath.New("repository", r.path, err)
+	}
+	defer objects.Close()
+	fill := func(dst *os.File) error {
+		n, err := io.Copy(dst, io.LimitReader(src, size))
+		if err != nil {
+			return err
+		}
+		if n != size {
+			return fmt.Errorf("object content ended after %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+		}
+		var one [1]byte
+		if m, _ := src.Read(one[:]); m > 0 {
+			return fmt.Errorf("object content is longer than %d bytes", size)
+		}
+		return nil
+	}
+	digest, err = storeObject(int(objects.Fd()), objects.Name(), r.alg, nil, r.secure, fill)
+	if err != nil {
+		return nil, fmt.Errorf("write object into %s: %w", objects.Name(), err)
+	}
+	return digest, nil
+}
+
+// WriteImage stores a composefs image as an object and links it as
+// images/<id>, as composefs-rs does for every image it may mount; id is
+// the image's fs-verity digest in the repository's algorithm.
+func (r *Repository) WriteImage(image []byte) (id []byte, err error) {
+	id, err = r.WriteObject(bytes.NewReader(image), int64(len(image)))
+	if err != nil {
+		return nil, err
+	}
+	images, err := r.subdir("images")
+	if err != nil {
+		return nil, errpath.New("repository", r.path, err)
+	}
+	defer images.Close()
+	target := "../objects/" + PayloadForDigest(id)
+	if err := replaceSymlink(int(images.Fd()), hex.EncodeToString(id), target); err != nil {
+		return nil, fmt.Errorf("link image %x in %s: %w", id, images.Name(), err)
+	}
+	return id, nil
+}
+
+// replaceSymlink makes name in dirfd a symlink to target, replacing what
+// was there at once (a new link renamed over it).
+func replaceSymlink(dirfd int, name, target string) error {
+	if cur, err := readlinkat(dirfd, name); err == nil && cur == target {
+		return nil
+	}
+	tmp, err := tempName()
+	if err != nil {
+		return err
+	}
+	if err := unix.Symlinkat(target, dirfd, tmp); err != nil {
+		return err
+	}
+	if err := unix.Renameat(dirfd, tmp, dirfd, name); err != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
+		return err
+	}
+	return unix.Fsync(dirfd)
+}
+
+// refsDir opens images/refs/ and, beneath it, the directory that holds
+// ref name, making the directories on the way (0755) when create is set;
+// no symlink is followed. It returns that directory and the last
+// component of name.
+func (r *Repository) refsDir(name string, create bool) (*os.File, string, error) {
+	rel, err := cleanRelative(name)
+	if err != nil {
+		return nil, "", fmt.Errorf("ref %q: %w", name, err)
+	}
+	parts := strings.Split(rel, "/")
+	var cur *os.File
+	if create {
+		cur, err = r.subdir("images")
+	} else {
+		var fd int
+		fd, err = openBeneath(int(r.dir.Fd()), "images", unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
+		if err == nil {
+			cur = os.NewFile(uintptr(fd), filepath.Join(r.path, "images"))
+		}
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	for _, p := range append([]string{"refs"}, parts[:len(parts)-1]...) {
+		if create {
+			if err := unix.Mkdirat(int(cur.Fd()), p, 0o755); err != nil && err != unix.EEXIST {
+				cur.Close()
+				return nil, "", fmt.Errorf("mkdir %s: %w", filepath.Join(cur.Name(), p), err)
+			}
+		}
+		fd, err := openBeneath(int(cur.Fd()), p, unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
+		next := filepath.Join(cur.Name(), p)
+		cur.Close()
+		if err != nil {
+			return nil, "", fmt.Errorf("open %s: %w", next, err)
+		}
+		cur = os.NewFile(uintptr(fd), next)
+	}
+	return cur, parts[len(parts)-1], nil
+}
+
+// Tag names the image id (already written by WriteImage) ref name: the
+// symlink images/refs/<name>, replaced if it exists. Names may have
+// slashes ("myapp/rootfs"), not "." or ".." components.
+func (r *Repository) Tag(name string, id []byte) error {
+	if len(id) != r.alg.Size() {
+		return fmt.Errorf("tag %q: image id of %d bytes in a %s repository", name, len(id), r.alg)
+	}
+	h := hex.EncodeToString(id)
+	if ok, err := r.imageLinked(h); err != nil || !ok {
+		if err == nil {
+			err = fmt.Errorf("no image %s in %s: %w", h, r.path, fs.ErrNotExist)
+		}
+		return fmt.Errorf("tag %q: %w", name, err)
+	}
+	d, last, err := r.refsDir(name, true)
+	if err != nil {
+		return fmt.Errorf("tag %q in %s: %w", name, r.path, err)
+	}
+	defer d.Close()
+	target := strings.Repeat("../", strings.Count(name, "/")+2) + "images/" + h
+	if err := replaceSymlink(int(d.Fd()), last, target); err != nil {
+		return fmt.Errorf("tag %q in %s: %w", name, r.path, err)
+	}
+	return nil
+}
+
+// imageLinked tells whether images/<h> exists as a symlink.
+func (r *Repository) imageLinked(h string) (bool, error) {
+	var st unix.Stat_t
+	err := unix.Fstatat(int(r.dir.Fd()), "images/"+h, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if err == unix.ENOENT || err == unix.ENOTDIR {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFLNK, nil
+}
+
+// Untag removes ref name. The image stays (until composefs-rs' gc).
+func (r *Repository) Untag(name string) error {
+	d, last, err := r.refsDir(name, false)
+	if err != nil {
+		return fmt.Errorf("untag %q in %s: %w", name, r.path, err)
+	}
+	defer d.Close()
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(d.Fd()), last, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("untag %q in %s: %w", name, r.path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		return fmt.Errorf("untag %q in %s: not a ref (not a symlink)", name, r.path)
+	}
+	if err := unix.Unlinkat(int(d.Fd()), last, 0); err != nil {
+		return fmt.Errorf("untag %q in %s: %w", name, r.path, err)
+	}
+	return unix.Fsync(int(d.Fd()))
+}
+
+// maxRefDepth bounds how deep Refs descends into images/refs/.
+const maxRefDepth = 64
+
+// Refs lists the image refs: each name (relative to images/refs/, with
+// slashes) and the id of the image its symlink names. A symlink whose
+// target does not end in images/<id> is an error.
+func (r *Repository) Refs() (map[string][]byte, error) {
+	refs := map[string][]byte{}
+	fd, err := openBeneath(int(r.dir.Fd()), "images/refs", unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
+	if errors.Is(err, fs.ErrNotExist) {
+		return refs, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("refs in %s: %w", r.path, err)
+	}
+	d := os.NewFile(uintptr(fd), filepath.Join(r.path, "images/refs"))
+	defer d.Close()
+	if err := r.walkRefs(d, "", 0, refs); err != nil {
+		return nil, fmt.Errorf("refs in %s: %w", r.path, err)
+	}
+	return refs, nil
+}
+
+func (r *Repository) walkRefs(d *os.File, prefix string, depth int, refs map[string][]byte) error {
+	if depth > maxRefDepth {
+		return fmt.Errorf("images/refs/%s: nested more than %d deep", prefix, maxRefDepth)
+	}
+	ents, err := d.ReadDir(-1)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		name := prefix + e.Name()
+		switch {
+		case e.Type() == fs.ModeSymlink:
+			target, err := readlinkat(int(d.Fd()), e.Name())
+			if err != nil {
+				return fmt.Errorf("images/refs/%s: %w", name, err)
+			}
+			dir, base := filepath.Split(target)
+			id, ok := r.parseID(base)
+			if !ok || !strings.HasSuffix(dir, "images/") {
+				return fmt.Errorf("images/refs/%s: target %q is not images/<id>", name, target)
+			}
+			refs[name] = id
+		case e.IsDir():
+			fd, err := openBeneath(int(d.Fd()), e.Name(), unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
+			if err != nil {
+				return fmt.Errorf("images/refs/%s: %w", name, err)
+			}
+			sub := os.NewFile(uintptr(fd), filepath.Join(d.Name(), e.Name()))
+			err = r.walkRefs(sub, name+"/", depth+1, refs)
+			sub.Close()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
