@@ -5,103 +5,15 @@
 //
 // It works as mount.fuse3's helper too, so that
 // `mount -t fuse.composefs-fuse IMAGE MNT -o basedir=DIR` and fstab lines
-// do what they say.
+// do what they say. Its command line and serving are package fusemount's.
 package main
 
 import (
-	"io"
 	"os"
-	"syscall"
 
-	"github.com/composefs/composefs-go/composefs"
-	"github.com/composefs/composefs-go/internal/cli"
+	"github.com/composefs/composefs-go/internal/fusemount"
 )
 
-const about = `Mount the composefs IMAGE on MOUNTPOINT, read-only. External files read
-their content from the object stores given by --basedir or --repo, checked
-against their fs-verity digest. Without -f the command returns once the
-mount is live and the server goes on in the background.`
-
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-}
-
-func run(args []string, stdout, stderr io.Writer) int {
-	cl := newCommandLine()
-	s, err := cl.parse(args)
-	if err == nil && !s.foreground && !isDaemonChild() {
-		return startDaemon()
-	}
-	var ended syscall.Signal
-	if err == nil {
-		ended, err = serve(s, cl.Log(stderr))
-	}
-	if err == nil && ended != 0 {
-		// As a shell reports a command a signal ended, though this one
-		// unmounted first: with -f to the caller, in the background to
-		// a supervisor that watches the daemon's pid.
-		return 128 + int(ended)
-	}
-	return cl.Exit(err, stdout, stderr)
-}
-
-// commandLine is the command line: the settings its options store into,
-// and the options that parse makes settings of.
-type commandLine struct {
-	*cli.Command
-	s        settings
-	verity   string
-	mountOpt []string
-}
-
-func newCommandLine() *commandLine {
-	cl := &commandLine{Command: cli.New("composefs-fuse", about, "[OPTIONS] IMAGE MOUNTPOINT")}
-	fl, s := cl.Flags, &cl.s
-	fl.Lookup("debug").Usage = "log debug messages too, every FUSE request among them (-o debug)"
-	fl.StringArrayVar(&s.basedirs, "basedir", nil, "flat object store `DIR` (repeatable, or A:B; searched in order)")
-	fl.StringVar(&s.repo, "repo", "", "composefs-rs repository `DIR`: objects from its store; IMAGE may be an image id or ref name in it")
-	fl.StringVar(&s.digest, "digest", "", "the image's expected fs-verity digest `HEX`; refuse to mount on mismatch")
-	fl.StringVar(&cl.verity, "verity", "on", "check external files against their fs-verity digest: `MODE` on, require or off")
-	fl.BoolVarP(&s.foreground, "foreground", "f", false, "serve in the foreground until unmounted")
-	fl.StringArrayVarP(&cl.mountOpt, "options", "o", nil, "comma-separated mount `OPTIONS` (basedir=, digest=, verity=, repo=, log=, allow_other, ro, nosuid, ...)")
-	fl.StringVar(&s.logFile, "log", "", "append log lines from the mount on to `FILE` (else, in the background, to syslog) (-o log=FILE)")
-	fl.BoolVar(&s.allowOther, "allow-other", false, "let other users see the mount")
-	fl.BoolVar(&s.noReadAhead, "no-read-ahead", false, "open and check objects only when their file is opened, never ahead of a directory being read through (-o noreadahead)")
-	fl.BoolVar(&s.noOpen, "no-open", false, "let the kernel open files without asking: much faster opens of cached files, but no passthrough, so large files read slower, and a missing or tampered object fails its first read rather than its open; chosen by itself when passthrough is not possible (-o noopen)")
-	fl.BoolVar(&s.checkObjects, "check-objects", false, "before mounting, look for every external file's object in the store, not only the first 16 when there are more, and say how many are missing (-o check_objects)")
-	fl.BoolVar(&s.noIOUring, "no-io-uring", false, "keep all requests on /dev/fuse even where the kernel offers FUSE over io_uring (-o noiouring)")
-	return cl
-}
-
-// parseArgs parses a command line on its own.
-func parseArgs(args []string) (*settings, error) {
-	return newCommandLine().parse(args)
-}
-
-// parse parses args, the command line after the command's name.
-func (cl *commandLine) parse(args []string) (*settings, error) {
-	if err := cl.Parse(args); err != nil {
-		return nil, err
-	}
-	s := &cl.s
-	m, err := composefs.ParseVerityMode(cl.verity)
-	if err != nil {
-		return nil, cli.Usagef("--verity: %v", err)
-	}
-	s.verity = m
-	for _, o := range cl.mountOpt {
-		if err := s.addOptions(o); err != nil {
-			return nil, cli.Usagef("-o: %v", err)
-		}
-	}
-	if s.debug {
-		// -o debug is --debug: the log level follows it too.
-		cl.Flags.Set("debug", "true")
-	}
-	s.debug = cl.Debug()
-	if n := cl.Flags.NArg(); n != 2 {
-		return nil, cli.Usagef("want IMAGE and MOUNTPOINT, got %d arguments", n)
-	}
-	s.image, s.mountpoint = cl.Flags.Arg(0), cl.Flags.Arg(1)
-	return s, nil
+	os.Exit(fusemount.Main(os.Args[1:], os.Stdout, os.Stderr))
 }
