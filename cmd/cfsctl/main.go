@@ -63,7 +63,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.Exit(cli.Usagef("want %s, got %d arguments", leaf.args, n), stdout, stderr)
 	}
 	env := &env{globals: g, stdout: stdout, stderr: stderr, name: c.Name}
-	return c.Exit(do(env, c.Flags.Args()), stdout, stderr)
+	err = do(env, c.Flags.Args())
+	if status, ok := err.(exitStatus); ok {
+		return int(status)
+	}
+	return c.Exit(err, stdout, stderr)
 }
 
 // command is one of cfsctl's commands: a leaf that runs, or a group of

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/composefs/composefs-go/internal/cli"
+	"github.com/composefs/composefs-go/internal/fusemount"
+)
+
+func init() {
+	register(nil, &command{
+		name: "mount", args: "IMAGE MOUNTPOINT", minArgs: 2, maxArgs: 2,
+		summary: "mount an image of the repository",
+		about: `Mount IMAGE, an image id or a name from "cfsctl images", on MOUNTPOINT
+through FUSE, read-only, its files' content from the repository's objects
+checked against their fs-verity digests, and the image checked against its
+id. The options are composefs-fuse's: without -f the command returns once the
+mount is live; "fusermount3 -u MOUNTPOINT" or "umount MOUNTPOINT" ends it.
+The repository is only read.`,
+		setup: setupMount,
+	})
+}
+
+func setupMount(c *cli.Command) func(*env, []string) error {
+	opts := fusemount.DefineOptions(c)
+	return func(e *env, args []string) error {
+		dir, err := e.repoPath()
+		if err != nil {
+			return err
+		}
+		return exitStatus(opts.Mount(args[0], args[1], dir, e.stdout, e.stderr))
+	}
+}
+
+// exitStatus is a command's exit status when it has already said what
+// went wrong, or when its status says something of its own (a mount ended
+// by a signal).
+type exitStatus int
+
+func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
