@@ -17,6 +17,8 @@ missing() {
 	command -v fsck.erofs >/dev/null || echo erofs-utils
 	command -v fsverity >/dev/null || echo fsverity
 	command -v setfattr >/dev/null || echo attr
+	command -v docker-registry >/dev/null || echo docker-registry
+	command -v skopeo >/dev/null || echo skopeo
 }
 
 # lock_wait is how long, in seconds, apt_get waits in all for a lock another

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/composefs/composefs-go/internal/termprogress"
 	"golang.org/x/sys/unix"
 )
 
@@ -190,11 +191,5 @@ func currentUmask() fs.FileMode {
 	return fs.FileMode(m)
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
+// isTerminal reports whether w is a terminal (termprogress owns the test).
+func isTerminal(w io.Writer) bool { return termprogress.IsTerminal(w) }

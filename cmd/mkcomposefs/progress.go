@@ -3,43 +3,23 @@ package main
 import (
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/composefs/composefs-go/dirscan"
+	"github.com/composefs/composefs-go/internal/termprogress"
 )
 
 // progressInterval is how often the progress line is redrawn.
-const progressInterval = 250 * time.Millisecond
+const progressInterval = termprogress.Interval
 
 // showProgress keeps one line on w (a terminal) up to date with how far
 // the scan p counts has got, until stop is called, which clears it: on a
 // tree of hundreds of thousands of files the scan takes seconds to
 // minutes, and silence looks like a hang.
 func showProgress(w io.Writer, p *dirscan.Progress) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		start := time.Now()
-		t := time.NewTicker(progressInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				// Carriage return and erase to the end of the line.
-				fmt.Fprint(w, "\r\x1b[K")
-				return
-			case now := <-t.C:
-				fmt.Fprint(w, "\r\x1b[K"+progressLine(p, now.Sub(start)))
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-	}
+	return termprogress.Show(w, func(elapsed time.Duration) []string {
+		return []string{progressLine(p, elapsed)}
+	})
 }
 
 // progressLine says what p counts after elapsed: entries found, files read
