@@ -1,0 +1,167 @@
+package tests
+
+import (
+	"archive/tar"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/composefs/composefs-go/internal/ocitest"
+)
+
+// ociLayers are the layers of the image the OCI tests pull: each rule of
+// the OCI layer format that changes what the merged tree holds, and the
+// file kinds, names and attributes a tar can carry.
+func ociLayers(t *testing.T) [][]byte {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 70000/16)
+	long := strings.Repeat("d", 60) + "/" + strings.Repeat("n", 150)
+	nano := time.Unix(1600000000, 123456789)
+	base := ocitest.NewTar(t).
+		Dir("usr", ocitest.Mode(0o755), ocitest.MTime(time.Unix(1650000000, 0))).
+		Dir("usr/bin").
+		File("usr/bin/tool", string(big), ocitest.Mode(0o4755)).
+		File("usr/bin/capable", "#!/bin/sh\n", ocitest.Mode(0o755), ocitest.Xattr("security.capability", "\x01\x00\x00\x02\x00\x10\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")).
+		Hardlink("usr/bin/tool-link", "usr/bin/tool").
+		Dir("etc").
+		File("etc/hostname", "box\n", ocitest.Owner(0, 0)).
+		File("etc/empty", "").
+		File("etc/owned", "by someone else\n", ocitest.Owner(1234, 5678), ocitest.Mode(0o640)).
+		File("etc/xattrs", "attributes\n", ocitest.Xattr("user.note", "kept only without the transform")).
+		File("etc/nano", "nanoseconds\n", ocitest.MTime(nano)).
+		Symlink("etc/localtime", "/usr/share/zoneinfo/UTC").
+		Dir("gone").
+		File("gone/file", "whited out with its directory\n").
+		Dir("opaque").
+		File("opaque/old", "hidden by the opaque marker\n").
+		Dir("becomes-file").
+		File("becomes-file/inside", "replaced with its directory\n").
+		File("becomes-dir", "a file, then a directory\n").
+		File("deleted", "whited out\n").
+		File("odd name \t with tab", "odd\n").
+		File("caf\u00e9", "utf-8 name\n").
+		Dir(strings.Repeat("d", 60)).
+		File(long, "a long path\n").
+		Symlink("long-target", strings.Repeat("t/", 120)+"end").
+		CharDevice("dev-null", 1, 3).
+		BlockDevice("dev-loop", 7, 0).
+		Fifo("fifo").
+		Dir("tmp", ocitest.Mode(0o1777)).
+		Dir("run").
+		File("run/pidfile", "1\n").
+		Bytes()
+	upper := ocitest.NewTar(t).
+		Whiteout("gone").
+		Whiteout("deleted").
+		Opaque("opaque").
+		File("opaque/new", "after the opaque marker\n").
+		File("becomes-file", "now a file\n").
+		Dir("becomes-dir").
+		File("becomes-dir/inside", "now inside a directory\n").
+		File("etc/hostname", "changed in a later layer\n").
+		Hardlink("etc/tool-again", "usr/bin/tool").
+		Bytes()
+	top := ocitest.NewTar(t).
+		Header(&tar.Header{Typeflag: tar.TypeDir, Name: "gone/", Mode: 0o700, ModTime: time.Unix(1700000000, 0)}, nil).
+		File("gone/back", "a directory whited out, then made again\n").
+		Bytes()
+	return [][]byte{base, upper, top}
+}
+
+// requireTools skips unless the OCI tools the tests use are installed.
+func requireTools(t *testing.T, tools ...string) {
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (scripts/deps.sh installs it)", tool)
+		}
+	}
+}
+
+// umociRootfs unpacks the layout's image ref with umoci, the oracle, and
+// returns its root filesystem.
+func umociRootfs(t *testing.T, layout, ref string) string {
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	mustRun(t, "umoci", "unpack", "--image", layout+":"+ref, bundle)
+	return filepath.Join(bundle, "rootfs")
+}
+
+// compareWithoutInodes compares two trees as compareTrees does, but not
+// their inode numbers, which two file systems do not share, nor the
+// root directory's own attributes, nor directory sizes (which depend on
+// the file system); hardlinks still must group the same paths.
+func compareWithoutInodes(t *testing.T, want, got string) {
+	t.Helper()
+	ws, gs := takeSnapshot(t, want), takeSnapshot(t, got)
+	for _, s := range []*snapshot{ws, gs} {
+		for p, e := range s.Entries {
+			e.Ino, e.DirIno = 0, 0
+			if e.Mode&unix_S_IFMT == unix_S_IFDIR {
+				e.Size = 0
+			}
+			if p == "/" {
+				*e = entryRecord{Content: e.Content}
+			}
+		}
+	}
+	reportDiffs(t, snapshotDiffs(ws, gs), len(ws.Entries))
+}
+
+const (
+	unix_S_IFMT  = 0o170000
+	unix_S_IFDIR = 0o040000
+)
+
+// TestOCIPullMount pulls an image built here from each kind of source
+// into a repository and mounts it: the mount must equal umoci's unpacking
+// of the same image and the kernel's mount of the image cfsctl wrote.
+func TestOCIPullMount(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "umoci", "skopeo")
+	cfsctl := buildCmd(t, "cfsctl")
+	layout := filepath.Join(t.TempDir(), "layout")
+	ocitest.BuildLayout(t, layout, ociLayers(t), ocitest.WithRef("latest"),
+		ocitest.WithCompression(ocitest.Gzip, ocitest.Zstd, ocitest.Uncompressed))
+	rootfs := umociRootfs(t, layout, "latest")
+
+	archive := filepath.Join(t.TempDir(), "image.tar")
+	ocitest.Skopeo(t, "copy", "oci:"+layout+":latest", "oci-archive:"+archive+":latest")
+	docker := filepath.Join(t.TempDir(), "docker.tar")
+	ocitest.Skopeo(t, "copy", "oci:"+layout+":latest", "docker-archive:"+docker+":test/image:latest")
+	host := ocitest.StartRegistry(t)
+	ocitest.Push(t, layout+":latest", host+"/test/image:latest")
+
+	sources := []struct{ name, src string }{
+		{"oci", "oci:" + layout + ":latest"},
+		{"oci-archive", "oci-archive:" + archive + ":latest"},
+		{"docker-archive", "docker-archive:" + docker},
+		{"docker", "docker://" + host + "/test/image:latest"},
+	}
+	repo := filepath.Join(t.TempDir(), "repo")
+	for _, s := range sources {
+		t.Run(s.name, func(t *testing.T) {
+			args := []string{"--repo", repo, "oci", "pull", "--no-transform", s.src, s.name}
+			if s.name == "docker" {
+				args = append(args, "--tls-verify=false")
+			}
+			mustRun(t, cfsctl, args...)
+			mnt := tempDir(t, "oci")
+			t.Cleanup(func() { lazyUnmount(mnt) })
+			mustRun(t, cfsctl, "--repo", repo, "oci", "mount", s.name, mnt)
+			compareWithoutInodes(t, rootfs, mnt)
+		})
+	}
+	t.Run("kernel", func(t *testing.T) {
+		id := strings.TrimSpace(mustRun(t, cfsctl, "--repo", repo, "oci", "compute-id", "--no-transform", "oci"))
+		image := filepath.Join(repo, "images", id)
+		if _, err := os.Stat(image); err != nil {
+			t.Fatalf("compute-id %s: no image in the repository: %v", id, err)
+		}
+		mnt := tempDir(t, "oci")
+		t.Cleanup(func() { lazyUnmount(mnt) })
+		mustRun(t, cfsctl, "--repo", repo, "mount", id, mnt)
+		compareTrees(t, kernelMount(t, image, filepath.Join(repo, "objects")), mnt)
+	})
+}
