@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/verity"
 )
 
@@ -50,7 +51,8 @@ type Object struct {
 // fs-verity on the object's file system the kernel's measurement, else the
 // digest computed once per object and cached while it is unchanged. Once
 // ctx is done the hashing of a large object stops and the error wraps
-// ctx's error. Errors name the object, and wrap
+// ctx's error, and so does the open of an object a remote store is
+// fetching (objects.ContextStore). Errors name the object, and wrap
 // fs.ErrNotExist for a missing object (the kernel answers ENOENT),
 // ErrDigestMismatch, ErrNoDigest or ErrNoRedirect.
 func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
@@ -74,7 +76,7 @@ func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
 	if f.cfg.Store == nil {
 		return Object{}, fmt.Errorf("object %s: no object store: %w", payload, fs.ErrNotExist)
 	}
-	obj, err := f.cfg.Store.Open(payload)
+	obj, err := objects.OpenContext(ctx, f.cfg.Store, payload)
 	if err != nil {
 		return Object{}, err // which names the object
 	}

@@ -5,6 +5,7 @@
 package objects
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +21,22 @@ type Store interface {
 	Open(payload string) (*os.File, error)
 	// Has tells whether the object exists.
 	Has(payload string) (bool, error)
+}
+
+// ContextStore is a Store whose opens may take long (a remote store's
+// fetch) and can be given up: once ctx is done OpenContext returns
+// ctx's error at once.
+type ContextStore interface {
+	Store
+	OpenContext(ctx context.Context, payload string) (*os.File, error)
+}
+
+// OpenContext opens payload from s, through OpenContext where s has it.
+func OpenContext(ctx context.Context, s Store, payload string) (*os.File, error) {
+	if cs, ok := s.(ContextStore); ok {
+		return cs.OpenContext(ctx, payload)
+	}
+	return s.Open(payload)
 }
 
 var (
@@ -51,8 +68,12 @@ func Multi(stores ...Store) Store {
 type multiStore []Store
 
 func (m multiStore) Open(payload string) (*os.File, error) {
+	return m.OpenContext(context.Background(), payload)
+}
+
+func (m multiStore) OpenContext(ctx context.Context, payload string) (*os.File, error) {
 	for _, s := range m {
-		f, err := s.Open(payload)
+		f, err := OpenContext(ctx, s, payload)
 		if err == nil || !errors.Is(err, fs.ErrNotExist) {
 			return f, err
 		}
@@ -74,4 +95,7 @@ var (
 	_ Store = (*FlatStore)(nil)
 	_ Store = (*Repository)(nil)
 	_ Store = multiStore(nil)
+
+	_ ContextStore = multiStore(nil)
+	_ ContextStore = (*Remote)(nil)
 )
