@@ -76,19 +76,34 @@ func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
 	if f.cfg.Store == nil {
 		return Object{}, fmt.Errorf("object %s: no object store: %w", payload, fs.ErrNotExist)
 	}
+	check := digest != nil && f.cfg.Verity != VerityOff
+	verify := func(obj *os.File) error {
+		if err := f.cfg.Cache.VerifyContext(ctx, obj, alg, digest); err != nil {
+			if errors.Is(err, verity.ErrMismatch) {
+				return fmt.Errorf("object %s: %w: %w", payload, ErrDigestMismatch, err)
+			}
+			return fmt.Errorf("object %s: fs-verity check: %w", payload, err)
+		}
+		return nil
+	}
+	if cs, ok := f.cfg.Store.(objects.CheckedStore); ok && check {
+		// A copy that fails the check lets the next store serve.
+		obj, err := cs.OpenChecked(ctx, payload, verify)
+		if err != nil {
+			return Object{}, err // which names the object
+		}
+		return Object{File: obj, Payload: payload, Checked: true}, nil
+	}
 	obj, err := objects.OpenContext(ctx, f.cfg.Store, payload)
 	if err != nil {
 		return Object{}, err // which names the object
 	}
-	if digest == nil || f.cfg.Verity == VerityOff {
+	if !check {
 		return Object{File: obj, Payload: payload}, nil
 	}
-	if err := f.cfg.Cache.VerifyContext(ctx, obj, alg, digest); err != nil {
+	if err := verify(obj); err != nil {
 		obj.Close()
-		if errors.Is(err, verity.ErrMismatch) {
-			return Object{}, fmt.Errorf("object %s: %w: %w", payload, ErrDigestMismatch, err)
-		}
-		return Object{}, fmt.Errorf("object %s: fs-verity check: %w", payload, err)
+		return Object{}, err
 	}
 	return Object{File: obj, Payload: payload, Checked: true}, nil
 }

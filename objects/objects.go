@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+
+	"github.com/composefs/composefs-go/verity"
 )
 
 // Store is where the content of external files lives.
@@ -37,6 +39,19 @@ func OpenContext(ctx context.Context, s Store, payload string) (*os.File, error)
 		return cs.OpenContext(ctx, payload)
 	}
 	return s.Open(payload)
+}
+
+// CheckedStore is a Store of several stores that can check an object as
+// it opens it, and try the next store when the check finds the object
+// does not match its digest: a damaged local copy falls through to a
+// good one further on.
+type CheckedStore interface {
+	Store
+	// OpenChecked opens payload from the first store whose copy passes
+	// check. A check error that does not wrap verity.ErrMismatch stops
+	// the search; when every copy found mismatched, the last mismatch
+	// is returned.
+	OpenChecked(ctx context.Context, payload string, check func(*os.File) error) (*os.File, error)
 }
 
 var (
@@ -81,6 +96,32 @@ func (m multiStore) OpenContext(ctx context.Context, payload string) (*os.File, 
 	return nil, fmt.Errorf("object %q not found in any of %d stores: %w", payload, len(m), fs.ErrNotExist)
 }
 
+func (m multiStore) OpenChecked(ctx context.Context, payload string, check func(*os.File) error) (*os.File, error) {
+	var mismatch error
+	for _, s := range m {
+		f, err := OpenContext(ctx, s, payload)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		err = check(f)
+		if err == nil {
+			return f, nil
+		}
+		f.Close()
+		if !errors.Is(err, verity.ErrMismatch) {
+			return nil, err
+		}
+		mismatch = err
+	}
+	if mismatch != nil {
+		return nil, mismatch
+	}
+	return nil, fmt.Errorf("object %q not found in any of %d stores: %w", payload, len(m), fs.ErrNotExist)
+}
+
 func (m multiStore) Has(payload string) (bool, error) {
 	for _, s := range m {
 		ok, err := s.Has(payload)
@@ -98,4 +139,5 @@ var (
 
 	_ ContextStore = multiStore(nil)
 	_ ContextStore = (*Remote)(nil)
+	_ CheckedStore = multiStore(nil)
 )

@@ -621,3 +621,40 @@ func FuzzParseContentRange(f *testing.F) {
 		}
 	})
 }
+
+func TestMultiCheckedFallsThroughMismatch(t *testing.T) {
+	data := []byte("the real content")
+	good, bad := t.TempDir(), t.TempDir()
+	gs, err := CreateFlat(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gs.Close()
+	p, digest, err := gs.Add(verity.SHA256, tempSource(t, data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(bad, p[:2]), 0o755)
+	os.WriteFile(filepath.Join(bad, p), []byte("damaged"), 0o644)
+	badStore, _ := OpenFlat(bad)
+	defer badStore.Close()
+	m := Multi(badStore, gs).(CheckedStore)
+	cache := verity.NewCache()
+	check := func(f *os.File) error { return cache.Verify(f, verity.SHA256, digest) }
+	f, err := m.OpenChecked(context.Background(), p, check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, f); !bytes.Equal(got, data) {
+		t.Fatalf("served %q, want the second store's copy", got)
+	}
+	// Only the damaged copy: its mismatch, not "not found".
+	only := Multi(badStore).(CheckedStore)
+	if _, err := only.OpenChecked(context.Background(), p, check); !errors.Is(err, verity.ErrMismatch) {
+		t.Errorf("only a damaged copy: %v", err)
+	}
+	// Plain Open keeps the first copy found, unchecked.
+	if got := mustRead(t, mustOpen(t, m, p)); string(got) != "damaged" {
+		t.Errorf("Open: %q", got)
+	}
+}
