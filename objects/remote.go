@@ -242,8 +242,8 @@ func (r *Remote) OpenContext(ctx context.Context, payload string) (*os.File, err
 	}
 }
 
-// Has tells whether the cache holds the object or the server has it (a
-// HEAD request).
+// Has tells whether the cache holds the object or the server has it (one
+// HEAD request, not tried again).
 func (r *Remote) Has(payload string) (bool, error) {
 	rel, err := cleanPayload(payload)
 	if err != nil {
@@ -254,15 +254,14 @@ func (r *Remote) Has(payload string) (bool, error) {
 			return true, nil
 		}
 	}
+	// One try: Has is a look before the mount, which a server that is
+	// down must not hold up for long.
 	u := r.objectURL(rel)
-	err = r.retry(r.ctx, func() error {
-		resp, err := r.request(r.ctx, http.MethodHead, u, -1, -1)
-		if err != nil {
-			return err
-		}
+	resp, err := r.request(r.ctx, http.MethodHead, u, -1, -1)
+	if err == nil {
 		resp.Body.Close()
-		return statusError(resp)
-	})
+		err = statusError(resp)
+	}
 	switch {
 	case err == nil:
 		return true, nil
