@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/verity"
 )
 
@@ -50,7 +51,8 @@ type Object struct {
 // fs-verity on the object's file system the kernel's measurement, else the
 // digest computed once per object and cached while it is unchanged. Once
 // ctx is done the hashing of a large object stops and the error wraps
-// ctx's error. Errors name the object, and wrap
+// ctx's error, and so does the open of an object a remote store is
+// fetching (objects.ContextStore). Errors name the object, and wrap
 // fs.ErrNotExist for a missing object (the kernel answers ENOENT),
 // ErrDigestMismatch, ErrNoDigest or ErrNoRedirect.
 func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
@@ -74,19 +76,34 @@ func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
 	if f.cfg.Store == nil {
 		return Object{}, fmt.Errorf("object %s: no object store: %w", payload, fs.ErrNotExist)
 	}
-	obj, err := f.cfg.Store.Open(payload)
+	check := digest != nil && f.cfg.Verity != VerityOff
+	verify := func(obj *os.File) error {
+		if err := f.cfg.Cache.VerifyContext(ctx, obj, alg, digest); err != nil {
+			if errors.Is(err, verity.ErrMismatch) {
+				return fmt.Errorf("object %s: %w: %w", payload, ErrDigestMismatch, err)
+			}
+			return fmt.Errorf("object %s: fs-verity check: %w", payload, err)
+		}
+		return nil
+	}
+	if cs, ok := f.cfg.Store.(objects.CheckedStore); ok && check {
+		// A copy that fails the check lets the next store serve.
+		obj, err := cs.OpenChecked(ctx, payload, verify)
+		if err != nil {
+			return Object{}, err // which names the object
+		}
+		return Object{File: obj, Payload: payload, Checked: true}, nil
+	}
+	obj, err := objects.OpenContext(ctx, f.cfg.Store, payload)
 	if err != nil {
 		return Object{}, err // which names the object
 	}
-	if digest == nil || f.cfg.Verity == VerityOff {
+	if !check {
 		return Object{File: obj, Payload: payload}, nil
 	}
-	if err := f.cfg.Cache.VerifyContext(ctx, obj, alg, digest); err != nil {
+	if err := verify(obj); err != nil {
 		obj.Close()
-		if errors.Is(err, verity.ErrMismatch) {
-			return Object{}, fmt.Errorf("object %s: %w: %w", payload, ErrDigestMismatch, err)
-		}
-		return Object{}, fmt.Errorf("object %s: fs-verity check: %w", payload, err)
+		return Object{}, err
 	}
 	return Object{File: obj, Payload: payload, Checked: true}, nil
 }

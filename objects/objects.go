@@ -5,11 +5,14 @@
 package objects
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+
+	"github.com/composefs/composefs-go/verity"
 )
 
 // Store is where the content of external files lives.
@@ -20,6 +23,35 @@ type Store interface {
 	Open(payload string) (*os.File, error)
 	// Has tells whether the object exists.
 	Has(payload string) (bool, error)
+}
+
+// ContextStore is a Store whose opens may take long (a remote store's
+// fetch) and can be given up: once ctx is done OpenContext returns
+// ctx's error at once.
+type ContextStore interface {
+	Store
+	OpenContext(ctx context.Context, payload string) (*os.File, error)
+}
+
+// OpenContext opens payload from s, through OpenContext where s has it.
+func OpenContext(ctx context.Context, s Store, payload string) (*os.File, error) {
+	if cs, ok := s.(ContextStore); ok {
+		return cs.OpenContext(ctx, payload)
+	}
+	return s.Open(payload)
+}
+
+// CheckedStore is a Store of several stores that can check an object as
+// it opens it, and try the next store when the check finds the object
+// does not match its digest: a damaged local copy falls through to a
+// good one further on.
+type CheckedStore interface {
+	Store
+	// OpenChecked opens payload from the first store whose copy passes
+	// check. A check error that does not wrap verity.ErrMismatch stops
+	// the search; when every copy found mismatched, the last mismatch
+	// is returned.
+	OpenChecked(ctx context.Context, payload string, check func(*os.File) error) (*os.File, error)
 }
 
 var (
@@ -51,11 +83,41 @@ func Multi(stores ...Store) Store {
 type multiStore []Store
 
 func (m multiStore) Open(payload string) (*os.File, error) {
+	return m.OpenContext(context.Background(), payload)
+}
+
+func (m multiStore) OpenContext(ctx context.Context, payload string) (*os.File, error) {
 	for _, s := range m {
-		f, err := s.Open(payload)
+		f, err := OpenContext(ctx, s, payload)
 		if err == nil || !errors.Is(err, fs.ErrNotExist) {
 			return f, err
 		}
+	}
+	return nil, fmt.Errorf("object %q not found in any of %d stores: %w", payload, len(m), fs.ErrNotExist)
+}
+
+func (m multiStore) OpenChecked(ctx context.Context, payload string, check func(*os.File) error) (*os.File, error) {
+	var mismatch error
+	for _, s := range m {
+		f, err := OpenContext(ctx, s, payload)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		err = check(f)
+		if err == nil {
+			return f, nil
+		}
+		f.Close()
+		if !errors.Is(err, verity.ErrMismatch) {
+			return nil, err
+		}
+		mismatch = err
+	}
+	if mismatch != nil {
+		return nil, mismatch
 	}
 	return nil, fmt.Errorf("object %q not found in any of %d stores: %w", payload, len(m), fs.ErrNotExist)
 }
@@ -74,4 +136,8 @@ var (
 	_ Store = (*FlatStore)(nil)
 	_ Store = (*Repository)(nil)
 	_ Store = multiStore(nil)
+
+	_ ContextStore = multiStore(nil)
+	_ ContextStore = (*Remote)(nil)
+	_ CheckedStore = multiStore(nil)
 )

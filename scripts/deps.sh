@@ -19,6 +19,7 @@ missing() {
 	command -v setfattr >/dev/null || echo attr
 	command -v docker-registry >/dev/null || echo docker-registry
 	command -v skopeo >/dev/null || echo skopeo
+	[ -x /usr/sbin/nginx ] || echo nginx-light
 }
 
 # lock_wait is how long, in seconds, apt_get waits in all for a lock another

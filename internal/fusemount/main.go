@@ -55,9 +55,10 @@ func (cl *commandLine) mount(s *settings, err error, stdout, stderr io.Writer) i
 // and the options that parse makes settings of.
 type commandLine struct {
 	*cli.Command
-	s        settings
-	verity   string
-	mountOpt []string
+	s         settings
+	verity    string
+	cacheSize string
+	mountOpt  []string
 }
 
 func newCommandLine() *commandLine {
@@ -69,7 +70,12 @@ func defineOptions(c *cli.Command) *commandLine {
 	cl := &commandLine{Command: c}
 	fl, s := cl.Flags, &cl.s
 	fl.Lookup("debug").Usage = "log debug messages too, every FUSE request among them (-o debug)"
-	fl.StringArrayVar(&s.basedirs, "basedir", nil, "flat object store `DIR` (repeatable, or A:B; searched in order)")
+	fl.StringArrayVar(&s.basedirs, "basedir", nil, "flat object store `DIR` or http(s):// URL (repeatable, or A:B for directories; searched in order)")
+	fl.StringVar(&s.cacheDir, "cache", "", "where objects fetched from a URL --basedir are kept, a flat store shared by mounts: `DIR` (default $XDG_CACHE_HOME/composefs-fuse/objects, /var/cache/composefs-fuse/objects for root) (-o cache=DIR)")
+	fl.StringVar(&cl.cacheSize, "cache-size", "", "bound the cache to `SIZE` bytes (K, M, G, T suffixes), removing the objects used least recently that no one has open (-o cache_size=SIZE)")
+	fl.StringVar(&s.caFile, "ca-file", "", "trust the certificate authorities in the PEM `FILE` too, for https stores (-o ca_file=FILE)")
+	fl.StringVar(&s.tokenFile, "token-file", "", "send the bearer token in `FILE` to URL stores (-o token_file=FILE)")
+	fl.StringVar(&s.headerFile, "header-file", "", "send the headers in `FILE` (\"Name: value\" lines) to URL stores (-o header_file=FILE)")
 	fl.StringVar(&s.repo, "repo", "", "composefs-rs repository `DIR`: objects from its store; IMAGE may be an image id or ref name in it")
 	fl.StringVar(&s.digest, "digest", "", "the image's expected fs-verity digest `HEX`; refuse to mount on mismatch")
 	fl.StringVar(&cl.verity, "verity", "on", "check external files against their fs-verity digest: `MODE` on, require or off")
@@ -114,6 +120,13 @@ func (cl *commandLine) settle() (*settings, error) {
 		return nil, cli.Usagef("--verity: %v", err)
 	}
 	s.verity = m
+	if cl.cacheSize != "" {
+		n, err := parseSize(cl.cacheSize)
+		if err != nil {
+			return nil, cli.Usagef("--cache-size: %v", err)
+		}
+		s.cacheSize = n
+	}
 	for _, o := range cl.mountOpt {
 		if err := s.addOptions(o); err != nil {
 			return nil, cli.Usagef("-o: %v", err)

@@ -2,6 +2,8 @@ package fusemount
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 
 	"github.com/composefs/composefs-go/composefs"
@@ -23,7 +25,14 @@ type settings struct {
 	noOpen            bool
 	checkObjects      bool
 	logFile           string
-	fsname            string
+	// Remote stores: where fetched objects are kept and how many bytes
+	// of them at most (0: no bound), and the files that hold the
+	// trusted CAs and a token or headers for private stores.
+	cacheDir              string
+	cacheSize             int64
+	caFile                string
+	tokenFile, headerFile string
+	fsname                string
 	// mountFlags go to the kernel (or fusermount3) as given: nosuid,
 	// nodev, noexec and their opposites.
 	mountFlags []string
@@ -70,6 +79,20 @@ func (s *settings) addOptions(arg string) error {
 			s.verity = m
 		case key == "log" && hasVal:
 			s.logFile = val
+		case key == "cache" && hasVal:
+			s.cacheDir = val
+		case key == "cache_size" && hasVal:
+			n, err := parseSize(val)
+			if err != nil {
+				return fmt.Errorf("cache_size: %w", err)
+			}
+			s.cacheSize = n
+		case key == "ca_file" && hasVal:
+			s.caFile = val
+		case key == "token_file" && hasVal:
+			s.tokenFile = val
+		case key == "header_file" && hasVal:
+			s.headerFile = val
 		case key == "fsname" && hasVal:
 			s.fsname = val
 		case key == "allow_other" && !hasVal:
@@ -93,4 +116,34 @@ func (s *settings) addOptions(arg string) error {
 		}
 	}
 	return nil
+}
+
+// parseSize reads a size in bytes: digits, optionally followed by K, M,
+// G or T (powers of 1024), alone or with "B" or "iB" after them.
+func parseSize(v string) (int64, error) {
+	rest := strings.TrimLeft(v, "0123456789")
+	digits, unit := v[:len(v)-len(rest)], strings.ToUpper(rest)
+	if digits == "" {
+		return 0, fmt.Errorf("size %q: not a number of bytes", v)
+	}
+	shift := -1
+	switch unit {
+	case "", "B":
+		shift = 0
+	default:
+		if i := strings.IndexByte("KMGT", unit[0]); i >= 0 {
+			switch unit[1:] {
+			case "", "B", "IB":
+				shift = 10 * (i + 1)
+			}
+		}
+	}
+	if shift < 0 {
+		return 0, fmt.Errorf("size %q: unknown unit %q", v, rest)
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("size %q: too large", v)
+	}
+	return n << shift, nil
 }

@@ -157,3 +157,45 @@ func FuzzMountOptions(f *testing.F) {
 		}
 	})
 }
+
+func TestRemoteOptions(t *testing.T) {
+	s, err := parseArgs([]string{"img", "mnt", "--basedir=/local", "--basedir=https://h/a:b/store", "--cache=/c", "--cache-size=2G", "--ca-file=/ca", "--token-file=/t",
+		"-o", "basedir=http://h/x%2Cy/,cache_size=512KiB,header_file=/h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(s.basedirs, []string{"/local", "https://h/a:b/store", "http://h/x%2Cy/"}) || s.cacheDir != "/c" || s.caFile != "/ca" || s.tokenFile != "/t" || s.headerFile != "/h" {
+		t.Errorf("%+v", s)
+	}
+	if s.cacheSize != 512<<10 {
+		t.Errorf("cache size %d: -o after the flag wins", s.cacheSize)
+	}
+	if _, err := parseArgs([]string{"img", "mnt", "--cache-size=12X"}); err == nil {
+		t.Error("--cache-size=12X accepted")
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "10": 10, "10B": 10, "1k": 1 << 10, "3M": 3 << 20, "2GiB": 2 << 30, "1tb": 1 << 40} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("%q: %d %v, want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "G", "-1", "1.5G", "1X", "1KiBB", "9223372036854775807K", "1 G"} {
+		if n, err := parseSize(bad); err == nil {
+			t.Errorf("%q: %d accepted", bad, n)
+		}
+	}
+}
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"10", "1K", "2GiB", "7tb", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseSize(s)
+		if err == nil && n < 0 {
+			t.Fatalf("%q: %d", s, n)
+		}
+	})
+}

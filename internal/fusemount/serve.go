@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"log/syslog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -71,16 +72,17 @@ func serve(s *settings, logs *cli.LogHandler) (ended syscall.Signal, err error) 
 		return 0, err
 	}
 	defer closeLog()
-	imagePath, store, storeDirs, imageID, closeImage, err := openSources(s)
+	vc := verity.NewCache()
+	imagePath, store, storeDirs, imageID, closeSources, err := openSources(s, vc, logger)
 	if err != nil {
 		return 0, err
 	}
-	defer closeImage()
+	defer closeSources()
 	digest, err := imageDigest(s.digest, imageID)
 	if err != nil {
 		return 0, err
 	}
-	view, err := composefs.Open(imagePath, composefs.Config{Store: store, Verity: s.verity, ImageDigest: digest})
+	view, err := composefs.Open(imagePath, composefs.Config{Store: store, Verity: s.verity, Cache: vc, ImageDigest: digest})
 	if err != nil {
 		// IMAGE as given, not the /proc/self/fd path of a repository's.
 		return 0, fmt.Errorf("%s: %w", s.image, errpath.Cause(err, imagePath))
@@ -257,11 +259,23 @@ func startProfiles() (stop func(), err error) {
 	return stop, nil
 }
 
-// openSources finds the image file and the object store. With --repo, IMAGE
-// may name an image in the repository rather than a file; imageID is set
-// when it names it by its id.
-func openSources(s *settings) (imagePath string, store objects.Store, dirs []string, imageID []byte, closeImage func(), err error) {
-	closeImage = func() {}
+// openSources finds the image file and the object stores: the
+// repository's, then each --basedir in the order given, directories and
+// URLs alike. With --repo, IMAGE may name an image in the repository
+// rather than a file; imageID is set when it names it by its id. vc
+// remembers the digests of objects checked, shared with the view.
+func openSources(s *settings, vc *verity.Cache, logger *slog.Logger) (imagePath string, store objects.Store, dirs []string, imageID []byte, closeAll func(), err error) {
+	var closers []func()
+	closeAll = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
 	var stores []objects.Store
 	imagePath = s.image
 	if s.repo != "" {
@@ -281,19 +295,38 @@ func openSources(s *settings) (imagePath string, store objects.Store, dirs []str
 			// The mapping outlives the descriptor, which erofs.Open
 			// reopens through /proc.
 			imagePath = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
-			closeImage = func() { f.Close() }
+			closers = append(closers, func() { f.Close() })
 			imageID, _ = repo.ImageID(s.image)
 		}
 	}
-	if len(s.basedirs) > 0 {
-		flat, err := objects.OpenFlat(s.basedirs...)
+	var remote *objects.RemoteConfig
+	for _, b := range s.basedirs {
+		if objects.IsRemote(b) {
+			if remote == nil {
+				cfg, closeCache, err := remoteConfig(s, vc)
+				if err != nil {
+					return "", nil, nil, nil, nil, err
+				}
+				closers = append(closers, closeCache)
+				remote = &cfg
+				dirs = append(dirs, cfg.Cache.Dir())
+			}
+			r, err := objects.OpenRemote(b, *remote)
+			if err != nil {
+				return "", nil, nil, nil, nil, fmt.Errorf("--basedir: %w", err)
+			}
+			closers = append(closers, func() { r.Close() })
+			stores = append(stores, r)
+			logger.Debug("remote object store", "url", r.URL(), "cache", remote.Cache.Dir())
+			continue
+		}
+		flat, err := objects.OpenFlat(b)
 		if err != nil {
 			return "", nil, nil, nil, nil, err
 		}
+		closers = append(closers, func() { flat.Close() })
 		stores = append(stores, flat)
-		for _, b := range s.basedirs {
-			dirs = append(dirs, strings.Split(b, ":")...)
-		}
+		dirs = append(dirs, strings.Split(b, ":")...)
 	}
 	switch len(stores) {
 	case 0:
@@ -302,7 +335,62 @@ func openSources(s *settings) (imagePath string, store objects.Store, dirs []str
 	default:
 		store = objects.Multi(stores...)
 	}
-	return imagePath, store, dirs, imageID, closeImage, nil
+	return imagePath, store, dirs, imageID, closeAll, nil
+}
+
+// remoteConfig is how URL stores fetch: into --cache (made when
+// missing), with --ca-file's authorities and the token or headers of
+// --token-file and --header-file, checked unless --verity=off.
+func remoteConfig(s *settings, vc *verity.Cache) (cfg objects.RemoteConfig, closeCache func(), err error) {
+	cfg = objects.RemoteConfig{Verity: vc, NoVerify: s.verity == composefs.VerityOff, Header: http.Header{}}
+	if s.caFile != "" {
+		if cfg.RootCAs, err = objects.LoadCAFile(s.caFile); err != nil {
+			return cfg, nil, fmt.Errorf("--ca-file: %w", err)
+		}
+	}
+	for _, hf := range []struct {
+		flag, path string
+		parse      func([]byte) (http.Header, error)
+	}{{"--token-file", s.tokenFile, objects.BearerHeader}, {"--header-file", s.headerFile, objects.ParseHeaderFile}} {
+		if hf.path == "" {
+			continue
+		}
+		data, err := os.ReadFile(hf.path)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("%s: %w", hf.flag, err)
+		}
+		h, err := hf.parse(data)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("%s %s: %w", hf.flag, hf.path, err)
+		}
+		for k, v := range h {
+			cfg.Header[k] = append(cfg.Header[k], v...)
+		}
+	}
+	dir := s.cacheDir
+	if dir == "" {
+		if dir, err = defaultCacheDir(); err != nil {
+			return cfg, nil, err
+		}
+	}
+	if cfg.Cache, err = objects.OpenCache(dir, s.cacheSize); err != nil {
+		return cfg, nil, fmt.Errorf("--cache: %w", err)
+	}
+	return cfg, func() { cfg.Cache.Close() }, nil
+}
+
+// defaultCacheDir is where fetched objects are kept without --cache:
+// /var/cache for root, else the user's cache directory ($XDG_CACHE_HOME,
+// ~/.cache).
+func defaultCacheDir() (string, error) {
+	if os.Geteuid() == 0 {
+		return "/var/cache/composefs-fuse/objects", nil
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no --cache, and no cache directory to put it in: %w", err)
+	}
+	return filepath.Join(base, "composefs-fuse", "objects"), nil
 }
 
 func fileExists(p string) bool {

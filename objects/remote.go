@@ -1,0 +1,719 @@
+package objects
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/composefs/composefs-go/verity"
+)
+
+// ErrFetch is wrapped when an object could not be had from a remote
+// store: an HTTP error, a short body, a body that does not match the
+// object's digest, a server that cannot be reached or stops sending. The
+// kernel's answer for it is EIO. A missing object (404) wraps
+// fs.ErrNotExist instead.
+var ErrFetch = errors.New("object fetch failed")
+
+// IsRemote tells whether a store location is a URL (http:// or https://)
+// rather than a directory. A URL is one location: never split on ':'.
+func IsRemote(location string) bool {
+	return strings.HasPrefix(location, "http://") || strings.HasPrefix(location, "https://")
+}
+
+// RemoteConfig says how a Remote fetches and keeps objects. The zero
+// value of each field has a sensible default.
+type RemoteConfig struct {
+	// Cache is where fetched objects are kept, checked, and found again
+	// without the server. Nil keeps nothing: every open fetches.
+	Cache *Cache
+	// Verity remembers the digests of cached objects, so that an object
+	// opened again is hashed once; sharing the composefs view's cache
+	// (composefs.Config.Cache) saves its second hash. Nil gets one of
+	// the store's own.
+	Verity *verity.Cache
+	// NoVerify fetches without checking (--verity=off). Unchecked
+	// objects never enter the cache: they are fetched on every open.
+	NoVerify bool
+	// Header is sent with every request: a bearer token, say.
+	Header http.Header
+	// RootCAs are the certificate authorities trusted for https; nil
+	// means the system's.
+	RootCAs *x509.CertPool
+	// IdleTimeout is how long a request may go without a byte, from the
+	// connection to the end of the body; 20 seconds when 0. It never
+	// bounds a whole transfer.
+	IdleTimeout time.Duration
+	// Attempts is how many times a request is tried before it fails
+	// (with backoff between tries); 4 when 0.
+	Attempts int
+	// MaxRequests bounds the requests in flight at once; 8 when 0.
+	MaxRequests int
+	// RangeSize is the size of the ranges a large object is fetched in,
+	// several at once; 8 MiB when 0.
+	RangeSize int64
+	// Transport, when not nil, carries the requests instead of one
+	// made from the fields above (tests).
+	Transport http.RoundTripper
+}
+
+// Remote is a flat store served over HTTP(S): the object "xx/rest" is
+// at the base URL + "xx/rest". An object is fetched on its first open
+// into the cache, and checked before it is placed there and before it is
+// returned: an object's name is the hex of its fs-verity digest, so
+// nothing from the server is trusted. Concurrent opens of one object
+// share one fetch; an open whose context ends returns at once while the
+// fetch goes on into the cache. It is safe for concurrent use.
+type Remote struct {
+	base  *url.URL
+	shown string // the base URL without credentials, for messages
+	cfg   RemoteConfig
+	hc    *http.Client
+	slots chan struct{}
+
+	ctx    context.Context // ends with Close: fetches in the background stop
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	flights map[string]*flight
+
+	fetched atomic.Int64
+	bytes   atomic.Int64
+	failed  atomic.Int64
+}
+
+// flight is one fetch into the cache, which every open of its object
+// waits for.
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// RemoteStats counts what a Remote fetched.
+type RemoteStats struct {
+	Fetched int64 // objects fetched into the cache or for one open
+	Bytes   int64 // their bytes
+	Failed  int64 // fetches that failed
+}
+
+// OpenRemote opens the store at rawURL (http or https), a trailing slash
+// added when missing. Nothing is requested until an object is.
+func OpenRemote(rawURL string, cfg RemoteConfig) (*Remote, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("object store URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("object store URL %s: want http:// or https://HOST/PATH", u.Redacted())
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return nil, fmt.Errorf("object store URL %s: a query or fragment has no place in a store's URL", u.Redacted())
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+		if u.RawPath != "" {
+			u.RawPath += "/"
+		}
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 20 * time.Second
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 4
+	}
+	if cfg.MaxRequests <= 0 {
+		cfg.MaxRequests = 8
+	}
+	if cfg.RangeSize <= 0 {
+		cfg.RangeSize = 8 << 20
+	}
+	if cfg.Verity == nil {
+		cfg.Verity = verity.NewCache()
+	}
+	tr := cfg.Transport
+	if tr == nil {
+		tr = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: cfg.IdleTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:       &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
+			TLSHandshakeTimeout:   cfg.IdleTimeout,
+			ResponseHeaderTimeout: cfg.IdleTimeout,
+			MaxIdleConnsPerHost:   cfg.MaxRequests,
+			IdleConnTimeout:       90 * time.Second,
+			ForceAttemptHTTP2:     true,
+			// The bytes as stored: a gzip the transport undid would
+			// not be what the ranges count.
+			DisableCompression: true,
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Remote{
+		base: u, shown: u.Redacted(), cfg: cfg,
+		hc:    &http.Client{Transport: tr},
+		slots: make(chan struct{}, cfg.MaxRequests),
+		ctx:   ctx, cancel: cancel,
+		flights: map[string]*flight{},
+	}, nil
+}
+
+// URL is the store's base URL, without credentials.
+func (r *Remote) URL() string { return r.shown }
+
+// Stats counts the fetches so far.
+func (r *Remote) Stats() RemoteStats {
+	return RemoteStats{Fetched: r.fetched.Load(), Bytes: r.bytes.Load(), Failed: r.failed.Load()}
+}
+
+// Close stops the fetches in flight and lets go of idle connections. The
+// cache stays open: it is the caller's.
+func (r *Remote) Close() error {
+	r.cancel()
+	r.hc.CloseIdleConnections()
+	return nil
+}
+
+// Open is OpenContext without a context to end it.
+func (r *Remote) Open(payload string) (*os.File, error) {
+	return r.OpenContext(context.Background(), payload)
+}
+
+// OpenContext opens the object named by payload: from the cache when it
+// has a copy that matches the name's digest (a copy that does not is
+// removed), else fetched, checked and placed there first. A payload
+// that is no digest, or a store with NoVerify, is fetched for this open
+// alone, into a file with no name, and checked by no one here (composefs
+// checks it against the file's metacopy digest). Errors name the object
+// and the URL, and wrap fs.ErrNotExist (HTTP 404) or ErrFetch.
+func (r *Remote) OpenContext(ctx context.Context, payload string) (*os.File, error) {
+	rel, err := cleanPayload(payload)
+	if err != nil {
+		return nil, fmt.Errorf("object %q: %w", payload, err)
+	}
+	alg, digest, named := payloadDigest(rel)
+	if !named || r.cfg.NoVerify || r.cfg.Cache == nil {
+		return r.fetchUnnamed(ctx, rel, alg, digest, named && !r.cfg.NoVerify)
+	}
+	fetched := false
+	for {
+		f, err := r.cfg.Cache.open(rel)
+		switch {
+		case err == nil && fetched:
+			// Checked before it was placed, by this process or
+			// another one.
+			return f, nil
+		case err == nil:
+			err = r.cfg.Verity.VerifyContext(ctx, f, alg, digest)
+			if err == nil {
+				return f, nil
+			}
+			f.Close()
+			if !errors.Is(err, verity.ErrMismatch) {
+				return nil, fmt.Errorf("object %s in cache %s: %w", rel, r.cfg.Cache.Dir(), err)
+			}
+			r.cfg.Cache.remove(rel)
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("object %s in cache %s: %w", rel, r.cfg.Cache.Dir(), err)
+		case fetched:
+			// Placed and gone again at once: evicted by another
+			// process sharing the cache.
+			return nil, fetchErr(r.objectURL(rel), errors.New("evicted from the cache as soon as it was fetched"))
+		}
+		if err := r.await(ctx, rel, alg, digest); err != nil {
+			return nil, err
+		}
+		fetched = true
+	}
+}
+
+// Has tells whether the cache holds the object or the server has it (one
+// HEAD request, not tried again).
+func (r *Remote) Has(payload string) (bool, error) {
+	rel, err := cleanPayload(payload)
+	if err != nil {
+		return false, fmt.Errorf("object %q: %w", payload, err)
+	}
+	if r.cfg.Cache != nil {
+		if ok, err := r.cfg.Cache.flat.Has(rel); ok && err == nil {
+			return true, nil
+		}
+	}
+	// One try: Has is a look before the mount, which a server that is
+	// down must not hold up for long.
+	u := r.objectURL(rel)
+	resp, err := r.request(r.ctx, http.MethodHead, u, -1, -1)
+	if err == nil {
+		resp.Body.Close()
+		err = statusError(resp)
+	}
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, fetchErr(u, err)
+}
+
+// await waits for the fetch of rel into the cache, starting it unless
+// one is in flight, or for ctx's end, whichever comes first.
+func (r *Remote) await(ctx context.Context, rel string, alg verity.Algorithm, digest []byte) error {
+	r.mu.Lock()
+	fl, ok := r.flights[rel]
+	if !ok {
+		fl = &flight{done: make(chan struct{})}
+		r.flights[rel] = fl
+		go func() {
+			fl.err = r.fetchToCache(rel, alg, digest)
+			r.mu.Lock()
+			delete(r.flights, rel)
+			r.mu.Unlock()
+			close(fl.done)
+		}()
+	}
+	r.mu.Unlock()
+	select {
+	case <-fl.done:
+		return fl.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fetchToCache fetches rel into a temporary file of the cache, checks
+// it against digest and places it.
+func (r *Remote) fetchToCache(rel string, alg verity.Algorithm, digest []byte) error {
+	u := r.objectURL(rel)
+	tmp, err := r.cfg.Cache.tempFile(rel)
+	if err != nil {
+		return fetchErr(u, err)
+	}
+	n, err := r.download(r.ctx, u, tmp.File, alg, digest, true)
+	if err != nil {
+		tmp.drop()
+		r.failed.Add(1)
+		return fetchErr(u, err)
+	}
+	if err := tmp.place(); err != nil {
+		r.failed.Add(1)
+		return fetchErr(u, err)
+	}
+	r.fetched.Add(1)
+	r.bytes.Add(n)
+	return nil
+}
+
+// fetchUnnamed fetches rel for one open into a file with no name,
+// checked against digest when check says so.
+func (r *Remote) fetchUnnamed(ctx context.Context, rel string, alg verity.Algorithm, digest []byte, check bool) (*os.File, error) {
+	u := r.objectURL(rel)
+	dir := os.TempDir()
+	if r.cfg.Cache != nil {
+		dir = r.cfg.Cache.Dir()
+	}
+	fd, err := unix.Open(dir, unix.O_RDWR|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fetchErr(u, fmt.Errorf("temporary file in %s: %w", dir, err))
+	}
+	f := os.NewFile(uintptr(fd), u.Redacted())
+	n, err := r.download(ctx, u, f, alg, digest, check)
+	if err != nil {
+		f.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		r.failed.Add(1)
+		return nil, fetchErr(u, err)
+	}
+	r.fetched.Add(1)
+	r.bytes.Add(n)
+	return f, nil
+}
+
+func fetchErr(u *url.URL, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("object %s: %w", u.Redacted(), fs.ErrNotExist)
+	}
+	return fmt.Errorf("object %s: %w: %w", u.Redacted(), ErrFetch, err)
+}
+
+// objectURL is the URL of the object rel.
+func (r *Remote) objectURL(rel string) *url.URL {
+	u := *r.base
+	segs := strings.Split(rel, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	u.Path = r.base.Path + rel
+	u.RawPath = r.base.EscapedPath() + strings.Join(segs, "/")
+	return &u
+}
+
+// payloadDigest reads the digest a payload "xx/rest" names: 64 hex
+// digits for sha256, 128 for sha512.
+func payloadDigest(rel string) (verity.Algorithm, []byte, bool) {
+	if len(rel) < 3 || rel[2] != '/' {
+		return 0, nil, false
+	}
+	d, err := hex.DecodeString(rel[:2] + rel[3:])
+	if err != nil || strings.ToLower(rel) != rel {
+		return 0, nil, false
+	}
+	alg, ok := verity.AlgorithmForDigestSize(len(d))
+	return alg, d, ok
+}
+
+// download fetches the object at u into the empty file f, and checks it
+// against digest when check says so. Each request is tried again, with
+// backoff, after a failure that another try may mend (a dropped
+// connection, a 5xx, a short body); a body that does not match the
+// digest makes the whole object tried again, as many times.
+func (r *Remote) download(ctx context.Context, u *url.URL, f *os.File, alg verity.Algorithm, digest []byte, check bool) (int64, error) {
+	var n int64
+	err := r.retry(ctx, func() error {
+		if err := f.Truncate(0); err != nil {
+			return permanent{err}
+		}
+		var err error
+		n, err = r.fetchObject(ctx, u, f)
+		if err != nil || !check {
+			return err
+		}
+		got, err := verity.DigestFile(alg, f)
+		if err != nil {
+			return permanent{err}
+		}
+		if string(got) != string(digest) {
+			return &verity.MismatchError{Alg: alg, Expected: digest, Actual: got}
+		}
+		return nil
+	})
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	return n, err
+}
+
+// fetchObject fetches the object at u into f: one request for the first
+// range, which tells the size, then the rest in ranges several at once.
+// A server that ignores ranges sends it all in the first answer.
+func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File) (int64, error) {
+	resp, err := r.request(ctx, http.MethodGet, u, 0, r.cfg.RangeSize-1)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		n, err := io.Copy(io.NewOffsetWriter(f, 0), resp.Body)
+		if err != nil {
+			return n, bodyErr(err)
+		}
+		if resp.ContentLength >= 0 && n != resp.ContentLength {
+			return n, fmt.Errorf("short body: %d of %d bytes", n, resp.ContentLength)
+		}
+		return n, nil
+	case http.StatusPartialContent:
+		first, last, total, err := parseContentRange(resp.Header.Get("Content-Range"))
+		if err != nil || first != 0 || total < 0 {
+			return 0, fmt.Errorf("answer to a range request: Content-Range %q", resp.Header.Get("Content-Range"))
+		}
+		if err := copyRange(f, resp, first, last); err != nil {
+			return 0, err
+		}
+		if last+1 < total {
+			if err := r.fetchRanges(ctx, u, f, last+1, total); err != nil {
+				return 0, err
+			}
+		}
+		return total, nil
+	case http.StatusRequestedRangeNotSatisfiable:
+		// The first range of an empty object.
+		if _, _, total, err := parseContentRange(resp.Header.Get("Content-Range")); err == nil && total == 0 {
+			return 0, nil
+		}
+	}
+	return 0, statusError(resp)
+}
+
+// copyRange writes the body of a 206 answer for bytes first..last of the
+// object at its offset in f.
+func copyRange(f *os.File, resp *http.Response, first, last int64) error {
+	want := last - first + 1
+	n, err := io.Copy(io.NewOffsetWriter(f, first), io.LimitReader(resp.Body, want))
+	if err != nil {
+		return bodyErr(err)
+	}
+	if n != want {
+		return fmt.Errorf("short body: %d of %d bytes at offset %d", n, want, first)
+	}
+	return nil
+}
+
+// rangeWorkers is how many ranges of one object are fetched at once.
+const rangeWorkers = 4
+
+// fetchRanges fetches bytes from..total-1 of the object at u into f,
+// rangeWorkers ranges at once, each tried again on its own.
+func (r *Remote) fetchRanges(ctx context.Context, u *url.URL, f *os.File, from, total int64) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	offsets := make(chan int64)
+	var wg sync.WaitGroup
+	for range rangeWorkers {
+		wg.Go(func() {
+			for off := range offsets {
+				last := min(off+r.cfg.RangeSize, total) - 1
+				err := r.retry(ctx, func() error { return r.fetchRange(ctx, u, f, off, last, total) })
+				if err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+feed:
+	for off := from; off < total; off += r.cfg.RangeSize {
+		select {
+		case offsets <- off:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(offsets)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// fetchRange fetches bytes first..last of an object of total bytes.
+func (r *Remote) fetchRange(ctx context.Context, u *url.URL, f *os.File, first, last, total int64) error {
+	resp, err := r.request(ctx, http.MethodGet, u, first, last)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent {
+		return statusError(resp)
+	}
+	a, b, t, err := parseContentRange(resp.Header.Get("Content-Range"))
+	if err != nil || a != first || b != last || t != total {
+		return fmt.Errorf("asked for bytes %d-%d/%d, sent Content-Range %q", first, last, total, resp.Header.Get("Content-Range"))
+	}
+	return copyRange(f, resp, first, last)
+}
+
+// parseContentRange reads "bytes FIRST-LAST/TOTAL" or "bytes */TOTAL"
+// (first = -1); TOTAL may be "*" (-1).
+func parseContentRange(v string) (first, last, total int64, err error) {
+	bad := fmt.Errorf("Content-Range %q", v)
+	spec, ok := strings.CutPrefix(v, "bytes ")
+	if !ok {
+		return 0, 0, 0, bad
+	}
+	rng, tot, ok := strings.Cut(spec, "/")
+	if !ok {
+		return 0, 0, 0, bad
+	}
+	total = -1
+	if tot != "*" {
+		if total, err = parseDecimal(tot); err != nil {
+			return 0, 0, 0, bad
+		}
+	}
+	if rng == "*" {
+		if total < 0 {
+			return 0, 0, 0, bad
+		}
+		return -1, -1, total, nil
+	}
+	a, b, ok := strings.Cut(rng, "-")
+	if !ok {
+		return 0, 0, 0, bad
+	}
+	if first, err = parseDecimal(a); err != nil {
+		return 0, 0, 0, bad
+	}
+	if last, err = parseDecimal(b); err != nil || last < first || total >= 0 && last >= total {
+		return 0, 0, 0, bad
+	}
+	return first, last, total, nil
+}
+
+// parseDecimal reads digits only: no sign, no spaces.
+func parseDecimal(s string) (int64, error) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, strconv.ErrSyntax
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+// request sends one request, holding one of the store's request slots
+// until its body is closed. from >= 0 asks for bytes from..to. The
+// request is abandoned when IdleTimeout passes with no byte from the
+// server, from the connection to the end of the body.
+func (r *Remote) request(ctx context.Context, method string, u *url.URL, from, to int64) (*http.Response, error) {
+	select {
+	case r.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, permanent{ctx.Err()}
+	}
+	release := func() { <-r.slots }
+	rctx, cancel := context.WithCancel(ctx)
+	idle := &idleTimer{cancel: cancel, d: r.cfg.IdleTimeout}
+	idle.t = time.AfterFunc(idle.d, idle.fire)
+	done := func() {
+		idle.t.Stop()
+		cancel()
+		release()
+	}
+	req, err := http.NewRequestWithContext(rctx, method, u.String(), nil)
+	if err != nil {
+		done()
+		return nil, permanent{err}
+	}
+	for k, v := range r.cfg.Header {
+		req.Header[k] = v
+	}
+	if from >= 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", from, to))
+	}
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		done()
+		if ctx.Err() != nil {
+			return nil, permanent{ctx.Err()}
+		}
+		if idle.fired.Load() {
+			return nil, fmt.Errorf("no answer for %s", r.cfg.IdleTimeout)
+		}
+		// Not the *url.Error's "Get URL:": the caller names the URL.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			return nil, uerr.Err
+		}
+		return nil, err
+	}
+	resp.Body = &idleBody{ReadCloser: resp.Body, idle: idle, done: sync.OnceFunc(done)}
+	return resp, nil
+}
+
+// idleTimer ends a request that has gone quiet for too long.
+type idleTimer struct {
+	t      *time.Timer
+	d      time.Duration
+	cancel context.CancelFunc
+	fired  atomic.Bool
+}
+
+func (i *idleTimer) fire() {
+	i.fired.Store(true)
+	i.cancel()
+}
+
+// idleBody restarts the idle timer whenever bytes come.
+type idleBody struct {
+	io.ReadCloser
+	idle *idleTimer
+	done func()
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.idle.t.Reset(b.idle.d)
+	}
+	if err != nil && err != io.EOF && b.idle.fired.Load() {
+		err = fmt.Errorf("no bytes for %s: %w", b.idle.d, errIdle)
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.done()
+	return err
+}
+
+var errIdle = errors.New("idle timeout")
+
+// bodyErr is an error reading a body, or writing it to the file, which
+// another try cannot mend.
+func bodyErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return permanent{err} // the file's: disk full, say
+	}
+	return err
+}
+
+// permanent marks an error that trying again would not mend.
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
+
+// statusError is the error of an answer other than success: a 404 or
+// 410 wraps fs.ErrNotExist, 5xx, 408 and 429 may be tried again, and
+// other statuses are permanent.
+func statusError(resp *http.Response) error {
+	code := resp.StatusCode
+	switch {
+	case code >= 200 && code < 300:
+		return nil
+	case code == http.StatusNotFound || code == http.StatusGone:
+		return permanent{fs.ErrNotExist}
+	case code >= 500, code == http.StatusRequestTimeout, code == http.StatusTooManyRequests:
+		return fmt.Errorf("HTTP %s", resp.Status)
+	}
+	return permanent{fmt.Errorf("HTTP %s", resp.Status)}
+}
+
+// retry runs try up to Attempts times while it fails with an error that
+// is not permanent, waiting 100 ms, 200 ms, 400 ms... (at most 2 s, with
+// jitter) in between.
+func (r *Remote) retry(ctx context.Context, try func() error) error {
+	var err error
+	for attempt := 0; attempt < r.cfg.Attempts; attempt++ {
+		if attempt > 0 {
+			wait := min(100*time.Millisecond<<(attempt-1), 2*time.Second)
+			wait += rand.N(wait / 4)
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return permanent{ctx.Err()}
+			}
+		}
+		err = try()
+		var p permanent
+		if err == nil || errors.As(err, &p) {
+			break
+		}
+	}
+	if n := r.cfg.Attempts; err != nil && n > 1 {
+		var p permanent
+		if !errors.As(err, &p) {
+			return fmt.Errorf("%w (after %d tries)", err, n)
+		}
+	}
+	return err
+}
+
+var _ Store = (*Remote)(nil)
