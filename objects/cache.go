@@ -205,7 +205,7 @@ func (t *cacheTemp) place() error {
 		return err
 	}
 	t.File.Close()
-	err = renameNoReplace(t.dirfd, t.tmp, t.name)
+	err = renameNoReplace(t.dirfd, t.tmp, t.dirfd, t.name)
 	if err == unix.EEXIST {
 		unix.Unlinkat(t.dirfd, t.tmp, 0)
 		err = nil

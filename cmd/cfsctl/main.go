@@ -43,7 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rest := top.Flags.Args()
 	leaf, path, rest, err := find(commands, rest)
 	if err != nil {
-		if path != nil && path.sub != nil {
+		if path != nil {
 			// "cfsctl oci" with no or an unknown subcommand: its own
 			// help lists what it has.
 			return groupCommand(path).Exit(err, stdout, stderr)
@@ -83,11 +83,14 @@ type command struct {
 	// setup defines the command's options on c and returns what runs it
 	// on its arguments, with the options parsed.
 	setup func(c *cli.Command) func(e *env, args []string) error
-	// sub are the commands of a group.
+	// sub are the commands of a group, which has no setup.
 	sub []*command
 	// parent is the group the command is in, nil at the top.
 	parent *command
 }
+
+// isGroup tells a group of commands from a command that runs.
+func (c *command) isGroup() bool { return c.setup == nil }
 
 // fullName is the command as typed after cfsctl: "oci pull".
 func (c *command) fullName() string {
@@ -135,7 +138,7 @@ func find(list []*command, args []string) (leaf, path *command, rest []string, e
 			return nil, nil, nil, cli.Usagef("unknown command %q", args[0])
 		}
 		args = args[1:]
-		if next.sub == nil {
+		if !next.isGroup() {
 			return next, path, args, nil
 		}
 		path, list = next, next.sub
