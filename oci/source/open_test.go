@@ -321,7 +321,8 @@ func TestInterruptedFetch(t *testing.T) {
 
 // TestRegistryAuth: a registry wanting a password refuses an anonymous
 // pull, and gives the image with the credentials of the auth file named
-// by REGISTRY_AUTH_FILE, or by Options.AuthFile; a wrong password fails.
+// by REGISTRY_AUTH_FILE or Options.AuthFile, or found in XDG_RUNTIME_DIR;
+// a wrong password fails.
 func TestRegistryAuth(t *testing.T) {
 	isolate(t)
 	dir := t.TempDir()
@@ -360,6 +361,18 @@ func TestRegistryAuth(t *testing.T) {
 	t.Setenv("REGISTRY_AUTH_FILE", "")
 	if _, err := Open(context.Background(), ref, Options{SkipTLSVerify: true, AuthFile: authFile("s3cret")}); err != nil {
 		t.Errorf("with Options.AuthFile: %v", err)
+	}
+	// Where podman login writes: ${XDG_RUNTIME_DIR}/containers/auth.json.
+	runtimeDir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(runtimeDir, "containers"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(authFile("s3cret"), filepath.Join(runtimeDir, "containers", "auth.json")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_RUNTIME_DIR", runtimeDir)
+	if _, err := Open(context.Background(), ref, Options{SkipTLSVerify: true}); err != nil {
+		t.Errorf("with ${XDG_RUNTIME_DIR}/containers/auth.json: %v", err)
 	}
 }
 
