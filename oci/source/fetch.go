@@ -56,7 +56,11 @@ func BlobName(digest string) string {
 // temporary name in dir and renamed to BlobName(digest) only once its
 // size and sha256 match the manifest's, so an interrupted Fetch leaves
 // only complete, checked blobs under those names, and the next Fetch
-// downloads only the rest. progress, if not nil, hears of every layer.
+// downloads only the rest. A blob already there of the right size is
+// taken as it is (OpenLayer checks its digest as it reads). Temporary
+// files are removed on failure; a process killed mid-download leaves its
+// own, hidden (.sha256-HEX.partial-*), which no later Fetch mistakes for
+// a blob. progress, if not nil, hears of every layer.
 // The first failure stops the other downloads; its error names the
 // source and the layer.
 func (im *Image) Fetch(ctx context.Context, dir string, progress ProgressFunc) error {

@@ -53,9 +53,16 @@ func freePort(t *testing.T) string {
 }
 
 // rewriteDiffID gives the only image of the layout in dir a config whose
-// diff_id i is diffID, writing the new config and manifest blobs and
-// index.json.
+// diff_id i is diffID.
 func rewriteDiffID(t *testing.T, dir string, i int, diffID string) {
+	rewriteConfig(t, dir, func(config map[string]any) {
+		config["rootfs"].(map[string]any)["diff_ids"].([]any)[i] = diffID
+	})
+}
+
+// rewriteConfig changes the config of the only image of the layout in dir
+// with edit, writing the new config and manifest blobs and index.json.
+func rewriteConfig(t *testing.T, dir string, edit func(map[string]any)) {
 	t.Helper()
 	readJSON := func(path string) (map[string]any, []byte) {
 		b, err := os.ReadFile(path)
@@ -84,7 +91,7 @@ func rewriteDiffID(t *testing.T, dir string, i int, diffID string) {
 	manifest, _ := readJSON(ocitest.BlobPath(dir, top["digest"].(string)))
 	cdesc := manifest["config"].(map[string]any)
 	config, _ := readJSON(ocitest.BlobPath(dir, cdesc["digest"].(string)))
-	config["rootfs"].(map[string]any)["diff_ids"].([]any)[i] = diffID
+	edit(config)
 	cdesc["digest"], cdesc["size"] = writeBlob(config)
 	top["digest"], top["size"] = writeBlob(manifest)
 	b, err := json.Marshal(index)

@@ -359,6 +359,12 @@ func imageFromManifest(ctx context.Context, st blobStore, b []byte, d v1.Hash) (
 	if err := checkDescriptor(m.Config, maxConfigSize); err != nil {
 		return nil, fmt.Errorf("manifest %s: config: %w", d, err)
 	}
+	switch m.Config.MediaType {
+	case types.OCIConfigJSON, types.DockerConfigJSON, "":
+	default:
+		// An artifact (a Helm chart, a signature) rather than an image.
+		return nil, fmt.Errorf("manifest %s: config media type %q is not an image config", d, m.Config.MediaType)
+	}
 	cfg, err := readBlob(ctx, st, m.Config)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", m.Config.Digest, err)

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/composefs/composefs-go/internal/ocitest"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // testLayers returns three layer tars: small files and links, one
@@ -320,7 +321,8 @@ func TestInterruptedFetch(t *testing.T) {
 
 // TestRegistryAuth: a registry wanting a password refuses an anonymous
 // pull, and gives the image with the credentials of the auth file named
-// by REGISTRY_AUTH_FILE, or by Options.AuthFile; a wrong password fails.
+// by REGISTRY_AUTH_FILE or Options.AuthFile, or found in XDG_RUNTIME_DIR;
+// a wrong password fails.
 func TestRegistryAuth(t *testing.T) {
 	isolate(t)
 	dir := t.TempDir()
@@ -359,6 +361,18 @@ func TestRegistryAuth(t *testing.T) {
 	t.Setenv("REGISTRY_AUTH_FILE", "")
 	if _, err := Open(context.Background(), ref, Options{SkipTLSVerify: true, AuthFile: authFile("s3cret")}); err != nil {
 		t.Errorf("with Options.AuthFile: %v", err)
+	}
+	// Where podman login writes: ${XDG_RUNTIME_DIR}/containers/auth.json.
+	runtimeDir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(runtimeDir, "containers"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(authFile("s3cret"), filepath.Join(runtimeDir, "containers", "auth.json")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_RUNTIME_DIR", runtimeDir)
+	if _, err := Open(context.Background(), ref, Options{SkipTLSVerify: true}); err != nil {
+		t.Errorf("with ${XDG_RUNTIME_DIR}/containers/auth.json: %v", err)
 	}
 }
 
@@ -426,5 +440,39 @@ func TestOpenErrors(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), c.source+": ") || !strings.Contains(err.Error(), c.says) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: error %v, want one line saying %q", c.source, err, c.says)
 		}
+	}
+}
+
+// TestConfigChecks: a config listing fewer diff_ids than the manifest
+// has layers, or with no rootfs, is refused when the image is opened.
+func TestConfigChecks(t *testing.T) {
+	for _, c := range []struct {
+		edit func(map[string]any)
+		says string
+	}{
+		{func(c map[string]any) {
+			r := c["rootfs"].(map[string]any)
+			r["diff_ids"] = r["diff_ids"].([]any)[:1]
+		}, "lists 1 diff_ids for the manifest's 2 layers"},
+		{func(c map[string]any) { delete(c, "rootfs") }, "no rootfs"},
+		{func(c map[string]any) { c["rootfs"].(map[string]any)["diff_ids"].([]any)[1] = "md5:00" }, `diff_id 1 "md5:00" is not a sha256 digest`},
+	} {
+		dir := t.TempDir()
+		ocitest.BuildLayout(t, dir, testLayers(t)[:2])
+		rewriteConfig(t, dir, c.edit)
+		ref, _ := Parse("oci:" + dir)
+		if _, err := Open(context.Background(), ref, Options{}); err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("error %v, want %q", err, c.says)
+		}
+	}
+}
+
+// TestArtifactNotAnImage: a manifest whose config is not an image's (a
+// Helm chart's) is refused by name.
+func TestArtifactNotAnImage(t *testing.T) {
+	m := `{"schemaVersion":2,"config":{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":"sha256:` +
+		strings.Repeat("0", 64) + `","size":2},"layers":[]}`
+	if _, err := imageFromManifest(context.Background(), nil, []byte(m), v1.Hash{}); err == nil || !strings.Contains(err.Error(), "is not an image config") {
+		t.Errorf("error %v", err)
 	}
 }

@@ -13,18 +13,16 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// remoteStore gives the manifests and blobs of a registry repository.
+// remoteStore gives the manifests and blobs of a registry repository,
+// through one Puller, so that the connection and the token it got are
+// reused.
 type remoteStore struct {
-	repo name.Repository
-	opts []remote.Option
-}
-
-func (s remoteStore) options(ctx context.Context) []remote.Option {
-	return append(append([]remote.Option(nil), s.opts...), remote.WithContext(ctx))
+	repo   name.Repository
+	puller *remote.Puller
 }
 
 func (s remoteStore) manifest(ctx context.Context, d v1.Hash) ([]byte, error) {
-	desc, err := remote.Get(s.repo.Digest(d.String()), s.options(ctx)...)
+	desc, err := s.puller.Get(ctx, s.repo.Digest(d.String()))
 	if err != nil {
 		return nil, err
 	}
@@ -32,7 +30,7 @@ func (s remoteStore) manifest(ctx context.Context, d v1.Hash) ([]byte, error) {
 }
 
 func (s remoteStore) blob(ctx context.Context, d v1.Hash) (io.ReadCloser, error) {
-	l, err := remote.Layer(s.repo.Digest(d.String()), s.options(ctx)...)
+	l, err := s.puller.Layer(ctx, s.repo.Digest(d.String()))
 	if err != nil {
 		return nil, err
 	}
@@ -75,12 +73,16 @@ func openRemote(ctx context.Context, ref string, opts Options, want v1.Platform)
 	if err != nil {
 		return nil, err
 	}
-	st := remoteStore{repo: r.Context(), opts: []remote.Option{
+	puller, err := remote.NewPuller(
 		remote.WithTransport(rt),
 		remote.WithAuthFromKeychain(kc),
 		remote.WithUserAgent("composefs-go"),
-	}}
-	desc, err := remote.Get(r, st.options(ctx)...)
+	)
+	if err != nil {
+		return nil, err
+	}
+	st := remoteStore{repo: r.Context(), puller: puller}
+	desc, err := puller.Get(ctx, r)
 	if err != nil {
 		return nil, err
 	}
