@@ -125,6 +125,9 @@ func find(list []*command, args []string) (leaf, path *command, rest []string, e
 			}
 			return nil, nil, nil, cli.Usagef("no command given")
 		}
+		if path != nil && (args[0] == "--help" || args[0] == "-h") {
+			return nil, path, nil, cli.ErrHelp
+		}
 		var next *command
 		for _, c := range list {
 			if c.name == args[0] {

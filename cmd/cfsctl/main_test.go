@@ -62,6 +62,9 @@ func TestCommandLine(t *testing.T) {
 			t.Errorf("cfsctl --help does not list %q", name)
 		}
 	}
+	if code, out, _ := cfsctl("oci", "--help"); code != 0 || !strings.Contains(out, "Usage: cfsctl oci COMMAND") {
+		t.Errorf("oci --help: exit %d:\n%s", code, out)
+	}
 	for _, bad := range [][]string{
 		{}, {"frob"}, {"oci"}, {"oci", "frob"},
 		{"--repo", "a", "--user", "images"},
