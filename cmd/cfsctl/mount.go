@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/hex"
 	"fmt"
 
 	"github.com/composefs/composefs-go/internal/cli"
@@ -38,3 +39,34 @@ func setupMount(c *cli.Command) func(*env, []string) error {
 type exitStatus int
 
 func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
+
+func init() {
+	register(ociGroup, &command{
+		name: "mount", args: "NAME MOUNTPOINT", minArgs: 2, maxArgs: 2,
+		summary: "mount a pulled image",
+		about: `Mount the image pulled as NAME on MOUNTPOINT through FUSE, read-only, its
+files' content from the repository's objects checked against their
+fs-verity digests, and the image checked against its id. The options are
+composefs-fuse's: without -f the command returns once the mount is live;
+"fusermount3 -u MOUNTPOINT" or "umount MOUNTPOINT" ends it. The repository
+is only read, so one another user owns works when it is readable.`,
+		setup: setupOCIMount,
+	})
+}
+
+func setupOCIMount(c *cli.Command) func(*env, []string) error {
+	opts := fusemount.DefineOptions(c)
+	return func(e *env, args []string) error {
+		r, err := e.openRepo()
+		if err != nil {
+			return err
+		}
+		id, err := imageOf(r, args[0])
+		dir := r.Path()
+		r.Close()
+		if err != nil {
+			return err
+		}
+		return exitStatus(opts.Mount(hex.EncodeToString(id), args[1], dir, e.stdout, e.stderr))
+	}
+}

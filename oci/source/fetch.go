@@ -64,6 +64,21 @@ func BlobName(digest string) string {
 // The first failure stops the other downloads; its error names the
 // source and the layer.
 func (im *Image) Fetch(ctx context.Context, dir string, progress ProgressFunc) error {
+	all := make([]int, len(im.layers))
+	for i := range all {
+		all[i] = i
+	}
+	return im.FetchLayers(ctx, dir, all, progress)
+}
+
+// FetchLayers is Fetch for the layers at the given indices only: those a
+// repository lacks, say. OpenLayer may then open those.
+func (im *Image) FetchLayers(ctx context.Context, dir string, which []int, progress ProgressFunc) error {
+	for _, i := range which {
+		if i < 0 || i >= len(im.layers) {
+			return fmt.Errorf("%s: no layer %d; the image has %d", im.src, i, len(im.layers))
+		}
+	}
 	if progress == nil {
 		progress = func(LayerProgress) {}
 	}
@@ -78,7 +93,8 @@ func (im *Image) Fetch(ctx context.Context, dir string, progress ProgressFunc) e
 		firstErr error
 	)
 	sem := make(chan struct{}, im.jobs)
-	for i, l := range im.layers {
+	for _, i := range which {
+		l := im.layers[i]
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/composefs/composefs-go/internal/cli"
+	"github.com/composefs/composefs-go/objects"
+	"github.com/composefs/composefs-go/oci"
+	"github.com/composefs/composefs-go/oci/source"
+	"github.com/composefs/composefs-go/verity"
+)
+
+func init() {
+	register(ociGroup, &command{
+		name: "pull", args: "SOURCE [NAME]", minArgs: 1, maxArgs: 2,
+		summary: "pull an image into the repository",
+		about: `Pull the image SOURCE names into the repository, making the repository
+when it is missing, and name it NAME (SOURCE when not given). SOURCE is in
+skopeo's syntax: docker://HOST/REPO[:TAG|@DIGEST], oci:DIR[:REF],
+oci-archive:FILE[:REF] or docker-archive:FILE. Every blob is checked against
+its digest and every layer against its diff_id; layers are downloaded a few
+at a time, with their progress shown when stderr is a terminal. The files'
+content goes into the repository's objects, shared with the images already
+there; then the image's layers are merged into a composefs image, which
+"cfsctl oci mount" mounts. Prints the composefs image id.`,
+		setup: setupPull,
+	})
+}
+
+func setupPull(c *cli.Command) func(*env, []string) error {
+	var (
+		tf        transformFlags
+		tlsVerify bool
+		authFile  string
+		platform  string
+	)
+	tf.define(c)
+	c.Flags.BoolVar(&tlsVerify, "tls-verify", true, "check registries' TLS certificates and refuse plain HTTP unless registries.conf says the registry is insecure; --tls-verify=false allows both, for a local registry")
+	c.Flags.StringVar(&authFile, "authfile", "", "registry credentials `FILE`, as podman login writes it (default $REGISTRY_AUTH_FILE, then $XDG_RUNTIME_DIR/containers/auth.json, then ~/.docker/config.json)")
+	c.Flags.StringVar(&platform, "platform", "", "the image to take from a multi-platform index: `OS/ARCH[/VARIANT]` (default linux and this machine's architecture)")
+	return func(e *env, args []string) error {
+		t, err := tf.transform()
+		if err != nil {
+			return err
+		}
+		ref, err := source.Parse(args[0])
+		if err != nil {
+			return cli.Usagef("%v", err)
+		}
+		name := args[0]
+		if len(args) == 2 {
+			name = args[1]
+		}
+		repo, err := e.createRepo()
+		if err != nil {
+			return err
+		}
+		defer repo.Close()
+		ctx, stop := interruptible()
+		defer stop()
+		img, err := source.Open(ctx, ref, source.Options{SkipTLSVerify: !tlsVerify, AuthFile: authFile, Platform: platform})
+		if err != nil {
+			return err
+		}
+		defer img.Close()
+		blobs := filepath.Join(repo.Path(), blobDir)
+		layers := img.Layers()
+		which := make([]int, len(layers))
+		for i := range which {
+			which[i] = i
+		}
+		progress, stopProgress := source.TerminalProgress(e.stderr, len(which))
+		err = img.FetchLayers(ctx, blobs, which, progress)
+		stopProgress()
+		if err != nil {
+			return err
+		}
+		b := oci.NewBuilder(repo)
+		for i := range layers {
+			if err := applyLayer(ctx, b, img, i); err != nil {
+				return err
+			}
+		}
+		id, err := b.Commit(repo, t)
+		if err != nil {
+			return fmt.Errorf("%s: %w", ref, err)
+		}
+		if err := repo.Tag(name, id); err != nil {
+			return err
+		}
+		for _, l := range layers {
+			os.Remove(filepath.Join(blobs, source.BlobName(l.Digest)))
+		}
+		_, err = fmt.Fprintln(e.stdout, hex.EncodeToString(id))
+		return err
+	}
+}
+
+// blobDir is where pull keeps the layer blobs it downloaded, below the
+// repository, until their content is in it: a pull interrupted there
+// downloads only the rest the next time.
+const blobDir = "tmp/oci-blobs"
+
+// applyLayer applies layer i of img, fetched, to b: its tar checked
+// against the blob's digest and the config's diff_id as it is read.
+func applyLayer(ctx context.Context, b *oci.Builder, img *source.Image, i int) error {
+	r, err := img.OpenLayer(ctx, i)
+	if err != nil {
+		return err
+	}
+	diffID, err := b.ApplyLayer(r)
+	// Close says whether the layer was the one the image names, also
+	// when applying it stopped early.
+	if cerr := r.Close(); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%s: layer %d: %w", img.Source(), i, err)
+	}
+	if want := img.Layers()[i].DiffID; diffID != want {
+		return fmt.Errorf("%s: layer %d: its tar is %s, the config says %s", img.Source(), i, diffID, want)
+	}
+	return nil
+}
+
+// createRepo opens the repository the global options name for writing,
+// making it when missing, with --hash's algorithm or composefs-rs's
+// default.
+func (e *env) createRepo() (*objects.Repository, error) {
+	dir, err := e.repoPath()
+	if err != nil {
+		return nil, err
+	}
+	alg, given, err := e.hashAlgorithm()
+	if err != nil {
+		return nil, err
+	}
+	if _, serr := os.Stat(filepath.Join(dir, "meta.json")); serr == nil && !given {
+		return e.openRepo()
+	}
+	if !given {
+		alg = verity.SHA512
+	}
+	return objects.CreateRepository(dir, alg)
+}
+
+// imageOf is the composefs image id of the image pulled as name.
+func imageOf(r *objects.Repository, name string) ([]byte, error) {
+	refs, err := r.Refs()
+	if err != nil {
+		return nil, err
+	}
+	id, ok := refs[name]
+	if !ok {
+		return nil, fmt.Errorf("%s: no image named %q (cfsctl oci images lists them)", r.Path(), name)
+	}
+	return id, nil
+}
