@@ -47,4 +47,3 @@ func (o *Options) Mount(image, mountpoint, repo string, stdout, stderr io.Writer
 	}
 	return cl.mount(s, err, stdout, stderr)
 }
-
