@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,7 +66,7 @@ func ociLayers(t *testing.T) [][]byte {
 		Hardlink("etc/tool-again", "usr/bin/tool").
 		Bytes()
 	top := ocitest.NewTar(t).
-		Header(&tar.Header{Typeflag: tar.TypeDir, Name: "gone/", Mode: 0o700, ModTime: time.Unix(1700000000, 0)}, nil).
+		Header(&tar.Header{Typeflag: tar.TypeDir, Name: "gone/", Mode: 0o750, ModTime: time.Unix(1700000000, 0)}, nil).
 		File("gone/back", "a directory whited out, then made again\n").
 		Bytes()
 	return [][]byte{base, upper, top}
@@ -186,4 +187,81 @@ func TestOCIPullMount(t *testing.T) {
 		mustRun(t, cfsctl, "--repo", repo, "mount", id, mnt)
 		compareTrees(t, kernelMount(t, image, filepath.Join(repo, "objects")), mnt)
 	})
+}
+
+// TestOCIRootless pulls and mounts as an ordinary user, into the --user
+// repository, through fusermount3: the image must be the one root's pull
+// makes, and read the same.
+func TestOCIRootless(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "fusermount3")
+	cfsctl := buildCmd(t, "cfsctl")
+	st, err := os.Stat("/dev/fuse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod("/dev/fuse", 0o666); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod("/dev/fuse", st.Mode().Perm()) })
+
+	top, err := os.MkdirTemp("", "composefs-oci-rootless-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(top) })
+	home := filepath.Join(top, "home")
+	if err := os.Chmod(top, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(home, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	layout := filepath.Join(top, "layout")
+	ocitest.BuildLayout(t, layout, ociLayers(t), ocitest.WithRef("latest"))
+	mustRun(t, "chmod", "-R", "a+rX", layout)
+
+	src := "oci:" + layout + ":latest"
+	out, err := asNobodyAt(t, home, cfsctl, "--user", "oci", "pull", "--no-transform", src, "img")
+	if err != nil {
+		t.Fatalf("oci pull as nobody: %v\n%s", err, out)
+	}
+	id := strings.TrimSpace(out)
+	rootRepo := filepath.Join(t.TempDir(), "repo")
+	if want := strings.TrimSpace(mustRun(t, cfsctl, "--repo", rootRepo, "oci", "pull", "--no-transform", src, "img")); id != want {
+		t.Errorf("nobody's pull made image %s, root's %s", id, want)
+	}
+	repo := filepath.Join(home, ".var/lib/composefs")
+	if st, err := os.Stat(repo); err != nil || st.Mode().Perm() != 0o700 || st.Sys().(*syscall.Stat_t).Uid != nobody {
+		t.Errorf("--user repository: %v, want a 0700 directory of nobody's", err)
+	}
+	mnt := nobodyMountpoint(t, top)
+	if out, err := asNobodyAt(t, home, cfsctl, "--user", "oci", "mount", "img", mnt); err != nil {
+		t.Fatalf("oci mount as nobody: %v\n%s", err, out)
+	}
+	rootMnt := tempDir(t, "oci")
+	t.Cleanup(func() { lazyUnmount(rootMnt) })
+	mustRun(t, cfsctl, "--repo", rootRepo, "oci", "mount", "img", rootMnt)
+	// The mount is nobody's alone (no allow_other), so nobody lists and
+	// reads it, and root its own; nobody reads what others may read.
+	list := func(dir string) string {
+		return "cd " + dir + " && find . -type d ! -perm -005 -prune -o -printf '%p %y %m %U %G %s %T@ %l\\n' | sort && find . -type d ! -perm -005 -prune -o -type f -perm -004 -exec sha256sum {} + | sort"
+	}
+	got, err := asNobodyAt(t, home, "sh", "-c", list(mnt))
+	if err != nil {
+		t.Fatalf("reading nobody's mount: %v\n%s", err, got)
+	}
+	want := mustRun(t, "sh", "-c", list(rootMnt))
+	if got != want {
+		t.Errorf("nobody's mount reads\n%s\nroot's\n%s", got, want)
+	}
+	if out, err := asNobodyAt(t, home, "cat", filepath.Join(mnt, "etc/owned")); err == nil {
+		t.Errorf("nobody read a file of uid 1234, mode 0640: %q", out)
+	}
+	if out, err := asNobodyAt(t, home, "fusermount3", "-u", mnt); err != nil {
+		t.Errorf("fusermount3 -u as nobody: %v\n%s", err, out)
+	}
 }

@@ -16,11 +16,17 @@ const nobody = 65534
 // asNobody runs a command as the unprivileged user nobody.
 func asNobody(t *testing.T, name string, args ...string) (string, error) {
 	t.Helper()
+	return asNobodyAt(t, "/", name, args...)
+}
+
+// asNobodyAt runs a command as nobody with home as its HOME.
+func asNobodyAt(t *testing.T, home, name string, args ...string) (string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/"}
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=" + home}
 	cmd.Dir = "/"
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
