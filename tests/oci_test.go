@@ -97,16 +97,25 @@ func compareWithoutInodes(t *testing.T, want, got string) {
 	t.Helper()
 	ws, gs := takeSnapshot(t, want), takeSnapshot(t, got)
 	for _, s := range []*snapshot{ws, gs} {
-		for p, e := range s.Entries {
-			e.Ino, e.DirIno = 0, 0
-			if e.Mode&unix_S_IFMT == unix_S_IFDIR {
-				e.Size = 0
-			}
-			if p == "/" {
-				*e = entryRecord{Content: e.Content}
-			}
+		withoutInodes(s)
+		s.Entries["/"] = &entryRecord{Content: s.Entries["/"].Content}
+	}
+	reportUmociDiffs(t, ws, gs)
+}
+
+// withoutInodes clears what two file systems need not share: inode
+// numbers and directory sizes.
+func withoutInodes(s *snapshot) {
+	for _, e := range s.Entries {
+		e.Ino, e.DirIno = 0, 0
+		if e.Mode&unix_S_IFMT == unix_S_IFDIR {
+			e.Size = 0
 		}
 	}
+}
+
+func reportUmociDiffs(t *testing.T, ws, gs *snapshot) {
+	t.Helper()
 	diffs := snapshotDiffs(ws, gs)
 	for i, d := range diffs {
 		if i == 40 {
@@ -117,6 +126,58 @@ func compareWithoutInodes(t *testing.T, want, got string) {
 	}
 	if len(diffs) == 0 {
 		t.Logf("%d paths identical to umoci's", len(ws.Entries))
+	}
+}
+
+// transformed is what composefs-rs's OCI transform makes of a tree umoci
+// unpacked: the root directory takes /usr's mode, owner, time and
+// xattrs, /run is emptied and takes /usr's time, and only the xattrs keep
+// says are kept.
+func transformed(s *snapshot, keep func(name string) bool) {
+	for _, e := range s.Entries {
+		var xs []string
+		for _, x := range e.Xattrs {
+			if name, _, _ := strings.Cut(x, "="); keep(name) {
+				xs = append(xs, x)
+			}
+		}
+		e.Xattrs = xs
+	}
+	usr, root, run := s.Entries["/usr"], s.Entries["/"], s.Entries["/run"]
+	root.Mode, root.UID, root.GID, root.Mtime, root.Xattrs = usr.Mode, usr.UID, usr.GID, usr.Mtime, usr.Xattrs
+	for p := range s.Entries {
+		if strings.HasPrefix(p, "/run/") {
+			delete(s.Entries, p)
+		}
+	}
+	run.Mtime, run.Nlink = usr.Mtime, 2
+	s.Listings["/run"] = []string{".", ".."}
+}
+
+// TestOCITransform pulls with composefs-rs's transform, in both its xattr
+// modes: the mount must be umoci's tree transformed as composefs-rs does.
+func TestOCITransform(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "umoci")
+	cfsctl := buildCmd(t, "cfsctl")
+	layout := filepath.Join(t.TempDir(), "layout")
+	ocitest.BuildLayout(t, layout, ociLayers(t), ocitest.WithRef("latest"))
+	rootfs := umociRootfs(t, layout, "latest")
+	repo := filepath.Join(t.TempDir(), "repo")
+	for _, mode := range []string{"allowlist-only", "keep-user-xattrs"} {
+		t.Run(mode, func(t *testing.T) {
+			mustRun(t, cfsctl, "--repo", repo, "oci", "pull", "--xattrs", mode, "oci:"+layout+":latest", mode)
+			mnt := tempDir(t, "oci")
+			t.Cleanup(func() { lazyUnmount(mnt) })
+			mustRun(t, cfsctl, "--repo", repo, "oci", "mount", mode, mnt)
+			ws, gs := takeSnapshot(t, rootfs), takeSnapshot(t, mnt)
+			transformed(ws, func(name string) bool {
+				return name == "security.capability" || mode == "keep-user-xattrs" && strings.HasPrefix(name, "user.")
+			})
+			withoutInodes(ws)
+			withoutInodes(gs)
+			reportUmociDiffs(t, ws, gs)
+		})
 	}
 }
 
