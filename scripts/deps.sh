@@ -17,6 +17,7 @@ missing() {
 	command -v fsck.erofs >/dev/null || echo erofs-utils
 	command -v fsverity >/dev/null || echo fsverity
 	command -v setfattr >/dev/null || echo attr
+	command -v umoci >/dev/null || echo umoci
 }
 
 # lock_wait is how long, in seconds, apt_get waits in all for a lock another
