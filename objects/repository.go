@@ -20,7 +20,7 @@ import (
 //	objects/XX/REST            content by fs-verity digest
 //	images/<id>                -> ../objects/XX/REST, one per known image
 //	images/refs/<name>         -> ../../images/<id> (names may have slashes)
-//	streams/...                split streams (not read or written here)
+//	streams/<name>             -> ../objects/XX/REST, split streams
 type Repository struct {
 	path string
 	dir  *os.File

@@ -19,8 +19,8 @@ import (
 // The write side of a composefs-rs repository, in composefs-rs' on-disk
 // form so that each reads what the other writes: objects/XX/REST named by
 // fs-verity digest, images/<id> -> ../objects/XX/REST, images/refs/<name>
-// -> ../../images/<id> (one more ../ per slash in name). Nothing is
-// written under streams/.
+// -> ../../images/<id> (one more ../ per slash in name), and
+// streams/<name> -> ../objects/XX/REST for splitstreams (splitstream.go).
 
 // CreateRepository opens the repository at dir for writing, making it
 // first when dir is missing or empty: the top directory 0700 (private, as

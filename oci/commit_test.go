@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/hex"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -27,7 +28,8 @@ func TestCommit(t *testing.T) {
 		require.NoError(t, err)
 		big := strings.Repeat("busybox ", 2000)
 		b := NewBuilder(repo)
-		for _, l := range [][]byte{
+		b.WriteLayerStreams(repo)
+		layers := [][]byte{
 			layer(t,
 				dir("usr/", 0o755), dir("usr/bin/", 0o755),
 				with(file("usr/bin/busybox", big), func(h *tar.Header) {
@@ -42,10 +44,31 @@ func TestCommit(t *testing.T) {
 				ent{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "usr/wh", Mode: 0o644}},
 			),
 			layer(t, file("usr/bin/.wh.old", ""), file("etc/hostname", "box\n")),
-		} {
-			_, err := b.ApplyLayer(bytes.NewReader(l))
-			require.NoError(t, err)
 		}
+		for _, l := range layers {
+			diffID, err := b.ApplyLayer(bytes.NewReader(l))
+			require.NoError(t, err)
+			// The layer is stored as composefs-rs stores it, and
+			// rebuilds byte for byte from its splitstream.
+			sid, ok := b.LayerStream(diffID)
+			require.True(t, ok)
+			target, err := os.Readlink(filepath.Join(rdir, "streams", "oci-layer-"+diffID))
+			require.NoError(t, err)
+			assert.Equal(t, "../objects/"+objects.PayloadForDigest(sid), target)
+			sf, err := repo.OpenDigest(sid)
+			require.NoError(t, err)
+			data, _ := io.ReadAll(sf)
+			sf.Close()
+			ss, err := objects.ParseSplitstream(data)
+			require.NoError(t, err)
+			assert.Equal(t, objects.ContentTypeOCILayer, ss.ContentType)
+			var rebuilt bytes.Buffer
+			_, err = ss.Rebuild(&rebuilt, repo)
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(l, rebuilt.Bytes()), "layer rebuilt from its splitstream differs")
+		}
+		_, ok := b.LayerStream("sha256:nothing")
+		assert.False(t, ok)
 		id, err := b.Commit(repo, TransformDefault)
 		require.NoError(t, err)
 		require.NoError(t, repo.Tag("test/image", id))
