@@ -227,6 +227,11 @@ func replaceSymlink(dirfd int, name, target string) error {
 // no symlink is followed. It returns that directory and the last
 // component of name.
 func (r *Repository) refsDir(name string, create bool) (*os.File, string, error) {
+	return r.refsDirIn("images", name, create)
+}
+
+// refsDirIn is refsDir for the refs/ of top ("images" or "streams").
+func (r *Repository) refsDirIn(top, name string, create bool) (*os.File, string, error) {
 	rel, err := cleanRelative(name)
 	if err != nil {
 		return nil, "", fmt.Errorf("ref %q: %w", name, err)
@@ -234,12 +239,12 @@ func (r *Repository) refsDir(name string, create bool) (*os.File, string, error)
 	parts := strings.Split(rel, "/")
 	var cur *os.File
 	if create {
-		cur, err = r.subdir("images")
+		cur, err = r.subdir(top)
 	} else {
 		var fd int
-		fd, err = openBeneath(int(r.dir.Fd()), "images", unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
+		fd, err = openBeneath(int(r.dir.Fd()), top, unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
 		if err == nil {
-			cur = os.NewFile(uintptr(fd), filepath.Join(r.path, "images"))
+			cur = os.NewFile(uintptr(fd), filepath.Join(r.path, top))
 		}
 	}
 	if err != nil {

@@ -55,6 +55,8 @@ type Builder struct {
 	// streams, when set, gets each layer as a splitstream.
 	streams     *objects.Repository
 	layerStream map[string][]byte
+	// diffIDs of the layers applied, in order.
+	diffIDs []string
 	// rec records the layer being applied into its splitstream.
 	rec *recorder
 }
@@ -151,6 +153,7 @@ func (b *Builder) ApplyLayer(r io.Reader) (diffID string, err error) {
 		b.layerStream[diffID] = id
 		b.rec = nil
 	}
+	b.diffIDs = append(b.diffIDs, diffID)
 	return diffID, nil
 }
 
