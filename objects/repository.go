@@ -14,7 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Repository is a composefs-rs repository:
+// Repository is a composefs-rs repository, opened for reading by
+// OpenRepository and written by CreateRepository's and the write methods
+// (repository_write.go, splitstream.go):
 //
 //	meta.json                  format version, algorithm, feature flags
 //	objects/XX/REST            content by fs-verity digest

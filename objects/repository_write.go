@@ -75,7 +75,8 @@ func initMeta(d *os.File, alg verity.Algorithm) error {
 		return err
 	}
 	for _, n := range names {
-		if !strings.HasPrefix(n, ".tmp-") {
+		// Another CreateRepository may be writing meta.json beside us.
+		if n != "meta.json" && !strings.HasPrefix(n, ".tmp-") {
 			return fmt.Errorf("not empty and no meta.json: not a composefs-rs repository (%q is there)", n)
 		}
 	}
