@@ -14,13 +14,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Repository is a composefs-rs repository:
+// Repository is a composefs-rs repository, opened for reading by
+// OpenRepository and written by CreateRepository's and the write methods
+// (repository_write.go, splitstream.go):
 //
 //	meta.json                  format version, algorithm, feature flags
 //	objects/XX/REST            content by fs-verity digest
 //	images/<id>                -> ../objects/XX/REST, one per known image
 //	images/refs/<name>         -> ../../images/<id> (names may have slashes)
-//	streams/...                split streams (not read or written here)
+//	streams/<name>             -> ../objects/XX/REST, split streams
 type Repository struct {
 	path string
 	dir  *os.File

@@ -19,8 +19,8 @@ import (
 // The write side of a composefs-rs repository, in composefs-rs' on-disk
 // form so that each reads what the other writes: objects/XX/REST named by
 // fs-verity digest, images/<id> -> ../objects/XX/REST, images/refs/<name>
-// -> ../../images/<id> (one more ../ per slash in name). Nothing is
-// written under streams/.
+// -> ../../images/<id> (one more ../ per slash in name), and
+// streams/<name> -> ../objects/XX/REST for splitstreams (splitstream.go).
 
 // CreateRepository opens the repository at dir for writing, making it
 // first when dir is missing or empty: the top directory 0700 (private, as
@@ -75,7 +75,8 @@ func initMeta(d *os.File, alg verity.Algorithm) error {
 		return err
 	}
 	for _, n := range names {
-		if !strings.HasPrefix(n, ".tmp-") {
+		// Another CreateRepository may be writing meta.json beside us.
+		if n != "meta.json" && !strings.HasPrefix(n, ".tmp-") {
 			return fmt.Errorf("not empty and no meta.json: not a composefs-rs repository (%q is there)", n)
 		}
 	}
@@ -227,6 +228,11 @@ func replaceSymlink(dirfd int, name, target string) error {
 // no symlink is followed. It returns that directory and the last
 // component of name.
 func (r *Repository) refsDir(name string, create bool) (*os.File, string, error) {
+	return r.refsDirIn("images", name, create)
+}
+
+// refsDirIn is refsDir for the refs/ of top ("images" or "streams").
+func (r *Repository) refsDirIn(top, name string, create bool) (*os.File, string, error) {
 	rel, err := cleanRelative(name)
 	if err != nil {
 		return nil, "", fmt.Errorf("ref %q: %w", name, err)
@@ -234,12 +240,12 @@ func (r *Repository) refsDir(name string, create bool) (*os.File, string, error)
 	parts := strings.Split(rel, "/")
 	var cur *os.File
 	if create {
-		cur, err = r.subdir("images")
+		cur, err = r.subdir(top)
 	} else {
 		var fd int
-		fd, err = openBeneath(int(r.dir.Fd()), "images", unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
+		fd, err = openBeneath(int(r.dir.Fd()), top, unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
 		if err == nil {
-			cur = os.NewFile(uintptr(fd), filepath.Join(r.path, "images"))
+			cur = os.NewFile(uintptr(fd), filepath.Join(r.path, top))
 		}
 	}
 	if err != nil {

@@ -263,3 +263,26 @@ func TestWriteImageAndRefs(t *testing.T) {
 	}
 	noTemporaries(t, dir)
 }
+
+// Two creators of one repository at once both succeed.
+func TestCreateRepositoryConcurrent(t *testing.T) {
+	for range 20 {
+		dir := filepath.Join(t.TempDir(), "repo")
+		errs := make(chan error, 2)
+		for range 2 {
+			go func() {
+				r, err := CreateRepository(dir, verity.SHA256)
+				if err == nil {
+					r.Close()
+				}
+				errs <- err
+			}()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		noTemporaries(t, dir)
+	}
+}

@@ -20,6 +20,7 @@ missing() {
 	command -v docker-registry >/dev/null || echo docker-registry
 	command -v skopeo >/dev/null || echo skopeo
 	[ -x /usr/sbin/nginx ] || echo nginx-light
+	command -v umoci >/dev/null || echo umoci
 }
 
 # lock_wait is how long, in seconds, apt_get waits in all for a lock another
