@@ -12,7 +12,6 @@ import (
 	"github.com/composefs/composefs-go/internal/errpath"
 	"github.com/composefs/composefs-go/verity"
 	"github.com/klauspost/compress/zstd"
-	"golang.org/x/sys/unix"
 )
 
 // Splitstreams, composefs-rs' way of storing a file (an OCI layer's tar,
@@ -368,28 +367,4 @@ func (s *Splitstream) Rebuild(w io.Writer, store Store) (int64, error) {
 		return written, fmt.Errorf("%w: rebuilt %d bytes, the header says %d", ErrSplitstream, written, s.Size)
 	}
 	return written, nil
-}
-
-// NameStream makes ref (which may have slashes: "oci/myimage:latest")
-// name the splitstream streams/<stream>: the symlink streams/refs/<ref>,
-// replaced if it exists, as composefs-rs' name_stream makes it. A named
-// stream is a root of composefs-rs' garbage collection.
-func (r *Repository) NameStream(ref, stream string) error {
-	if stream == "" || strings.ContainsAny(stream, "/\x00") || stream == "." || stream == ".." || stream == "refs" {
-		return fmt.Errorf("name stream: %q is not a stream name", stream)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstatat(int(r.dir.Fd()), "streams/"+stream, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFLNK {
-		return fmt.Errorf("name stream %q as %q: no stream of that name in %s", stream, ref, r.path)
-	}
-	d, last, err := r.refsDirIn("streams", ref, true)
-	if err != nil {
-		return fmt.Errorf("name stream %q as %q in %s: %w", stream, ref, r.path, err)
-	}
-	defer d.Close()
-	target := strings.Repeat("../", strings.Count(ref, "/")+1) + stream
-	if err := replaceSymlink(int(d.Fd()), last, target); err != nil {
-		return fmt.Errorf("name stream %q as %q in %s: %w", stream, ref, r.path, err)
-	}
-	return nil
 }

@@ -81,16 +81,16 @@ func TestSplitstream(t *testing.T) {
 				t.Errorf("Commit(%q): no error", bad)
 			}
 		}
-		if err := r.NameStream("oci/my%2Fimage:latest", "oci-layer-sha256:abc"); err != nil {
+		if err := r.NameStream("oci-layer-sha256:abc", "oci/my%2Fimage:latest"); err != nil {
 			t.Fatal(err)
 		}
 		if target, err := os.Readlink(filepath.Join(dir, "streams/refs/oci/my%2Fimage:latest")); err != nil || target != "../../oci-layer-sha256:abc" {
 			t.Errorf("stream ref -> %q, %v", target, err)
 		}
-		if err := r.NameStream("x", "no-such-stream"); err == nil {
+		if err := r.NameStream("no-such-stream", "x"); err == nil {
 			t.Error("naming a missing stream: no error")
 		}
-		if err := r.NameStream("../x", "oci-layer-sha256:abc"); err == nil {
+		if err := r.NameStream("oci-layer-sha256:abc", "../x"); err == nil {
 			t.Error("a ref name with ..: no error")
 		}
 		if err := w.AddExternal(d[:10], 1); err == nil {

@@ -111,7 +111,7 @@ func TestStreams(t *testing.T) {
 
 	// A changed object is found out.
 	obj := filepath.Join(dir, "objects", PayloadForDigest(id))
-	if _, err := verity.MeasureVerity(mustOpen(t, obj), verity.SHA256); err == nil {
+	if _, err := verity.MeasureVerity(mustOpenFile(t, obj), verity.SHA256); err == nil {
 		t.Skip("fs-verity on the object: its content cannot change")
 	}
 	os.Chmod(obj, 0o644)
@@ -123,7 +123,7 @@ func TestStreams(t *testing.T) {
 	}
 }
 
-func mustOpen(t *testing.T, path string) *os.File {
+func mustOpenFile(t *testing.T, path string) *os.File {
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)

@@ -148,7 +148,7 @@ func (b *Builder) StoreImage(repo *objects.Repository, manifest, config, imageID
 	}
 	if tag != "" {
 		enc := strings.ReplaceAll(strings.ReplaceAll(tag, "%", "%25"), "/", "%2F")
-		if err := repo.NameStream("oci/"+enc, name); err != nil {
+		if err := repo.NameStream(name, "oci/"+enc); err != nil {
 			return "", err
 		}
 	}
