@@ -147,8 +147,7 @@ func (b *Builder) StoreImage(repo *objects.Repository, manifest, config, imageID
 		return "", err
 	}
 	if tag != "" {
-		enc := strings.ReplaceAll(strings.ReplaceAll(tag, "%", "%25"), "/", "%2F")
-		if err := repo.NameStream(name, "oci/"+enc); err != nil {
+		if err := repo.NameStream(name, TagRef(tag)); err != nil {
 			return "", err
 		}
 	}

@@ -326,3 +326,39 @@ func TestOCIRootless(t *testing.T) {
 		t.Errorf("fusermount3 -u as nobody: %v\n%s", err, out)
 	}
 }
+
+// TestOCISharedLayers pulls a second image that shares layers with the
+// first: the shared layers are not downloaded again (their blobs are
+// gone from the second source) and each layer is stored once.
+func TestOCISharedLayers(t *testing.T) {
+	requireRoot(t)
+	cfsctl := buildCmd(t, "cfsctl")
+	layers := ociLayers(t)
+	first := filepath.Join(t.TempDir(), "first")
+	ocitest.BuildLayout(t, first, layers[:2], ocitest.WithRef("latest"))
+	extra := ocitest.NewTar(t).File("etc/second", strings.Repeat("only in the second image\n", 10)).Bytes()
+	second := filepath.Join(t.TempDir(), "second")
+	l2 := ocitest.BuildLayout(t, second, [][]byte{layers[0], layers[1], extra}, ocitest.WithRef("latest"))
+	repo := filepath.Join(t.TempDir(), "repo")
+	mustRun(t, cfsctl, "--repo", repo, "oci", "pull", "oci:"+first+":latest", "first")
+	for _, d := range l2.Images[0].LayerDigests[:2] {
+		if err := os.Remove(ocitest.BlobPath(second, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRun(t, cfsctl, "--repo", repo, "oci", "pull", "oci:"+second+":latest", "second")
+	// Three layers in all, each stored once.
+	layerStreams, err := filepath.Glob(filepath.Join(repo, "streams", "oci-layer-*"))
+	if err != nil || len(layerStreams) != 3 {
+		t.Errorf("layer streams %q, %v; want 3", layerStreams, err)
+	}
+	mnt := tempDir(t, "oci")
+	t.Cleanup(func() { lazyUnmount(mnt) })
+	mustRun(t, cfsctl, "--repo", repo, "oci", "mount", "second", mnt)
+	if b, err := os.ReadFile(filepath.Join(mnt, "etc/second")); err != nil || !strings.HasPrefix(string(b), "only in the second") {
+		t.Errorf("etc/second: %q, %v", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, "usr/bin/tool")); err != nil || len(b) != 70000 {
+		t.Errorf("usr/bin/tool from a shared layer: %d bytes, %v", len(b), err)
+	}
+}

@@ -67,33 +67,47 @@ func setupPull(c *cli.Command) func(*env, []string) error {
 			return err
 		}
 		defer img.Close()
-		blobs := filepath.Join(repo.Path(), blobDir)
 		layers := img.Layers()
-		which := make([]int, len(layers))
-		for i := range which {
-			which[i] = i
-		}
-		progress, stopProgress := source.TerminalProgress(e.stderr, len(which))
-		err = img.FetchLayers(ctx, blobs, which, progress)
-		stopProgress()
-		if err != nil {
-			return err
-		}
-		b := oci.NewBuilder(repo)
-		for i := range layers {
-			if err := applyLayer(ctx, b, img, i); err != nil {
+		// Layers the repository has from earlier pulls are neither
+		// downloaded nor stored again.
+		var missing []int
+		for i, l := range layers {
+			_, ok, err := repo.HasStream(oci.LayerContentID(l.DiffID))
+			if err != nil {
 				return err
 			}
+			if !ok {
+				missing = append(missing, i)
+			}
+		}
+		blobs := filepath.Join(repo.Path(), blobDir)
+		if len(missing) > 0 {
+			progress, stopProgress := source.TerminalProgress(e.stderr, len(missing))
+			err = img.FetchLayers(ctx, blobs, missing, progress)
+			stopProgress()
+			if err != nil {
+				return err
+			}
+		}
+		b := oci.NewBuilder(repo)
+		b.WriteLayerStreams(repo)
+		for i, l := range layers {
+			ok, err := b.ApplyStoredLayer(repo, l.DiffID)
+			if err == nil && !ok {
+				err = applyLayer(ctx, b, img, i)
+			}
+			if err != nil {
+				return err
+			}
+			// Its stream holds it now.
+			os.Remove(filepath.Join(blobs, source.BlobName(l.Digest)))
 		}
 		id, err := b.Commit(repo, t)
 		if err != nil {
 			return fmt.Errorf("%s: %w", ref, err)
 		}
-		if err := repo.Tag(name, id); err != nil {
-			return err
-		}
-		for _, l := range layers {
-			os.Remove(filepath.Join(blobs, source.BlobName(l.Digest)))
+		if _, err := b.StoreImage(repo, img.Manifest(), img.Config(), id, repo.ErofsVersion(), name); err != nil {
+			return fmt.Errorf("%s: %w", ref, err)
 		}
 		_, err = fmt.Fprintln(e.stdout, hex.EncodeToString(id))
 		return err
@@ -150,13 +164,12 @@ func (e *env) createRepo() (*objects.Repository, error) {
 
 // imageOf is the composefs image id of the image pulled as name.
 func imageOf(r *objects.Repository, name string) ([]byte, error) {
-	refs, err := r.Refs()
+	img, err := oci.LookupImage(r, name)
 	if err != nil {
 		return nil, err
 	}
-	id, ok := refs[name]
-	if !ok {
-		return nil, fmt.Errorf("%s: no image named %q (cfsctl oci images lists them)", r.Path(), name)
+	if img.ImageID == nil {
+		return nil, fmt.Errorf("image %q: no composefs image of format %d in %s", name, r.ErofsVersion(), r.Path())
 	}
-	return id, nil
+	return img.ImageID, nil
 }
