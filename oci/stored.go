@@ -219,3 +219,33 @@ func streamBytes(s *objects.Splitstream, repo *objects.Repository) ([]byte, erro
 	}
 	return buf.Bytes(), nil
 }
+
+// DiffIDs are the diff_ids of the image's layers, from its config.
+func (img *StoredImage) DiffIDs() ([]string, error) {
+	j, err := parseImageJSON(img.Manifest, img.Config)
+	if err != nil {
+		return nil, err
+	}
+	return j.diffIDs, nil
+}
+
+// Merge applies the stored image's layers, in order, from their streams
+// in repo to a new Builder, which writes nothing: for the entries or the
+// image of another transform than the one pulled with.
+func (img *StoredImage) Merge(repo *objects.Repository) (*Builder, error) {
+	diffIDs, err := img.DiffIDs()
+	if err != nil {
+		return nil, err
+	}
+	b := NewBuilder(digestOnly{repo.Algorithm()})
+	for _, d := range diffIDs {
+		ok, err := b.ApplyStoredLayer(repo, d)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("image %s: layer %s is not in %s", img.ManifestDigest, d, repo.Path())
+		}
+	}
+	return b, nil
+}

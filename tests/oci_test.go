@@ -3,6 +3,8 @@ package tests
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/hex"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/composefs/composefs-go/internal/ocitest"
+	"github.com/composefs/composefs-go/objects"
+	"github.com/composefs/composefs-go/verity"
 )
 
 // ociLayers are the layers of the image the OCI tests pull: each rule of
@@ -232,6 +236,56 @@ func TestOCIPullMount(t *testing.T) {
 			compareWithoutInodes(t, rootfs, mnt)
 		})
 	}
+	t.Run("commands", func(t *testing.T) {
+		// compute-id makes again, from the stored layers, the image the
+		// pull made; another transform gives another image.
+		if got := strings.TrimSpace(mustRun(t, cfsctl, "--repo", repo, "oci", "compute-id", "--no-transform", "oci")); got != ids["oci"] {
+			t.Errorf("compute-id --no-transform: %s, the pull made %s", got, ids["oci"])
+		}
+		if got := strings.TrimSpace(mustRun(t, cfsctl, "--repo", repo, "oci", "compute-id", "oci")); got == ids["oci"] || len(got) != len(ids["oci"]) {
+			t.Errorf("compute-id with composefs-rs's transform: %q", got)
+		}
+		// dump: the merged tree as a dumpfile, which mkcomposefs makes
+		// the same image of.
+		dump := filepath.Join(t.TempDir(), "dump")
+		if err := os.WriteFile(dump, []byte(mustRun(t, cfsctl, "--repo", repo, "oci", "dump", "--no-transform", "oci")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		img := filepath.Join(t.TempDir(), "img")
+		mustRun(t, buildCmd(t, "mkcomposefs"), "--min-version=1", "--from-file", dump, img)
+		data, err := os.ReadFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := imageDigest(t, repo, data); got != ids["oci"] {
+			t.Errorf("mkcomposefs of oci dump makes image %s, the pull %s", got, ids["oci"])
+		}
+		list := mustRun(t, cfsctl, "--repo", repo, "oci", "images")
+		for _, s := range sources {
+			if !strings.Contains(list, "\n"+s.name+" ") {
+				t.Errorf("oci images does not list %s:\n%s", s.name, list)
+			}
+		}
+		var inspect struct {
+			Manifest string `json:"manifest_digest"`
+			Image    string `json:"image_id"`
+		}
+		if err := json.Unmarshal([]byte(mustRun(t, cfsctl, "--repo", repo, "oci", "inspect", "oci")), &inspect); err != nil {
+			t.Fatal(err)
+		}
+		if inspect.Image != ids["oci"] || !strings.HasPrefix(inspect.Manifest, "sha256:") {
+			t.Errorf("oci inspect: %+v", inspect)
+		}
+		mustRun(t, cfsctl, "--repo", repo, "oci", "tag", inspect.Manifest, "again")
+		mustRun(t, cfsctl, "--repo", repo, "oci", "untag", "oci")
+		list = mustRun(t, cfsctl, "--repo", repo, "oci", "images")
+		if !strings.Contains(list, "\nagain ") || strings.Contains(list, "\noci ") {
+			t.Errorf("after tag again and untag oci:\n%s", list)
+		}
+		if out, err := run(t, 30*time.Second, cfsctl, "--repo", repo, "oci", "inspect", "oci"); err == nil {
+			t.Errorf("inspect of an untagged name: %s", out)
+		}
+	})
 	t.Run("kernel", func(t *testing.T) {
 		id := ids["oci"]
 		for name, other := range ids {
@@ -361,4 +415,15 @@ func TestOCISharedLayers(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(mnt, "usr/bin/tool")); err != nil || len(b) != 70000 {
 		t.Errorf("usr/bin/tool from a shared layer: %d bytes, %v", len(b), err)
 	}
+}
+
+// imageDigest is the image id data has in repo: its fs-verity digest with
+// the repository's algorithm.
+func imageDigest(t *testing.T, repo string, data []byte) string {
+	r, err := objects.OpenRepository(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	return hex.EncodeToString(verity.DigestBytes(r.Algorithm(), data))
 }
