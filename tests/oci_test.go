@@ -3,6 +3,7 @@ package tests
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -426,4 +427,79 @@ func imageDigest(t *testing.T, repo string, data []byte) string {
 	}
 	defer r.Close()
 	return hex.EncodeToString(verity.DigestBytes(r.Algorithm(), data))
+}
+
+// TestOCIPullFailures: a bad reference, a missing image and a damaged
+// blob each fail with one line and leave no image behind; what a failed
+// pull downloaded is kept only whole and checked, and the next pull,
+// the blob repaired, completes.
+func TestOCIPullFailures(t *testing.T) {
+	requireRoot(t)
+	cfsctl := buildCmd(t, "cfsctl")
+	layout := filepath.Join(t.TempDir(), "layout")
+	l := ocitest.BuildLayout(t, layout, ociLayers(t), ocitest.WithRef("latest"))
+	repo := filepath.Join(t.TempDir(), "repo")
+	fails := func(want int, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(cfsctl, append([]string{"--repo", repo, "oci", "pull"}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		msg := stderr.String()
+		if code != want || strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "cfsctl: ") {
+			t.Errorf("pull %q: exit %d, stderr %q; want exit %d and one line", args, code, msg, want)
+		}
+		return msg
+	}
+	fails(2, "nonsense")
+	fails(1, "oci:"+filepath.Join(t.TempDir(), "none")+":latest")
+	fails(1, "oci:"+layout+":no-such-ref")
+	if _, err := os.Stat(repo); err == nil {
+		t.Errorf("a pull that found no image made the repository")
+	}
+
+	// The last layer damaged: the first two arrive, the pull fails.
+	last := ocitest.BlobPath(layout, l.Images[0].LayerDigests[2])
+	good, err := os.ReadFile(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(good)
+	bad[len(bad)/2] ^= 0xff
+	if err := os.WriteFile(last, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if msg := fails(1, "oci:"+layout+":latest", "img"); !strings.Contains(msg, l.Images[0].LayerDigests[2]) {
+		t.Errorf("the error does not name the damaged layer: %q", msg)
+	}
+	if out := mustRun(t, cfsctl, "--repo", repo, "oci", "images", "--json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("after a failed pull, oci images lists %s", out)
+	}
+	// What the failed pull kept for the next is whole and checked:
+	// blobs under their digest's name, nothing else.
+	blobs, _ := filepath.Glob(filepath.Join(repo, "tmp/oci-blobs/*"))
+	for _, b := range blobs {
+		data, err := os.ReadFile(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		if filepath.Base(b) != "sha256-"+hex.EncodeToString(sum[:]) {
+			t.Errorf("after the failed pull, %s holds %d bytes of another digest", b, len(data))
+		}
+	}
+	if err := os.WriteFile(last, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, cfsctl, "--repo", repo, "oci", "pull", "--no-transform", "oci:"+layout+":latest", "img")
+	mnt := tempDir(t, "oci")
+	t.Cleanup(func() { lazyUnmount(mnt) })
+	mustRun(t, cfsctl, "--repo", repo, "oci", "mount", "img", mnt)
+	if b, err := os.ReadFile(filepath.Join(mnt, "gone/back")); err != nil || !strings.HasPrefix(string(b), "a directory whited out") {
+		t.Errorf("gone/back: %q, %v", b, err)
+	}
 }

@@ -55,18 +55,20 @@ func setupPull(c *cli.Command) func(*env, []string) error {
 		if len(args) == 2 {
 			name = args[1]
 		}
-		repo, err := e.createRepo()
-		if err != nil {
-			return err
-		}
-		defer repo.Close()
 		ctx, stop := interruptible()
 		defer stop()
+		// The source first: a reference that leads nowhere leaves no
+		// repository behind.
 		img, err := source.Open(ctx, ref, source.Options{SkipTLSVerify: !tlsVerify, AuthFile: authFile, Platform: platform})
 		if err != nil {
 			return err
 		}
 		defer img.Close()
+		repo, err := e.createRepo()
+		if err != nil {
+			return err
+		}
+		defer repo.Close()
 		layers := img.Layers()
 		// Layers the repository has from earlier pulls are neither
 		// downloaded nor stored again.
