@@ -548,3 +548,71 @@ func FuzzSplitTar(f *testing.F) {
 		}
 	})
 }
+
+// rawHeader is a ustar header block with its checksum.
+func rawHeader(name string, typ byte, size int64) []byte {
+	h := make([]byte, block)
+	copy(h, name)
+	copy(h[100:], "0000644\x00")
+	copy(h[124:], fmt.Sprintf("%011o\x00", size))
+	copy(h[136:], "00000000000\x00")
+	h[156] = typ
+	copy(h[257:], "ustar\x0000")
+	copy(h[148:], "        ")
+	var sum int
+	for _, c := range h {
+		sum += int(c)
+	}
+	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+	return h
+}
+
+// TestPAXSize: a PAX size record, not the header's size field, says how
+// long the entry is, and so whether it becomes an object.
+func TestPAXSize(t *testing.T) {
+	rec := "12 size=100\n"
+	var layer []byte
+	layer = append(layer, rawHeader("PaxHeaders/f", 'x', int64(len(rec)))...)
+	layer = append(layer, rec...)
+	layer = append(layer, make([]byte, block-len(rec))...)
+	layer = append(layer, rawHeader("f", '0', 0)...)
+	data := content(100, 3)
+	layer = append(layer, data...)
+	layer = append(layer, make([]byte, block-100+2*block)...)
+
+	// The standard library reads it the same way.
+	tr := tar.NewReader(bytes.NewReader(layer))
+	if h, err := tr.Next(); err != nil || h.Size != 100 {
+		t.Fatalf("archive/tar: %v, %+v", err, h)
+	}
+
+	store := memStore{}
+	w, _ := splitstream.NewWriter(store, verity.SHA256, splitstream.ContentTypeLayer)
+	if err := splitTar(w, bytes.NewReader(layer)); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := verity.DigestReader(verity.SHA256, bytes.NewReader(data))
+	if len(store) != 1 || !bytes.Equal(store[string(d)], data) || w.Objects() != 1 {
+		t.Errorf("%d objects; want the 100-byte file", len(store))
+	}
+
+	repo := newRepo(t)
+	if _, _, err := ImportLayer(repo, sha(layer), bytes.NewReader(layer)); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := LayerTar(repo, sha(layer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(back, layer) {
+		t.Errorf("round trip: %v", err)
+	}
+
+	// Sparse files are refused, as composefs-rs refuses them.
+	sparse := append(rawHeader("s", 'S', 0), make([]byte, 2*block)...)
+	if err := splitTar(w, bytes.NewReader(sparse)); err == nil || !strings.Contains(err.Error(), "sparse") {
+		t.Errorf("sparse: %v", err)
+	}
+}
