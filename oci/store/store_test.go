@@ -592,7 +592,7 @@ func TestPAXSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, _ := verity.DigestReader(verity.SHA256, bytes.NewReader(data))
-	if len(store) != 1 || !bytes.Equal(store[string(d)], data) || w.Objects() != 1 {
+	if len(store) != 1 || !bytes.Equal(store[string(d)], data) || w.ExternalChunks() != 1 {
 		t.Errorf("%d objects; want the 100-byte file", len(store))
 	}
 
