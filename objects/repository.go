@@ -22,7 +22,8 @@ import (
 //	objects/XX/REST            content by fs-verity digest
 //	images/<id>                -> ../objects/XX/REST, one per known image
 //	images/refs/<name>         -> ../../images/<id> (names may have slashes)
-//	streams/<name>             -> ../objects/XX/REST, split streams
+//	streams/<content id>       -> ../objects/XX/REST, a split stream (streams.go)
+//	streams/refs/<name>        -> ../<content id> (one more ../ per slash)
 type Repository struct {
 	path string
 	dir  *os.File

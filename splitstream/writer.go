@@ -186,8 +186,8 @@ func (w *Writer) AddStreamRef(name string, digest []byte) error {
 // bytes plus the sizes given for external chunks.
 func (w *Writer) Size() uint64 { return w.size }
 
-// Objects is the number of external chunks written so far.
-func (w *Writer) Objects() int { return w.extObjects }
+// ExternalChunks is the number of external chunks written so far.
+func (w *Writer) ExternalChunks() int { return w.extObjects }
 
 // Finish ends the stream and returns the split stream file's bytes. The
 // Writer cannot be used afterwards.
