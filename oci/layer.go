@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/composefs/composefs-go/dumpfile"
-	"github.com/composefs/composefs-go/objects"
 	"golang.org/x/sys/unix"
 )
 
@@ -52,47 +51,6 @@ type Builder struct {
 	rootSet bool
 	layers  int
 	nodes   int
-	// streams, when set, gets each layer as a splitstream.
-	streams     *objects.Repository
-	layerStream map[string][]byte
-	// diffIDs of the layers applied, in order.
-	diffIDs []string
-	// rec records the layer being applied into its splitstream.
-	rec *recorder
-}
-
-// WriteLayerStreams makes the layers applied from now on be stored in
-// repo as composefs-rs stores them: each as a splitstream
-// "oci-layer-<diff_id>" (inline tar metadata and small files, regular
-// files over InlineMax bytes as references to their objects), which
-// rebuilds the layer byte for byte. The Builder's ObjectWriter should be
-// repo too.
-func (b *Builder) WriteLayerStreams(repo *objects.Repository) {
-	b.streams = repo
-}
-
-// LayerStream is the id of the splitstream a layer was stored as (see
-// WriteLayerStreams), by its diff_id.
-func (b *Builder) LayerStream(diffID string) ([]byte, bool) {
-	id, ok := b.layerStream[diffID]
-	return id, ok
-}
-
-// recorder passes a layer's bytes through, copying them into its
-// splitstream as inline data except while a regular file's content goes
-// to an object.
-type recorder struct {
-	r        io.Reader
-	w        *objects.SplitstreamWriter
-	external bool
-}
-
-func (rc *recorder) Read(p []byte) (int, error) {
-	n, err := rc.r.Read(p)
-	if n > 0 && !rc.external {
-		rc.w.Write(p[:n])
-	}
-	return n, err
 }
 
 // NewBuilder returns a Builder with an empty tree whose regular files go
@@ -114,11 +72,6 @@ func (b *Builder) ApplyLayer(r io.Reader) (diffID string, err error) {
 	layer := b.layers
 	h := sha256.New()
 	var tee io.Reader = io.TeeReader(r, h)
-	b.rec = nil
-	if b.streams != nil {
-		b.rec = &recorder{r: tee, w: b.streams.NewSplitstream(objects.ContentTypeOCILayer)}
-		tee = b.rec
-	}
 	tr := tar.NewReader(tee)
 	for {
 		hdr, err := tr.Next()
@@ -142,18 +95,6 @@ func (b *Builder) ApplyLayer(r io.Reader) (diffID string, err error) {
 		return "", fmt.Errorf("read layer: %w", err)
 	}
 	diffID = "sha256:" + hex.EncodeToString(h.Sum(nil))
-	if b.rec != nil {
-		id, err := b.rec.w.Commit("oci-layer-" + diffID)
-		if err != nil {
-			return "", fmt.Errorf("store layer %s: %w", diffID, err)
-		}
-		if b.layerStream == nil {
-			b.layerStream = map[string][]byte{}
-		}
-		b.layerStream[diffID] = id
-		b.rec = nil
-	}
-	b.diffIDs = append(b.diffIDs, diffID)
 	return diffID, nil
 }
 
@@ -414,16 +355,7 @@ func (b *Builder) readLeaf(hdr *tar.Header, m meta, content io.Reader) (*leaf, e
 		if b.objects == nil {
 			return nil, errors.New("no object writer for a file's content")
 		}
-		if b.rec != nil {
-			b.rec.external = true
-		}
 		d, err := b.objects.WriteObject(content, hdr.Size)
-		if b.rec != nil {
-			b.rec.external = false
-			if err == nil {
-				err = b.rec.w.AddExternal(d, uint64(hdr.Size))
-			}
-		}
 		if err != nil {
 			return nil, fmt.Errorf("store content: %w", err)
 		}

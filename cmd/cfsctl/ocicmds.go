@@ -4,13 +4,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/composefs/composefs-go/dumpfile"
 	"github.com/composefs/composefs-go/internal/cli"
 	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/oci"
+	"github.com/composefs/composefs-go/oci/store"
 	"github.com/composefs/composefs-go/verity"
 )
 
@@ -73,27 +74,18 @@ func setupOCIImages(c *cli.Command) func(*env, []string) error {
 			return err
 		}
 		defer r.Close()
-		tags, err := oci.Tags(r)
+		images, err := store.List(r)
 		if err != nil {
 			return err
 		}
-		names := make([]string, 0, len(tags))
-		for n := range tags {
-			names = append(names, n)
-		}
-		sort.Strings(names)
 		type row struct {
 			Name     string `json:"name"`
 			Manifest string `json:"manifest"`
 			Image    string `json:"image"`
 		}
-		rows := make([]row, 0, len(names))
-		for _, n := range names {
-			img, err := oci.LookupImage(r, n)
-			if err != nil {
-				return err
-			}
-			rows = append(rows, row{n, img.ManifestDigest, hex.EncodeToString(img.ImageID)})
+		rows := make([]row, 0, len(images))
+		for _, img := range images {
+			rows = append(rows, row{img.Name, img.ManifestDigest, hex.EncodeToString(img.ImageRefs[r.ErofsVersion()])})
 		}
 		if asJSON {
 			enc := json.NewEncoder(e.stdout)
@@ -122,16 +114,24 @@ func setupInspect(c *cli.Command) func(*env, []string) error {
 			return err
 		}
 		defer r.Close()
-		img, err := oci.LookupImage(r, args[0])
+		img, err := lookup(r, args[0])
+		if err != nil {
+			return err
+		}
+		m, err := store.Manifest(r, img.ManifestDigest)
+		if err != nil {
+			return err
+		}
+		c, err := store.Config(r, img.ConfigDigest)
 		if err != nil {
 			return err
 		}
 		switch {
 		case manifest:
-			_, err = e.stdout.Write(img.Manifest)
+			_, err = e.stdout.Write(m)
 			return err
 		case config:
-			_, err = e.stdout.Write(img.Config)
+			_, err = e.stdout.Write(c)
 			return err
 		}
 		out := struct {
@@ -141,7 +141,7 @@ func setupInspect(c *cli.Command) func(*env, []string) error {
 			Image    string          `json:"image_id,omitempty"`
 			M        json.RawMessage `json:"manifest"`
 			C        json.RawMessage `json:"config"`
-		}{img.Tag, img.ManifestDigest, img.ConfigDigest, hex.EncodeToString(img.ImageID), img.Manifest, img.Config}
+		}{img.Name, img.ManifestDigest, img.ConfigDigest, hex.EncodeToString(img.ImageRefs[r.ErofsVersion()]), m, c}
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
@@ -155,12 +155,7 @@ func setupTag(c *cli.Command) func(*env, []string) error {
 			return err
 		}
 		defer r.Close()
-		// Found and checked by its digest first: a tag names an image
-		// that is there.
-		if _, err := oci.LookupImage(r, "@"+args[0]); err != nil {
-			return err
-		}
-		return r.NameStream("oci-manifest-"+args[0], oci.TagRef(args[1]))
+		return store.Tag(r, args[0], args[1])
 	}
 }
 
@@ -171,7 +166,7 @@ func setupUntag(c *cli.Command) func(*env, []string) error {
 			return err
 		}
 		defer r.Close()
-		return r.UnnameStream(oci.TagRef(args[0]))
+		return store.Untag(r, args[0])
 	}
 }
 
@@ -228,9 +223,18 @@ func setupComputeID(c *cli.Command) func(*env, []string) error {
 
 // merged merges the layers of the image pulled as name.
 func merged(r *objects.Repository, name string) (*oci.Builder, error) {
-	img, err := oci.LookupImage(r, name)
+	img, err := lookup(r, name)
 	if err != nil {
 		return nil, err
 	}
-	return img.Merge(r)
+	return mergeLayers(r, img)
+}
+
+// lookup finds an image by name, or by its manifest digest as
+// "@sha256:HEX", as composefs-rs's cfsctl takes them.
+func lookup(r *objects.Repository, name string) (*store.Image, error) {
+	if d, ok := strings.CutPrefix(name, "@"); ok {
+		return store.Open(r, d)
+	}
+	return store.Resolve(r, name)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/oci"
 	"github.com/composefs/composefs-go/oci/source"
+	"github.com/composefs/composefs-go/oci/store"
 	"github.com/composefs/composefs-go/verity"
 )
 
@@ -74,7 +75,7 @@ func setupPull(c *cli.Command) func(*env, []string) error {
 		// downloaded nor stored again.
 		var missing []int
 		for i, l := range layers {
-			_, ok, err := repo.HasStream(oci.LayerContentID(l.DiffID))
+			_, ok, err := store.HasLayer(repo, l.DiffID)
 			if err != nil {
 				return err
 			}
@@ -91,25 +92,29 @@ func setupPull(c *cli.Command) func(*env, []string) error {
 				return err
 			}
 		}
-		b := oci.NewBuilder(repo)
-		b.WriteLayerStreams(repo)
-		for i, l := range layers {
-			ok, err := b.ApplyStoredLayer(repo, l.DiffID)
-			if err == nil && !ok {
-				err = applyLayer(ctx, b, img, i)
-			}
-			if err != nil {
+		for _, i := range missing {
+			if err := importLayer(ctx, repo, img, i); err != nil {
 				return err
 			}
 			// Its stream holds it now.
-			os.Remove(filepath.Join(blobs, source.BlobName(l.Digest)))
+			os.Remove(filepath.Join(blobs, source.BlobName(layers[i].Digest)))
+		}
+		stored, err := store.StoreImage(repo, img.Manifest(), img.Config(), "")
+		if err != nil {
+			return fmt.Errorf("%s: %w", ref, err)
+		}
+		b, err := mergeLayers(repo, stored)
+		if err != nil {
+			return err
 		}
 		id, err := b.Commit(repo, t)
 		if err != nil {
 			return fmt.Errorf("%s: %w", ref, err)
 		}
-		if _, err := b.StoreImage(repo, img.Manifest(), img.Config(), id, repo.ErofsVersion(), name); err != nil {
-			return fmt.Errorf("%s: %w", ref, err)
+		// Tagged last, with its composefs image: a name always names an
+		// image that can be mounted.
+		if err := store.SetImageID(repo, stored.ManifestDigest, repo.ErofsVersion(), id, name); err != nil {
+			return err
 		}
 		_, err = fmt.Fprintln(e.stdout, hex.EncodeToString(id))
 		return err
@@ -121,26 +126,49 @@ func setupPull(c *cli.Command) func(*env, []string) error {
 // downloads only the rest the next time.
 const blobDir = "tmp/oci-blobs"
 
-// applyLayer applies layer i of img, fetched, to b: its tar checked
-// against the blob's digest and the config's diff_id as it is read.
-func applyLayer(ctx context.Context, b *oci.Builder, img *source.Image, i int) error {
+// importLayer stores layer i of img, fetched, as its split stream: its
+// tar checked against the blob's digest and the config's diff_id as it
+// is read, and registered only when both hold.
+func importLayer(ctx context.Context, repo *objects.Repository, img *source.Image, i int) error {
 	r, err := img.OpenLayer(ctx, i)
 	if err != nil {
 		return err
 	}
-	diffID, err := b.ApplyLayer(r)
+	_, _, err = store.ImportLayer(repo, img.Layers()[i].DiffID, r)
 	// Close says whether the layer was the one the image names, also
-	// when applying it stopped early.
+	// when the import stopped early.
 	if cerr := r.Close(); cerr != nil {
 		return cerr
 	}
 	if err != nil {
 		return fmt.Errorf("%s: layer %d: %w", img.Source(), i, err)
 	}
-	if want := img.Layers()[i].DiffID; diffID != want {
-		return fmt.Errorf("%s: layer %d: its tar is %s, the config says %s", img.Source(), i, diffID, want)
-	}
 	return nil
+}
+
+// mergeLayers merges the stored image's layers, rebuilt from their
+// streams and checked against their diff_ids, into a Builder that
+// computes its files' digests and writes nothing (their objects are in
+// repo already).
+func mergeLayers(repo *objects.Repository, img *store.Image) (*oci.Builder, error) {
+	b := oci.NewBuilder(oci.DigestOnly(repo.Algorithm()))
+	for _, d := range img.DiffIDs {
+		r, err := store.LayerTar(repo, d)
+		if err != nil {
+			return nil, err
+		}
+		got, err := b.ApplyLayer(r)
+		if cerr := r.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		if err == nil && got != d {
+			err = fmt.Errorf("rebuilt as %s", got)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("layer %s: %w", d, err)
+		}
+	}
+	return b, nil
 }
 
 // createRepo opens the repository the global options name for writing,
@@ -166,12 +194,13 @@ func (e *env) createRepo() (*objects.Repository, error) {
 
 // imageOf is the composefs image id of the image pulled as name.
 func imageOf(r *objects.Repository, name string) ([]byte, error) {
-	img, err := oci.LookupImage(r, name)
+	img, err := lookup(r, name)
 	if err != nil {
 		return nil, err
 	}
-	if img.ImageID == nil {
+	id := img.ImageRefs[r.ErofsVersion()]
+	if id == nil {
 		return nil, fmt.Errorf("image %q: no composefs image of format %d in %s", name, r.ErofsVersion(), r.Path())
 	}
-	return img.ImageID, nil
+	return id, nil
 }
