@@ -21,7 +21,7 @@ import (
 //	meta.json                  format version, algorithm, feature flags
 //	objects/XX/REST            content by fs-verity digest
 //	images/<id>                -> ../objects/XX/REST, one per known image
-//	images/refs/<name>         -> ../../images/<id> (names may have slashes)
+//	images/refs/<name>         -> ../<id> (one more ../ per slash in name)
 //	streams/<content id>       -> ../objects/XX/REST, a split stream (streams.go)
 //	streams/refs/<name>        -> ../<content id> (one more ../ per slash)
 type Repository struct {

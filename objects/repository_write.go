@@ -19,8 +19,8 @@ import (
 // The write side of a composefs-rs repository, in composefs-rs' on-disk
 // form so that each reads what the other writes: objects/XX/REST named by
 // fs-verity digest, images/<id> -> ../objects/XX/REST, images/refs/<name>
-// -> ../../images/<id> (one more ../ per slash in name), and
-// streams/<name> -> ../objects/XX/REST for splitstreams (splitstream.go).
+// -> ../<id> (one more ../ per slash in name); split streams are
+// streams.go's.
 
 // CreateRepository opens the repository at dir for writing, making it
 // first when dir is missing or empty: the top directory 0700 (private, as
@@ -288,7 +288,9 @@ func (r *Repository) Tag(name string, id []byte) error {
 		return fmt.Errorf("tag %q in %s: %w", name, r.path, err)
 	}
 	defer d.Close()
-	target := strings.Repeat("../", strings.Count(name, "/")+2) + "images/" + h
+	// As composefs-rs links it: relative to images/, the directory both
+	// are in.
+	target := strings.Repeat("../", strings.Count(name, "/")+1) + h
 	if err := replaceSymlink(int(d.Fd()), last, target); err != nil {
 		return fmt.Errorf("tag %q in %s: %w", name, r.path, err)
 	}
@@ -369,7 +371,10 @@ func (r *Repository) walkRefs(d *os.File, prefix string, depth int, refs map[str
 			}
 			dir, base := filepath.Split(target)
 			id, ok := r.parseID(base)
-			if !ok || !strings.HasSuffix(dir, "images/") {
+			// composefs-rs's "../<id>" (one more ../ per slash in
+			// the name), or a path ending in images/<id>.
+			up := strings.Repeat("../", strings.Count(name, "/")+1)
+			if !ok || dir != up && !strings.HasSuffix(dir, "images/") {
 				return fmt.Errorf("images/refs/%s: target %q is not images/<id>", name, target)
 			}
 			refs[name] = id

@@ -185,10 +185,10 @@ func TestWriteImageAndRefs(t *testing.T) {
 	if err := r.Tag("plain", id); err != nil {
 		t.Fatal(err)
 	}
-	if target, err := os.Readlink(filepath.Join(dir, "images/refs/myapp/rootfs")); err != nil || target != "../../../images/"+h {
+	if target, err := os.Readlink(filepath.Join(dir, "images/refs/myapp/rootfs")); err != nil || target != "../../"+h {
 		t.Errorf("images/refs/myapp/rootfs -> %q, %v", target, err)
 	}
-	if target, err := os.Readlink(filepath.Join(dir, "images/refs/plain")); err != nil || target != "../../images/"+h {
+	if target, err := os.Readlink(filepath.Join(dir, "images/refs/plain")); err != nil || target != "../"+h {
 		t.Errorf("images/refs/plain -> %q, %v", target, err)
 	}
 
