@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/composefs/composefs-go/internal/cli"
@@ -172,6 +173,25 @@ func leafCommand(l *command) *cli.Command {
 	return cli.New("cfsctl "+l.fullName(), l.about, synopsis)
 }
 
+// listOrder is the order commands are listed in help, most used first
+// within the repository's and the images' commands; the files that
+// register them do it in no particular order.
+var listOrder = map[string][]string{
+	"":    {"init", "images", "mount", "gc", "fsck", "oci"},
+	"oci": {"pull", "images", "inspect", "tag", "untag", "dump", "compute-id", "mount"},
+}
+
+func listRank(c *command) int {
+	group := ""
+	if c.parent != nil {
+		group = c.parent.fullName()
+	}
+	if i := slices.Index(listOrder[group], c.name); i >= 0 {
+		return i
+	}
+	return len(listOrder[group])
+}
+
 // commandList is the list of commands in a help: a line each, with the
 // commands of a group after the group's own line.
 func commandList(title string, list []*command) string {
@@ -179,6 +199,8 @@ func commandList(title string, list []*command) string {
 	b.WriteString(title + "\n")
 	var add func(list []*command, indent string)
 	add = func(list []*command, indent string) {
+		list = slices.Clone(list)
+		slices.SortStableFunc(list, func(a, b *command) int { return listRank(a) - listRank(b) })
 		for _, c := range list {
 			head := c.name
 			if c.args != "" {

@@ -15,7 +15,7 @@ import (
 var ociGroup = &command{
 	name:    "oci",
 	args:    "COMMAND",
-	summary: "OCI container images:",
+	summary: "OCI container images, with these commands:",
 	about: `Pull OCI container images into the repository, name them, look into them
 and mount them. An image is stored as composefs-rs stores it: its manifest,
 config and layers as split streams, its files' content as objects shared
