@@ -24,7 +24,7 @@ BUILDDIR ?= bin
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 INSTALL ?= install
 
-COMMANDS := mkcomposefs composefs-info composefs-fuse composefs-bench
+COMMANDS := mkcomposefs composefs-info composefs-fuse composefs-bench cfsctl
 BINARIES := $(addprefix $(BUILDDIR)/,$(COMMANDS))
 MANPAGES := $(addprefix docs/man/,$(addsuffix .1,$(COMMANDS)))
 

@@ -47,7 +47,7 @@ func TestInstall(t *testing.T) {
 		t.Fatalf("make install: %v\n%s", err, out)
 	}
 	root := dest + prefix
-	for _, cmd := range []string{"mkcomposefs", "composefs-info", "composefs-fuse", "composefs-bench"} {
+	for _, cmd := range []string{"mkcomposefs", "composefs-info", "composefs-fuse", "composefs-bench", "cfsctl"} {
 		if st, err := os.Stat(filepath.Join(root, "bin", cmd)); err != nil || st.Mode().Perm() != 0o755 {
 			t.Errorf("bin/%s: %v, %v", cmd, st, err)
 		}
