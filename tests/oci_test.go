@@ -346,7 +346,7 @@ func TestOCIRootless(t *testing.T) {
 		t.Fatalf("oci pull as nobody: %v\n%s", err, out)
 	}
 	id := strings.TrimSpace(out)
-	rootRepo := filepath.Join(t.TempDir(), "repo")
+	rootRepo := filepath.Join(top, "root-repo")
 	if want := strings.TrimSpace(mustRun(t, cfsctl, "--repo", rootRepo, "oci", "pull", "--no-transform", src, "img")); id != want {
 		t.Errorf("nobody's pull made image %s, root's %s", id, want)
 	}
@@ -379,6 +379,25 @@ func TestOCIRootless(t *testing.T) {
 	}
 	if out, err := asNobodyAt(t, home, "fusermount3", "-u", mnt); err != nil {
 		t.Errorf("fusermount3 -u as nobody: %v\n%s", err, out)
+	}
+
+	// Root's repository, made readable to all, mounts for nobody too,
+	// and mounting writes nothing into it.
+	if err := os.Chmod(rootRepo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := mustRun(t, "sh", "-c", "cd "+rootRepo+" && find . -printf '%p %y %s %T@\\n' | sort")
+	if out, err := asNobodyAt(t, home, cfsctl, "--repo", rootRepo, "oci", "mount", "img", mnt); err != nil {
+		t.Fatalf("oci mount of root's repository as nobody: %v\n%s", err, out)
+	}
+	if got, err := asNobodyAt(t, home, "sh", "-c", list(mnt)); err != nil || got != want {
+		t.Errorf("nobody's mount of root's repository reads differently: %v", err)
+	}
+	if out, err := asNobodyAt(t, home, "fusermount3", "-u", mnt); err != nil {
+		t.Errorf("fusermount3 -u as nobody: %v\n%s", err, out)
+	}
+	if after := mustRun(t, "sh", "-c", "cd "+rootRepo+" && find . -printf '%p %y %s %T@\\n' | sort"); after != before {
+		t.Errorf("mounting changed the repository:\nbefore\n%s\nafter\n%s", before, after)
 	}
 }
 
