@@ -317,15 +317,24 @@ func (r *Repository) Untag(name string) error {
 		return fmt.Errorf("untag %q in %s: %w", name, r.path, err)
 	}
 	defer d.Close()
-	var st unix.Stat_t
-	if err := unix.Fstatat(int(d.Fd()), last, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := removeLink(d, last); err != nil {
 		return fmt.Errorf("untag %q in %s: %w", name, r.path, err)
+	}
+	return nil
+}
+
+// removeLink removes the symlink name from directory d, and only a
+// symlink: a ref, which names what it links to.
+func removeLink(d *os.File, name string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(d.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-		return fmt.Errorf("untag %q in %s: not a ref (not a symlink)", name, r.path)
+		return errors.New("not a ref (not a symlink)")
 	}
-	if err := unix.Unlinkat(int(d.Fd()), last, 0); err != nil {
-		return fmt.Errorf("untag %q in %s: %w", name, r.path, err)
+	if err := unix.Unlinkat(int(d.Fd()), name, 0); err != nil {
+		return err
 	}
 	return unix.Fsync(int(d.Fd()))
 }

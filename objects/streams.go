@@ -250,17 +250,10 @@ func (r *Repository) UnnameStream(name string) error {
 		return err
 	}
 	defer d.Close()
-	var st unix.Stat_t
-	if err := unix.Fstatat(int(d.Fd()), last, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := removeLink(d, last); err != nil {
 		return fmt.Errorf("stream ref %q in %s: %w", name, r.path, err)
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-		return fmt.Errorf("stream ref %q in %s: not a symlink", name, r.path)
-	}
-	if err := unix.Unlinkat(int(d.Fd()), last, 0); err != nil {
-		return fmt.Errorf("stream ref %q in %s: %w", name, r.path, err)
-	}
-	return unix.Fsync(int(d.Fd()))
+	return nil
 }
 
 // StreamRef gives the content identifier streams/refs/<name> names.

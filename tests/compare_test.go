@@ -307,15 +307,22 @@ func snapshotDiffs(ws, gs *snapshot) []string {
 
 func reportDiffs(t testing.TB, diffs []string, paths int) {
 	t.Helper()
+	reportDiffsFrom(t, "the kernel's view", diffs, paths)
+}
+
+// reportDiffsFrom fails the test for each difference from want's tree
+// (the first 40 of them), or logs that there were none.
+func reportDiffsFrom(t testing.TB, want string, diffs []string, paths int) {
+	t.Helper()
 	for i, d := range diffs {
 		if i == 40 {
 			t.Errorf("... and %d more differences", len(diffs)-i)
 			break
 		}
-		t.Errorf("differs from the kernel: %s", d)
+		t.Errorf("differs from %s: %s", want, d)
 	}
 	if len(diffs) == 0 {
-		t.Logf("%d paths identical to the kernel's view", paths)
+		t.Logf("%d paths identical to %s", paths, want)
 	}
 }
 

@@ -121,17 +121,7 @@ func withoutInodes(s *snapshot) {
 
 func reportUmociDiffs(t *testing.T, ws, gs *snapshot) {
 	t.Helper()
-	diffs := snapshotDiffs(ws, gs)
-	for i, d := range diffs {
-		if i == 40 {
-			t.Errorf("... and %d more differences", len(diffs)-i)
-			break
-		}
-		t.Errorf("differs from umoci's: %s", d)
-	}
-	if len(diffs) == 0 {
-		t.Logf("%d paths identical to umoci's", len(ws.Entries))
-	}
+	reportDiffsFrom(t, "umoci's", snapshotDiffs(ws, gs), len(ws.Entries))
 }
 
 // transformed is what composefs-rs's OCI transform makes of a tree umoci
@@ -312,24 +302,8 @@ func TestOCIRootless(t *testing.T) {
 	requireRoot(t)
 	requireTools(t, "fusermount3")
 	cfsctl := buildCmd(t, "cfsctl")
-	st, err := os.Stat("/dev/fuse")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod("/dev/fuse", 0o666); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Chmod("/dev/fuse", st.Mode().Perm()) })
-
-	top, err := os.MkdirTemp("", "composefs-oci-rootless-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(top) })
+	top := nobodyTop(t, "composefs-oci-rootless-")
 	home := filepath.Join(top, "home")
-	if err := os.Chmod(top, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.Mkdir(home, 0o755); err != nil {
 		t.Fatal(err)
 	}

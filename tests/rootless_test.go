@@ -45,24 +45,7 @@ func TestRootless(t *testing.T) {
 	}
 	bin := buildCmd(t, "composefs-fuse")
 
-	st, err := os.Stat("/dev/fuse")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod("/dev/fuse", 0o666); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Chmod("/dev/fuse", st.Mode().Perm()) })
-
-	// Everything nobody needs, in a directory nobody can reach.
-	top, err := os.MkdirTemp("", "composefs-rootless-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(top) })
-	if err := os.Chmod(top, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	top := nobodyTop(t, "composefs-rootless-")
 	v := newVerityTree(t)
 	image := filepath.Join(top, "image.cfs")
 	data, err := os.ReadFile(v.image)
@@ -102,6 +85,29 @@ func TestRootless(t *testing.T) {
 	if typ := mountedType(mnt); typ != "" {
 		t.Errorf("after fusermount3 -u, %s is still mounted (%s)", mnt, typ)
 	}
+}
+
+// nobodyTop opens /dev/fuse to everyone for the test, and makes a
+// directory everyone can reach, for what nobody needs.
+func nobodyTop(t *testing.T, prefix string) string {
+	t.Helper()
+	st, err := os.Stat("/dev/fuse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod("/dev/fuse", 0o666); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod("/dev/fuse", st.Mode().Perm()) })
+	top, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(top) })
+	if err := os.Chmod(top, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return top
 }
 
 // nobodyMountpoint makes top/mnt, owned by nobody for a mount of theirs,

@@ -174,24 +174,13 @@ func setupDump(c *cli.Command) func(*env, []string) error {
 	var tf transformFlags
 	tf.define(c)
 	return func(e *env, args []string) error {
-		t, err := tf.transform()
-		if err != nil {
-			return err
-		}
-		r, err := e.openRepo()
-		if err != nil {
-			return err
-		}
-		defer r.Close()
-		b, err := merged(r, args[0])
-		if err != nil {
-			return err
-		}
-		entries, err := b.Entries(t)
-		if err != nil {
-			return err
-		}
-		return dumpfile.WriteAll(e.stdout, entries)
+		return withMerged(e, &tf, args[0], func(r *objects.Repository, b *oci.Builder, t oci.Transform) error {
+			entries, err := b.Entries(t)
+			if err != nil {
+				return err
+			}
+			return dumpfile.WriteAll(e.stdout, entries)
+		})
 	}
 }
 
@@ -199,26 +188,34 @@ func setupComputeID(c *cli.Command) func(*env, []string) error {
 	var tf transformFlags
 	tf.define(c)
 	return func(e *env, args []string) error {
-		t, err := tf.transform()
-		if err != nil {
+		return withMerged(e, &tf, args[0], func(r *objects.Repository, b *oci.Builder, t oci.Transform) error {
+			image, err := b.Image(t, r.ErofsVersion())
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(e.stdout, hex.EncodeToString(verity.DigestBytes(r.Algorithm(), image)))
 			return err
-		}
-		r, err := e.openRepo()
-		if err != nil {
-			return err
-		}
-		defer r.Close()
-		b, err := merged(r, args[0])
-		if err != nil {
-			return err
-		}
-		image, err := b.Image(t, r.ErofsVersion())
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintln(e.stdout, hex.EncodeToString(verity.DigestBytes(r.Algorithm(), image)))
+		})
+	}
+}
+
+// withMerged runs do on the layers of the image pulled as name, merged,
+// and the transform the options say.
+func withMerged(e *env, tf *transformFlags, name string, do func(*objects.Repository, *oci.Builder, oci.Transform) error) error {
+	t, err := tf.transform()
+	if err != nil {
 		return err
 	}
+	r, err := e.openRepo()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	b, err := merged(r, name)
+	if err != nil {
+		return err
+	}
+	return do(r, b, t)
 }
 
 // merged merges the layers of the image pulled as name.

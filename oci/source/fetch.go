@@ -169,6 +169,12 @@ func (im *Image) fetchLayer(ctx context.Context, dir string, i int, l Layer, pro
 		}
 		return Failed, err
 	}
+	// A cancel that came while the last bytes were already buffered
+	// still stops the layer: a Fetch that was interrupted keeps only the
+	// layers finished before.
+	if ctx.Err() != nil {
+		return Failed, context.Cause(ctx)
+	}
 	if n != l.Size {
 		return Failed, fmt.Errorf("blob has %d bytes or more, the manifest says %d", n, l.Size)
 	}
