@@ -658,3 +658,31 @@ func TestMultiCheckedFallsThroughMismatch(t *testing.T) {
 		t.Errorf("Open: %q", got)
 	}
 }
+
+// Opens of one object at once share one fetch, and reopening a cached
+// object while another open hashes it does not make it look changed.
+func TestRemoteConcurrentOpens(t *testing.T) {
+	s := serveStore(t, verity.SHA256, 300_000)
+	cache := newCache(t, 0)
+	r := newRemote(t, s.nginx.URL, RemoteConfig{Cache: cache})
+	p := s.payloads[0]
+	for round := range 2 {
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				f, err := r.Open(p)
+				if err != nil {
+					t.Errorf("round %d: %v", round, err)
+					return
+				}
+				if !bytes.Equal(mustRead(t, f), s.data[p]) {
+					t.Errorf("round %d: wrong content", round)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if n := s.nginx.Requests(p); n != 1 {
+		t.Errorf("%d requests for one object opened 32 times", n)
+	}
+}
