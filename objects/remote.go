@@ -173,6 +173,26 @@ func OpenRemote(rawURL string, cfg RemoteConfig) (*Remote, error) {
 	}, nil
 }
 
+// OpenRemoteFile opens a Remote on the directory of the file at rawURL
+// and returns it with the file's name in it, for Open or OpenAs.
+func OpenRemoteFile(rawURL string, cfg RemoteConfig) (*Remote, string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("URL: %w", err)
+	}
+	i := strings.LastIndexByte(u.Path, '/')
+	if i < 0 || i == len(u.Path)-1 {
+		return nil, "", fmt.Errorf("URL %s: names no file", u.Redacted())
+	}
+	name := u.Path[i+1:]
+	u.Path, u.RawPath = u.Path[:i+1], ""
+	r, err := OpenRemote(u.String(), cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	return r, name, nil
+}
+
 // URL is the store's base URL, without credentials.
 func (r *Remote) URL() string { return r.shown }
 
@@ -210,6 +230,31 @@ func (r *Remote) OpenContext(ctx context.Context, payload string) (*os.File, err
 	if !named || r.cfg.NoVerify || r.cfg.Cache == nil {
 		return r.fetchUnnamed(ctx, rel, alg, digest, named && !r.cfg.NoVerify)
 	}
+	return r.openCached(ctx, r.objectURL(rel), rel, alg, digest)
+}
+
+// OpenAs opens the file name (a path beneath the store's URL) whose
+// fs-verity digest the caller knows: from the cache, where it is kept
+// under its digest ("xx/rest") like any object, else fetched, checked
+// and placed there. An image named by URL and --digest is fetched so.
+func (r *Remote) OpenAs(ctx context.Context, name string, alg verity.Algorithm, digest []byte) (*os.File, error) {
+	rel, err := cleanRelative(name)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", name, err)
+	}
+	if !alg.Valid() || len(digest) != alg.Size() {
+		return nil, fmt.Errorf("%s: digest of %d bytes for %s", name, len(digest), alg)
+	}
+	u := r.objectURL(rel)
+	if r.cfg.Cache == nil {
+		return r.fetchUnnamed(ctx, rel, alg, digest, true)
+	}
+	return r.openCached(ctx, u, PayloadForDigest(digest), alg, digest)
+}
+
+// openCached opens rel from the cache, fetching it from u first when it
+// is missing or its copy does not match digest.
+func (r *Remote) openCached(ctx context.Context, u *url.URL, rel string, alg verity.Algorithm, digest []byte) (*os.File, error) {
 	fetched := false
 	for {
 		f, err := r.cfg.Cache.open(rel)
@@ -233,9 +278,9 @@ func (r *Remote) OpenContext(ctx context.Context, payload string) (*os.File, err
 		case fetched:
 			// Placed and gone again at once: evicted by another
 			// process sharing the cache.
-			return nil, fetchErr(r.objectURL(rel), errors.New("evicted from the cache as soon as it was fetched"))
+			return nil, fetchErr(u, errors.New("evicted from the cache as soon as it was fetched"))
 		}
-		if err := r.await(ctx, rel, alg, digest); err != nil {
+		if err := r.await(ctx, u, rel, alg, digest); err != nil {
 			return nil, err
 		}
 		fetched = true
@@ -273,14 +318,14 @@ func (r *Remote) Has(payload string) (bool, error) {
 
 // await waits for the fetch of rel into the cache, starting it unless
 // one is in flight, or for ctx's end, whichever comes first.
-func (r *Remote) await(ctx context.Context, rel string, alg verity.Algorithm, digest []byte) error {
+func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.Algorithm, digest []byte) error {
 	r.mu.Lock()
 	fl, ok := r.flights[rel]
 	if !ok {
 		fl = &flight{done: make(chan struct{})}
 		r.flights[rel] = fl
 		go func() {
-			fl.err = r.fetchToCache(rel, alg, digest)
+			fl.err = r.fetchToCache(u, rel, alg, digest)
 			r.mu.Lock()
 			delete(r.flights, rel)
 			r.mu.Unlock()
@@ -296,10 +341,9 @@ func (r *Remote) await(ctx context.Context, rel string, alg verity.Algorithm, di
 	}
 }
 
-// fetchToCache fetches rel into a temporary file of the cache, checks
-// it against digest and places it.
-func (r *Remote) fetchToCache(rel string, alg verity.Algorithm, digest []byte) error {
-	u := r.objectURL(rel)
+// fetchToCache fetches u into a temporary file of the cache, checks it
+// against digest and places it as rel.
+func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, digest []byte) error {
 	tmp, err := r.cfg.Cache.tempFile(rel)
 	if err != nil {
 		return fetchErr(u, err)

@@ -686,3 +686,42 @@ func TestRemoteConcurrentOpens(t *testing.T) {
 		t.Errorf("%d requests for one object opened 32 times", n)
 	}
 }
+
+func TestRemoteOpenAs(t *testing.T) {
+	s := serveStore(t, verity.SHA256, 10)
+	data := []byte("an image, say")
+	if err := os.WriteFile(filepath.Join(s.dir, "image.cfs"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	digest := verity.DigestBytes(verity.SHA256, data)
+	cache := newCache(t, 0)
+	r, name, err := OpenRemoteFile(s.nginx.URL+"image.cfs", RemoteConfig{Cache: cache})
+	if err != nil || name != "image.cfs" || r.URL() != s.nginx.URL {
+		t.Fatalf("OpenRemoteFile: %v %q %v", r, name, err)
+	}
+	defer r.Close()
+	f, err := r.OpenAs(context.Background(), name, verity.SHA256, digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, f); !bytes.Equal(got, data) {
+		t.Fatalf("OpenAs: %q", got)
+	}
+	if !cached(cache, PayloadForDigest(digest)) {
+		t.Error("the file is not kept under its digest")
+	}
+	wrong := verity.DigestBytes(verity.SHA256, []byte("other"))
+	if _, err := r.OpenAs(context.Background(), name, verity.SHA256, wrong); !errors.Is(err, verity.ErrMismatch) {
+		t.Errorf("wrong digest: %v", err)
+	}
+	if cached(cache, PayloadForDigest(wrong)) {
+		t.Error("a file that does not match its digest entered the cache")
+	}
+	// Without a digest: fetched for the open alone.
+	if got := mustRead(t, mustOpen(t, r, name)); !bytes.Equal(got, data) {
+		t.Fatalf("Open: %q", got)
+	}
+	if _, _, err := OpenRemoteFile(s.nginx.URL, RemoteConfig{}); err == nil {
+		t.Error("a URL without a file name accepted")
+	}
+}

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/composefs/composefs-go/internal/storetest"
+	"github.com/composefs/composefs-go/verity"
 )
 
 // TestRemoteMountEqualsKernel mounts random trees whose objects come from
@@ -201,5 +203,68 @@ func TestRemoteMountSlowObject(t *testing.T) {
 	}
 	if err := <-slowDone; err != nil {
 		t.Errorf("slow file: %v", err)
+	}
+}
+
+// TestRemoteImageByURL mounts an image given by URL, with its digest
+// (checked, kept in the cache under it) and without (said to be
+// unverified), through a proxy that wants a bearer token, which never
+// shows in the mount table.
+func TestRemoteImageByURL(t *testing.T) {
+	requireRoot(t)
+	tree := genTree(22, 150)
+	objects := tempDir(t, "objects")
+	tree.putObjects(t, objects)
+	image := tree.image(t, 1)
+	data, err := os.ReadFile(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(objects, "image.cfs"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	digest := hex.EncodeToString(verity.DigestBytes(verity.SHA256, data))
+	nginx := storetest.StartNginx(t, objects)
+	proxy := storetest.StartProxy(t, nginx.URL)
+	const token = "tok-3f9a1c"
+	proxy.SetFault(func(r *http.Request, _ int) storetest.Fault {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			return storetest.Fault{Status: http.StatusUnauthorized}
+		}
+		return storetest.Fault{}
+	})
+	tokenFile := filepath.Join(tempDir(t, "secret"), "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(tempDir(t, "cache"), "objects")
+	kernel := kernelMount(t, image, objects)
+
+	fg := fuseForeground(t, proxy.URL+"image.cfs", "--digest", digest, "--basedir", proxy.URL, "--cache", cache, "--token-file", tokenFile)
+	withWatchdog(t, fg.mnt, time.Minute, func() { compareTrees(t, kernel, fg.mnt) })
+	if _, err := os.Stat(filepath.Join(cache, digest[:2], digest[2:])); err != nil {
+		t.Errorf("the image is not in the cache under its digest: %v", err)
+	}
+	if strings.Contains(fg.stderr.String(), "not verified") {
+		t.Errorf("a mount with --digest says the image is unverified:\n%s", fg.stderr.String())
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), token) {
+		t.Error("the token shows in the mount table")
+	}
+
+	fg2 := fuseForeground(t, proxy.URL+"image.cfs", "--basedir", proxy.URL, "--cache", cache, "--token-file", tokenFile)
+	withWatchdog(t, fg2.mnt, time.Minute, func() { compareTrees(t, kernel, fg2.mnt) })
+	if log := fg2.waitStderr("not verified"); !strings.Contains(log, "not verified") {
+		t.Errorf("no word that the image is unverified:\n%s", log)
+	}
+
+	// A wrong digest: no mount. No token: no mount either.
+	wrong := strings.Repeat("ab", 32)
+	if out, err := tryFuseMount(t, proxy.URL+"image.cfs", tempDir(t, "m1"), "--digest", wrong, "--basedir", proxy.URL, "--cache", cache, "--token-file", tokenFile); err == nil || !strings.Contains(out, "mismatch") {
+		t.Errorf("wrong --digest: %v\n%s", err, out)
+	}
+	if out, err := tryFuseMount(t, proxy.URL+"image.cfs", tempDir(t, "m2"), "--basedir", proxy.URL, "--cache", filepath.Join(tempDir(t, "c3"), "c")); err == nil || !strings.Contains(out, "401") {
+		t.Errorf("no token: %v\n%s", err, out)
 	}
 }
