@@ -268,3 +268,39 @@ func TestRemoteImageByURL(t *testing.T) {
 		t.Errorf("no token: %v\n%s", err, out)
 	}
 }
+
+// TestRemotePrefetch: --prefetch fetches every object into the cache in
+// the background, logging its progress (also on SIGUSR1); then the tree
+// is served whole with the server gone.
+func TestRemotePrefetch(t *testing.T) {
+	requireRoot(t)
+	tree := genTree(23, 200)
+	objects := tempDir(t, "objects")
+	tree.putObjects(t, objects)
+	nginx := storetest.StartNginx(t, objects)
+	proxy := storetest.StartProxy(t, nginx.URL)
+	proxy.SetFault(func(*http.Request, int) storetest.Fault { return storetest.Fault{Delay: 100 * time.Millisecond} })
+	image := tree.image(t, 1)
+	kernel := kernelMount(t, image, objects)
+	cache := filepath.Join(tempDir(t, "cache"), "objects")
+	fg := fuseForeground(t, image, "--basedir", proxy.URL, "--cache", cache, "--prefetch")
+	fg.waitStderr("prefetch: started")
+	fg.cmd.Process.Signal(syscall.SIGUSR1)
+	log := fg.waitStderr("prefetch: progress")
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(log, "prefetch: done") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		log = fg.stderr.String()
+	}
+	want := fmt.Sprintf("done=%d objects=%d failed=0", len(tree.objects), len(tree.objects))
+	if !strings.Contains(log, "prefetch: progress") || !strings.Contains(log, "prefetch: done "+want) {
+		t.Errorf("want a progress line and %q:\n%s", "prefetch: done "+want, log)
+	}
+	for payload := range tree.objects {
+		if _, err := os.Stat(filepath.Join(cache, payload)); err != nil {
+			t.Errorf("not prefetched: %s", payload)
+		}
+	}
+	nginx.Stop()
+	withWatchdog(t, fg.mnt, time.Minute, func() { compareTrees(t, kernel, fg.mnt) })
+}

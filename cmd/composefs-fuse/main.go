@@ -75,6 +75,7 @@ func newCommandLine() *commandLine {
 	fl.BoolVar(&s.noReadAhead, "no-read-ahead", false, "open and check objects only when their file is opened, never ahead of a directory being read through (-o noreadahead)")
 	fl.BoolVar(&s.noOpen, "no-open", false, "let the kernel open files without asking: much faster opens of cached files, but no passthrough, so large files read slower, and a missing or tampered object fails its first read rather than its open; chosen by itself when passthrough is not possible (-o noopen)")
 	fl.BoolVar(&s.checkObjects, "check-objects", false, "before mounting, look for every external file's object in the store, not only the first 16 when there are more, and say how many are missing (-o check_objects)")
+	fl.BoolVar(&s.prefetch, "prefetch", false, "once mounted, fetch every object of the image in the background, in image order, logging the progress every 10 s, on SIGUSR1 and at the end (-o prefetch)")
 	fl.BoolVar(&s.noIOUring, "no-io-uring", false, "keep all requests on /dev/fuse even where the kernel offers FUSE over io_uring (-o noiouring)")
 	return cl
 }

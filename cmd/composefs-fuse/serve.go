@@ -150,6 +150,11 @@ func serve(s *settings, logs *cli.LogHandler) (ended syscall.Signal, err error) 
 	if isDaemonChild() {
 		daemonReady()
 	}
+	if s.prefetch {
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		startPrefetch(ctx, view, store, logger)
+	}
 	conn.Wait()
 	// Background read-ahead reads the image: stop it before the image
 	// is unmapped (deferred above).
