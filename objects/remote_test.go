@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -723,5 +724,58 @@ func TestRemoteOpenAs(t *testing.T) {
 	}
 	if _, _, err := OpenRemoteFile(s.nginx.URL, RemoteConfig{}); err == nil {
 		t.Error("a URL without a file name accepted")
+	}
+}
+
+func TestRemoteRepository(t *testing.T) {
+	for _, c := range []struct {
+		alg  verity.Algorithm
+		meta string
+	}{{verity.SHA512, sha512Meta}, {verity.SHA256, ""}} {
+		t.Run(c.alg.String(), func(t *testing.T) {
+			dir, imageID, object := makeRepo(t, c.alg, c.meta)
+			os.Chmod(dir, 0o755)
+			nginx := storetest.StartNginx(t, dir)
+			cache := newCache(t, 0)
+			rr, err := OpenRemoteRepository(nginx.URL, RemoteConfig{Cache: cache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rr.Close()
+			if (rr.Meta() != nil) != (c.meta != "") {
+				t.Errorf("meta %+v", rr.Meta())
+			}
+			f, id, err := rr.OpenImage(context.Background(), imageID)
+			if err != nil || hex.EncodeToString(id) != imageID {
+				t.Fatalf("image by id: %v, id %x", err, id)
+			}
+			if got := mustRead(t, f); string(got) != "pretend this is an EROFS image" {
+				t.Errorf("image by id: %q", got)
+			}
+			f, id, err = rr.OpenImage(context.Background(), "system/app/v1")
+			if err != nil || id != nil {
+				t.Fatalf("image by ref: %v, id %x", err, id)
+			}
+			if got := mustRead(t, f); string(got) != "pretend this is an EROFS image" {
+				t.Errorf("image by ref: %q", got)
+			}
+			if got := mustRead(t, mustOpen(t, rr.Objects(), PayloadForDigest(object))); string(got) != "file content" {
+				t.Errorf("object: %q", got)
+			}
+			if _, _, err := rr.OpenImage(context.Background(), "nope"); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("missing ref: %v", err)
+			}
+			if _, _, err := rr.OpenImage(context.Background(), "../meta.json"); !errors.Is(err, ErrUnsafePath) {
+				t.Errorf("unsafe ref: %v", err)
+			}
+		})
+	}
+	// A meta.json that is not one.
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "meta.json"), `{"version": 99, "algorithm": "fsverity-sha256-12"}`)
+	os.Chmod(dir, 0o755)
+	nginx := storetest.StartNginx(t, dir)
+	if _, err := OpenRemoteRepository(nginx.URL, RemoteConfig{}); !errors.Is(err, ErrRepositoryMeta) {
+		t.Errorf("bad meta.json: %v", err)
 	}
 }

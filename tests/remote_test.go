@@ -304,3 +304,45 @@ func TestRemotePrefetch(t *testing.T) {
 	nginx.Stop()
 	withWatchdog(t, fg.mnt, time.Minute, func() { compareTrees(t, kernel, fg.mnt) })
 }
+
+// TestRemoteRepo mounts images from a composefs-rs repository served by
+// nginx, by id (checked) and by ref, and compares them with the kernel.
+func TestRemoteRepo(t *testing.T) {
+	requireRoot(t)
+	tree := genTree(24, 150)
+	repo := tempDir(t, "repo")
+	objects := filepath.Join(repo, "objects")
+	tree.putObjects(t, objects)
+	image := tree.image(t, 1)
+	data, err := os.ReadFile(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := hex.EncodeToString(verity.DigestBytes(verity.SHA256, data))
+	for _, f := range []struct{ path, content string }{
+		{"meta.json", `{"version": 1, "algorithm": "fsverity-sha256-12", "features": {"compatible": [], "read-only-compatible": ["v1_erofs"], "incompatible": []}}`},
+		{"objects/" + id[:2] + "/" + id[2:], string(data)},
+	} {
+		p := filepath.Join(repo, f.path)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(f.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Join(repo, "images", "refs"), 0o755)
+	os.Symlink("../objects/"+id[:2]+"/"+id[2:], filepath.Join(repo, "images", id))
+	os.Symlink("../"+id, filepath.Join(repo, "images", "refs", "rootfs"))
+	nginx := storetest.StartNginx(t, repo)
+	kernel := kernelMount(t, image, objects)
+	cache := filepath.Join(tempDir(t, "cache"), "objects")
+	byID := fuseForeground(t, id, "--repo", nginx.URL, "--cache", cache)
+	withWatchdog(t, byID.mnt, time.Minute, func() { compareTrees(t, kernel, byID.mnt) })
+	if strings.Contains(byID.stderr.String(), "not verified") {
+		t.Errorf("an image by id said to be unverified:\n%s", byID.stderr.String())
+	}
+	byRef := fuseForeground(t, "rootfs", "--repo", strings.TrimSuffix(nginx.URL, "/"), "--cache", cache)
+	withWatchdog(t, byRef.mnt, time.Minute, func() { compareTrees(t, kernel, byRef.mnt) })
+	if log := byRef.waitStderr("not verified"); !strings.Contains(log, "not verified") {
+		t.Errorf("an image by ref not said to be unverified:\n%s", log)
+	}
+}

@@ -65,7 +65,7 @@ func newCommandLine() *commandLine {
 	fl.StringVar(&s.caFile, "ca-file", "", "trust the certificate authorities in the PEM `FILE` too, for https stores (-o ca_file=FILE)")
 	fl.StringVar(&s.tokenFile, "token-file", "", "send the bearer token in `FILE` to URL stores (-o token_file=FILE)")
 	fl.StringVar(&s.headerFile, "header-file", "", "send the headers in `FILE` (\"Name: value\" lines) to URL stores (-o header_file=FILE)")
-	fl.StringVar(&s.repo, "repo", "", "composefs-rs repository `DIR`: objects from its store; IMAGE may be an image id or ref name in it")
+	fl.StringVar(&s.repo, "repo", "", "composefs-rs repository `DIR` or http(s):// URL: objects from its store; IMAGE may be an image id or ref name in it")
 	fl.StringVar(&s.digest, "digest", "", "the image's expected fs-verity digest `HEX`; refuse to mount on mismatch")
 	fl.StringVar(&cl.verity, "verity", "on", "check external files against their fs-verity digest: `MODE` on, require or off")
 	fl.BoolVarP(&s.foreground, "foreground", "f", false, "serve in the foreground until unmounted")

@@ -317,7 +317,30 @@ func openSources(s *settings, digest []byte, vc *verity.Cache, logger *slog.Logg
 		imagePath = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
 		closers = append(closers, func() { f.Close() })
 	}
-	if s.repo != "" {
+	if objects.IsRemote(s.repo) {
+		cfg, err := remoteCfg()
+		if err != nil {
+			return "", nil, nil, nil, nil, err
+		}
+		rr, err := objects.OpenRemoteRepository(s.repo, *cfg)
+		if err != nil {
+			return "", nil, nil, nil, nil, fmt.Errorf("--repo: %w", err)
+		}
+		closers = append(closers, func() { rr.Close() })
+		stores = append(stores, rr.Objects())
+		if !fileExists(s.image) {
+			f, id, err := rr.OpenImage(context.Background(), s.image)
+			if err != nil {
+				return "", nil, nil, nil, nil, err
+			}
+			imagePath = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+			closers = append(closers, func() { f.Close() })
+			imageID = id
+			if id == nil && digest == nil {
+				logger.Warn("image by ref fetched without --digest: it is not verified, and a tampered image can name any objects", "repo", rr.URL(), "ref", s.image)
+			}
+		}
+	} else if s.repo != "" {
 		// The objects package's errors name the repository, the image
 		// and the store directories.
 		repo, err := objects.OpenRepository(s.repo)
