@@ -261,7 +261,8 @@ func (r *Remote) openCached(ctx context.Context, u *url.URL, rel string, alg ver
 		switch {
 		case err == nil && fetched:
 			// Checked before it was placed, by this process or
-			// another one.
+			// another one: the view's check of it hashes nothing.
+			r.cfg.Verity.Remember(f, alg, digest)
 			return f, nil
 		case err == nil:
 			err = r.cfg.Verity.VerifyContext(ctx, f, alg, digest)
@@ -434,13 +435,20 @@ func (r *Remote) download(ctx context.Context, u *url.URL, f *os.File, alg verit
 		if err := f.Truncate(0); err != nil {
 			return permanent{err}
 		}
+		var h *verity.Hasher
+		if check {
+			h = verity.NewHasher(alg)
+		}
 		var err error
-		n, err = r.fetchObject(ctx, u, f)
+		n, err = r.fetchObject(ctx, u, f, h)
 		if err != nil || !check {
 			return err
 		}
-		got, err := verity.DigestFile(alg, f)
-		if err != nil {
+		var got []byte
+		if h != nil && int64(h.Size()) == n {
+			// Hashed as it came, in one piece.
+			got = h.Sum()
+		} else if got, err = verity.DigestFile(alg, f); err != nil {
 			return permanent{err}
 		}
 		if string(got) != string(digest) {
@@ -456,8 +464,13 @@ func (r *Remote) download(ctx context.Context, u *url.URL, f *os.File, alg verit
 
 // fetchObject fetches the object at u into f: one request for the first
 // range, which tells the size, then the rest in ranges several at once.
-// A server that ignores ranges sends it all in the first answer.
-func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File) (int64, error) {
+// A server that ignores ranges sends it all in the first answer. What
+// the first answer brings is written to h too, when h is not nil.
+func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File, h *verity.Hasher) (int64, error) {
+	var dst io.Writer = io.NewOffsetWriter(f, 0)
+	if h != nil {
+		dst = io.MultiWriter(dst, h)
+	}
 	resp, err := r.request(ctx, http.MethodGet, u, 0, r.cfg.RangeSize-1)
 	if err != nil {
 		return 0, err
@@ -465,7 +478,7 @@ func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File) (int64
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
-		n, err := io.Copy(io.NewOffsetWriter(f, 0), resp.Body)
+		n, err := io.Copy(dst, resp.Body)
 		if err != nil {
 			return n, bodyErr(err)
 		}
@@ -478,7 +491,7 @@ func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File) (int64
 		if err != nil || first != 0 || total < 0 {
 			return 0, fmt.Errorf("answer to a range request: Content-Range %q", resp.Header.Get("Content-Range"))
 		}
-		if err := copyRange(f, resp, first, last); err != nil {
+		if err := copyRange(dst, resp, first, last); err != nil {
 			return 0, err
 		}
 		if last+1 < total {
@@ -497,10 +510,10 @@ func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File) (int64
 }
 
 // copyRange writes the body of a 206 answer for bytes first..last of the
-// object at its offset in f.
-func copyRange(f *os.File, resp *http.Response, first, last int64) error {
+// object to w, which writes at the range's offset.
+func copyRange(w io.Writer, resp *http.Response, first, last int64) error {
 	want := last - first + 1
-	n, err := io.Copy(io.NewOffsetWriter(f, first), io.LimitReader(resp.Body, want))
+	n, err := io.Copy(w, io.LimitReader(resp.Body, want))
 	if err != nil {
 		return bodyErr(err)
 	}
@@ -561,7 +574,7 @@ func (r *Remote) fetchRange(ctx context.Context, u *url.URL, f *os.File, first, 
 	if err != nil || a != first || b != last || t != total {
 		return fmt.Errorf("asked for bytes %d-%d/%d, sent Content-Range %q", first, last, total, resp.Header.Get("Content-Range"))
 	}
-	return copyRange(f, resp, first, last)
+	return copyRange(io.NewOffsetWriter(f, first), resp, first, last)
 }
 
 // parseContentRange reads "bytes FIRST-LAST/TOTAL" or "bytes */TOTAL"
