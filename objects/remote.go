@@ -432,8 +432,15 @@ func payloadDigest(rel string) (verity.Algorithm, []byte, bool) {
 func (r *Remote) download(ctx context.Context, u *url.URL, f *os.File, alg verity.Algorithm, digest []byte, check bool) (int64, error) {
 	var n int64
 	err := r.retry(ctx, func() error {
-		if err := f.Truncate(0); err != nil {
+		// Only after a failed try: ext4 flushes a file truncated to
+		// nothing when it is closed (auto_da_alloc), which made every
+		// fetch write its object out at once.
+		if fi, err := f.Stat(); err != nil {
 			return permanent{err}
+		} else if fi.Size() > 0 {
+			if err := f.Truncate(0); err != nil {
+				return permanent{err}
+			}
 		}
 		var h *verity.Hasher
 		if check {
