@@ -485,7 +485,7 @@ func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File, h *ver
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
-		n, err := io.Copy(dst, resp.Body)
+		n, err := copyBody(dst, resp.Body)
 		if err != nil {
 			return n, bodyErr(err)
 		}
@@ -520,7 +520,7 @@ func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File, h *ver
 // object to w, which writes at the range's offset.
 func copyRange(w io.Writer, resp *http.Response, first, last int64) error {
 	want := last - first + 1
-	n, err := io.Copy(w, io.LimitReader(resp.Body, want))
+	n, err := copyBody(w, io.LimitReader(resp.Body, want))
 	if err != nil {
 		return bodyErr(err)
 	}
@@ -528,6 +528,16 @@ func copyRange(w io.Writer, resp *http.Response, first, last int64) error {
 		return fmt.Errorf("short body: %d of %d bytes at offset %d", n, want, first)
 	}
 	return nil
+}
+
+// copyBuffers are the buffers bodies are copied through: io.Copy would
+// allocate 32 KiB a fetch, garbage the collector then works for.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+func copyBody(dst io.Writer, src io.Reader) (int64, error) {
+	b := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(b)
+	return io.CopyBuffer(dst, src, *b)
 }
 
 // rangeWorkers is how many ranges of one object are fetched at once.
@@ -642,6 +652,7 @@ func (r *Remote) request(ctx context.Context, method string, u *url.URL, from, t
 	release := func() { <-r.slots }
 	rctx, cancel := context.WithCancel(ctx)
 	idle := &idleTimer{cancel: cancel, d: r.cfg.IdleTimeout}
+	idle.last.Store(time.Now().UnixNano())
 	idle.t = time.AfterFunc(idle.d, idle.fire)
 	done := func() {
 		idle.t.Stop()
@@ -679,20 +690,28 @@ func (r *Remote) request(ctx context.Context, method string, u *url.URL, from, t
 	return resp, nil
 }
 
-// idleTimer ends a request that has gone quiet for too long.
+// idleTimer ends a request that has gone quiet for too long. Bytes that
+// come only note the time (an atomic store, not a timer reset on every
+// read); when the timer fires it looks at that time, and sets itself
+// again for what is left.
 type idleTimer struct {
 	t      *time.Timer
 	d      time.Duration
 	cancel context.CancelFunc
+	last   atomic.Int64 // when bytes last came, in UnixNano
 	fired  atomic.Bool
 }
 
 func (i *idleTimer) fire() {
+	if quiet := time.Duration(time.Now().UnixNano() - i.last.Load()); quiet < i.d {
+		i.t.Reset(i.d - quiet)
+		return
+	}
 	i.fired.Store(true)
 	i.cancel()
 }
 
-// idleBody restarts the idle timer whenever bytes come.
+// idleBody notes the time whenever bytes come.
 type idleBody struct {
 	io.ReadCloser
 	idle *idleTimer
@@ -702,7 +721,7 @@ type idleBody struct {
 func (b *idleBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if n > 0 {
-		b.idle.t.Reset(b.idle.d)
+		b.idle.last.Store(time.Now().UnixNano())
 	}
 	if err != nil && err != io.EOF && b.idle.fired.Load() {
 		err = fmt.Errorf("no bytes for %s: %w", b.idle.d, errIdle)
