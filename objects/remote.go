@@ -93,6 +93,7 @@ type Remote struct {
 
 	mu      sync.Mutex
 	flights map[string]*flight
+	running sync.WaitGroup // the fetches in the background
 
 	fetched atomic.Int64
 	bytes   atomic.Int64
@@ -201,10 +202,12 @@ func (r *Remote) Stats() RemoteStats {
 	return RemoteStats{Fetched: r.fetched.Load(), Bytes: r.bytes.Load(), Failed: r.failed.Load()}
 }
 
-// Close stops the fetches in flight and lets go of idle connections. The
-// cache stays open: it is the caller's.
+// Close stops the fetches in flight, waits for them to end, and lets go
+// of idle connections. The cache stays open: it is the caller's, to close
+// once its remote stores are closed.
 func (r *Remote) Close() error {
 	r.cancel()
+	r.running.Wait()
 	r.hc.CloseIdleConnections()
 	return nil
 }
@@ -325,7 +328,9 @@ func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.A
 	if !ok {
 		fl = &flight{done: make(chan struct{})}
 		r.flights[rel] = fl
+		r.running.Add(1)
 		go func() {
+			defer r.running.Done()
 			fl.err = r.fetchToCache(u, rel, alg, digest)
 			r.mu.Lock()
 			delete(r.flights, rel)
