@@ -779,3 +779,19 @@ func TestRemoteRepository(t *testing.T) {
 		t.Errorf("bad meta.json: %v", err)
 	}
 }
+
+func FuzzBearerHeader(f *testing.F) {
+	f.Add([]byte("tok\n"))
+	f.Add([]byte(" a b "))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := BearerHeader(data)
+		if err != nil {
+			return
+		}
+		v := h.Get("Authorization")
+		tok, ok := strings.CutPrefix(v, "Bearer ")
+		if !ok || tok == "" || !printable(tok) || strings.ContainsAny(tok, " \t") {
+			t.Fatalf("%q gave %q", data, v)
+		}
+	})
+}
