@@ -51,6 +51,14 @@ func (f *FS) CheckObjects(limit int) (ObjectCount, error) {
 	return c, nil
 }
 
+// ObjectPayloads lists the distinct objects the image's external files
+// name, in the order a depth-first walk of the image meets them: what a
+// prefetch of the whole image fetches.
+func (f *FS) ObjectPayloads() ([]string, error) {
+	payloads, _, err := f.objectPayloads(0)
+	return payloads, err
+}
+
 // objectPayloads lists the distinct payloads of the image's external
 // files, in the order a depth-first walk meets them, stopping at limit of
 // them or max(4×limit, 1024) inodes (if limit is above 0); all says the walk went

@@ -31,6 +31,7 @@ type Cache struct {
 	total int64
 	lru   *list.List               // of *cachedObject, most recent first
 	byKey map[string]*list.Element // payload -> element of lru
+	subs  map[string]int           // fan-out directories held open
 }
 
 type cachedObject struct {
@@ -50,7 +51,7 @@ func OpenCache(dir string, maxBytes int64) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{flat: flat, dir: dir, max: maxBytes, lru: list.New(), byKey: map[string]*list.Element{}}
+	c := &Cache{flat: flat, dir: dir, max: maxBytes, lru: list.New(), byKey: map[string]*list.Element{}, subs: map[string]int{}}
 	if maxBytes > 0 {
 		if err := c.scan(); err != nil {
 			flat.Close()
@@ -64,7 +65,15 @@ func OpenCache(dir string, maxBytes int64) (*Cache, error) {
 func (c *Cache) Dir() string { return c.dir }
 
 // Close releases the directory.
-func (c *Cache) Close() error { return c.flat.Close() }
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	for _, fd := range c.subs {
+		unix.Close(fd)
+	}
+	c.subs = nil
+	c.mu.Unlock()
+	return c.flat.Close()
+}
 
 // Size is the bytes of the objects the cache knows it holds: all of them
 // with a size bound, those this process put there without.
@@ -126,10 +135,10 @@ func (c *Cache) open(rel string) (*os.File, error) {
 		c.lru.MoveToFront(e)
 	}
 	c.mu.Unlock()
-	// The access time orders the cache for the next process that
-	// scans it; O_NOATIME kept the open from setting it.
-	now := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_OMIT}}
-	unix.UtimesNanoAt(int(f.Fd()), "", now, unix.AT_EMPTY_PATH)
+	// No access time is set here for the next process that scans the
+	// cache: setting it changes the ctime, and an object whose ctime
+	// changes while it is hashed counts as changed (verity.Cache). The
+	// reads set it, as the mount's relatime allows.
 	return f, nil
 }
 
@@ -151,34 +160,20 @@ func (c *Cache) tempFile(rel string) (*cacheTemp, error) {
 	if len(c.flat.roots) == 0 {
 		return nil, errors.New("object cache is closed")
 	}
-	rootfd := int(c.flat.roots[0].dir.Fd())
 	sub, name, ok := cutPayload(rel)
 	if !ok {
 		return nil, fmt.Errorf("object %q: not XX/REST", rel)
 	}
-	switch err := unix.Mkdirat(rootfd, sub, 0o755); err {
-	case nil:
-		// Searchable by all whatever the umask, as in a flat store.
-		if dfd, err := openBeneath(rootfd, sub, unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks); err == nil {
-			unix.Fchmod(dfd, 0o755)
-			unix.Close(dfd)
-		}
-	case unix.EEXIST:
-	default:
-		return nil, fmt.Errorf("mkdir %s: %w", filepath.Join(c.dir, sub), err)
-	}
-	dirfd, err := openBeneath(rootfd, sub, unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
+	dirfd, err := c.subdir(sub)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", filepath.Join(c.dir, sub), err)
+		return nil, err
 	}
 	tmp, err := tempName()
 	if err != nil {
-		unix.Close(dirfd)
 		return nil, err
 	}
 	fd, err := unix.Openat(dirfd, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
-		unix.Close(dirfd)
 		return nil, fmt.Errorf("create temporary file in %s: %w", filepath.Join(c.dir, sub), err)
 	}
 	unix.Fchmod(fd, 0o644)
@@ -186,6 +181,34 @@ func (c *Cache) tempFile(rel string) (*cacheTemp, error) {
 		File: os.NewFile(uintptr(fd), filepath.Join(c.dir, sub, tmp)),
 		c:    c, dirfd: dirfd, tmp: tmp, name: name, rel: rel,
 	}, nil
+}
+
+// subdir is the fan-out directory sub, made when missing, opened beneath
+// the root once and held (256 of them at most) while the cache is open.
+func (c *Cache) subdir(sub string) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if fd, ok := c.subs[sub]; ok {
+		return fd, nil
+	}
+	if len(c.flat.roots) == 0 {
+		return -1, errors.New("object cache is closed")
+	}
+	rootfd := int(c.flat.roots[0].dir.Fd())
+	switch err := unix.Mkdirat(rootfd, sub, 0o755); err {
+	case nil, unix.EEXIST:
+	default:
+		return -1, fmt.Errorf("mkdir %s: %w", filepath.Join(c.dir, sub), err)
+	}
+	fd, err := openBeneath(rootfd, sub, unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", filepath.Join(c.dir, sub), err)
+	}
+	// Searchable by all whatever the umask, as in a flat store: whether
+	// others reach the objects is the top directory's mode's business.
+	unix.Fchmod(fd, 0o755)
+	c.subs[sub] = fd
+	return fd, nil
 }
 
 // cacheTemp is an object being fetched into the cache.
@@ -215,7 +238,6 @@ func (t *cacheTemp) place() error {
 		unix.Unlinkat(t.dirfd, t.tmp, 0)
 		err = fmt.Errorf("rename into %s: %w", filepath.Join(t.c.dir, t.rel), err)
 	}
-	unix.Close(t.dirfd)
 	return err
 }
 
@@ -223,7 +245,6 @@ func (t *cacheTemp) place() error {
 func (t *cacheTemp) drop() {
 	t.File.Close()
 	unix.Unlinkat(t.dirfd, t.tmp, 0)
-	unix.Close(t.dirfd)
 }
 
 // added notes a new object, and evicts what the size bound says must go.

@@ -93,6 +93,7 @@ type Remote struct {
 
 	mu      sync.Mutex
 	flights map[string]*flight
+	running sync.WaitGroup // the fetches in the background
 
 	fetched atomic.Int64
 	bytes   atomic.Int64
@@ -173,6 +174,26 @@ func OpenRemote(rawURL string, cfg RemoteConfig) (*Remote, error) {
 	}, nil
 }
 
+// OpenRemoteFile opens a Remote on the directory of the file at rawURL
+// and returns it with the file's name in it, for Open or OpenAs.
+func OpenRemoteFile(rawURL string, cfg RemoteConfig) (*Remote, string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("URL: %w", err)
+	}
+	i := strings.LastIndexByte(u.Path, '/')
+	if i < 0 || i == len(u.Path)-1 {
+		return nil, "", fmt.Errorf("URL %s: names no file", u.Redacted())
+	}
+	name := u.Path[i+1:]
+	u.Path, u.RawPath = u.Path[:i+1], ""
+	r, err := OpenRemote(u.String(), cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	return r, name, nil
+}
+
 // URL is the store's base URL, without credentials.
 func (r *Remote) URL() string { return r.shown }
 
@@ -181,10 +202,12 @@ func (r *Remote) Stats() RemoteStats {
 	return RemoteStats{Fetched: r.fetched.Load(), Bytes: r.bytes.Load(), Failed: r.failed.Load()}
 }
 
-// Close stops the fetches in flight and lets go of idle connections. The
-// cache stays open: it is the caller's.
+// Close stops the fetches in flight, waits for them to end, and lets go
+// of idle connections. The cache stays open: it is the caller's, to close
+// once its remote stores are closed.
 func (r *Remote) Close() error {
 	r.cancel()
+	r.running.Wait()
 	r.hc.CloseIdleConnections()
 	return nil
 }
@@ -210,13 +233,39 @@ func (r *Remote) OpenContext(ctx context.Context, payload string) (*os.File, err
 	if !named || r.cfg.NoVerify || r.cfg.Cache == nil {
 		return r.fetchUnnamed(ctx, rel, alg, digest, named && !r.cfg.NoVerify)
 	}
+	return r.openCached(ctx, r.objectURL(rel), rel, alg, digest)
+}
+
+// OpenAs opens the file name (a path beneath the store's URL) whose
+// fs-verity digest the caller knows: from the cache, where it is kept
+// under its digest ("xx/rest") like any object, else fetched, checked
+// and placed there. An image named by URL and --digest is fetched so.
+func (r *Remote) OpenAs(ctx context.Context, name string, alg verity.Algorithm, digest []byte) (*os.File, error) {
+	rel, err := cleanRelative(name)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", name, err)
+	}
+	if !alg.Valid() || len(digest) != alg.Size() {
+		return nil, fmt.Errorf("%s: digest of %d bytes for %s", name, len(digest), alg)
+	}
+	u := r.objectURL(rel)
+	if r.cfg.Cache == nil {
+		return r.fetchUnnamed(ctx, rel, alg, digest, true)
+	}
+	return r.openCached(ctx, u, PayloadForDigest(digest), alg, digest)
+}
+
+// openCached opens rel from the cache, fetching it from u first when it
+// is missing or its copy does not match digest.
+func (r *Remote) openCached(ctx context.Context, u *url.URL, rel string, alg verity.Algorithm, digest []byte) (*os.File, error) {
 	fetched := false
 	for {
 		f, err := r.cfg.Cache.open(rel)
 		switch {
 		case err == nil && fetched:
 			// Checked before it was placed, by this process or
-			// another one.
+			// another one: the view's check of it hashes nothing.
+			r.cfg.Verity.Remember(f, alg, digest)
 			return f, nil
 		case err == nil:
 			err = r.cfg.Verity.VerifyContext(ctx, f, alg, digest)
@@ -233,9 +282,9 @@ func (r *Remote) OpenContext(ctx context.Context, payload string) (*os.File, err
 		case fetched:
 			// Placed and gone again at once: evicted by another
 			// process sharing the cache.
-			return nil, fetchErr(r.objectURL(rel), errors.New("evicted from the cache as soon as it was fetched"))
+			return nil, fetchErr(u, errors.New("evicted from the cache as soon as it was fetched"))
 		}
-		if err := r.await(ctx, rel, alg, digest); err != nil {
+		if err := r.await(ctx, u, rel, alg, digest); err != nil {
 			return nil, err
 		}
 		fetched = true
@@ -273,14 +322,16 @@ func (r *Remote) Has(payload string) (bool, error) {
 
 // await waits for the fetch of rel into the cache, starting it unless
 // one is in flight, or for ctx's end, whichever comes first.
-func (r *Remote) await(ctx context.Context, rel string, alg verity.Algorithm, digest []byte) error {
+func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.Algorithm, digest []byte) error {
 	r.mu.Lock()
 	fl, ok := r.flights[rel]
 	if !ok {
 		fl = &flight{done: make(chan struct{})}
 		r.flights[rel] = fl
+		r.running.Add(1)
 		go func() {
-			fl.err = r.fetchToCache(rel, alg, digest)
+			defer r.running.Done()
+			fl.err = r.fetchToCache(u, rel, alg, digest)
 			r.mu.Lock()
 			delete(r.flights, rel)
 			r.mu.Unlock()
@@ -296,10 +347,9 @@ func (r *Remote) await(ctx context.Context, rel string, alg verity.Algorithm, di
 	}
 }
 
-// fetchToCache fetches rel into a temporary file of the cache, checks
-// it against digest and places it.
-func (r *Remote) fetchToCache(rel string, alg verity.Algorithm, digest []byte) error {
-	u := r.objectURL(rel)
+// fetchToCache fetches u into a temporary file of the cache, checks it
+// against digest and places it as rel.
+func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, digest []byte) error {
 	tmp, err := r.cfg.Cache.tempFile(rel)
 	if err != nil {
 		return fetchErr(u, err)
@@ -387,16 +437,30 @@ func payloadDigest(rel string) (verity.Algorithm, []byte, bool) {
 func (r *Remote) download(ctx context.Context, u *url.URL, f *os.File, alg verity.Algorithm, digest []byte, check bool) (int64, error) {
 	var n int64
 	err := r.retry(ctx, func() error {
-		if err := f.Truncate(0); err != nil {
+		// Only after a failed try: ext4 flushes a file truncated to
+		// nothing when it is closed (auto_da_alloc), which made every
+		// fetch write its object out at once.
+		if fi, err := f.Stat(); err != nil {
 			return permanent{err}
+		} else if fi.Size() > 0 {
+			if err := f.Truncate(0); err != nil {
+				return permanent{err}
+			}
+		}
+		var h *verity.Hasher
+		if check {
+			h = verity.NewHasher(alg)
 		}
 		var err error
-		n, err = r.fetchObject(ctx, u, f)
+		n, err = r.fetchObject(ctx, u, f, h)
 		if err != nil || !check {
 			return err
 		}
-		got, err := verity.DigestFile(alg, f)
-		if err != nil {
+		var got []byte
+		if h != nil && int64(h.Size()) == n {
+			// Hashed as it came, in one piece.
+			got = h.Sum()
+		} else if got, err = verity.DigestFile(alg, f); err != nil {
 			return permanent{err}
 		}
 		if string(got) != string(digest) {
@@ -412,8 +476,13 @@ func (r *Remote) download(ctx context.Context, u *url.URL, f *os.File, alg verit
 
 // fetchObject fetches the object at u into f: one request for the first
 // range, which tells the size, then the rest in ranges several at once.
-// A server that ignores ranges sends it all in the first answer.
-func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File) (int64, error) {
+// A server that ignores ranges sends it all in the first answer. What
+// the first answer brings is written to h too, when h is not nil.
+func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File, h *verity.Hasher) (int64, error) {
+	var dst io.Writer = io.NewOffsetWriter(f, 0)
+	if h != nil {
+		dst = io.MultiWriter(dst, h)
+	}
 	resp, err := r.request(ctx, http.MethodGet, u, 0, r.cfg.RangeSize-1)
 	if err != nil {
 		return 0, err
@@ -421,7 +490,7 @@ func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File) (int64
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
-		n, err := io.Copy(io.NewOffsetWriter(f, 0), resp.Body)
+		n, err := copyBody(dst, resp.Body)
 		if err != nil {
 			return n, bodyErr(err)
 		}
@@ -434,7 +503,7 @@ func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File) (int64
 		if err != nil || first != 0 || total < 0 {
 			return 0, fmt.Errorf("answer to a range request: Content-Range %q", resp.Header.Get("Content-Range"))
 		}
-		if err := copyRange(f, resp, first, last); err != nil {
+		if err := copyRange(dst, resp, first, last); err != nil {
 			return 0, err
 		}
 		if last+1 < total {
@@ -453,10 +522,10 @@ func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File) (int64
 }
 
 // copyRange writes the body of a 206 answer for bytes first..last of the
-// object at its offset in f.
-func copyRange(f *os.File, resp *http.Response, first, last int64) error {
+// object to w, which writes at the range's offset.
+func copyRange(w io.Writer, resp *http.Response, first, last int64) error {
 	want := last - first + 1
-	n, err := io.Copy(io.NewOffsetWriter(f, first), io.LimitReader(resp.Body, want))
+	n, err := copyBody(w, io.LimitReader(resp.Body, want))
 	if err != nil {
 		return bodyErr(err)
 	}
@@ -464,6 +533,16 @@ func copyRange(f *os.File, resp *http.Response, first, last int64) error {
 		return fmt.Errorf("short body: %d of %d bytes at offset %d", n, want, first)
 	}
 	return nil
+}
+
+// copyBuffers are the buffers bodies are copied through: io.Copy would
+// allocate 32 KiB a fetch, garbage the collector then works for.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+func copyBody(dst io.Writer, src io.Reader) (int64, error) {
+	b := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(b)
+	return io.CopyBuffer(dst, src, *b)
 }
 
 // rangeWorkers is how many ranges of one object are fetched at once.
@@ -517,7 +596,7 @@ func (r *Remote) fetchRange(ctx context.Context, u *url.URL, f *os.File, first, 
 	if err != nil || a != first || b != last || t != total {
 		return fmt.Errorf("asked for bytes %d-%d/%d, sent Content-Range %q", first, last, total, resp.Header.Get("Content-Range"))
 	}
-	return copyRange(f, resp, first, last)
+	return copyRange(io.NewOffsetWriter(f, first), resp, first, last)
 }
 
 // parseContentRange reads "bytes FIRST-LAST/TOTAL" or "bytes */TOTAL"
@@ -578,6 +657,7 @@ func (r *Remote) request(ctx context.Context, method string, u *url.URL, from, t
 	release := func() { <-r.slots }
 	rctx, cancel := context.WithCancel(ctx)
 	idle := &idleTimer{cancel: cancel, d: r.cfg.IdleTimeout}
+	idle.last.Store(time.Now().UnixNano())
 	idle.t = time.AfterFunc(idle.d, idle.fire)
 	done := func() {
 		idle.t.Stop()
@@ -615,20 +695,28 @@ func (r *Remote) request(ctx context.Context, method string, u *url.URL, from, t
 	return resp, nil
 }
 
-// idleTimer ends a request that has gone quiet for too long.
+// idleTimer ends a request that has gone quiet for too long. Bytes that
+// come only note the time (an atomic store, not a timer reset on every
+// read); when the timer fires it looks at that time, and sets itself
+// again for what is left.
 type idleTimer struct {
 	t      *time.Timer
 	d      time.Duration
 	cancel context.CancelFunc
+	last   atomic.Int64 // when bytes last came, in UnixNano
 	fired  atomic.Bool
 }
 
 func (i *idleTimer) fire() {
+	if quiet := time.Duration(time.Now().UnixNano() - i.last.Load()); quiet < i.d {
+		i.t.Reset(i.d - quiet)
+		return
+	}
 	i.fired.Store(true)
 	i.cancel()
 }
 
-// idleBody restarts the idle timer whenever bytes come.
+// idleBody notes the time whenever bytes come.
 type idleBody struct {
 	io.ReadCloser
 	idle *idleTimer
@@ -638,7 +726,7 @@ type idleBody struct {
 func (b *idleBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if n > 0 {
-		b.idle.t.Reset(b.idle.d)
+		b.idle.last.Store(time.Now().UnixNano())
 	}
 	if err != nil && err != io.EOF && b.idle.fired.Load() {
 		err = fmt.Errorf("no bytes for %s: %w", b.idle.d, errIdle)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -657,4 +658,140 @@ func TestMultiCheckedFallsThroughMismatch(t *testing.T) {
 	if got := mustRead(t, mustOpen(t, m, p)); string(got) != "damaged" {
 		t.Errorf("Open: %q", got)
 	}
+}
+
+// Opens of one object at once share one fetch, and reopening a cached
+// object while another open hashes it does not make it look changed.
+func TestRemoteConcurrentOpens(t *testing.T) {
+	s := serveStore(t, verity.SHA256, 300_000)
+	cache := newCache(t, 0)
+	r := newRemote(t, s.nginx.URL, RemoteConfig{Cache: cache})
+	p := s.payloads[0]
+	for round := range 2 {
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				f, err := r.Open(p)
+				if err != nil {
+					t.Errorf("round %d: %v", round, err)
+					return
+				}
+				if !bytes.Equal(mustRead(t, f), s.data[p]) {
+					t.Errorf("round %d: wrong content", round)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if n := s.nginx.Requests(p); n != 1 {
+		t.Errorf("%d requests for one object opened 32 times", n)
+	}
+}
+
+func TestRemoteOpenAs(t *testing.T) {
+	s := serveStore(t, verity.SHA256, 10)
+	data := []byte("an image, say")
+	if err := os.WriteFile(filepath.Join(s.dir, "image.cfs"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	digest := verity.DigestBytes(verity.SHA256, data)
+	cache := newCache(t, 0)
+	r, name, err := OpenRemoteFile(s.nginx.URL+"image.cfs", RemoteConfig{Cache: cache})
+	if err != nil || name != "image.cfs" || r.URL() != s.nginx.URL {
+		t.Fatalf("OpenRemoteFile: %v %q %v", r, name, err)
+	}
+	defer r.Close()
+	f, err := r.OpenAs(context.Background(), name, verity.SHA256, digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, f); !bytes.Equal(got, data) {
+		t.Fatalf("OpenAs: %q", got)
+	}
+	if !cached(cache, PayloadForDigest(digest)) {
+		t.Error("the file is not kept under its digest")
+	}
+	wrong := verity.DigestBytes(verity.SHA256, []byte("other"))
+	if _, err := r.OpenAs(context.Background(), name, verity.SHA256, wrong); !errors.Is(err, verity.ErrMismatch) {
+		t.Errorf("wrong digest: %v", err)
+	}
+	if cached(cache, PayloadForDigest(wrong)) {
+		t.Error("a file that does not match its digest entered the cache")
+	}
+	// Without a digest: fetched for the open alone.
+	if got := mustRead(t, mustOpen(t, r, name)); !bytes.Equal(got, data) {
+		t.Fatalf("Open: %q", got)
+	}
+	if _, _, err := OpenRemoteFile(s.nginx.URL, RemoteConfig{}); err == nil {
+		t.Error("a URL without a file name accepted")
+	}
+}
+
+func TestRemoteRepository(t *testing.T) {
+	for _, c := range []struct {
+		alg  verity.Algorithm
+		meta string
+	}{{verity.SHA512, sha512Meta}, {verity.SHA256, ""}} {
+		t.Run(c.alg.String(), func(t *testing.T) {
+			dir, imageID, object := makeRepo(t, c.alg, c.meta)
+			os.Chmod(dir, 0o755)
+			nginx := storetest.StartNginx(t, dir)
+			cache := newCache(t, 0)
+			rr, err := OpenRemoteRepository(nginx.URL, RemoteConfig{Cache: cache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rr.Close()
+			if (rr.Meta() != nil) != (c.meta != "") {
+				t.Errorf("meta %+v", rr.Meta())
+			}
+			f, id, err := rr.OpenImage(context.Background(), imageID)
+			if err != nil || hex.EncodeToString(id) != imageID {
+				t.Fatalf("image by id: %v, id %x", err, id)
+			}
+			if got := mustRead(t, f); string(got) != "pretend this is an EROFS image" {
+				t.Errorf("image by id: %q", got)
+			}
+			f, id, err = rr.OpenImage(context.Background(), "system/app/v1")
+			if err != nil || id != nil {
+				t.Fatalf("image by ref: %v, id %x", err, id)
+			}
+			if got := mustRead(t, f); string(got) != "pretend this is an EROFS image" {
+				t.Errorf("image by ref: %q", got)
+			}
+			if got := mustRead(t, mustOpen(t, rr.Objects(), PayloadForDigest(object))); string(got) != "file content" {
+				t.Errorf("object: %q", got)
+			}
+			if _, _, err := rr.OpenImage(context.Background(), "nope"); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("missing ref: %v", err)
+			}
+			if _, _, err := rr.OpenImage(context.Background(), "../meta.json"); !errors.Is(err, ErrUnsafePath) {
+				t.Errorf("unsafe ref: %v", err)
+			}
+		})
+	}
+	// A meta.json that is not one.
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "meta.json"), `{"version": 99, "algorithm": "fsverity-sha256-12"}`)
+	os.Chmod(dir, 0o755)
+	nginx := storetest.StartNginx(t, dir)
+	if _, err := OpenRemoteRepository(nginx.URL, RemoteConfig{}); !errors.Is(err, ErrRepositoryMeta) {
+		t.Errorf("bad meta.json: %v", err)
+	}
+}
+
+func FuzzBearerHeader(f *testing.F) {
+	f.Add([]byte("tok\n"))
+	f.Add([]byte(" a b "))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := BearerHeader(data)
+		if err != nil {
+			return
+		}
+		v := h.Get("Authorization")
+		tok, ok := strings.CutPrefix(v, "Bearer ")
+		if !ok || tok == "" || !printable(tok) || strings.ContainsAny(tok, " \t") {
+			t.Fatalf("%q gave %q", data, v)
+		}
+	})
 }

@@ -182,6 +182,29 @@ func (c *Cache) evictLocked() {
 	}
 }
 
+// Remember records digest as f's fs-verity digest while f is unchanged,
+// for a caller that has just computed it over exactly f's content (a file
+// it wrote, checked and renamed into place): the next Verify of f hashes
+// nothing. A digest already cached for f is kept.
+func (c *Cache) Remember(f *os.File, alg Algorithm, digest []byte) error {
+	if !alg.Valid() || len(digest) != alg.Size() {
+		return fmt.Errorf("%s: digest of %d bytes for %s", f.Name(), len(digest), alg)
+	}
+	key, _, err := keyOf(f, alg)
+	if err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	close(done)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[key]; !ok {
+		c.evictLocked()
+		c.m[key] = &cacheEntry{done: done, digest: bytes.Clone(digest)}
+	}
+	return nil
+}
+
 // Len is the number of digests cached.
 func (c *Cache) Len() int {
 	c.mu.Lock()

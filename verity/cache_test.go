@@ -288,3 +288,36 @@ func TestVerifyContextStops(t *testing.T) {
 		t.Errorf("%d entries cached from cancelled hashes", n)
 	}
 }
+
+func TestCacheRemember(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte("content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// A remembered digest is taken as it is, without hashing: so a
+	// wrong one shows that nothing was hashed.
+	claimed := DigestBytes(SHA256, []byte("other"))
+	if err := NewCache().Remember(f, SHA256, claimed[:5]); err == nil {
+		t.Error("a short digest remembered")
+	}
+	cache := NewCache()
+	if err := cache.Remember(f, SHA256, claimed); err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.Verify(f, SHA256, claimed); err != nil {
+		t.Errorf("remembered digest not used: %v", err)
+	}
+	// Once the file changes, it is hashed again.
+	time.Sleep(10 * time.Millisecond)
+	if err := os.WriteFile(p, []byte("content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.Verify(f, SHA256, claimed); !errors.Is(err, ErrMismatch) {
+		t.Errorf("changed file: %v, want a mismatch", err)
+	}
+}

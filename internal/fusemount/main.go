@@ -76,7 +76,7 @@ func defineOptions(c *cli.Command) *commandLine {
 	fl.StringVar(&s.caFile, "ca-file", "", "trust the certificate authorities in the PEM `FILE` too, for https stores (-o ca_file=FILE)")
 	fl.StringVar(&s.tokenFile, "token-file", "", "send the bearer token in `FILE` to URL stores (-o token_file=FILE)")
 	fl.StringVar(&s.headerFile, "header-file", "", "send the headers in `FILE` (\"Name: value\" lines) to URL stores (-o header_file=FILE)")
-	fl.StringVar(&s.repo, "repo", "", "composefs-rs repository `DIR`: objects from its store; IMAGE may be an image id or ref name in it")
+	fl.StringVar(&s.repo, "repo", "", "composefs-rs repository `DIR` or http(s):// URL: objects from its store; IMAGE may be an image id or ref name in it")
 	fl.StringVar(&s.digest, "digest", "", "the image's expected fs-verity digest `HEX`; refuse to mount on mismatch")
 	fl.StringVar(&cl.verity, "verity", "on", "check external files against their fs-verity digest: `MODE` on, require or off")
 	fl.BoolVarP(&s.foreground, "foreground", "f", false, "serve in the foreground until unmounted")
@@ -86,6 +86,7 @@ func defineOptions(c *cli.Command) *commandLine {
 	fl.BoolVar(&s.noReadAhead, "no-read-ahead", false, "open and check objects only when their file is opened, never ahead of a directory being read through (-o noreadahead)")
 	fl.BoolVar(&s.noOpen, "no-open", false, "let the kernel open files without asking: much faster opens of cached files, but no passthrough, so large files read slower, and a missing or tampered object fails its first read rather than its open; chosen by itself when passthrough is not possible (-o noopen)")
 	fl.BoolVar(&s.checkObjects, "check-objects", false, "before mounting, look for every external file's object in the store, not only the first 16 when there are more, and say how many are missing (-o check_objects)")
+	fl.BoolVar(&s.prefetch, "prefetch", false, "once mounted, fetch every object of the image in the background, in image order, logging the progress every 10 s, on SIGUSR1 and at the end (-o prefetch)")
 	fl.BoolVar(&s.noIOUring, "no-io-uring", false, "keep all requests on /dev/fuse even where the kernel offers FUSE over io_uring (-o noiouring)")
 	return cl
 }

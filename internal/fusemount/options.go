@@ -24,6 +24,7 @@ type settings struct {
 	noIOUring         bool
 	noOpen            bool
 	checkObjects      bool
+	prefetch          bool
 	logFile           string
 	// Remote stores: where fetched objects are kept and how many bytes
 	// of them at most (0: no bound), and the files that hold the
@@ -107,6 +108,8 @@ func (s *settings) addOptions(arg string) error {
 			s.noOpen = true
 		case key == "check_objects" && !hasVal:
 			s.checkObjects = true
+		case key == "prefetch" && !hasVal:
+			s.prefetch = true
 		case kernelFlags[key] && !hasVal:
 			s.mountFlags = append(s.mountFlags, key)
 		case ignoredOptions[key] && !hasVal,

@@ -1,12 +1,14 @@
 package fusemount
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"log/syslog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -72,20 +74,24 @@ func serve(s *settings, logs *cli.LogHandler) (ended syscall.Signal, err error) 
 		return 0, err
 	}
 	defer closeLog()
+	digest, err := imageDigest(s.digest, nil)
+	if err != nil {
+		return 0, err
+	}
 	vc := verity.NewCache()
-	imagePath, store, storeDirs, imageID, closeSources, err := openSources(s, vc, logger)
+	imagePath, store, storeDirs, imageID, closeSources, err := openSources(s, digest, vc, logger)
 	if err != nil {
 		return 0, err
 	}
 	defer closeSources()
-	digest, err := imageDigest(s.digest, imageID)
-	if err != nil {
-		return 0, err
+	if digest == nil {
+		digest = imageID
 	}
 	view, err := composefs.Open(imagePath, composefs.Config{Store: store, Verity: s.verity, Cache: vc, ImageDigest: digest})
 	if err != nil {
-		// IMAGE as given, not the /proc/self/fd path of a repository's.
-		return 0, fmt.Errorf("%s: %w", s.image, errpath.Cause(err, imagePath))
+		// IMAGE as given, not the /proc/self/fd path of a repository's
+		// or a fetched one, and without credentials.
+		return 0, fmt.Errorf("%s: %w", redactURL(s.image), errpath.Cause(err, imagePath))
 	}
 	defer view.Close()
 	// The object check runs while the mount is made, which is mostly
@@ -100,6 +106,9 @@ func serve(s *settings, logs *cli.LogHandler) (ended syscall.Signal, err error) 
 	fusefs.RaiseFileLimit()
 	fsys := fusefs.New(view, fusefs.Config{Logger: logger, NoReadAhead: s.noReadAhead, NoOpen: s.noOpen})
 	fsname := s.fsname
+	if fsname == "" && objects.IsRemote(s.image) {
+		fsname = redactURL(s.image)
+	}
 	if fsname == "" {
 		fsname = s.image
 		if abs, err := filepath.Abs(s.image); err == nil && fileExists(s.image) {
@@ -140,6 +149,11 @@ func serve(s *settings, logs *cli.LogHandler) (ended syscall.Signal, err error) 
 	moveLog()
 	if isDaemonChild() {
 		daemonReady()
+	}
+	if s.prefetch {
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		startPrefetch(ctx, view, store, logger)
 	}
 	conn.Wait()
 	// Background read-ahead reads the image: stop it before the image
@@ -264,21 +278,69 @@ func startProfiles() (stop func(), err error) {
 // URLs alike. With --repo, IMAGE may name an image in the repository
 // rather than a file; imageID is set when it names it by its id. vc
 // remembers the digests of objects checked, shared with the view.
-func openSources(s *settings, vc *verity.Cache, logger *slog.Logger) (imagePath string, store objects.Store, dirs []string, imageID []byte, closeAll func(), err error) {
+func openSources(s *settings, digest []byte, vc *verity.Cache, logger *slog.Logger) (imagePath string, store objects.Store, dirs []string, imageID []byte, closeAll func(), err error) {
 	var closers []func()
-	closeAll = func() {
+	closeEach := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
 	}
 	defer func() {
 		if err != nil {
-			closeAll()
+			closeEach()
 		}
 	}()
+	var remote *objects.RemoteConfig
+	remoteCfg := func() (*objects.RemoteConfig, error) {
+		if remote == nil {
+			cfg, closeCache, err := remoteConfig(s, vc)
+			if err != nil {
+				return nil, err
+			}
+			closers = append(closers, closeCache)
+			remote = &cfg
+			dirs = append(dirs, cfg.Cache.Dir())
+		}
+		return remote, nil
+	}
 	var stores []objects.Store
 	imagePath = s.image
-	if s.repo != "" {
+	if objects.IsRemote(s.image) && s.repo == "" {
+		cfg, err := remoteCfg()
+		if err != nil {
+			return "", nil, nil, nil, nil, err
+		}
+		f, err := fetchImage(s.image, digest, *cfg, logger)
+		if err != nil {
+			return "", nil, nil, nil, nil, err
+		}
+		imagePath = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+		closers = append(closers, func() { f.Close() })
+	}
+	if objects.IsRemote(s.repo) {
+		cfg, err := remoteCfg()
+		if err != nil {
+			return "", nil, nil, nil, nil, err
+		}
+		rr, err := objects.OpenRemoteRepository(s.repo, *cfg)
+		if err != nil {
+			return "", nil, nil, nil, nil, fmt.Errorf("--repo: %w", err)
+		}
+		closers = append(closers, func() { rr.Close() })
+		stores = append(stores, rr.Objects())
+		if !fileExists(s.image) {
+			f, id, err := rr.OpenImage(context.Background(), s.image)
+			if err != nil {
+				return "", nil, nil, nil, nil, err
+			}
+			imagePath = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+			closers = append(closers, func() { f.Close() })
+			imageID = id
+			if id == nil && digest == nil {
+				logger.Warn("image by ref fetched without --digest: it is not verified, and a tampered image can name any objects", "repo", rr.URL(), "ref", s.image)
+			}
+		}
+	} else if s.repo != "" {
 		// The objects package's errors name the repository, the image
 		// and the store directories.
 		repo, err := objects.OpenRepository(s.repo)
@@ -299,17 +361,11 @@ func openSources(s *settings, vc *verity.Cache, logger *slog.Logger) (imagePath 
 			imageID, _ = repo.ImageID(s.image)
 		}
 	}
-	var remote *objects.RemoteConfig
 	for _, b := range s.basedirs {
 		if objects.IsRemote(b) {
-			if remote == nil {
-				cfg, closeCache, err := remoteConfig(s, vc)
-				if err != nil {
-					return "", nil, nil, nil, nil, err
-				}
-				closers = append(closers, closeCache)
-				remote = &cfg
-				dirs = append(dirs, cfg.Cache.Dir())
+			remote, err := remoteCfg()
+			if err != nil {
+				return "", nil, nil, nil, nil, err
 			}
 			r, err := objects.OpenRemote(b, *remote)
 			if err != nil {
@@ -335,7 +391,47 @@ func openSources(s *settings, vc *verity.Cache, logger *slog.Logger) (imagePath 
 	default:
 		store = objects.Multi(stores...)
 	}
-	return imagePath, store, dirs, imageID, closeAll, nil
+	return imagePath, store, dirs, imageID, closeEach, nil
+}
+
+// fetchImage fetches the image at rawURL whole: with its digest into the
+// cache, where it is kept under it, else for this mount alone, said to be
+// unverified (a tampered image can name any objects). The view checks the
+// digest again over the bytes it loads and serves.
+func fetchImage(rawURL string, digest []byte, cfg objects.RemoteConfig, logger *slog.Logger) (*os.File, error) {
+	r, name, err := objects.OpenRemoteFile(rawURL, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("image: %w", err)
+	}
+	defer r.Close()
+	if digest == nil {
+		logger.Warn("image fetched without --digest: it is not verified, and a tampered image can name any objects", "url", redactURL(rawURL))
+		f, err := r.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("image: %w", err)
+		}
+		return f, nil
+	}
+	alg, _ := verity.AlgorithmForDigestSize(len(digest))
+	f, err := r.OpenAs(context.Background(), name, alg, digest)
+	if err != nil {
+		return nil, fmt.Errorf("image: %w", err)
+	}
+	return f, nil
+}
+
+// redactURL is rawURL without its user information, for messages and
+// the mount's source: credentials never show there.
+func redactURL(rawURL string) string {
+	if !objects.IsRemote(rawURL) {
+		return rawURL
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(a URL)"
+	}
+	u.User = nil
+	return u.String()
 }
 
 // remoteConfig is how URL stores fetch: into --cache (made when

@@ -1,0 +1,115 @@
+package fusemount
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/composefs/composefs-go/composefs"
+	"github.com/composefs/composefs-go/objects"
+)
+
+// prefetchWorkers is how many objects --prefetch fetches at once: fewer
+// than a remote store's request slots, which leaves some to the opens.
+const prefetchWorkers = 4
+
+// prefetchEvery is how often --prefetch logs its progress.
+const prefetchEvery = 10 * time.Second
+
+// prefetch is --prefetch: every object of the image fetched in the
+// background, in image order, through the stores (a remote store keeps
+// them in its cache). Progress goes to the log every prefetchEvery, on
+// SIGUSR1 and at the end.
+type prefetch struct {
+	total, done, failed atomic.Int64
+	finished            atomic.Bool
+	logger              *slog.Logger
+	started             time.Time
+}
+
+// startPrefetch starts the prefetch; it stops when ctx ends.
+func startPrefetch(ctx context.Context, view *composefs.FS, store objects.Store, logger *slog.Logger) *prefetch {
+	p := &prefetch{logger: logger, started: time.Now()}
+	// Listening from now until the unmount: SIGUSR1 kills a process
+	// that does not.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		defer signal.Stop(usr1)
+		for {
+			select {
+			case <-usr1:
+				p.report()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go p.run(ctx, view, store)
+	return p
+}
+
+func (p *prefetch) run(ctx context.Context, view *composefs.FS, store objects.Store) {
+	payloads, err := view.ObjectPayloads()
+	if err != nil {
+		p.logger.Warn("prefetch: the image could not be walked", "err", err)
+		return
+	}
+	p.total.Store(int64(len(payloads)))
+	p.logger.Info("prefetch: started", "objects", len(payloads))
+	tick := time.NewTicker(prefetchEvery)
+	defer tick.Stop()
+
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range prefetchWorkers {
+		wg.Go(func() {
+			for payload := range work {
+				f, err := objects.OpenContext(ctx, store, payload)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					p.failed.Add(1)
+					p.logger.Warn("prefetch: object not fetched", "err", err)
+				} else {
+					f.Close()
+				}
+				p.done.Add(1)
+			}
+		})
+	}
+feed:
+	for _, payload := range payloads {
+		for {
+			select {
+			case work <- payload:
+				continue feed
+			case <-tick.C:
+				p.report()
+			case <-ctx.Done():
+				break feed
+			}
+		}
+	}
+	close(work)
+	wg.Wait()
+	if ctx.Err() == nil {
+		p.finished.Store(true)
+		p.report()
+	}
+}
+
+func (p *prefetch) report() {
+	msg := "prefetch: progress"
+	if p.finished.Load() {
+		msg = "prefetch: done"
+	}
+	p.logger.Info(msg, "done", p.done.Load(), "objects", p.total.Load(), "failed", p.failed.Load(),
+		"elapsed", time.Since(p.started).Round(time.Millisecond))
+}
