@@ -298,6 +298,12 @@ func openSources(s *settings, vc *verity.Cache, logger *slog.Logger) (imagePath 
 			closers = append(closers, func() { f.Close() })
 			imageID, _ = repo.ImageID(s.image)
 		}
+		// A mount lives long and writes nothing: it gives up the
+		// repository's shared lock so that gc does not wait for it
+		// (objects.Repository.Unlock).
+		if err := repo.Unlock(); err != nil {
+			return "", nil, nil, nil, nil, err
+		}
 	}
 	var remote *objects.RemoteConfig
 	for _, b := range s.basedirs {
