@@ -121,8 +121,10 @@ func (r *Repository) categoryLinks(category string) (map[string]string, error) {
 }
 
 // refNames lists the first-level names the symlinks under
-// <category>/refs/ name (the last component of each target).
-func (r *Repository) refNames(category string) ([]string, error) {
+// <category>/refs/ name (the last component of each target), each with
+// whether the link leads anywhere: a link to a first-level name that is
+// missing is broken, one that leads elsewhere is not what gc can judge.
+func (r *Repository) refNames(category string) (map[string]string, error) {
 	d, err := r.openDirs(category+"/refs", false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -131,18 +133,31 @@ func (r *Repository) refNames(category string) ([]string, error) {
 		return nil, err
 	}
 	defer d.Close()
-	var names []string
+	names := map[string]string{} // ref path -> first-level name
 	err = walkLinks(d, category+"/refs", 0, func(dir *os.File, name, rel string) error {
 		target, err := readlinkat(int(dir.Fd()), name)
 		if err != nil {
 			return fmt.Errorf("%s: %w", rel, err)
 		}
-		if base := target[strings.LastIndexByte(target, '/')+1:]; base != "" && base != "." && base != ".." {
-			names = append(names, base)
-		}
+		names[rel] = target[strings.LastIndexByte(target, '/')+1:]
 		return nil
 	})
 	return names, err
+}
+
+// checkRootRef makes sure that a ref naming no first-level entry is
+// broken (pruned later), not a link to something gc does not know, whose
+// objects it would remove.
+func (r *Repository) checkRootRef(rel string) error {
+	var st unix.Stat_t
+	switch err := unix.Fstatat(int(r.dir.Fd()), rel, &st, 0); err {
+	case unix.ENOENT:
+		return nil
+	case nil:
+		return fmt.Errorf("%s: leads to something that is not a link of %s", rel, rel[:strings.IndexByte(rel, '/')])
+	default:
+		return fmt.Errorf("%s: %w", rel, err)
+	}
 }
 
 // walkLinks calls fn for each symlink below d (rel names d in messages),
@@ -192,9 +207,12 @@ func (r *Repository) liveObjects(imageObjects ImageObjectsFunc) (map[string]bool
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range roots {
+	for rel, name := range roots {
 		payload, ok := images[name]
 		if !ok {
+			if err := r.checkRootRef(rel); err != nil {
+				return nil, err
+			}
 			continue // a broken ref: pruned below
 		}
 		live[payload] = true
@@ -230,8 +248,11 @@ func (r *Repository) liveObjects(imageObjects ImageObjectsFunc) (map[string]bool
 		return nil, err
 	}
 	walked := map[string]bool{}
-	for _, name := range roots {
+	for rel, name := range roots {
 		if _, ok := streams[name]; !ok {
+			if err := r.checkRootRef(rel); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		if err := r.walkStream(name, streams, byPayload, walked, live); err != nil {

@@ -369,3 +369,65 @@ func TestFsck(t *testing.T) {
 		t.Errorf("metadata-only fsck: %+v", res)
 	}
 }
+
+// FuzzGCStream: whatever a named stream holds, gc and fsck neither panic
+// nor fail to walk the repository, and gc, when it runs, keeps the
+// stream (the repository's one object).
+func FuzzGCStream(f *testing.F) {
+	r0, err := CreateRepository(filepath.Join(f.TempDir(), "seed"), verity.SHA256)
+	if err != nil {
+		f.Fatal(err)
+	}
+	w := r0.NewSplitstream(ContentTypeOCIConfig)
+	w.Write([]byte("inline"))
+	w.AddExternal(make([]byte, 32), 3)
+	w.AddNamedRef("layer", make([]byte, 32))
+	seed, err := w.Bytes()
+	r0.Close()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte("SplitStream"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := CreateRepository(filepath.Join(t.TempDir(), "repo"), verity.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if _, err := r.WriteStream("s", data, "named"); err != nil {
+			t.Fatal(err)
+		}
+		res, gcErr := r.GC(context.Background(), true, listImage)
+		if gcErr == nil && res.ObjectsRemoved != 0 {
+			t.Errorf("gc would remove the named stream: %+v", res)
+		}
+		if s, err := ParseSplitstream(data); err == nil && s.Algorithm == verity.SHA256 {
+			if gcErr != nil || res.StreamsPruned != 0 {
+				t.Errorf("gc of a valid named stream: %+v, %v", res, gcErr)
+			}
+		}
+		fres, err := r.Fsck(true, listImage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fres.StreamsChecked != 1 || fres.ObjectsCorrupted != 0 {
+			t.Errorf("fsck: %+v", fres)
+		}
+	})
+}
+
+// A ref leading somewhere gc does not know (here straight to an object)
+// stops it: the objects behind it may be needed.
+func TestGCForeignRef(t *testing.T) {
+	fx := newGCFixture(t)
+	if err := os.Symlink("../../objects/"+fx.dead["g"], filepath.Join(fx.dir, "images/refs/direct")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.r.GC(context.Background(), false, listImage); err == nil || !strings.Contains(err.Error(), "images/refs/direct") {
+		t.Fatalf("gc with a ref to an object: %v", err)
+	}
+	if !exists(filepath.Join(fx.dir, "objects", fx.dead["g"])) {
+		t.Error("gc removed an object a ref leads to")
+	}
+}
