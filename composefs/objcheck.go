@@ -3,6 +3,7 @@ package composefs
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/composefs/composefs-go/erofs"
 )
@@ -126,3 +127,28 @@ func (f *FS) objectPayloads(limit int) (payloads []string, all bool, err error) 
 
 // errEnough stops a walk that has found what it looked for.
 var errEnough = errors.New("enough")
+
+// ObjectPayloads lists every object the image's external files name, as
+// payloads ("xx/rest", each once), in the order a depth-first walk meets
+// them. An image the walk cannot go through is an error, so that a
+// caller deciding what to keep (a garbage collection) never works from
+// part of the list.
+func (f *FS) ObjectPayloads() ([]string, error) {
+	payloads, _, err := f.objectPayloads(0)
+	if err != nil {
+		return nil, err
+	}
+	return payloads, nil
+}
+
+// ImageObjects lists the objects the image open as image names
+// (ObjectPayloads), for objects.Repository's GC and Fsck
+// (objects.ImageObjectsFunc).
+func ImageObjects(image *os.File) ([]string, error) {
+	f, err := OpenFile(image, Config{})
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.ObjectPayloads()
+}

@@ -2,6 +2,8 @@ package composefs
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -60,5 +62,53 @@ func TestCheckObjects(t *testing.T) {
 	defer none.Close()
 	if got, err := none.CheckObjects(0); err != nil || got != (ObjectCount{Checked: 10, Missing: 10, All: true}) {
 		t.Errorf("no store: %+v %v", got, err)
+	}
+}
+
+// TestImageObjects: every object the image's files name, once each, from
+// the image file; a damaged image is an error, not a shorter list.
+func TestImageObjects(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("/ 0 40755 2 0 0 0 0.0 - - -\n")
+	want := map[string]bool{}
+	for i := range 4 {
+		o := fixture.NewObject([]byte(fmt.Sprint("object ", i)))
+		want[o.Payload] = true
+		fmt.Fprintf(&b, "/f%d %d 100644 1 0 0 0 0.0 %s - %s\n", i, len(o.Content), o.Payload, o.Digest)
+		fmt.Fprintf(&b, "/g%d %d 100644 1 0 0 0 0.0 %s - %s\n", i, len(o.Content), o.Payload, o.Digest)
+	}
+	b.WriteString("/inline 5 100644 1 0 0 0 0.0 - hello -\n")
+	img := fixture.Image(t, b.String(), 1)
+	path := filepath.Join(t.TempDir(), "image")
+	if err := os.WriteFile(path, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := ImageObjects(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Errorf("ImageObjects: %q, want %d objects", got, len(want))
+	}
+	for _, p := range got {
+		if !want[strings.TrimPrefix(p, "/")] {
+			t.Errorf("ImageObjects names %q, not an object of the image", p)
+		}
+	}
+	if err := os.WriteFile(path, img[:len(img)/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if list, err := ImageObjects(g); err == nil {
+		t.Errorf("ImageObjects of a truncated image: %q, no error", list)
 	}
 }

@@ -41,12 +41,20 @@ const maxMetaSize = 1 << 20
 // comes from meta.json; a repository from before meta.json existed gets
 // it from the length of its object names. Errors are *fs.PathError about
 // dir, reading "repository DIR: ..." with DIR said once.
+//
+// The repository holds a shared flock on its directory until Close (or
+// Unlock), as composefs-rs' does (lock.go): it waits for a garbage
+// collection to finish, and one waits for it.
 func OpenRepository(dir string) (*Repository, error) {
 	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, errpath.New("repository", dir, err)
 	}
 	r := &Repository{path: dir, dir: f}
+	if err := r.lockShared(); err != nil {
+		f.Close()
+		return nil, errpath.New("repository", dir, err)
+	}
 	if err := r.readMeta(); err != nil {
 		f.Close()
 		return nil, errpath.New("repository", dir, err)

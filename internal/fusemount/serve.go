@@ -360,6 +360,12 @@ func openSources(s *settings, digest []byte, vc *verity.Cache, logger *slog.Logg
 			closers = append(closers, func() { f.Close() })
 			imageID, _ = repo.ImageID(s.image)
 		}
+		// A mount lives long and writes nothing: it gives up the
+		// repository's shared lock so that gc does not wait for it
+		// (objects.Repository.Unlock).
+		if err := repo.Unlock(); err != nil {
+			return "", nil, nil, nil, nil, err
+		}
 	}
 	for _, b := range s.basedirs {
 		if objects.IsRemote(b) {
