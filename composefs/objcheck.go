@@ -52,13 +52,6 @@ func (f *FS) CheckObjects(limit int) (ObjectCount, error) {
 	return c, nil
 }
 
-// ObjectPayloads lists the distinct objects the image's external files
-// name, in the order a depth-first walk of the image meets them: what a
-// prefetch of the whole image fetches.
-func (f *FS) ObjectPayloads() ([]string, error) {
-	payloads, _, err := f.objectPayloads(0)
-	return payloads, err
-}
 
 // objectPayloads lists the distinct payloads of the image's external
 // files, in the order a depth-first walk meets them, stopping at limit of
@@ -130,9 +123,9 @@ var errEnough = errors.New("enough")
 
 // ObjectPayloads lists every object the image's external files name, as
 // payloads ("xx/rest", each once), in the order a depth-first walk meets
-// them. An image the walk cannot go through is an error, so that a
-// caller deciding what to keep (a garbage collection) never works from
-// part of the list.
+// them: what a prefetch of the whole image fetches. An image the walk
+// cannot go through is an error, so that a caller deciding what to keep
+// (a garbage collection) never works from part of the list.
 func (f *FS) ObjectPayloads() ([]string, error) {
 	payloads, _, err := f.objectPayloads(0)
 	if err != nil {

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/composefs/composefs-go/splitstream"
 	"golang.org/x/sys/unix"
 )
 
@@ -282,6 +282,9 @@ func (r *Repository) walkStream(name string, streams, byPayload map[string]strin
 	for _, id := range s.ObjectRefs {
 		live[PayloadForDigest(id)] = true
 	}
+	for _, id := range s.StreamRefs {
+		live[PayloadForDigest(id)] = true
+	}
 	for _, id := range s.NamedRefs {
 		p := PayloadForDigest(id)
 		live[p] = true
@@ -297,27 +300,27 @@ func (r *Repository) walkStream(name string, streams, byPayload map[string]strin
 // maxStreamFile bounds the size of a splitstream read whole.
 const maxStreamFile = 1 << 30
 
-// readSplitstream reads and parses the splitstream stored as payload.
-func (r *Repository) readSplitstream(payload string) (*Splitstream, error) {
+// readSplitstream opens the split stream stored as payload and reads its
+// header and reference sections, checked: what gc and fsck need of it.
+func (r *Repository) readSplitstream(payload string) (*splitstream.Reader, error) {
 	f, err := r.Open(payload)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxStreamFile+1))
+	st, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	if len(data) > maxStreamFile {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrSplitstream, maxStreamFile)
+	if st.Size() > maxStreamFile {
+		return nil, fmt.Errorf("%w: larger than %d bytes", splitstream.ErrFormat, maxStreamFile)
 	}
-	s, err := ParseSplitstream(data)
+	s, err := splitstream.Open(f, st.Size(), r.alg)
 	if err != nil {
 		return nil, err
 	}
-	if s.Algorithm != r.alg {
-		return nil, fmt.Errorf("%w: %s references in a %s repository", ErrSplitstream, s.Algorithm, r.alg)
-	}
+	// The references are read; the chunks are not needed.
+	s.Close()
 	return s, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/composefs/composefs-go/splitstream"
 	"github.com/composefs/composefs-go/verity"
 	"golang.org/x/sys/unix"
 )
@@ -46,7 +47,10 @@ func (fx *gcFixture) object(t *testing.T, content string) string {
 
 func (fx *gcFixture) stream(t *testing.T, cid, ref string, objs []string, named map[string][]byte) []byte {
 	t.Helper()
-	w := fx.r.NewSplitstream(ContentTypeOCILayer)
+	w, err := splitstream.NewWriter(fx.r, fx.r.alg, splitstream.ContentTypeLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
 	w.Write([]byte("inline " + cid))
 	for _, p := range objs {
 		id, _ := fx.r.parseID(strings.Replace(p, "/", "", 1))
@@ -55,11 +59,11 @@ func (fx *gcFixture) stream(t *testing.T, cid, ref string, objs []string, named 
 		}
 	}
 	for n, id := range named {
-		if err := w.AddNamedRef(n, id); err != nil {
+		if err := w.AddStreamRef(n, id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	data, err := w.Bytes()
+	data, err := w.Finish()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,11 +382,14 @@ func FuzzGCStream(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	w := r0.NewSplitstream(ContentTypeOCIConfig)
+	w, err := splitstream.NewWriter(r0, verity.SHA256, splitstream.ContentTypeConfig)
+	if err != nil {
+		f.Fatal(err)
+	}
 	w.Write([]byte("inline"))
 	w.AddExternal(make([]byte, 32), 3)
-	w.AddNamedRef("layer", make([]byte, 32))
-	seed, err := w.Bytes()
+	w.AddStreamRef("layer", make([]byte, 32))
+	seed, err := w.Finish()
 	r0.Close()
 	if err != nil {
 		f.Fatal(err)
@@ -402,7 +409,8 @@ func FuzzGCStream(f *testing.F) {
 		if gcErr == nil && res.ObjectsRemoved != 0 {
 			t.Errorf("gc would remove the named stream: %+v", res)
 		}
-		if s, err := ParseSplitstream(data); err == nil && s.Algorithm == verity.SHA256 {
+		if s, err := splitstream.OpenBytes(data, verity.SHA256); err == nil {
+			s.Close()
 			if gcErr != nil || res.StreamsPruned != 0 {
 				t.Errorf("gc of a valid named stream: %+v, %v", res, gcErr)
 			}
