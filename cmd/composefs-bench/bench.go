@@ -23,6 +23,8 @@ type bench struct {
 	mu      sync.Mutex
 	mounted []mountedAt
 	rows    []measurement
+	// ociRows are the OCI table's, printed after the main one.
+	ociRows []ociRow
 	// failures are the runs left out of the figures, and why.
 	failures []string
 }
@@ -238,6 +240,8 @@ func (b *bench) report() {
 	defer b.mu.Unlock()
 	printReport(os.Stdout, b.rows, b.columns())
 	b.rows = nil
+	printOCIReport(os.Stdout, b.ociRows)
+	b.ociRows = nil
 	if len(b.failures) > 0 {
 		fmt.Printf("%d runs failed, left out of the figures above:\n", len(b.failures))
 		for _, f := range b.failures {
@@ -332,8 +336,11 @@ func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, a
 }
 
 // fail records a run that failed, to be reported after the table.
-func (b *bench) fail(m mounter, run int, err error) {
-	msg := fmt.Sprintf("run %d, %s: %v", run+1, wayNames[wayIndex(m)], err)
+func (b *bench) fail(m mounter, run int, err error) { b.failed(wayNames[wayIndex(m)], run, err) }
+
+// failed records a run of who that failed.
+func (b *bench) failed(who string, run int, err error) {
+	msg := fmt.Sprintf("run %d, %s: %v", run+1, who, err)
 	fmt.Fprintf(os.Stderr, "  FAILED %s\n", msg)
 	b.mu.Lock()
 	b.failures = append(b.failures, msg)

@@ -27,7 +27,7 @@ type corpus struct {
 
 // buildTools builds the commands under test from this module's source.
 func buildTools(bin string) error {
-	cmd := exec.Command("go", "build", "-o", bin+"/", "./cmd/mkcomposefs", "./cmd/composefs-fuse")
+	cmd := exec.Command("go", "build", "-o", bin+"/", "./cmd/mkcomposefs", "./cmd/composefs-fuse", "./cmd/cfsctl")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("building the tools (run from the module root): %w", err)

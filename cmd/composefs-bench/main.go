@@ -55,9 +55,10 @@ type config struct {
 // small files, the cold and warm read of its large file, the image of
 // --entries entries (mount, walk, RSS); then the workloads run as
 // separate processes: find | xargs cat of a tree (cold, warm, peak RSS),
-// dpkg --verify and tar of a Debian root (cold, warm), and go build with
-// GOROOT on the mount (cold).
-var rowGroups = []string{"mount", "stat", "read", "big", "large", "tree", "dpkg", "tar", "gobuild"}
+// dpkg --verify and tar of a Debian root (cold, warm), go build with
+// GOROOT on the mount (cold), and the pull and mount of an OCI image of the
+// Debian root with cfsctl against skopeo and umoci (a table of its own).
+var rowGroups = []string{"mount", "stat", "read", "big", "large", "tree", "dpkg", "tar", "gobuild", "oci"}
 
 // defaultRuns is how often each group is measured without --runs: a go
 // build from an empty cache compiles a hundred and more packages, half a
@@ -65,7 +66,7 @@ var rowGroups = []string{"mount", "stat", "read", "big", "large", "tree", "dpkg"
 // keeps a full run near twelve minutes.
 var defaultRuns = map[string]int{
 	"mount": 3, "stat": 3, "read": 3, "big": 3,
-	"large": 3, "tree": 3, "dpkg": 3, "tar": 3, "gobuild": 2,
+	"large": 3, "tree": 3, "dpkg": 3, "tar": 3, "gobuild": 2, "oci": 3,
 }
 
 // wants reports whether any of the row groups is selected.
@@ -109,7 +110,7 @@ func command(c *config) *cli.Command {
 	cmd := cli.New("composefs-bench", about, "[OPTIONS]")
 	fl := cmd.Flags
 	fl.StringVar(&c.work, "work", "", "work directory `DIR` (default: a new temporary directory, removed at the end)")
-	fl.StringVar(&c.bin, "bin", "", "directory `DIR` holding mkcomposefs and composefs-fuse (default: build them)")
+	fl.StringVar(&c.bin, "bin", "", "directory `DIR` holding mkcomposefs, composefs-fuse and cfsctl (default: build them)")
 	fl.IntVar(&c.files, "files", 20000, "`N` small files in the walk corpus")
 	fl.IntVar(&c.dirs, "dirs", 1400, "`N` directories in the walk corpus")
 	fl.IntVar(&c.bigMiB, "big-mib", 512, "size of the large file, `N` MiB")

@@ -92,8 +92,11 @@ func (f fuseMount) mount(c *corpus, at string) error {
 	return runCmd(filepath.Join(f.bin, "composefs-fuse"), args...)
 }
 
-func (f fuseMount) unmount(at string) error {
-	pid := f.daemonPID(at)
+func (f fuseMount) unmount(at string) error { return unmountDaemon(at, f.daemonPID(at)) }
+
+// unmountDaemon unmounts the FUSE mount at and waits for pid, its server
+// (0: none known), to go.
+func unmountDaemon(at string, pid int) error {
 	if err := unix.Unmount(at, 0); err != nil {
 		return fmt.Errorf("unmount %s: %w", at, err)
 	}
@@ -122,7 +125,11 @@ func (cServerMount) unmount(at string) error { return fuseMount{}.unmount(at) }
 func (cServerMount) daemonPID(at string) int { return fuseMount{}.daemonPID(at) }
 
 // daemonPID finds the composefs-fuse process serving the mountpoint.
-func (fuseMount) daemonPID(at string) int {
+func (fuseMount) daemonPID(at string) int { return daemonOf("composefs-fuse", at) }
+
+// daemonOf finds the process of the program named prog (its argv[0]
+// ending so) that has the mountpoint at among its arguments; 0 if none.
+func daemonOf(prog, at string) int {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
@@ -130,7 +137,7 @@ func (fuseMount) daemonPID(at string) int {
 			continue
 		}
 		args := bytes.Split(bytes.TrimRight(b, "\x00"), []byte{0})
-		if len(args) == 0 || !bytes.HasSuffix(args[0], []byte("composefs-fuse")) {
+		if len(args) == 0 || !bytes.HasSuffix(args[0], []byte(prog)) {
 			continue
 		}
 		for _, a := range args[1:] {

@@ -91,6 +91,12 @@ func (b *bench) workloads(ways []mounter, add func(label, unit, bar, cQuoted str
 			return err
 		}
 	}
+
+	if c.wants("oci") {
+		if err := b.ociGroup(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

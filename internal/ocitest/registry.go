@@ -6,20 +6,18 @@ package ocitest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/composefs/composefs-go/internal/registry"
 )
 
 // RegistryPath is the CNCF distribution registry as Debian installs it.
-const RegistryPath = "/usr/bin/docker-registry"
+const RegistryPath = registry.Path
 
 // StartRegistry runs a registry that anyone may push to and pull from,
 // over plain HTTP on 127.0.0.1, storing in a temporary directory, and
@@ -47,96 +45,28 @@ func StartRegistryWithAuth(t testing.TB, user, password string) string {
 
 func startRegistry(t testing.TB, htpasswd string) string {
 	t.Helper()
-	if _, err := os.Stat(RegistryPath); err != nil {
-		t.Skipf("%s not found (Debian package docker-registry)", RegistryPath)
+	var (
+		host string
+		stop func() error
+		err  error
+	)
+	if htpasswd == "" {
+		host, stop, err = registry.Start(t.TempDir())
+	} else {
+		host, stop, err = registry.StartWithAuth(t.TempDir(), htpasswd)
 	}
-	// Another test run may take the free port between our closing it
-	// and the registry's binding it: a registry that exits is retried.
-	var lastErr error
-	for range 5 {
-		host, err := tryStartRegistry(t, htpasswd)
-		if err == nil {
-			return host
-		}
-		lastErr = err
+	if errors.Is(err, registry.ErrNotInstalled) {
+		t.Skip(err)
 	}
-	t.Fatalf("docker-registry: %v", lastErr)
-	return ""
-}
-
-func tryStartRegistry(t testing.TB, htpasswd string) (string, error) {
-	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", err
+		t.Fatal(err)
 	}
-	host := l.Addr().String()
-	l.Close()
-	auth := ""
-	if htpasswd != "" {
-		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: ocitest\n    path: %s\n", strconv.Quote(htpasswd))
-	}
-	conf := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-%s`, strconv.Quote(filepath.Join(dir, "storage")), host, auth)
-	confPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		return "", err
-	}
-	var log bytes.Buffer
-	cmd := exec.Command(RegistryPath, "serve", confPath)
-	// The registry reads REGISTRY_* variables as configuration (a test's
-	// REGISTRY_AUTH_FILE would be its auth.file): it gets none of ours.
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
 		}
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	client := &http.Client{Timeout: time.Second}
-	for {
-		select {
-		case err := <-exited:
-			return "", fmt.Errorf("exited (%v) before answering: %s", err, log.String())
-		default:
-		}
-		resp, err := client.Get("http://" + host + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", fmt.Errorf("no answer on %s/v2/ after 15s: %s", host, log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Cleanup(stop)
-	return host, nil
+	})
+	return host
 }
 
 // htpasswdLine returns "user:bcrypt-hash" for the registry's htpasswd.
