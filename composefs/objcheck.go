@@ -52,7 +52,6 @@ func (f *FS) CheckObjects(limit int) (ObjectCount, error) {
 	return c, nil
 }
 
-
 // objectPayloads lists the distinct payloads of the image's external
 // files, in the order a depth-first walk meets them, stopping at limit of
 // them or max(4×limit, 1024) inodes (if limit is above 0); all says the walk went
