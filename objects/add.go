@@ -50,8 +50,8 @@ func (s *FlatStore) Add(alg verity.Algorithm, src *os.File) (payload string, dig
 		return payload, digest, err
 	}
 	root := s.roots[0]
-	fill := func(dst *os.File) error { return copyContent(dst, src, fi.Size()) }
-	if _, err := storeObject(int(root.dir.Fd()), root.path, alg, digest, false, fill); err != nil {
+	fill := func(dst *os.File) ([]byte, error) { return nil, copyContent(dst, src, fi.Size()) }
+	if _, err := storeObject(int(root.dir.Fd()), root.path, alg, digest, false, true, fill); err != nil {
 		return "", nil, errpath.New("add object", src.Name(), fmt.Errorf("into store %s: %w", root.path, err))
 	}
 	if !readableByOthers(fi.Mode()) {
@@ -63,11 +63,15 @@ func (s *FlatStore) Add(alg verity.Algorithm, src *os.File) (payload string, dig
 // storeObject is the one place that writes an object into a directory of
 // XX/REST names (a flat store's base, a repository's objects/): fill
 // writes the content into a temporary file at the top of rootfd, which is
-// synced, given fs-verity (an error when requireVerity, else best effort),
+// given fs-verity (an error when requireVerity, else best effort),
 // digested, checked against want when want is not nil, and renamed to its
 // name without replacing anything: an object already present is kept. A
-// failure leaves nothing behind; a crash at worst a ".tmp-*" file.
-func storeObject(rootfd int, rootPath string, alg verity.Algorithm, want []byte, requireVerity bool, fill func(dst *os.File) error) (digest []byte, err error) {
+// failure leaves nothing behind; a crash at worst a ".tmp-*" file. fill
+// returns the digest of the bytes it wrote when it computed it on the
+// way (else nil, and the file is read back for it). durable syncs the file
+// and its directories before returning; without it the caller syncs
+// before anything names the object (a repository, once per batch).
+func storeObject(rootfd int, rootPath string, alg verity.Algorithm, want []byte, requireVerity, durable bool, fill func(dst *os.File) ([]byte, error)) (digest []byte, err error) {
 	tmp, err := tempName()
 	if err != nil {
 		return nil, err
@@ -83,12 +87,12 @@ func storeObject(rootfd int, rootPath string, alg verity.Algorithm, want []byte,
 		}
 	}()
 	dst := os.NewFile(uintptr(tfd), filepath.Join(rootPath, tmp))
-	err = fill(dst)
+	written, err := fill(dst)
 	if err == nil {
 		// Readable by all whatever the umask, as C mkcomposefs does.
 		err = dst.Chmod(0o644)
 	}
-	if err == nil {
+	if err == nil && durable {
 		err = dst.Sync()
 	}
 	if cerr := dst.Close(); err == nil {
@@ -112,10 +116,12 @@ func storeObject(rootfd int, rootPath string, alg verity.Algorithm, want []byte,
 		slog.Debug("fs-verity not enabled on new object", "object", dst.Name(), "reason", err.Error())
 	}
 	// The name must match what was written, even if the source changed
-	// meanwhile.
-	digest, err = verity.DigestFile(alg, rf)
-	if err != nil {
-		return nil, err
+	// meanwhile: the digest is of the bytes written.
+	digest = written
+	if digest == nil {
+		if digest, err = verity.DigestFile(alg, rf); err != nil {
+			return nil, err
+		}
 	}
 	if want != nil && !bytes.Equal(digest, want) {
 		// No name in the mismatch: the caller's error names the source.
@@ -155,6 +161,9 @@ func storeObject(rootfd int, rootPath string, alg verity.Algorithm, want []byte,
 		return nil, fmt.Errorf("rename into place: %w", err)
 	}
 	placed = true
+	if !durable {
+		return digest, nil
+	}
 	if err := unix.Fsync(dirfd); err != nil {
 		return nil, fmt.Errorf("sync %s: %w", sub, err)
 	}

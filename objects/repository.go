@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/composefs/composefs-go/internal/errpath"
 	"github.com/composefs/composefs-go/verity"
@@ -32,6 +33,8 @@ type Repository struct {
 	// secure: meta.json has fs-verity, which tells composefs-rs that every
 	// object must have it too; writes then fail without it.
 	secure bool
+	// unsynced: objects were written since the last syncObjects.
+	unsynced atomic.Bool
 }
 
 // maxMetaSize bounds meta.json: it is a few hundred bytes.

@@ -162,25 +162,45 @@ func (r *Repository) WriteObject(src io.Reader, size int64) (digest []byte, err 
 		return nil, errpath.New("repository", r.path, err)
 	}
 	defer objects.Close()
-	fill := func(dst *os.File) error {
-		n, err := io.Copy(dst, io.LimitReader(src, size))
+	// Hashed as it is written, so that the bytes are read once.
+	fill := func(dst *os.File) ([]byte, error) {
+		h := verity.NewHasher(r.alg)
+		n, err := io.Copy(io.MultiWriter(dst, h), io.LimitReader(src, size))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if n != size {
-			return fmt.Errorf("object content ended after %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+			return nil, fmt.Errorf("object content ended after %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
 		}
 		var one [1]byte
 		if m, _ := src.Read(one[:]); m > 0 {
-			return fmt.Errorf("object content is longer than %d bytes", size)
+			return nil, fmt.Errorf("object content is longer than %d bytes", size)
 		}
-		return nil
+		return h.Sum(), nil
 	}
-	digest, err = storeObject(int(objects.Fd()), objects.Name(), r.alg, nil, r.secure, fill)
+	// Not synced one by one: syncObjects syncs them all before a link
+	// names any, as composefs-rs does.
+	digest, err = storeObject(int(objects.Fd()), objects.Name(), r.alg, nil, r.secure, false, fill)
 	if err != nil {
 		return nil, fmt.Errorf("write object into %s: %w", objects.Name(), err)
 	}
+	r.unsynced.Store(true)
 	return digest, nil
+}
+
+// syncObjects makes the objects written since the last call durable,
+// with one syncfs of the repository's file system, before a link (an
+// image, a stream, a ref) names them: after a crash, a link never names an
+// object that is not whole.
+func (r *Repository) syncObjects() error {
+	if !r.unsynced.Swap(false) {
+		return nil
+	}
+	if err := unix.Syncfs(int(r.dir.Fd())); err != nil {
+		r.unsynced.Store(true)
+		return fmt.Errorf("sync %s: %w", r.path, err)
+	}
+	return nil
 }
 
 // WriteImage stores a composefs image as an object and links it as
@@ -189,6 +209,9 @@ func (r *Repository) WriteObject(src io.Reader, size int64) (digest []byte, err 
 func (r *Repository) WriteImage(image []byte) (id []byte, err error) {
 	id, err = r.WriteObject(bytes.NewReader(image), int64(len(image)))
 	if err != nil {
+		return nil, err
+	}
+	if err := r.syncObjects(); err != nil {
 		return nil, err
 	}
 	images, err := r.subdir("images")

@@ -84,9 +84,9 @@ func (r *Repository) WriteStream(contentID string, data []byte, ref string) ([]b
 
 // RegisterStream links streams/<contentID> to the object id (a split
 // stream already stored, with everything it names), replacing a link that
-// was there; ref, when not empty, then names it (NameStream). Objects are
-// synced as they are written, so the link never names content a crash
-// could lose.
+// was there; ref, when not empty, then names it (NameStream). The objects
+// written before are synced first, so the link never names content a
+// crash could lose.
 func (r *Repository) RegisterStream(contentID string, id []byte, ref string) error {
 	if err := checkContentID(contentID); err != nil {
 		return err
@@ -99,6 +99,9 @@ func (r *Repository) RegisterStream(contentID string, id []byte, ref string) err
 			err = fmt.Errorf("no object %x: %w", id, fs.ErrNotExist)
 		}
 		return fmt.Errorf("stream %q in %s: %w", contentID, r.path, err)
+	}
+	if err := r.syncObjects(); err != nil {
+		return err
 	}
 	d, err := r.openDirs("streams", true)
 	if err != nil {
