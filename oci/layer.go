@@ -68,26 +68,10 @@ func NewBuilder(objects ObjectWriter) *Builder {
 // the entry; an error leaves the tree partly changed, so the Builder
 // should then be dropped.
 func (b *Builder) ApplyLayer(r io.Reader) (diffID string, err error) {
-	b.layers++
-	layer := b.layers
 	h := sha256.New()
-	var tee io.Reader = io.TeeReader(r, h)
-	tr := tar.NewReader(tee)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", fmt.Errorf("%w: read tar: %w", ErrInvalidLayer, err)
-		}
-		if err := b.apply(layer, hdr, tr); err != nil {
-			name := hdr.Name
-			if len(name) > 200 {
-				name = name[:200] + "..."
-			}
-			return "", fmt.Errorf("%w: entry %q: %w", ErrInvalidLayer, name, err)
-		}
+	tee := io.TeeReader(r, h)
+	if err := b.applyTar(tar.NewReader(tee)); err != nil {
+		return "", err
 	}
 	// What follows the end of the archive (a tar's record padding) is
 	// part of the stream the diff_id covers.
@@ -96,6 +80,39 @@ func (b *Builder) ApplyLayer(r io.Reader) (diffID string, err error) {
 	}
 	diffID = "sha256:" + hex.EncodeToString(h.Sum(nil))
 	return diffID, nil
+}
+
+// ApplyStoredLayer applies a layer that was checked when it was stored
+// (oci/store's Merger): its tar is read from r, its files' content goes to
+// objects, which may know their digests without reading it, and no
+// diff_id is computed. An io.Seeker r lets what is not read be skipped.
+func (b *Builder) ApplyStoredLayer(r io.Reader, objects ObjectWriter) error {
+	saved := b.objects
+	b.objects = objects
+	defer func() { b.objects = saved }()
+	return b.applyTar(tar.NewReader(r))
+}
+
+// applyTar applies the entries of one layer's tar.
+func (b *Builder) applyTar(tr *tar.Reader) error {
+	b.layers++
+	layer := b.layers
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: read tar: %w", ErrInvalidLayer, err)
+		}
+		if err := b.apply(layer, hdr, tr); err != nil {
+			name := hdr.Name
+			if len(name) > 200 {
+				name = name[:200] + "..."
+			}
+			return fmt.Errorf("%w: entry %q: %w", ErrInvalidLayer, name, err)
+		}
+	}
 }
 
 // cleanPath splits a tar path into its names below the root, the way

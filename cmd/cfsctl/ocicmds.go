@@ -224,7 +224,7 @@ func merged(r *objects.Repository, name string) (*oci.Builder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return mergeLayers(r, img)
+	return mergeLayers(r, img.DiffIDs)
 }
 
 // lookup finds an image by name, or by its manifest digest as

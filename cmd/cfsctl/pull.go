@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"fmt"
@@ -99,11 +100,11 @@ func setupPull(c *cli.Command) func(*env, []string) error {
 			// Its stream holds it now.
 			os.Remove(filepath.Join(blobs, source.BlobName(layers[i].Digest)))
 		}
-		stored, err := store.StoreImage(repo, img.Manifest(), img.Config(), "")
-		if err != nil {
-			return fmt.Errorf("%s: %w", ref, err)
+		diffIDs := make([]string, len(layers))
+		for i, l := range layers {
+			diffIDs[i] = l.DiffID
 		}
-		b, err := mergeLayers(repo, stored)
+		b, err := mergeLayers(repo, diffIDs)
 		if err != nil {
 			return err
 		}
@@ -111,9 +112,22 @@ func setupPull(c *cli.Command) func(*env, []string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", ref, err)
 		}
-		// Tagged last, with its composefs image: a name always names an
-		// image that can be mounted.
-		if err := store.SetImageID(repo, stored.ManifestDigest, repo.ErofsVersion(), id, name); err != nil {
+		// The image's streams name its composefs image from the start,
+		// and its name comes last: a name always names an image that
+		// can be mounted.
+		version := repo.ErofsVersion()
+		stored, err := store.StoreImageWithID(repo, img.Manifest(), img.Config(), "", version, id)
+		if err != nil {
+			return fmt.Errorf("%s: %w", ref, err)
+		}
+		if !bytes.Equal(stored.ImageRefs[version], id) {
+			// Pulled before with another transform, or by composefs-rs
+			// without its image: record this one.
+			err = store.SetImageID(repo, stored.ManifestDigest, version, id, name)
+		} else {
+			err = store.Tag(repo, stored.ManifestDigest, name)
+		}
+		if err != nil {
 			return err
 		}
 		_, err = fmt.Fprintln(e.stdout, hex.EncodeToString(id))
@@ -146,24 +160,18 @@ func importLayer(ctx context.Context, repo *objects.Repository, img *source.Imag
 	return nil
 }
 
-// mergeLayers merges the stored image's layers, rebuilt from their
-// streams and checked against their diff_ids, into a Builder that
-// computes its files' digests and writes nothing (their objects are in
-// repo already).
-func mergeLayers(repo *objects.Repository, img *store.Image) (*oci.Builder, error) {
-	b := oci.NewBuilder(oci.DigestOnly(repo.Algorithm()))
-	for _, d := range img.DiffIDs {
-		r, err := store.LayerTar(repo, d)
+// mergeLayers merges the stored image's layers, read from their streams,
+// into a Builder; the files' content is in repo already, and is neither
+// read nor written again (store.Merger).
+func mergeLayers(repo *objects.Repository, diffIDs []string) (*oci.Builder, error) {
+	b := oci.NewBuilder(nil)
+	for _, d := range diffIDs {
+		m, err := store.MergeLayer(repo, d)
 		if err != nil {
 			return nil, err
 		}
-		got, err := b.ApplyLayer(r)
-		if cerr := r.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-		if err == nil && got != d {
-			err = fmt.Errorf("rebuilt as %s", got)
-		}
+		err = b.ApplyStoredLayer(m, m)
+		m.Close()
 		if err != nil {
 			return nil, fmt.Errorf("layer %s: %w", d, err)
 		}

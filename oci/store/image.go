@@ -91,6 +91,30 @@ func parseDiffIDs(config []byte) ([]string, error) {
 // digest the config's, and it must have as many layers as the config has
 // diff_ids.
 func StoreImage(repo *objects.Repository, manifest, config []byte, name string) (*Image, error) {
+	return storeImage(repo, manifest, config, name, 0, nil)
+}
+
+// StoreImageWithID is StoreImage for an image whose composefs image of
+// format version is made already (imageID, written with
+// Repository.WriteImage): its config stream names it from the start, as
+// SetImageID would, so that no stream is written twice. A config stream
+// that was there is kept as it is: SetImageID then records the image
+// when the returned ImageRefs lack it.
+func StoreImageWithID(repo *objects.Repository, manifest, config []byte, name string, version int, imageID []byte) (*Image, error) {
+	if imageRefKeys[version] == "" {
+		return nil, fmt.Errorf("image: composefs-rs records images of format 1 and 2, not %d", version)
+	}
+	if len(imageID) != repo.Algorithm().Size() {
+		return nil, fmt.Errorf("image: composefs image id of %d bytes in a %s repository", len(imageID), repo.Algorithm())
+	}
+	return storeImage(repo, manifest, config, name, version, imageID)
+}
+
+// imageRefKeys are the named refs of a config stream to its composefs
+// image, by format version.
+var imageRefKeys = map[int]string{1: ImageRefKeyV1, 2: ImageRefKey}
+
+func storeImage(repo *objects.Repository, manifest, config []byte, name string, version int, imageID []byte) (*Image, error) {
 	mdigest := digestBytes("sha256", manifest)
 	m, err := parseManifest(manifest)
 	if err != nil {
@@ -126,6 +150,9 @@ func StoreImage(repo *objects.Repository, manifest, config []byte, name string) 
 				return err
 			}
 		}
+		if imageID != nil {
+			return w.AddStreamRef(imageRefKeys[version], imageID)
+		}
 		return nil
 	})
 	if err != nil {
@@ -136,6 +163,14 @@ func StoreImage(repo *objects.Repository, manifest, config []byte, name string) 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", mdigest, err)
+	}
+	if imageID != nil {
+		// What the config stream records, whether written now or before.
+		stored, err := Open(repo, mdigest)
+		if err != nil {
+			return nil, err
+		}
+		img.ImageRefs = stored.ImageRefs
 	}
 	if name != "" {
 		if err := Tag(repo, mdigest, name); err != nil {
@@ -386,7 +421,7 @@ func List(repo *objects.Repository) ([]*Image, error) {
 // manifest stream, to name the new config stream. A name then tags the
 // image. It is what keeps the composefs image from composefs-rs' gc.
 func SetImageID(repo *objects.Repository, manifestDigest string, version int, imageID []byte, name string) error {
-	key := map[int]string{1: ImageRefKeyV1, 2: ImageRefKey}[version]
+	key := imageRefKeys[version]
 	if key == "" {
 		return fmt.Errorf("image %s: composefs-rs records images of format 1 and 2, not %d", manifestDigest, version)
 	}
