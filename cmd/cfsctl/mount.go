@@ -46,22 +46,35 @@ func init() {
 		summary: "mount a pulled image",
 		about: `Mount the image pulled as NAME on MOUNTPOINT through FUSE, read-only, its
 files' content from the repository's objects checked against their
-fs-verity digests, and the image checked against its id. The options are
-composefs-fuse's: without -f the command returns once the mount is live;
-"fusermount3 -u MOUNTPOINT" or "umount MOUNTPOINT" ends it. The repository
-is only read, so one another user owns works when it is readable.`,
+fs-verity digests, and the image checked against its id: the image of the
+transform --xattrs and --no-transform say, which a pull made. The other
+options are composefs-fuse's: without -f the command returns once the
+mount is live; "fusermount3 -u MOUNTPOINT" or "umount MOUNTPOINT" ends it.
+The repository is only read, so one another user owns works when it is
+readable.`,
 		setup: setupOCIMount,
 	})
 }
 
 func setupOCIMount(c *cli.Command) func(*env, []string) error {
+	var tf transformFlags
+	tf.define(c)
 	opts := fusemount.DefineOptions(c)
 	return func(e *env, args []string) error {
+		t, err := tf.transform()
+		if err != nil {
+			return err
+		}
 		r, err := e.openRepo()
 		if err != nil {
 			return err
 		}
-		id, err := imageOf(r, args[0])
+		key, err := imageKey(r.ErofsVersion(), t)
+		if err != nil {
+			r.Close()
+			return err
+		}
+		id, err := imageOf(r, args[0], key)
 		dir := r.Path()
 		r.Close()
 		if err != nil {

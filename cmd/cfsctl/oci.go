@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/composefs/composefs-go/internal/cli"
 	"github.com/composefs/composefs-go/oci"
+	"github.com/composefs/composefs-go/oci/store"
 )
 
 // ociGroup holds the commands on OCI container images.
@@ -50,11 +50,23 @@ func (f *transformFlags) transform() (oci.Transform, error) {
 	return 0, cli.Usagef("--xattrs %q: want allowlist-only or keep-user-xattrs", f.xattrs)
 }
 
+// imageKey is the named ref of a config stream that records the image of
+// transform t in a repository of image format version: composefs-rs's key
+// for its own transform, one of ours for the others.
+func imageKey(version int, t oci.Transform) (string, error) {
+	variant := ""
+	switch t {
+	case oci.TransformKeepUserXattrs:
+		variant = "xattrs=keep-user-xattrs"
+	case oci.TransformNone:
+		variant = "transform=none"
+	}
+	return store.ImageKey(version, variant)
+}
+
 // interruptible is a context that SIGINT and SIGTERM cancel, so that a
 // long command stops where the repository stays consistent rather than
 // anywhere.
 func interruptible() (context.Context, func()) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
-
-var _ = fmt.Sprint

@@ -28,8 +28,9 @@ digest and its composefs image id, sorted by name.`,
 		name: "inspect", args: "NAME", minArgs: 1, maxArgs: 1,
 		summary: "print an image's manifest and config",
 		about: `Print the image pulled as NAME (or @sha256:DIGEST, its manifest's digest)
-as JSON: its name, digests, composefs image id, manifest and config; with
---manifest or --config only that document, as it was pulled.`,
+as JSON: its name, digests, composefs image id (composefs-rs's transform),
+the composefs images of every transform pulled (by ref key), manifest and
+config; with --manifest or --config only that document, as it was pulled.`,
 		setup: setupInspect,
 	})
 	register(ociGroup, &command{
@@ -134,14 +135,19 @@ func setupInspect(c *cli.Command) func(*env, []string) error {
 			_, err = e.stdout.Write(c)
 			return err
 		}
+		images := map[string]string{}
+		for k, id := range img.Images {
+			images[k] = hex.EncodeToString(id)
+		}
 		out := struct {
-			Name     string          `json:"name,omitempty"`
-			Manifest string          `json:"manifest_digest"`
-			Config   string          `json:"config_digest"`
-			Image    string          `json:"image_id,omitempty"`
-			M        json.RawMessage `json:"manifest"`
-			C        json.RawMessage `json:"config"`
-		}{img.Name, img.ManifestDigest, img.ConfigDigest, hex.EncodeToString(img.ImageRefs[r.ErofsVersion()]), m, c}
+			Name     string            `json:"name,omitempty"`
+			Manifest string            `json:"manifest_digest"`
+			Config   string            `json:"config_digest"`
+			Image    string            `json:"image_id,omitempty"`
+			Images   map[string]string `json:"images"`
+			M        json.RawMessage   `json:"manifest"`
+			C        json.RawMessage   `json:"config"`
+		}{img.Name, img.ManifestDigest, img.ConfigDigest, hex.EncodeToString(img.ImageRefs[r.ErofsVersion()]), images, m, c}
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)

@@ -115,15 +115,18 @@ func setupPull(c *cli.Command) func(*env, []string) error {
 		// The image's streams name its composefs image from the start,
 		// and its name comes last: a name always names an image that
 		// can be mounted.
-		version := repo.ErofsVersion()
-		stored, err := store.StoreImageWithID(repo, img.Manifest(), img.Config(), "", version, id)
+		key, err := imageKey(repo.ErofsVersion(), t)
+		if err != nil {
+			return err
+		}
+		stored, err := store.StoreImageWithID(repo, img.Manifest(), img.Config(), "", key, id)
 		if err != nil {
 			return fmt.Errorf("%s: %w", ref, err)
 		}
-		if !bytes.Equal(stored.ImageRefs[version], id) {
+		if !bytes.Equal(stored.Images[key], id) {
 			// Pulled before with another transform, or by composefs-rs
 			// without its image: record this one.
-			err = store.SetImageID(repo, stored.ManifestDigest, version, id, name)
+			err = store.SetImageID(repo, stored.ManifestDigest, key, id, name)
 		} else {
 			err = store.Tag(repo, stored.ManifestDigest, name)
 		}
@@ -200,15 +203,16 @@ func (e *env) createRepo() (*objects.Repository, error) {
 	return objects.CreateRepository(dir, alg)
 }
 
-// imageOf is the composefs image id of the image pulled as name.
-func imageOf(r *objects.Repository, name string) ([]byte, error) {
+// imageOf is the composefs image id of the image pulled as name, of the
+// transform whose ref key is key.
+func imageOf(r *objects.Repository, name, key string) ([]byte, error) {
 	img, err := lookup(r, name)
 	if err != nil {
 		return nil, err
 	}
-	id := img.ImageRefs[r.ErofsVersion()]
+	id := img.Images[key]
 	if id == nil {
-		return nil, fmt.Errorf("image %q: no composefs image of format %d in %s", name, r.ErofsVersion(), r.Path())
+		return nil, fmt.Errorf("image %q: no composefs image %s in %s (pulled with other --xattrs or --no-transform?)", name, key, r.Path())
 	}
 	return id, nil
 }

@@ -37,6 +37,9 @@ type Image struct {
 	// ImageRefs are the composefs images recorded for the config by
 	// format version (1, 2), as SetImageID records them.
 	ImageRefs map[int][]byte
+	// Images are all the composefs images recorded for the config, by
+	// their ref key (ImageKey): those of other transforms too.
+	Images map[string][]byte
 }
 
 type manifestJSON struct {
@@ -91,30 +94,48 @@ func parseDiffIDs(config []byte) ([]string, error) {
 // digest the config's, and it must have as many layers as the config has
 // diff_ids.
 func StoreImage(repo *objects.Repository, manifest, config []byte, name string) (*Image, error) {
-	return storeImage(repo, manifest, config, name, 0, nil)
+	return storeImage(repo, manifest, config, name, "", nil)
 }
 
-// StoreImageWithID is StoreImage for an image whose composefs image of
-// format version is made already (imageID, written with
-// Repository.WriteImage): its config stream names it from the start, as
-// SetImageID would, so that no stream is written twice. A config stream
-// that was there is kept as it is: SetImageID then records the image
-// when the returned ImageRefs lack it.
-func StoreImageWithID(repo *objects.Repository, manifest, config []byte, name string, version int, imageID []byte) (*Image, error) {
-	if imageRefKeys[version] == "" {
-		return nil, fmt.Errorf("image: composefs-rs records images of format 1 and 2, not %d", version)
+// StoreImageWithID is StoreImage for an image whose composefs image is
+// made already (imageID, written with Repository.WriteImage): its config
+// stream names it under key (ImageKey) from the start, as SetImageID
+// would, so that no stream is written twice. A config stream that was
+// there is kept as it is: SetImageID then records the image when the
+// returned Images lack it.
+func StoreImageWithID(repo *objects.Repository, manifest, config []byte, name, key string, imageID []byte) (*Image, error) {
+	if !strings.HasPrefix(key, ImageRefKey) {
+		return nil, fmt.Errorf("image: %q is no composefs image ref key", key)
 	}
 	if len(imageID) != repo.Algorithm().Size() {
 		return nil, fmt.Errorf("image: composefs image id of %d bytes in a %s repository", len(imageID), repo.Algorithm())
 	}
-	return storeImage(repo, manifest, config, name, version, imageID)
+	return storeImage(repo, manifest, config, name, key, imageID)
 }
 
 // imageRefKeys are the named refs of a config stream to its composefs
 // image, by format version.
 var imageRefKeys = map[int]string{1: ImageRefKeyV1, 2: ImageRefKey}
 
-func storeImage(repo *objects.Repository, manifest, config []byte, name string, version int, imageID []byte) (*Image, error) {
+// ImageKey is the named ref under which a config stream records its
+// composefs image of format version (1 or 2): composefs-rs's key for the
+// image of its default transform (variant ""), the key with
+// "."+variant added for another ("xattrs=keep-user-xattrs", as
+// composefs-rs names its boot images of that mode), so that images of
+// several transforms are kept side by side and composefs-rs never takes
+// one of them for its own.
+func ImageKey(version int, variant string) (string, error) {
+	key := imageRefKeys[version]
+	if key == "" {
+		return "", fmt.Errorf("composefs-rs records images of format 1 and 2, not %d", version)
+	}
+	if variant != "" {
+		key += "." + variant
+	}
+	return key, nil
+}
+
+func storeImage(repo *objects.Repository, manifest, config []byte, name, key string, imageID []byte) (*Image, error) {
 	mdigest := digestBytes("sha256", manifest)
 	m, err := parseManifest(manifest)
 	if err != nil {
@@ -151,7 +172,7 @@ func storeImage(repo *objects.Repository, manifest, config []byte, name string, 
 			}
 		}
 		if imageID != nil {
-			return w.AddStreamRef(imageRefKeys[version], imageID)
+			return w.AddStreamRef(key, imageID)
 		}
 		return nil
 	})
@@ -170,7 +191,7 @@ func storeImage(repo *objects.Repository, manifest, config []byte, name string, 
 		if err != nil {
 			return nil, err
 		}
-		img.ImageRefs = stored.ImageRefs
+		img.ImageRefs, img.Images = stored.ImageRefs, stored.Images
 	}
 	if name != "" {
 		if err := Tag(repo, mdigest, name); err != nil {
@@ -326,6 +347,12 @@ func Open(repo *objects.Repository, manifestDigest string) (*Image, error) {
 	if id := crefs[ImageRefKeyV1]; id != nil {
 		img.ImageRefs[1] = id
 	}
+	img.Images = map[string][]byte{}
+	for k, id := range crefs {
+		if strings.HasPrefix(k, ImageRefKey) {
+			img.Images[k] = id
+		}
+	}
 	return img, nil
 }
 
@@ -413,17 +440,17 @@ func List(repo *objects.Repository) ([]*Image, error) {
 	return out, nil
 }
 
-// SetImageID records imageID, the composefs image of format version 1 or
-// 2 built from the image stored by manifest digest (and written with
-// Repository.WriteImage), as composefs-rs does after a pull: the config
-// stream is written again with the ref composefs.image.v1 (format 1) or
-// composefs.image (format 2) added, other refs kept, and so is the
-// manifest stream, to name the new config stream. A name then tags the
-// image. It is what keeps the composefs image from composefs-rs' gc.
-func SetImageID(repo *objects.Repository, manifestDigest string, version int, imageID []byte, name string) error {
-	key := imageRefKeys[version]
-	if key == "" {
-		return fmt.Errorf("image %s: composefs-rs records images of format 1 and 2, not %d", manifestDigest, version)
+// SetImageID records imageID, a composefs image built from the image
+// stored by manifest digest (and written with Repository.WriteImage),
+// under key (ImageKey: composefs.image.v1 for format 1, composefs.image
+// for format 2, with a variant for another transform), as composefs-rs
+// does after a pull: the config stream is written again with the ref
+// added, other refs kept, and so is the manifest stream, to name the new
+// config stream. A name then tags the image. It is what keeps the
+// composefs image from composefs-rs' gc.
+func SetImageID(repo *objects.Repository, manifestDigest, key string, imageID []byte, name string) error {
+	if !strings.HasPrefix(key, ImageRefKey) {
+		return fmt.Errorf("image %s: %q is no composefs image ref key", manifestDigest, key)
 	}
 	if len(imageID) != repo.Algorithm().Size() {
 		return fmt.Errorf("image %s: composefs image id of %d bytes in a %s repository", manifestDigest, len(imageID), repo.Algorithm())

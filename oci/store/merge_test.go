@@ -125,7 +125,7 @@ func TestStoreImageWithID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := SetImageID(other, sha(manifest), 1, oid, "x"); err != nil {
+	if err := SetImageID(other, sha(manifest), ImageRefKeyV1, oid, "x"); err != nil {
 		t.Fatal(err)
 	}
 	// Layers first, as a pull stores them, then the image with its id.
@@ -135,7 +135,7 @@ func TestStoreImageWithID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := StoreImageWithID(fresh, manifest, config, "x", 1, fid)
+	img, err := StoreImageWithID(fresh, manifest, config, "x", ImageRefKeyV1, fid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestStoreImageWithID(t *testing.T) {
 		t.Errorf("ImageRefs %x, want %x", img.ImageRefs[1], fid)
 	}
 	before := countFiles(t, filepath.Join(fresh.Path(), "objects"))
-	if _, err := StoreImageWithID(fresh, manifest, config, "x", 1, fid); err != nil {
+	if _, err := StoreImageWithID(fresh, manifest, config, "x", ImageRefKeyV1, fid); err != nil {
 		t.Fatal(err)
 	}
 	if after := countFiles(t, filepath.Join(fresh.Path(), "objects")); after != before {
@@ -161,8 +161,30 @@ func TestStoreImageWithID(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Errorf("config stream %x, SetImageID's %x", a, b)
 	}
-	if _, err := StoreImageWithID(fresh, manifest, config, "x", 0, fid); err == nil {
-		t.Error("format 0: no error")
+	if _, err := StoreImageWithID(fresh, manifest, config, "x", "image", fid); err == nil {
+		t.Error("a key that is no image's: no error")
+	}
+	if _, err := ImageKey(0, ""); err == nil {
+		t.Error("ImageKey of format 0: no error")
+	}
+	// Another transform's image beside it, under its own key.
+	key, err := ImageKey(1, "xattrs=keep-user-xattrs")
+	if err != nil || key != "composefs.image.v1.xattrs=keep-user-xattrs" {
+		t.Fatalf("ImageKey: %q, %v", key, err)
+	}
+	other2, err := fresh.WriteImage([]byte("another transform's image"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SetImageID(fresh, sha(manifest), key, other2, ""); err != nil {
+		t.Fatal(err)
+	}
+	both, err := Resolve(fresh, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(both.ImageRefs[1], fid) || !bytes.Equal(both.Images[key], other2) || !bytes.Equal(both.Images[ImageRefKeyV1], fid) {
+		t.Errorf("after a second transform's image: ImageRefs %x, Images %x", both.ImageRefs, both.Images)
 	}
 }
 

@@ -417,7 +417,7 @@ func TestImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := SetImageID(repo, mdigest, 1, imageID, "second"); err != nil {
+	if err := SetImageID(repo, mdigest, ImageRefKeyV1, imageID, "second"); err != nil {
 		t.Fatal(err)
 	}
 	img, err := Resolve(repo, "second")
@@ -431,8 +431,8 @@ func TestImages(t *testing.T) {
 	if !bytes.Equal(cref[ImageRefKeyV1], imageID) || !bytes.Equal(cref[diffIDs[1]], mustLayer(t, repo, diffIDs[1])) {
 		t.Errorf("config stream refs after SetImageID %x", cref)
 	}
-	if err := SetImageID(repo, mdigest, 0, imageID, ""); err == nil {
-		t.Error("recorded a format 0 image")
+	if err := SetImageID(repo, mdigest, "composefs.other", imageID, ""); err == nil {
+		t.Error("recorded an image under a key that is no image's")
 	}
 
 	// Untag.
