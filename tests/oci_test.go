@@ -291,9 +291,19 @@ func TestOCIPullMount(t *testing.T) {
 		if _, err := os.Stat(image); err != nil {
 			t.Fatalf("compute-id %s: no image in the repository: %v", id, err)
 		}
+		// Run where a file is named like the image: the repository's
+		// image is mounted, never a file of the current directory.
+		cwd := t.TempDir()
+		if err := os.WriteFile(filepath.Join(cwd, id), []byte("planted, not an image"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		mnt := tempDir(t, "oci")
 		t.Cleanup(func() { lazyUnmount(mnt) })
-		mustRun(t, cfsctl, "--repo", repo, "mount", id, mnt)
+		cmd := exec.Command(cfsctl, "--repo", repo, "mount", id, mnt)
+		cmd.Dir = cwd
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("cfsctl mount %s, with a file of that name here: %v\n%s", id, err, out)
+		}
 		compareTrees(t, kernelMount(t, image, filepath.Join(repo, "objects")), mnt)
 	})
 }

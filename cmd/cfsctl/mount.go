@@ -25,11 +25,25 @@ The repository is only read.`,
 func setupMount(c *cli.Command) func(*env, []string) error {
 	opts := fusemount.DefineOptions(c)
 	return func(e *env, args []string) error {
-		dir, err := e.repoPath()
+		r, err := e.openRepo()
 		if err != nil {
 			return err
 		}
-		return exitStatus(opts.Mount(args[0], args[1], dir, e.stdout, e.stderr))
+		// By its id, so that the image is checked against it.
+		image := args[0]
+		if _, isID := r.ImageID(image); !isID {
+			refs, err := r.Refs()
+			if err != nil {
+				r.Close()
+				return err
+			}
+			if id, ok := refs[image]; ok {
+				image = hex.EncodeToString(id)
+			}
+		}
+		dir := r.Path()
+		r.Close()
+		return exitStatus(opts.Mount(image, args[1], dir, e.stdout, e.stderr))
 	}
 }
 

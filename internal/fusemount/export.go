@@ -43,7 +43,7 @@ func (o *Options) Mount(image, mountpoint, repo string, stdout, stderr io.Writer
 		}
 	}
 	if err == nil {
-		s.image, s.mountpoint, s.repo = image, mountpoint, repo
+		s.image, s.mountpoint, s.repo, s.inRepo = image, mountpoint, repo, true
 	}
 	return cl.mount(s, err, stdout, stderr)
 }

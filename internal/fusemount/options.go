@@ -25,6 +25,9 @@ type settings struct {
 	noOpen            bool
 	checkObjects      bool
 	prefetch          bool
+	// inRepo: IMAGE names an image of the repository, never a file,
+	// whatever the current directory holds (cfsctl's mounts).
+	inRepo bool
 	logFile           string
 	// Remote stores: where fetched objects are kept and how many bytes
 	// of them at most (0: no bound), and the files that hold the

@@ -111,7 +111,7 @@ func serve(s *settings, logs *cli.LogHandler) (ended syscall.Signal, err error) 
 	}
 	if fsname == "" {
 		fsname = s.image
-		if abs, err := filepath.Abs(s.image); err == nil && fileExists(s.image) {
+		if abs, err := filepath.Abs(s.image); err == nil && !s.inRepo && fileExists(s.image) {
 			fsname = abs
 		}
 	}
@@ -328,7 +328,7 @@ func openSources(s *settings, digest []byte, vc *verity.Cache, logger *slog.Logg
 		}
 		closers = append(closers, func() { rr.Close() })
 		stores = append(stores, rr.Objects())
-		if !fileExists(s.image) {
+		if s.inRepo || !fileExists(s.image) {
 			f, id, err := rr.OpenImage(context.Background(), s.image)
 			if err != nil {
 				return "", nil, nil, nil, nil, err
@@ -349,7 +349,7 @@ func openSources(s *settings, digest []byte, vc *verity.Cache, logger *slog.Logg
 		}
 		stores = append(stores, repo)
 		dirs = append(dirs, s.repo)
-		if !fileExists(s.image) {
+		if s.inRepo || !fileExists(s.image) {
 			f, err := repo.OpenImage(s.image)
 			if err != nil {
 				return "", nil, nil, nil, nil, err
