@@ -117,6 +117,12 @@ func splitTar(w *splitstream.Writer, r io.Reader) error {
 			size = paxSize
 		}
 		paxSize = -1
+		if headerOnly(typ) {
+			// Whatever the size field says, no data follows, as
+			// archive/tar (and so the Builder) reads it: both must
+			// see the same entries.
+			size = 0
+		}
 		if (typ == '0' || typ == 0 || typ == '7') && size > InlineMax {
 			if _, err := w.WriteExternal(io.LimitReader(r, size), size); err != nil {
 				return fmt.Errorf("tar entry at byte %d: %w", at, unexpected(err))
@@ -130,6 +136,16 @@ func splitTar(w *splitstream.Writer, r io.Reader) error {
 			return fmt.Errorf("tar entry at byte %d: %w", at, unexpected(err))
 		}
 	}
+}
+
+// headerOnly tells the entry types that carry no data: links, devices,
+// directories and fifos.
+func headerOnly(typ byte) bool {
+	switch typ {
+	case '1', '2', '3', '4', '5', '6':
+		return true
+	}
+	return false
 }
 
 func unexpected(err error) error {

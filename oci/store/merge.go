@@ -8,7 +8,6 @@ import (
 
 	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/splitstream"
-	"github.com/composefs/composefs-go/verity"
 )
 
 // Merger gives a stored layer to a Builder that merges layers into an
@@ -201,7 +200,8 @@ func (m *Merger) Seek(offset int64, whence int) (int64, error) {
 // WriteObject is the ObjectWriter of the Builder: the content of size
 // bytes that begins here is the external chunk at hand when its object has
 // that size, and the chunk's id is its digest, nothing read. Other content
-// (a layer split otherwise) is read and hashed.
+// (a layer split otherwise) is stored as an object, so that the image
+// never names one the repository lacks.
 func (m *Merger) WriteObject(r io.Reader, size int64) ([]byte, error) {
 	if m.err == nil && (m.ext == nil || m.ext.off == m.ext.size) {
 		if err := m.advance(); err != nil && err != io.EOF {
@@ -211,7 +211,7 @@ func (m *Merger) WriteObject(r io.Reader, size int64) ([]byte, error) {
 	if m.ext != nil && m.ext.off == 0 && m.ext.size == size {
 		return m.ext.id, nil
 	}
-	return verity.DigestReader(m.repo.Algorithm(), io.LimitReader(r, size))
+	return m.repo.WriteObject(r, size)
 }
 
 // Close releases the stream and the object at hand.

@@ -198,3 +198,34 @@ func storeLayers(t *testing.T, repo *objects.Repository) {
 		}
 	}
 }
+
+// TestHeaderOnlySize: a symlink whose size field says 512, followed by a
+// regular file's header, is read as archive/tar reads it (no data for a
+// symlink) by the import and by the merge, so the regular file behind it
+// is stored as an object and the merge names only objects that exist.
+func TestHeaderOnlySize(t *testing.T) {
+	repo := newRepo(t)
+	body := content(100, 9)
+	var layer []byte
+	layer = append(layer, rawHeader("link", '2', 512)...)
+	layer = append(layer, rawHeader("inner", '0', int64(len(body)))...)
+	layer = append(layer, body...)
+	layer = append(layer, make([]byte, block-len(body)+2*block)...)
+	diffID := sha(layer)
+	if _, _, err := ImportLayer(repo, diffID, bytes.NewReader(layer)); err != nil {
+		t.Fatal(err)
+	}
+	want := walkMerged(t, bytes.NewReader(layer), hashing{repo.Algorithm()})
+	m, err := MergeLayer(repo, diffID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := walkMerged(t, m, m)
+	m.Close()
+	if len(got) != 2 || len(want) != 2 || got[1] != want[1] || got[1].name != "inner" {
+		t.Fatalf("merged %+v, archive/tar reads %+v", got, want)
+	}
+	if ok, err := repo.Has(got[1].digest); err != nil || !ok {
+		t.Errorf("the merge names object %s, which the repository lacks (%v)", got[1].digest, err)
+	}
+}

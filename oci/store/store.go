@@ -26,6 +26,8 @@ import (
 	"fmt"
 	"hash"
 	"strings"
+
+	"github.com/composefs/composefs-go/dumpfile"
 )
 
 // Content identifier prefixes, composefs-rs'.
@@ -38,8 +40,10 @@ const (
 )
 
 // InlineMax is composefs-rs' threshold (INLINE_CONTENT_MAX_V0): a regular
-// file of more bytes is stored as an object, not inline in the stream.
-const InlineMax = 64
+// file of more bytes is stored as an object, not inline in the stream. It
+// is the image's threshold too (package oci's), which the Merger relies
+// on: a file stored as an object is external in the image.
+const InlineMax = dumpfile.RecommendedInlineContentMax
 
 // Named ref keys composefs-rs gives the EROFS image of a config.
 const (
