@@ -144,6 +144,9 @@ func (c *Cache) open(rel string) (*os.File, error) {
 
 // remove deletes the cached object rel, found bad.
 func (c *Cache) remove(rel string) {
+	if len(c.flat.roots) == 0 {
+		return // closed: a fetch that ends after the mount did
+	}
 	unix.Unlinkat(int(c.flat.roots[0].dir.Fd()), rel, 0)
 	c.mu.Lock()
 	if e, ok := c.byKey[rel]; ok {

@@ -117,7 +117,7 @@ type RemoteStats struct {
 // OpenRemote opens the store at rawURL (http or https), a trailing slash
 // added when missing. Nothing is requested until an object is.
 func OpenRemote(rawURL string, cfg RemoteConfig) (*Remote, error) {
-	u, err := url.Parse(rawURL)
+	u, err := ParseURL(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("object store URL: %w", err)
 	}
@@ -167,17 +167,59 @@ func OpenRemote(rawURL string, cfg RemoteConfig) (*Remote, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Remote{
 		base: u, shown: u.Redacted(), cfg: cfg,
-		hc:    &http.Client{Transport: tr},
+		hc:    &http.Client{Transport: tr, CheckRedirect: redirectPolicy(cfg.Header)},
 		slots: make(chan struct{}, cfg.MaxRequests),
 		ctx:   ctx, cancel: cancel,
 		flights: map[string]*flight{},
 	}, nil
 }
 
+// ParseURL parses the URL of a store or an image. Its errors never quote
+// the URL, and a URL with credentials in it is refused: a mount's command
+// line is readable by every user (/proc/PID/cmdline), so a password
+// belongs in --token-file or --header-file.
+func ParseURL(rawURL string) (*url.URL, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, err
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("%s: credentials in a URL are refused, as every user can read a mount's command line (--token-file or --header-file give them)", u.Redacted())
+	}
+	return u, nil
+}
+
+// redirectPolicy follows a store's redirects, but never from https to
+// http, and sends the headers of --header-file and --token-file only to
+// the host they were given for: Go's client drops only Authorization and
+// cookies on a change of host, and keeps them from https to http.
+func redirectPolicy(secret http.Header) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		first := via[0].URL
+		if first.Scheme == "https" && req.URL.Scheme != "https" {
+			return fmt.Errorf("redirect from https to %s refused", req.URL.Scheme)
+		}
+		if req.URL.Host != first.Host {
+			for name := range secret {
+				req.Header.Del(name)
+			}
+			req.Header.Del("Authorization")
+		}
+		return nil
+	}
+}
+
 // OpenRemoteFile opens a Remote on the directory of the file at rawURL
 // and returns it with the file's name in it, for Open or OpenAs.
 func OpenRemoteFile(rawURL string, cfg RemoteConfig) (*Remote, string, error) {
-	u, err := url.Parse(rawURL)
+	u, err := ParseURL(rawURL)
 	if err != nil {
 		return nil, "", fmt.Errorf("URL: %w", err)
 	}

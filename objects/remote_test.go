@@ -516,7 +516,6 @@ func TestOpenRemoteURLs(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"http://h/objects", "http://h/objects/ab/cd"},
 		{"https://h:8443/a%2Cb/", "https://h:8443/a%2Cb/ab/cd"},
-		{"http://user:pw@h/", "http://user:xxxxx@h/ab/cd"},
 	} {
 		r, err := OpenRemote(c.in, RemoteConfig{})
 		if err != nil {
@@ -526,7 +525,7 @@ func TestOpenRemoteURLs(t *testing.T) {
 			t.Errorf("%s: object URL %s, want %s", c.in, got, c.want)
 		}
 	}
-	for _, bad := range []string{"ftp://h/", "http:///x", "http://h/?q=1", "http://h/#f", "http://h/%zz"} {
+	for _, bad := range []string{"ftp://h/", "http:///x", "http://h/?q=1", "http://h/#f", "http://h/%zz", "http://user:pw@h/"} {
 		if _, err := OpenRemote(bad, RemoteConfig{}); err == nil {
 			t.Errorf("%s: accepted", bad)
 		}
@@ -794,4 +793,47 @@ func FuzzBearerHeader(f *testing.F) {
 			t.Fatalf("%q gave %q", data, v)
 		}
 	})
+}
+
+// TestRemoteRedirectKeepsSecrets: a store that redirects to another host
+// gets the object there, but the headers of --header-file and the token
+// stay with the host they were given for; a redirect from https to http
+// is refused; a URL with a password is refused, and no error quotes it.
+func TestRemoteRedirectKeepsSecrets(t *testing.T) {
+	s := serveStore(t, verity.SHA256, 3000)
+	p := s.payloads[0]
+	var seen http.Header
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Header.Clone()
+		w.Write(s.data[p])
+	}))
+	t.Cleanup(other.Close)
+	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
+	}))
+	t.Cleanup(first.Close)
+	secret := http.Header{"X-Api-Key": {"k"}, "Authorization": {"Bearer t"}}
+	r := newRemote(t, first.URL, RemoteConfig{Cache: newCache(t, 0), Header: secret, Attempts: 1})
+	f, err := r.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, f); !bytes.Equal(got, s.data[p]) {
+		t.Errorf("redirected fetch: %d bytes, want %d", len(got), len(s.data[p]))
+	}
+	if seen == nil || seen.Get("X-Api-Key") != "" || seen.Get("Authorization") != "" {
+		t.Errorf("the other host got %v", seen)
+	}
+	policy := redirectPolicy(secret)
+	from, _ := http.NewRequest("GET", "https://a.example/x", nil)
+	to, _ := http.NewRequest("GET", "http://a.example/x", nil)
+	if err := policy(to, []*http.Request{from}); err == nil {
+		t.Error("a redirect from https to http was followed")
+	}
+	for _, bad := range []string{"https://user:s3cret@h.example/objects/", "https://user:s3cret@h.example/%zz/"} {
+		_, err := OpenRemote(bad, RemoteConfig{Cache: newCache(t, 0)})
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("OpenRemote(%q): %v", bad, err)
+		}
+	}
 }

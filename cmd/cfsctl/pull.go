@@ -147,6 +147,10 @@ const blobDir = "tmp/oci-blobs"
 // tar checked against the blob's digest and the config's diff_id as it
 // is read, and registered only when both hold.
 func importLayer(ctx context.Context, repo *objects.Repository, img *source.Image, i int) error {
+	// Another pull may have stored it meanwhile, and removed the blob.
+	if _, ok, err := store.HasLayer(repo, img.Layers()[i].DiffID); err != nil || ok {
+		return err
+	}
 	r, err := img.OpenLayer(ctx, i)
 	if err != nil {
 		return err
