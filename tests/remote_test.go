@@ -267,6 +267,10 @@ func TestRemoteImageByURL(t *testing.T) {
 	if out, err := tryFuseMount(t, proxy.URL+"image.cfs", tempDir(t, "m2"), "--basedir", proxy.URL, "--cache", filepath.Join(tempDir(t, "c3"), "c")); err == nil || !strings.Contains(out, "401") {
 		t.Errorf("no token: %v\n%s", err, out)
 	}
+	// --verity=require and no --digest: nothing would check the image.
+	if out, err := tryFuseMount(t, proxy.URL+"image.cfs", tempDir(t, "m3"), "--verity=require", "--basedir", proxy.URL, "--cache", cache, "--token-file", tokenFile); err == nil || !strings.Contains(out, "--digest") {
+		t.Errorf("--verity=require, image by URL without --digest: %v\n%s", err, out)
+	}
 }
 
 // TestRemotePrefetch: --prefetch fetches every object into the cache in

@@ -30,11 +30,16 @@ type prefetch struct {
 	finished            atomic.Bool
 	logger              *slog.Logger
 	started             time.Time
+	// ended is closed when the prefetch has stopped: no walk of the
+	// image and no fetch goes on after.
+	ended chan struct{}
 }
 
-// startPrefetch starts the prefetch; it stops when ctx ends.
+// startPrefetch starts the prefetch; it stops when ctx ends, and has
+// stopped once ended is closed (after the walk of the image it may be in,
+// which reads the image: wait for it before the image is unmapped).
 func startPrefetch(ctx context.Context, view *composefs.FS, store objects.Store, logger *slog.Logger) *prefetch {
-	p := &prefetch{logger: logger, started: time.Now()}
+	p := &prefetch{logger: logger, started: time.Now(), ended: make(chan struct{})}
 	// Listening from now until the unmount: SIGUSR1 kills a process
 	// that does not.
 	usr1 := make(chan os.Signal, 1)
@@ -50,7 +55,10 @@ func startPrefetch(ctx context.Context, view *composefs.FS, store objects.Store,
 			}
 		}
 	}()
-	go p.run(ctx, view, store)
+	go func() {
+		defer close(p.ended)
+		p.run(ctx, view, store)
+	}()
 	return p
 }
 

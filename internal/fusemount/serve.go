@@ -3,6 +3,7 @@ package fusemount
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -150,14 +151,20 @@ func serve(s *settings, logs *cli.LogHandler) (ended syscall.Signal, err error) 
 	if isDaemonChild() {
 		daemonReady()
 	}
+	stopPrefetch := func() {}
 	if s.prefetch {
 		ctx, stop := context.WithCancel(context.Background())
-		defer stop()
-		startPrefetch(ctx, view, store, logger)
+		p := startPrefetch(ctx, view, store, logger)
+		stopPrefetch = func() {
+			stop()
+			<-p.ended
+		}
 	}
 	conn.Wait()
-	// Background read-ahead reads the image: stop it before the image
-	// is unmapped (deferred above).
+	// The prefetch and the read-ahead read the image and use the
+	// stores: stop them before the image is unmapped and the stores
+	// closed (deferred above).
+	stopPrefetch()
 	fsys.Close()
 	return syscall.Signal(endedBy.Load()), nil
 }
@@ -310,7 +317,7 @@ func openSources(s *settings, digest []byte, vc *verity.Cache, logger *slog.Logg
 		if err != nil {
 			return "", nil, nil, nil, nil, err
 		}
-		f, err := fetchImage(s.image, digest, *cfg, logger)
+		f, err := fetchImage(s.image, digest, *cfg, s.verity == composefs.VerityRequire, logger)
 		if err != nil {
 			return "", nil, nil, nil, nil, err
 		}
@@ -332,6 +339,10 @@ func openSources(s *settings, digest []byte, vc *verity.Cache, logger *slog.Logg
 			f, id, err := rr.OpenImage(context.Background(), s.image)
 			if err != nil {
 				return "", nil, nil, nil, nil, err
+			}
+			if id == nil && digest == nil && s.verity == composefs.VerityRequire {
+				f.Close()
+				return "", nil, nil, nil, nil, errUncheckedImage
 			}
 			imagePath = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
 			closers = append(closers, func() { f.Close() })
@@ -404,7 +415,10 @@ func openSources(s *settings, digest []byte, vc *verity.Cache, logger *slog.Logg
 // cache, where it is kept under it, else for this mount alone, said to be
 // unverified (a tampered image can name any objects). The view checks the
 // digest again over the bytes it loads and serves.
-func fetchImage(rawURL string, digest []byte, cfg objects.RemoteConfig, logger *slog.Logger) (*os.File, error) {
+func fetchImage(rawURL string, digest []byte, cfg objects.RemoteConfig, require bool, logger *slog.Logger) (*os.File, error) {
+	if digest == nil && require {
+		return nil, errUncheckedImage
+	}
 	r, name, err := objects.OpenRemoteFile(rawURL, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("image: %w", err)
@@ -425,6 +439,10 @@ func fetchImage(rawURL string, digest []byte, cfg objects.RemoteConfig, logger *
 	}
 	return f, nil
 }
+
+// errUncheckedImage is --verity=require refusing an image from the
+// network that nothing checks: every object's check rests on the image.
+var errUncheckedImage = errors.New("image over the network without --digest (or an image id): --verity=require refuses an image nothing checks")
 
 // redactURL is rawURL without its user information, for messages and
 // the mount's source: credentials never show there.
