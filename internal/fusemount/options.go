@@ -27,8 +27,8 @@ type settings struct {
 	prefetch          bool
 	// inRepo: IMAGE names an image of the repository, never a file,
 	// whatever the current directory holds (cfsctl's mounts).
-	inRepo bool
-	logFile           string
+	inRepo  bool
+	logFile string
 	// Remote stores: where fetched objects are kept and how many bytes
 	// of them at most (0: no bound), and the files that hold the
 	// trusted CAs and a token or headers for private stores.
