@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 
 	"github.com/composefs/composefs-go/erofs"
@@ -75,6 +76,10 @@ func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
 	}
 	if f.cfg.Store == nil {
 		return Object{}, fmt.Errorf("object %s: no object store: %w", payload, fs.ErrNotExist)
+	}
+	if in.Size <= math.MaxInt64 {
+		// A store that fetches stops a server that sends more.
+		ctx = objects.WithSize(ctx, int64(in.Size))
 	}
 	check := digest != nil && f.cfg.Verity != VerityOff
 	verify := func(obj *os.File) error {

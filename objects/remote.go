@@ -69,6 +69,9 @@ type RemoteConfig struct {
 	// RangeSize is the size of the ranges a large object is fetched in,
 	// several at once; 8 MiB when 0.
 	RangeSize int64
+	// MaxObjectSize bounds an object whose size the caller does not give
+	// (WithSize); 0 means defaultMaxObjectSize.
+	MaxObjectSize int64
 	// Transport, when not nil, carries the requests instead of one
 	// made from the fields above (tests).
 	Transport http.RoundTripper
@@ -172,6 +175,28 @@ func OpenRemote(rawURL string, cfg RemoteConfig) (*Remote, error) {
 		ctx:   ctx, cancel: cancel,
 		flights: map[string]*flight{},
 	}, nil
+}
+
+// defaultMaxObjectSize bounds an object of unknown size fetched from a
+// server, which could otherwise fill the cache's disk before the digest
+// check: far above any file an image holds in practice.
+const defaultMaxObjectSize = 64 << 30
+
+type sizeKey struct{}
+
+// WithSize tells a store that fetches objects the size the object opened
+// with ctx has (the image's file size): a server answering more is cut
+// off at once rather than after the digest check.
+func WithSize(ctx context.Context, size int64) context.Context {
+	return context.WithValue(ctx, sizeKey{}, size)
+}
+
+// expectedSize is WithSize's size, -1 when none was given.
+func expectedSize(ctx context.Context) int64 {
+	if n, ok := ctx.Value(sizeKey{}).(int64); ok && n >= 0 {
+		return n
+	}
+	return -1
 }
 
 // ParseURL parses the URL of a store or an image. Its errors never quote
@@ -373,7 +398,7 @@ func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.A
 		r.running.Add(1)
 		go func() {
 			defer r.running.Done()
-			fl.err = r.fetchToCache(u, rel, alg, digest)
+			fl.err = r.fetchToCache(u, rel, alg, digest, expectedSize(ctx))
 			r.mu.Lock()
 			delete(r.flights, rel)
 			r.mu.Unlock()
@@ -391,12 +416,12 @@ func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.A
 
 // fetchToCache fetches u into a temporary file of the cache, checks it
 // against digest and places it as rel.
-func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, digest []byte) error {
+func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, digest []byte, size int64) error {
 	tmp, err := r.cfg.Cache.tempFile(rel)
 	if err != nil {
 		return fetchErr(u, err)
 	}
-	n, err := r.download(r.ctx, u, tmp.File, alg, digest, true)
+	n, err := r.download(r.ctx, u, tmp.File, alg, digest, true, size)
 	if err != nil {
 		tmp.drop()
 		r.failed.Add(1)
@@ -424,7 +449,7 @@ func (r *Remote) fetchUnnamed(ctx context.Context, rel string, alg verity.Algori
 		return nil, fetchErr(u, fmt.Errorf("temporary file in %s: %w", dir, err))
 	}
 	f := os.NewFile(uintptr(fd), u.Redacted())
-	n, err := r.download(ctx, u, f, alg, digest, check)
+	n, err := r.download(ctx, u, f, alg, digest, check, expectedSize(ctx))
 	if err != nil {
 		f.Close()
 		if ctx.Err() != nil {
@@ -476,7 +501,7 @@ func payloadDigest(rel string) (verity.Algorithm, []byte, bool) {
 // backoff, after a failure that another try may mend (a dropped
 // connection, a 5xx, a short body); a body that does not match the
 // digest makes the whole object tried again, as many times.
-func (r *Remote) download(ctx context.Context, u *url.URL, f *os.File, alg verity.Algorithm, digest []byte, check bool) (int64, error) {
+func (r *Remote) download(ctx context.Context, u *url.URL, f *os.File, alg verity.Algorithm, digest []byte, check bool, size int64) (int64, error) {
 	var n int64
 	err := r.retry(ctx, func() error {
 		// Only after a failed try: ext4 flushes a file truncated to
@@ -494,7 +519,7 @@ func (r *Remote) download(ctx context.Context, u *url.URL, f *os.File, alg verit
 			h = verity.NewHasher(alg)
 		}
 		var err error
-		n, err = r.fetchObject(ctx, u, f, h)
+		n, err = r.fetchObject(ctx, u, f, h, size)
 		if err != nil || !check {
 			return err
 		}
@@ -520,7 +545,16 @@ func (r *Remote) download(ctx context.Context, u *url.URL, f *os.File, alg verit
 // range, which tells the size, then the rest in ranges several at once.
 // A server that ignores ranges sends it all in the first answer. What
 // the first answer brings is written to h too, when h is not nil.
-func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File, h *verity.Hasher) (int64, error) {
+func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File, h *verity.Hasher, size int64) (int64, error) {
+	// A server may not make the object longer than it is: the image
+	// says how long (size, when known), else MaxObjectSize.
+	limit := r.cfg.MaxObjectSize
+	if limit <= 0 {
+		limit = defaultMaxObjectSize
+	}
+	if size >= 0 {
+		limit = size
+	}
 	var dst io.Writer = io.NewOffsetWriter(f, 0)
 	if h != nil {
 		dst = io.MultiWriter(dst, h)
@@ -532,9 +566,12 @@ func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File, h *ver
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
-		n, err := copyBody(dst, resp.Body)
+		n, err := copyBody(dst, io.LimitReader(resp.Body, limit+1))
 		if err != nil {
 			return n, bodyErr(err)
+		}
+		if n > limit {
+			return n, permanent{fmt.Errorf("body longer than the object's %d bytes", limit)}
 		}
 		if resp.ContentLength >= 0 && n != resp.ContentLength {
 			return n, fmt.Errorf("short body: %d of %d bytes", n, resp.ContentLength)
@@ -544,6 +581,9 @@ func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File, h *ver
 		first, last, total, err := parseContentRange(resp.Header.Get("Content-Range"))
 		if err != nil || first != 0 || total < 0 {
 			return 0, fmt.Errorf("answer to a range request: Content-Range %q", resp.Header.Get("Content-Range"))
+		}
+		if total > limit {
+			return 0, permanent{fmt.Errorf("object of %d bytes, more than its %d", total, limit)}
 		}
 		if err := copyRange(dst, resp, first, last); err != nil {
 			return 0, err

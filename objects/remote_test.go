@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -835,5 +836,42 @@ func TestRemoteRedirectKeepsSecrets(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("OpenRemote(%q): %v", bad, err)
 		}
+	}
+}
+
+// TestRemoteOverlongBody: a server that sends more than the object's size
+// (given by WithSize, or MaxObjectSize) is cut off there, and nothing
+// enters the cache.
+func TestRemoteOverlongBody(t *testing.T) {
+	s := serveStore(t, verity.SHA256, 3000)
+	p := s.payloads[0]
+	var sent atomic.Int64
+	endless := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 64<<10)
+		for i := 0; i < 1024; i++ { // 64 MiB, far more than the object
+			n, err := w.Write(buf)
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(endless.Close)
+	cache := newCache(t, 0)
+	r := newRemote(t, endless.URL, RemoteConfig{Cache: cache, Attempts: 1})
+	digest, _ := hex.DecodeString(strings.Replace(p, "/", "", 1))
+	_, err := r.OpenAs(WithSize(context.Background(), 3000), p, verity.SHA256, digest)
+	if err == nil || !strings.Contains(err.Error(), "longer") {
+		t.Errorf("an endless body for a 3000-byte object: %v", err)
+	}
+	r2 := newRemote(t, endless.URL, RemoteConfig{Cache: cache, Attempts: 1, MaxObjectSize: 1 << 20})
+	if _, err := r2.OpenAs(context.Background(), p, verity.SHA256, digest); err == nil || !strings.Contains(err.Error(), "longer") {
+		t.Errorf("an endless body, MaxObjectSize 1 MiB: %v", err)
+	}
+	if cached(cache, p) {
+		t.Error("the overlong body was cached")
+	}
+	if n := sent.Load(); n >= 64<<20 {
+		t.Errorf("the server could send all %d bytes", n)
 	}
 }
