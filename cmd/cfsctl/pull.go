@@ -66,6 +66,11 @@ func setupPull(c *cli.Command) func(*env, []string) error {
 			return err
 		}
 		defer img.Close()
+		// What the repository will refuse is refused before anything
+		// is downloaded.
+		if err := store.CheckImage(img.Manifest(), img.Config()); err != nil {
+			return fmt.Errorf("%s: %w", ref, err)
+		}
 		repo, err := e.createRepo()
 		if err != nil {
 			return err

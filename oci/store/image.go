@@ -135,23 +135,41 @@ func ImageKey(version int, variant string) (string, error) {
 	return key, nil
 }
 
-func storeImage(repo *objects.Repository, manifest, config []byte, name, key string, imageID []byte) (*Image, error) {
+// CheckImage checks a manifest and its config as StoreImage will: a
+// container image's manifest, naming this config, with as many layers as
+// the config has diff_ids. A pull checks them before it downloads.
+func CheckImage(manifest, config []byte) error {
+	_, _, err := checkImage(manifest, config)
+	return err
+}
+
+// checkImage is CheckImage, giving the config's digest and diff_ids.
+func checkImage(manifest, config []byte) (cdigest string, diffIDs []string, err error) {
 	mdigest := digestBytes("sha256", manifest)
 	m, err := parseManifest(manifest)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", mdigest, err)
+		return "", nil, fmt.Errorf("image %s: %w", mdigest, err)
 	}
 	calg, _ := checkDigest(m.Config.Digest)
-	cdigest := m.Config.Digest
+	cdigest = m.Config.Digest
 	if got := digestBytes(calg, config); got != cdigest {
-		return nil, fmt.Errorf("image %s: config digest is %s, the manifest says %s", mdigest, got, cdigest)
+		return "", nil, fmt.Errorf("image %s: config digest is %s, the manifest says %s", mdigest, got, cdigest)
 	}
-	diffIDs, err := parseDiffIDs(config)
+	diffIDs, err = parseDiffIDs(config)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", mdigest, err)
+		return "", nil, fmt.Errorf("image %s: %w", mdigest, err)
 	}
 	if len(diffIDs) != len(m.Layers) {
-		return nil, fmt.Errorf("image %s: %d layers, %d diff_ids", mdigest, len(m.Layers), len(diffIDs))
+		return "", nil, fmt.Errorf("image %s: %d layers, %d diff_ids", mdigest, len(m.Layers), len(diffIDs))
+	}
+	return cdigest, diffIDs, nil
+}
+
+func storeImage(repo *objects.Repository, manifest, config []byte, name, key string, imageID []byte) (*Image, error) {
+	mdigest := digestBytes("sha256", manifest)
+	cdigest, diffIDs, err := checkImage(manifest, config)
+	if err != nil {
+		return nil, err
 	}
 	layers := map[string][]byte{}
 	for _, d := range diffIDs {

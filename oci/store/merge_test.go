@@ -229,3 +229,19 @@ func TestHeaderOnlySize(t *testing.T) {
 		t.Errorf("the merge names object %s, which the repository lacks (%v)", got[1].digest, err)
 	}
 }
+
+// TestCheckImage: what StoreImage refuses, CheckImage refuses first.
+func TestCheckImage(t *testing.T) {
+	repo := newRepo(t)
+	manifest, config, _ := storeTestImage(t, repo, "")
+	if err := CheckImage(manifest, config); err != nil {
+		t.Errorf("a stored image: %v", err)
+	}
+	noType := bytes.Replace(manifest, []byte(mediaTypeOCIConfig), nil, 1)
+	if err := CheckImage(noType, config); err == nil {
+		t.Error("a config without a media type: no error")
+	}
+	if err := CheckImage(manifest, append(bytes.Clone(config), ' ')); err == nil {
+		t.Error("a config of another digest: no error")
+	}
+}
