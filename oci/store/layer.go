@@ -268,7 +268,7 @@ func LayerTar(repo *objects.Repository, diffID string) (io.ReadCloser, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("layer %s: stream %s: %w: %w", diffID, LayerID(diffID), ErrCorrupt, err)
+		return nil, fmt.Errorf("layer %s: its stream: %w: %w", diffID, ErrCorrupt, err)
 	}
 	return &layerReader{repo: repo, diffID: diffID, file: f, sr: sr, sum: digestOf(alg), alg: alg}, nil
 }
@@ -307,7 +307,7 @@ func (l *layerReader) Read(p []byte) (int, error) {
 				continue
 			}
 			if err != nil {
-				return n, l.fail(fmt.Errorf("stream %s: %w: %w", LayerID(l.diffID), ErrCorrupt, err))
+				return n, l.fail(fmt.Errorf("its stream: %w: %w", ErrCorrupt, err))
 			}
 			return n, nil
 		}
@@ -337,7 +337,7 @@ func (l *layerReader) Read(p []byte) (int, error) {
 			return 0, l.finish()
 		}
 		if err != nil {
-			return 0, l.fail(fmt.Errorf("stream %s: %w: %w", LayerID(l.diffID), ErrCorrupt, err))
+			return 0, l.fail(fmt.Errorf("its stream: %w: %w", ErrCorrupt, err))
 		}
 		if !c.External {
 			l.inline = true
@@ -360,10 +360,10 @@ func (l *layerReader) account(p []byte) {
 // finish checks the whole: its length, then its digest.
 func (l *layerReader) finish() error {
 	if l.size != l.sr.StreamSize {
-		return l.fail(fmt.Errorf("stream %s: %w: %d bytes, the stream says %d", LayerID(l.diffID), ErrCorrupt, l.size, l.sr.StreamSize))
+		return l.fail(fmt.Errorf("its stream: %w: %d bytes, the stream says %d", ErrCorrupt, l.size, l.sr.StreamSize))
 	}
 	if got := fmt.Sprintf("%s:%x", l.alg, l.sum.Sum(nil)); got != l.diffID {
-		return l.fail(fmt.Errorf("stream %s: %w: the tar's digest is %s", LayerID(l.diffID), ErrCorrupt, got))
+		return l.fail(fmt.Errorf("its stream: %w: the tar's digest is %s", ErrCorrupt, got))
 	}
 	l.err = io.EOF
 	return io.EOF

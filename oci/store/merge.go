@@ -64,7 +64,7 @@ func MergeLayer(repo *objects.Repository, diffID string) (*Merger, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("layer %s: stream %s: %w: %w", diffID, LayerID(diffID), ErrCorrupt, err)
+		return nil, fmt.Errorf("layer %s: its stream: %w: %w", diffID, ErrCorrupt, err)
 	}
 	return &Merger{repo: repo, diffID: diffID, file: f, sr: sr}, nil
 }
@@ -101,7 +101,7 @@ func (m *Merger) advance() error {
 		return io.EOF
 	}
 	if err != nil {
-		return m.fail(fmt.Errorf("stream %s: %w: %w", LayerID(m.diffID), ErrCorrupt, err))
+		return m.fail(fmt.Errorf("its stream: %w: %w", ErrCorrupt, err))
 	}
 	if !c.External {
 		m.inline = true

@@ -294,7 +294,7 @@ func TestDamagedLayer(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = readLayer(repo, diffID)
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), LayerID(diffID)) {
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), diffID+": its stream") || strings.Count(err.Error(), diffID) != 1 {
 		t.Errorf("malformed stream: %v", err)
 	}
 	t.Logf("malformed stream: %v", err)
