@@ -21,6 +21,7 @@ const DefaultRegistriesConf = "/etc/containers/registries.conf"
 // HTTP or an unverified certificate allowed).
 type registryEntry struct {
 	prefix   string
+	location string // where the prefix's images are pulled from
 	insecure bool
 }
 
@@ -107,7 +108,11 @@ func parseRegistriesConf(b []byte) ([]registryEntry, error) {
 	table := ""
 	flush := func() {
 		if cur != nil {
-			if cur.prefix != "" {
+			// A prefix that another location serves is a rewrite,
+			// which pulls here do not follow: its insecure flag is
+			// the location's, never the prefix's.
+			rewrite := cur.location != "" && strings.TrimSuffix(cur.location, "/") != strings.TrimSuffix(cur.prefix, "/")
+			if cur.prefix != "" && !rewrite {
 				entries = append(entries, *cur)
 			}
 			cur = nil
@@ -183,8 +188,11 @@ func parseRegistriesConf(b []byte) ([]registryEntry, error) {
 				}
 				if key == "prefix" {
 					cur.prefix, hasPrefix = v.str, true
-				} else if !hasPrefix {
-					cur.prefix = v.str
+				} else {
+					cur.location = v.str
+					if !hasPrefix {
+						cur.prefix = v.str
+					}
 				}
 			case "insecure":
 				if v.kind != tomlBool {

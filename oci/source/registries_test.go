@@ -51,10 +51,13 @@ func TestParseRegistriesConf(t *testing.T) {
 	}
 	rc := &registriesConf{entries: entries}
 	for repo, want := range map[string]bool{
-		"example.com/foo":                 true,
-		"example.com/foo/bar":             true,
+		// A prefix served by another location is a rewrite, which a
+		// pull does not follow; insecure is the location's, so
+		// neither is insecure here.
+		"example.com/foo":                 false,
+		"example.com/foo/bar":             false,
 		"example.com/foobar":              false,
-		"internal.example.com:5000/foo/x": false, // matched by prefix, not location
+		"internal.example.com:5000/foo/x": false,
 		"mirror.example.com/x":            false,
 		"localhost:5000/a/b":              true,
 		"localhost:5001/a":                false,
