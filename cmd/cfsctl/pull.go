@@ -42,7 +42,7 @@ func setupPull(c *cli.Command) func(*env, []string) error {
 	)
 	tf.define(c)
 	c.Flags.BoolVar(&tlsVerify, "tls-verify", true, "check registries' TLS certificates and refuse plain HTTP unless registries.conf says the registry is insecure; --tls-verify=false allows both, for a local registry")
-	c.Flags.StringVar(&authFile, "authfile", "", "registry credentials `FILE`, as podman login writes it (default $REGISTRY_AUTH_FILE, then $XDG_RUNTIME_DIR/containers/auth.json, then ~/.docker/config.json)")
+	c.Flags.StringVar(&authFile, "authfile", "", "registry credentials `FILE`, as podman login writes it (default $REGISTRY_AUTH_FILE, then $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, ~/.docker/config.json)")
 	c.Flags.StringVar(&platform, "platform", "", "the image to take from a multi-platform index: `OS/ARCH[/VARIANT]` (default linux and this machine's architecture)")
 	return func(e *env, args []string) error {
 		t, err := tf.transform()

@@ -14,7 +14,8 @@ import (
 // keychain returns where credentials for a registry come from, in the
 // order containers tools look: the auth file given (Options.AuthFile,
 // else $REGISTRY_AUTH_FILE), ${XDG_RUNTIME_DIR}/containers/auth.json,
-// then docker's ~/.docker/config.json and its credential helpers
+// ${XDG_CONFIG_HOME:-~/.config}/containers/auth.json, then docker's
+// ~/.docker/config.json and its credential helpers
 // (go-containerregistry's default keychain). The first file with an entry
 // for the registry wins.
 func keychain(authFile string) (authn.Keychain, error) {
@@ -29,6 +30,12 @@ func keychain(authFile string) (authn.Keychain, error) {
 	}
 	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
 		files = append(files, filepath.Join(dir, "containers", "auth.json"))
+	}
+	// Where podman login keeps credentials across reboots.
+	if dir := os.Getenv("XDG_CONFIG_HOME"); dir != "" {
+		files = append(files, filepath.Join(dir, "containers", "auth.json"))
+	} else if home, err := os.UserHomeDir(); err == nil {
+		files = append(files, filepath.Join(home, ".config", "containers", "auth.json"))
 	}
 	var chain []authn.Keychain
 	for _, f := range files {
