@@ -38,6 +38,9 @@ type GCResult struct {
 	// images/ and streams/ (their refs/ included).
 	ImagesPruned  int64 `json:"images_pruned"`
 	StreamsPruned int64 `json:"streams_pruned"`
+	// TempsRemoved counts the temporary files left by writers that
+	// died: objects/.tmp-* and the downloads under tmp/.
+	TempsRemoved int64 `json:"temps_removed"`
 }
 
 // GC removes what no ref reaches. It first turns the repository's shared
@@ -79,7 +82,51 @@ func (r *Repository) GC(ctx context.Context, dryRun bool, imageObjects ImageObje
 	if res.StreamsPruned, err = r.pruneCategory("streams", dryRun, removed); err != nil {
 		return fail(err)
 	}
+	if res.TempsRemoved, err = r.sweepTemps(dryRun); err != nil {
+		return fail(err)
+	}
 	return res, nil
+}
+
+// tempDirs are where writers keep files until they are whole: objects/
+// (".tmp-*", storeObject's) and the downloads of pulls in progress
+// (tmp/oci-blobs, cfsctl's).
+var tempDirs = []struct{ dir, prefix string }{{"objects", ".tmp-"}, {"tmp/oci-blobs", ""}}
+
+// sweepTemps removes the temporary files of writers that died. Under
+// gc's exclusive lock no writer runs (each holds the shared lock while it
+// writes), so every one there is left over; a dry run, which shares the
+// lock, counts them.
+func (r *Repository) sweepTemps(dryRun bool) (int64, error) {
+	var n int64
+	for _, t := range tempDirs {
+		d, err := r.openDirs(t.dir, false)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		ents, err := d.ReadDir(-1)
+		if err != nil {
+			d.Close()
+			return n, err
+		}
+		for _, e := range ents {
+			if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), t.prefix) {
+				continue
+			}
+			n++
+			if !dryRun {
+				if err := unix.Unlinkat(int(d.Fd()), e.Name(), 0); err != nil && err != unix.ENOENT {
+					d.Close()
+					return n, fmt.Errorf("%s/%s: %w", t.dir, e.Name(), err)
+				}
+			}
+		}
+		d.Close()
+	}
+	return n, nil
 }
 
 // categoryLinks reads the first-level links of images/ or streams/: each

@@ -48,7 +48,7 @@ func readTree(t *testing.T, mnt string) map[string][]byte {
 	return out
 }
 
-var gcLine = regexp.MustCompile(`^(removed|would remove) (\d+) objects \((\d+) bytes\), (\d+) image links, (\d+) stream links\n$`)
+var gcLine = regexp.MustCompile(`^(removed|would remove) (\d+) objects \((\d+) bytes\), (\d+) image links, (\d+) stream links, (\d+) temporary files\n$`)
 
 // TestOCIGC pulls two images sharing two layers, untags one and collects
 // the garbage: only what the untagged image alone needed goes, the other
@@ -74,7 +74,7 @@ func TestOCIGC(t *testing.T) {
 	want := readTree(t, mnt)
 
 	// Nothing is unreachable yet.
-	if out := mustRun(t, cfsctl, "--repo", repo, "gc", "--wait", "10s"); out != "removed 0 objects (0 bytes), 0 image links, 0 stream links\n" {
+	if out := mustRun(t, cfsctl, "--repo", repo, "gc", "--wait", "10s"); out != "removed 0 objects (0 bytes), 0 image links, 0 stream links, 0 temporary files\n" {
 		t.Errorf("gc with both images named: %q", out)
 	}
 	mustRun(t, cfsctl, "--repo", repo, "oci", "untag", "first")

@@ -57,8 +57,8 @@ func setupGC(c *cli.Command) func(*env, []string) error {
 		if dryRun {
 			verb = "would remove"
 		}
-		fmt.Fprintf(e.stdout, "%s %d objects (%d bytes), %d image links, %d stream links\n",
-			verb, res.ObjectsRemoved, res.ObjectsBytes, res.ImagesPruned, res.StreamsPruned)
+		fmt.Fprintf(e.stdout, "%s %d objects (%d bytes), %d image links, %d stream links, %d temporary files\n",
+			verb, res.ObjectsRemoved, res.ObjectsBytes, res.ImagesPruned, res.StreamsPruned, res.TempsRemoved)
 		return nil
 	}
 }
