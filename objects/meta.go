@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -171,4 +172,17 @@ func (m *Meta) Encode() ([]byte, error) {
 		return nil, err
 	}
 	return append(data, '\n'), nil
+}
+
+// ReadMeta reads and parses a meta.json, bounded: a repository's, local
+// or over HTTP.
+func ReadMeta(r io.Reader) (*Meta, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxMetaSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxMetaSize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrRepositoryMeta, maxMetaSize)
+	}
+	return ParseMeta(data)
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 
@@ -55,14 +54,7 @@ func (rr *RemoteRepository) readMeta() error {
 		return err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxMetaSize+1))
-	if err != nil {
-		return fmt.Errorf("meta.json: %w", err)
-	}
-	if len(data) > maxMetaSize {
-		return fmt.Errorf("meta.json: %w: larger than %d bytes", ErrRepositoryMeta, maxMetaSize)
-	}
-	m, err := ParseMeta(data)
+	m, err := ReadMeta(f)
 	if err != nil {
 		return fmt.Errorf("meta.json: %w", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -79,14 +78,7 @@ func (r *Repository) readMeta() error {
 		return fmt.Errorf("meta.json: %w", err)
 	}
 	defer mf.Close()
-	data, err := io.ReadAll(io.LimitReader(mf, maxMetaSize+1))
-	if err != nil {
-		return fmt.Errorf("meta.json: %w", err)
-	}
-	if len(data) > maxMetaSize {
-		return fmt.Errorf("%w: larger than %d bytes", ErrRepositoryMeta, maxMetaSize)
-	}
-	m, err := ParseMeta(data)
+	m, err := ReadMeta(mf)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
 	"strconv"
 
 	"github.com/composefs/composefs-go/objects"
@@ -250,17 +251,28 @@ func LayerTar(repo *objects.Repository, diffID string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("layer: %w", err)
 	}
+	f, sr, err := openLayerStream(repo, diffID)
+	if err != nil {
+		return nil, err
+	}
+	return &layerReader{repo: repo, diffID: diffID, file: f, sr: sr, sum: digestOf(alg), alg: alg}, nil
+}
+
+// openLayerStream opens the split stream of the stored layer diffID (a
+// checked digest), checked against its object id, and reads its
+// header and references: what LayerTar and MergeLayer read it with.
+func openLayerStream(repo *objects.Repository, diffID string) (*os.File, *splitstream.Reader, error) {
 	f, _, err := repo.OpenStream(LayerID(diffID))
 	if errors.Is(err, objects.ErrNoStream) {
-		return nil, fmt.Errorf("layer %s: %w", diffID, ErrNotFound)
+		return nil, nil, fmt.Errorf("layer %s: %w", diffID, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("layer %s: %w", diffID, err)
+		return nil, nil, fmt.Errorf("layer %s: %w", diffID, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("layer %s: %w", diffID, err)
+		return nil, nil, fmt.Errorf("layer %s: %w", diffID, err)
 	}
 	sr, err := splitstream.Open(f, st.Size(), repo.Algorithm())
 	if err == nil && sr.ContentType != splitstream.ContentTypeLayer {
@@ -268,9 +280,9 @@ func LayerTar(repo *objects.Repository, diffID string) (io.ReadCloser, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("layer %s: its stream: %w: %w", diffID, ErrCorrupt, err)
+		return nil, nil, fmt.Errorf("layer %s: its stream: %w: %w", diffID, ErrCorrupt, err)
 	}
-	return &layerReader{repo: repo, diffID: diffID, file: f, sr: sr, sum: digestOf(alg), alg: alg}, nil
+	return f, sr, nil
 }
 
 type layerReader struct {

@@ -46,25 +46,9 @@ func MergeLayer(repo *objects.Repository, diffID string) (*Merger, error) {
 	if _, err := checkDigest(diffID); err != nil {
 		return nil, fmt.Errorf("layer: %w", err)
 	}
-	f, _, err := repo.OpenStream(LayerID(diffID))
-	if errors.Is(err, objects.ErrNoStream) {
-		return nil, fmt.Errorf("layer %s: %w", diffID, ErrNotFound)
-	}
+	f, sr, err := openLayerStream(repo, diffID)
 	if err != nil {
-		return nil, fmt.Errorf("layer %s: %w", diffID, err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("layer %s: %w", diffID, err)
-	}
-	sr, err := splitstream.Open(f, st.Size(), repo.Algorithm())
-	if err == nil && sr.ContentType != splitstream.ContentTypeLayer {
-		err = fmt.Errorf("content type %#x, not a layer's", sr.ContentType)
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("layer %s: its stream: %w: %w", diffID, ErrCorrupt, err)
+		return nil, err
 	}
 	return &Merger{repo: repo, diffID: diffID, file: f, sr: sr}, nil
 }
