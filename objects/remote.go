@@ -175,10 +175,11 @@ func OpenRemote(rawURL string, cfg RemoteConfig) (*Remote, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Remote{
 		base: u, shown: u.Redacted(), cfg: cfg,
-		hc:    &http.Client{Transport: tr},
-		slots: make(chan struct{}, cfg.MaxRequests),
-		bufs:  make(chan *[]byte, cfg.MaxRequests), hashers: make(chan *verity.Hasher, cfg.MaxRequests),
-		ctx: ctx, cancel: cancel,
+		hc:      &http.Client{Transport: tr},
+		slots:   make(chan struct{}, cfg.MaxRequests),
+		bufs:    make(chan *[]byte, cfg.MaxRequests),
+		hashers: make(chan *verity.Hasher, cfg.MaxRequests),
+		ctx:     ctx, cancel: cancel,
 		flights: map[string]*flight{},
 	}, nil
 }
