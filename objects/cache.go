@@ -222,21 +222,17 @@ type cacheTemp struct {
 	tmp, name, rel string
 }
 
-// place renames the filled and checked temporary file into the cache. An
-// object placed meanwhile by someone else is kept, and this copy dropped.
-func (t *cacheTemp) place() error {
-	fi, err := t.File.Stat()
-	if err != nil {
-		t.drop()
-		return err
-	}
+// place renames the filled and checked temporary file, of size bytes,
+// into the cache. An object placed meanwhile by someone else is kept, and
+// this copy dropped.
+func (t *cacheTemp) place(size int64) error {
 	t.File.Close()
-	err = renameNoReplace(t.dirfd, t.tmp, t.dirfd, t.name)
+	err := renameNoReplace(t.dirfd, t.tmp, t.dirfd, t.name)
 	if err == unix.EEXIST {
 		unix.Unlinkat(t.dirfd, t.tmp, 0)
 		err = nil
 	} else if err == nil {
-		t.c.added(t.rel, fi.Size())
+		t.c.added(t.rel, size)
 	} else {
 		unix.Unlinkat(t.dirfd, t.tmp, 0)
 		err = fmt.Errorf("rename into %s: %w", filepath.Join(t.c.dir, t.rel), err)

@@ -90,6 +90,14 @@ type Remote struct {
 	cfg   RemoteConfig
 	hc    *http.Client
 	slots chan struct{}
+	// bufs and hashers keep the copy buffers and the hashers of the
+	// fetches done, at most one per request slot, for the next ones: a
+	// sync.Pool loses them at every collection, which a daemon with a
+	// small heap has every few fetches, and then each fetch allocates
+	// 64 KiB of buffer and a hasher's tree, garbage that brings the next
+	// collection sooner.
+	bufs    chan *[]byte
+	hashers chan *verity.Hasher
 
 	ctx    context.Context // ends with Close: fetches in the background stop
 	cancel context.CancelFunc
@@ -170,9 +178,11 @@ func OpenRemote(rawURL string, cfg RemoteConfig) (*Remote, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Remote{
 		base: u, shown: u.Redacted(), cfg: cfg,
-		hc:    &http.Client{Transport: tr, CheckRedirect: redirectPolicy(cfg.Header)},
-		slots: make(chan struct{}, cfg.MaxRequests),
-		ctx:   ctx, cancel: cancel,
+		hc:      &http.Client{Transport: tr, CheckRedirect: redirectPolicy(cfg.Header)},
+		slots:   make(chan struct{}, cfg.MaxRequests),
+		bufs:    make(chan *[]byte, cfg.MaxRequests),
+		hashers: make(chan *verity.Hasher, cfg.MaxRequests),
+		ctx:     ctx, cancel: cancel,
 		flights: map[string]*flight{},
 	}, nil
 }
@@ -427,7 +437,7 @@ func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, dige
 		r.failed.Add(1)
 		return fetchErr(u, err)
 	}
-	if err := tmp.place(); err != nil {
+	if err := tmp.place(n); err != nil {
 		r.failed.Add(1)
 		return fetchErr(u, err)
 	}
@@ -503,20 +513,25 @@ func payloadDigest(rel string) (verity.Algorithm, []byte, bool) {
 // digest makes the whole object tried again, as many times.
 func (r *Remote) download(ctx context.Context, u *url.URL, f *os.File, alg verity.Algorithm, digest []byte, check bool, size int64) (int64, error) {
 	var n int64
+	tried := false
 	err := r.retry(ctx, func() error {
 		// Only after a failed try: ext4 flushes a file truncated to
 		// nothing when it is closed (auto_da_alloc), which made every
 		// fetch write its object out at once.
-		if fi, err := f.Stat(); err != nil {
-			return permanent{err}
-		} else if fi.Size() > 0 {
-			if err := f.Truncate(0); err != nil {
+		if tried {
+			if fi, err := f.Stat(); err != nil {
 				return permanent{err}
+			} else if fi.Size() > 0 {
+				if err := f.Truncate(0); err != nil {
+					return permanent{err}
+				}
 			}
 		}
+		tried = true
 		var h *verity.Hasher
 		if check {
-			h = verity.NewHasher(alg)
+			h = r.getHasher(alg)
+			defer r.putHasher(h)
 		}
 		var err error
 		n, err = r.fetchObject(ctx, u, f, h, size)
@@ -526,7 +541,7 @@ func (r *Remote) download(ctx context.Context, u *url.URL, f *os.File, alg verit
 		var got []byte
 		if h != nil && int64(h.Size()) == n {
 			// Hashed as it came, in one piece.
-			got = h.Sum()
+			got = h.Finish()
 		} else if got, err = verity.DigestFile(alg, f); err != nil {
 			return permanent{err}
 		}
@@ -566,7 +581,7 @@ func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File, h *ver
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
-		n, err := copyBody(dst, io.LimitReader(resp.Body, limit+1))
+		n, err := r.copyBody(dst, io.LimitReader(resp.Body, limit+1))
 		if err != nil {
 			return n, bodyErr(err)
 		}
@@ -585,7 +600,7 @@ func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File, h *ver
 		if total > limit {
 			return 0, permanent{fmt.Errorf("object of %d bytes, more than its %d", total, limit)}
 		}
-		if err := copyRange(dst, resp, first, last); err != nil {
+		if err := r.copyRange(dst, resp, first, last); err != nil {
 			return 0, err
 		}
 		if last+1 < total {
@@ -605,9 +620,9 @@ func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File, h *ver
 
 // copyRange writes the body of a 206 answer for bytes first..last of the
 // object to w, which writes at the range's offset.
-func copyRange(w io.Writer, resp *http.Response, first, last int64) error {
+func (r *Remote) copyRange(w io.Writer, resp *http.Response, first, last int64) error {
 	want := last - first + 1
-	n, err := copyBody(w, io.LimitReader(resp.Body, want))
+	n, err := r.copyBody(w, io.LimitReader(resp.Body, want))
 	if err != nil {
 		return bodyErr(err)
 	}
@@ -617,14 +632,48 @@ func copyRange(w io.Writer, resp *http.Response, first, last int64) error {
 	return nil
 }
 
-// copyBuffers are the buffers bodies are copied through: io.Copy would
-// allocate 32 KiB a fetch, garbage the collector then works for.
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+// copyBufferSize is the size of the buffers bodies are copied through.
+const copyBufferSize = 64 << 10
 
-func copyBody(dst io.Writer, src io.Reader) (int64, error) {
-	b := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(b)
+// copyBody copies a body through one of the store's buffers: io.Copy
+// would allocate 32 KiB a fetch, garbage the collector then works for.
+func (r *Remote) copyBody(dst io.Writer, src io.Reader) (int64, error) {
+	var b *[]byte
+	select {
+	case b = <-r.bufs:
+	default:
+		buf := make([]byte, copyBufferSize)
+		b = &buf
+	}
+	defer func() {
+		select {
+		case r.bufs <- b:
+		default:
+		}
+	}()
 	return io.CopyBuffer(dst, src, *b)
+}
+
+// getHasher is an empty hasher for alg, one kept from an earlier fetch
+// when there is one.
+func (r *Remote) getHasher(alg verity.Algorithm) *verity.Hasher {
+	select {
+	case h := <-r.hashers:
+		if h.Algorithm() == alg {
+			return h
+		}
+	default:
+	}
+	return verity.NewHasher(alg)
+}
+
+// putHasher keeps h, emptied, for a later fetch, unless enough are kept.
+func (r *Remote) putHasher(h *verity.Hasher) {
+	h.Reset()
+	select {
+	case r.hashers <- h:
+	default:
+	}
 }
 
 // rangeWorkers is how many ranges of one object are fetched at once.
@@ -678,7 +727,7 @@ func (r *Remote) fetchRange(ctx context.Context, u *url.URL, f *os.File, first, 
 	if err != nil || a != first || b != last || t != total {
 		return fmt.Errorf("asked for bytes %d-%d/%d, sent Content-Range %q", first, last, total, resp.Header.Get("Content-Range"))
 	}
-	return copyRange(io.NewOffsetWriter(f, first), resp, first, last)
+	return r.copyRange(io.NewOffsetWriter(f, first), resp, first, last)
 }
 
 // parseContentRange reads "bytes FIRST-LAST/TOTAL" or "bytes */TOTAL"

@@ -99,6 +99,11 @@ func (h *Hasher) Sum() []byte {
 	return digestOf(h.alg, h.size, t.root(h.size))
 }
 
+// Finish is Sum for a Hasher that is not written to again until Reset:
+// it finishes the tree in place instead of copying it, allocating only
+// the digest.
+func (h *Hasher) Finish() []byte { return h.sumFinal() }
+
 // sumFinal is Sum for a Hasher that will not be written to again (until
 // Reset): it finishes the tree in place instead of copying it.
 func (h *Hasher) sumFinal() []byte {

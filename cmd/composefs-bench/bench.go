@@ -23,8 +23,12 @@ type bench struct {
 	mu      sync.Mutex
 	mounted []mountedAt
 	rows    []measurement
-	// ociRows are the OCI table's, printed after the main one.
-	ociRows []ociRow
+	// tables are those of rows with a reference of their own (OCI,
+	// HTTP), printed after the main one.
+	tables []refTable
+	// corpora are those made so far, by name, for groups of rows that
+	// share one (corpusOnce).
+	corpora map[string]*corpus
 	// failures are the runs left out of the figures, and why.
 	failures []string
 }
@@ -198,12 +202,10 @@ func (b *bench) all() error {
 	}
 
 	if c.wants("large") && !c.skip500 && c.entries > 0 {
-		start := time.Now()
-		large, err := makeLargeImage(c, filepath.Join(c.work, "large"))
+		large, err := b.corpusOnce("large", makeLargeImage)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "large image: %d entries, made in %.1fs\n", c.entries, time.Since(start).Seconds())
 		var mounts [nWays][]float64
 		var largeRSS figures
 		vals, err := b.measure(b.runsFor("large"), ways, large, func(m mounter, at string, mountSecs float64) (float64, error) {
@@ -240,8 +242,10 @@ func (b *bench) report() {
 	defer b.mu.Unlock()
 	printReport(os.Stdout, b.rows, b.columns())
 	b.rows = nil
-	printOCIReport(os.Stdout, b.ociRows)
-	b.ociRows = nil
+	for _, t := range b.tables {
+		printRefTable(os.Stdout, t)
+	}
+	b.tables = nil
 	if len(b.failures) > 0 {
 		fmt.Printf("%d runs failed, left out of the figures above:\n", len(b.failures))
 		for _, f := range b.failures {
@@ -249,6 +253,14 @@ func (b *bench) report() {
 		}
 	}
 	b.failures = nil
+}
+
+// addTable adds a table of rows with a reference of their own, printed
+// after the main one.
+func (b *bench) addTable(t refTable) {
+	b.mu.Lock()
+	b.tables = append(b.tables, t)
+	b.mu.Unlock()
 }
 
 // columns are the ways measured, in the report's order.

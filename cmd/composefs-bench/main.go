@@ -57,8 +57,10 @@ type config struct {
 // separate processes: find | xargs cat of a tree (cold, warm, peak RSS),
 // dpkg --verify and tar of a Debian root (cold, warm), go build with
 // GOROOT on the mount (cold), and the pull and mount of an OCI image of the
-// Debian root with cfsctl against skopeo and umoci (a table of its own).
-var rowGroups = []string{"mount", "stat", "read", "big", "large", "tree", "dpkg", "tar", "gobuild", "oci"}
+// Debian root with cfsctl against skopeo and umoci (a table of its own),
+// and the tree read and the large image mounted with objects and image
+// fetched from nginx on 127.0.0.1 against the local disk (another).
+var rowGroups = []string{"mount", "stat", "read", "big", "large", "tree", "dpkg", "tar", "gobuild", "oci", "http"}
 
 // defaultRuns is how often each group is measured without --runs: a go
 // build from an empty cache compiles a hundred and more packages, half a
@@ -66,7 +68,7 @@ var rowGroups = []string{"mount", "stat", "read", "big", "large", "tree", "dpkg"
 // keeps a full run near twelve minutes.
 var defaultRuns = map[string]int{
 	"mount": 3, "stat": 3, "read": 3, "big": 3,
-	"large": 3, "tree": 3, "dpkg": 3, "tar": 3, "gobuild": 2, "oci": 3,
+	"large": 3, "tree": 3, "dpkg": 3, "tar": 3, "gobuild": 2, "oci": 3, "http": 3,
 }
 
 // wants reports whether any of the row groups is selected.

@@ -65,6 +65,10 @@ type fuseMount struct {
 	devFuse bool
 	// noOpen has the kernel open files without asking (--no-open).
 	noOpen bool
+	// cache is --cache, where objects from a store at a URL go.
+	cache string
+	// digest is --digest, the image's fs-verity digest in hex.
+	digest string
 }
 
 func (f fuseMount) name() string {
@@ -88,6 +92,12 @@ func (f fuseMount) mount(c *corpus, at string) error {
 	}
 	if f.noOpen {
 		args = append(args, "--no-open")
+	}
+	if f.cache != "" {
+		args = append(args, "--cache="+f.cache)
+	}
+	if f.digest != "" {
+		args = append(args, "--digest="+f.digest)
 	}
 	return runCmd(filepath.Join(f.bin, "composefs-fuse"), args...)
 }

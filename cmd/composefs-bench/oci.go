@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,14 +21,6 @@ import (
 
 // ociRef is the image's repository and tag in the registry.
 const ociRef = "debian:bench"
-
-// ociRow is one row of the OCI table: umoci's figure (the reference) and
-// cfsctl's; 0 is "not measured".
-type ociRow struct {
-	label         string
-	unit          string // "s" or "MiB"
-	umoci, cfsctl float64
-}
 
 // ociTools are the programs the OCI rows run besides the bench's own,
 // with the Debian packages that install them.
@@ -134,9 +125,7 @@ func (b *bench) ociGroup() error {
 	if err != nil {
 		return err
 	}
-	b.mu.Lock()
-	b.ociRows = append(b.ociRows, rows...)
-	b.mu.Unlock()
+	b.addTable(ociTable(rows))
 	return nil
 }
 
@@ -158,7 +147,7 @@ func makeLayout(layout, root string) error {
 // measureOCI runs both ways runsFor("oci") times, interleaved, each run
 // from an empty repository or directory with every cache dropped, and
 // returns the table's rows, medians of the runs.
-func (b *bench) measureOCI(dir, src string) ([]ociRow, error) {
+func (b *bench) measureOCI(dir, src string) ([]refRow, error) {
 	c := b.cfg
 	var (
 		cfsPull, cfsMount, cfsBoth, again []float64
@@ -263,12 +252,12 @@ func (b *bench) measureOCI(dir, src string) ([]ociRow, error) {
 			fmt.Fprintf(os.Stderr, "  run %d %-15s %10.4f\n", run+1, "umoci", umociBoth[len(umociBoth)-1])
 		}
 	}
-	return []ociRow{
-		{"OCI pull + mount, Debian minbase, local registry", "s", median(umociBoth), median(cfsBoth)},
-		{"  pull: skopeo copy / cfsctl oci pull", "s", median(skoCopy), median(cfsPull)},
-		{"  mount: umoci unpack / cfsctl oci mount", "s", median(unpack), median(cfsMount)},
-		{"OCI pull of the same image again (layers present)", "s", 0, median(again)},
-		{"on disk: umoci's bundle / cfsctl's repository", "MiB", bundleMiB, repoMiB},
+	return []refRow{
+		{"OCI pull + mount, Debian minbase, local registry", "s", median(umociBoth), median(cfsBoth), ""},
+		{"  pull: skopeo copy / cfsctl oci pull", "s", median(skoCopy), median(cfsPull), ""},
+		{"  mount: umoci unpack / cfsctl oci mount", "s", median(unpack), median(cfsMount), ""},
+		{"OCI pull of the same image again (layers present)", "s", 0, median(again), ""},
+		{"on disk: umoci's bundle / cfsctl's repository", "MiB", bundleMiB, repoMiB, ""},
 	}, nil
 }
 
@@ -318,23 +307,11 @@ func diskMiB(root string) (float64, error) {
 	return float64(blocks*512) / (1 << 20), err
 }
 
-// printOCIReport prints the OCI table: umoci's figure, the reference,
-// cfsctl's, and cfsctl's ratio to umoci's.
-func printOCIReport(w io.Writer, rows []ociRow) {
-	if len(rows) == 0 {
-		return
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "OCI image of the Debian root from a registry on 127.0.0.1; reference: skopeo copy + umoci unpack")
-	fmt.Fprintf(w, "%-52s %10s %10s %6s\n", "measurement", "umoci", "cfsctl", "ratio")
-	for _, r := range rows {
-		u, v := "-", "-"
-		if r.umoci > 0 {
-			u = fmtVal(r.umoci, r.unit)
-		}
-		if r.cfsctl > 0 {
-			v = fmtVal(r.cfsctl, r.unit)
-		}
-		fmt.Fprintf(w, "%-52s %10s %10s %6s\n", r.label, u, v, ratio(r.cfsctl, r.umoci))
+// ociTable is the OCI table: umoci's figures, the reference, and
+// cfsctl's.
+func ociTable(rows []refRow) refTable {
+	return refTable{
+		title: "OCI image of the Debian root from a registry on 127.0.0.1; reference: skopeo copy + umoci unpack",
+		ref:   "umoci", ours: "cfsctl", rows: rows,
 	}
 }

@@ -12,30 +12,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestPrintOCIReport: umoci's figure is the reference column, cfsctl's
-// ratio to it follows, and a figure not measured is a dash, its ratio too.
-func TestPrintOCIReport(t *testing.T) {
+// TestPrintRefTable: umoci's figure is the OCI table's reference column,
+// cfsctl's ratio to it follows, and a figure not measured is a dash, its
+// ratio too.
+func TestPrintRefTable(t *testing.T) {
 	var out bytes.Buffer
-	printOCIReport(&out, []ociRow{
-		{"pull + mount", "s", 6, 1.5},
-		{"pull again", "s", 0, 0.25},
-		{"on disk", "MiB", 200, 100},
-	})
+	printRefTable(&out, ociTable([]refRow{
+		{"pull + mount", "s", 6, 1.5, ""},
+		{"pull again", "s", 0, 0.25, ""},
+		{"on disk", "MiB", 200, 100, "0.6"},
+	}))
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 5 {
 		t.Fatalf("want a title, a header and 3 rows, got:\n%s", out.String())
 	}
-	if h := strings.Fields(lines[1]); strings.Join(h, " ") != "measurement umoci cfsctl ratio" {
+	if h := strings.Fields(lines[1]); strings.Join(h, " ") != "measurement umoci cfsctl ratio bar" {
 		t.Errorf("header %q", lines[1])
 	}
 	for i, want := range [][]string{
-		{"6.000 s", "1.500 s", "0.25"},
-		{"-", "250.0 ms", "-"},
-		{"200.0 MiB", "100.0 MiB", "0.50"},
+		{"6.000 s", "1.500 s", "0.25", "-"},
+		{"-", "250.0 ms", "-", "-"},
+		{"200.0 MiB", "100.0 MiB", "0.50", "0.6"},
 	} {
 		line := lines[2+i]
 		// The figures sit under their headers, right-aligned.
-		for j, col := range []string{"umoci", "cfsctl", "ratio"} {
+		for j, col := range []string{"umoci", "cfsctl", "ratio", "bar"} {
 			end := strings.Index(lines[1], col) + len(col)
 			if end > len(line) || !strings.HasSuffix(line[:end], want[j]) {
 				t.Errorf("row %d: %q under %s, want it ending at column %d: %q", i, want[j], col, end, line)
@@ -43,7 +44,7 @@ func TestPrintOCIReport(t *testing.T) {
 		}
 	}
 	out.Reset()
-	printOCIReport(&out, nil)
+	printRefTable(&out, ociTable(nil))
 	if out.Len() != 0 {
 		t.Errorf("no rows printed %q", out.String())
 	}

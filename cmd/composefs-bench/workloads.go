@@ -53,13 +53,10 @@ func main() {
 func (b *bench) workloads(ways []mounter, add func(label, unit, bar, cQuoted string, vals figures)) error {
 	c := b.cfg
 	if c.wants("tree") {
-		start := time.Now()
-		tree, err := makeReadTree(c, filepath.Join(c.work, "tree"))
+		tree, err := b.corpusOnce("tree", makeReadTree)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "tree: %d files in %d directories, sizes %v, made in %.1fs\n",
-			len(tree.files), c.dirs, treeSizes, time.Since(start).Seconds())
 		var hwm figures
 		cold, warm, err := b.coldWarm("tree", ways, tree, treeRead, nil, func(m mounter, at string) {
 			if pid := m.daemonPID(at); pid != 0 {
@@ -94,6 +91,12 @@ func (b *bench) workloads(ways []mounter, add func(label, unit, bar, cQuoted str
 
 	if c.wants("oci") {
 		if err := b.ociGroup(); err != nil {
+			return err
+		}
+	}
+
+	if c.wants("http") {
+		if err := b.httpGroup(); err != nil {
 			return err
 		}
 	}
