@@ -154,11 +154,21 @@ func storeObject(rootfd int, rootPath string, alg verity.Algorithm, want []byte,
 		}
 	}
 	if err := renameNoReplace(rootfd, tmp, dirfd, name); err != nil {
-		if err == unix.EEXIST {
-			// Someone else stored it first: theirs is kept.
+		if err != unix.EEXIST {
+			return nil, fmt.Errorf("rename into place: %w", err)
+		}
+		// Someone else stored it first: theirs is kept, unless it
+		// is not even of the right size, as an object a crash caught
+		// before its sync can be: then ours replaces it.
+		var theirs, ours unix.Stat_t
+		if unix.Fstatat(dirfd, name, &theirs, unix.AT_SYMLINK_NOFOLLOW) != nil ||
+			unix.Fstat(int(rf.Fd()), &ours) != nil ||
+			theirs.Mode&unix.S_IFMT != unix.S_IFREG || theirs.Size == ours.Size {
 			return digest, nil
 		}
-		return nil, fmt.Errorf("rename into place: %w", err)
+		if err := unix.Renameat(rootfd, tmp, dirfd, name); err != nil {
+			return nil, fmt.Errorf("replace a damaged object: %w", err)
+		}
 	}
 	placed = true
 	if !durable {

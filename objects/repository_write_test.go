@@ -286,3 +286,37 @@ func TestCreateRepositoryConcurrent(t *testing.T) {
 		noTemporaries(t, dir)
 	}
 }
+
+// TestWriteObjectReplacesTruncated: an object of the wrong size under its
+// name (a crash before the sync, which leaves a new file short) is
+// replaced when the object is written again; one of the right size is
+// kept, as another writer's.
+func TestWriteObjectReplacesTruncated(t *testing.T) {
+	r, err := CreateRepository(filepath.Join(t.TempDir(), "repo"), verity.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	data := bytes.Repeat([]byte("crash "), 2000)
+	d, err := r.WriteObject(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(r.Path(), "objects", PayloadForDigest(d))
+	if err := os.Truncate(path, 100); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.WriteObject(bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("after writing it again, the object has %d bytes (%v), want %d", len(got), err, len(data))
+	}
+	st1, _ := os.Stat(path)
+	if _, err := r.WriteObject(bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if st2, _ := os.Stat(path); !os.SameFile(st1, st2) {
+		t.Error("a whole object was replaced")
+	}
+}
