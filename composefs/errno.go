@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io/fs"
 	"syscall"
+
+	"github.com/composefs/composefs-go/objects"
 )
 
 // Errno is the error number the kernel's mount answers where the view
@@ -20,6 +22,10 @@ func Errno(err error) syscall.Errno {
 		return syscall.ENOENT
 	case errors.Is(err, ErrInvalidRedirect):
 		return syscall.EINVAL
+	case errors.Is(err, objects.ErrFetch):
+		// A server that is down, slow or lying: the file cannot be
+		// read, whatever the network said (ECONNREFUSED, ...).
+		return syscall.EIO
 	case errors.As(err, &errno):
 		return errno
 	}

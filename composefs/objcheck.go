@@ -31,9 +31,9 @@ func (c ObjectCount) Sampled() bool { return !c.All }
 // max(4×limit, 1024) inodes, which bounds the cost on a large image (the walk decodes
 // each inode it meets, in memory; a check
 // is one lookup, objects.Store.Has, without opening or verifying the
-// object). A lookup that fails counts as missing, since the open would
-// fail too. Without a store every object is missing and none is looked
-// for.
+// object). A lookup that fails ends the count with its error: the
+// object is not known to be missing (a server that is down). Without a
+// store every object is missing and none is looked for.
 func (f *FS) CheckObjects(limit int) (ObjectCount, error) {
 	payloads, all, err := f.objectPayloads(limit)
 	if err != nil {
@@ -45,7 +45,12 @@ func (f *FS) CheckObjects(limit int) (ObjectCount, error) {
 		return c, nil
 	}
 	for _, p := range payloads {
-		if ok, err := f.cfg.Store.Has(p); !ok || err != nil {
+		ok, err := f.cfg.Store.Has(p)
+		if err != nil {
+			// Not missing: not known (a server that is down).
+			return c, fmt.Errorf("object %s: %w", p, err)
+		}
+		if !ok {
 			c.Missing++
 		}
 	}

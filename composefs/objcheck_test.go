@@ -2,9 +2,11 @@ package composefs
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/composefs/composefs-go/internal/fixture"
@@ -110,5 +112,17 @@ func TestImageObjects(t *testing.T) {
 	defer g.Close()
 	if list, err := ImageObjects(g); err == nil {
 		t.Errorf("ImageObjects of a truncated image: %q, no error", list)
+	}
+}
+
+// TestErrnoOfAFetch: a fetch that failed is EIO, whatever errno the
+// network gave; a missing object is still ENOENT.
+func TestErrnoOfAFetch(t *testing.T) {
+	refused := fmt.Errorf("object http://h/ab/cd: %w: %w", objects.ErrFetch, syscall.ECONNREFUSED)
+	if got := Errno(refused); got != syscall.EIO {
+		t.Errorf("a refused connection: %v, want EIO", got)
+	}
+	if got := Errno(fmt.Errorf("object: %w", fs.ErrNotExist)); got != syscall.ENOENT {
+		t.Errorf("a missing object: %v, want ENOENT", got)
 	}
 }

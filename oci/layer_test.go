@@ -258,3 +258,24 @@ func TestDiffIDCoversPadding(t *testing.T) {
 	b := build(t, memStore{}, padded) // build checks the digest of all of it
 	assert.Equal(t, []string{"/", "/f"}, paths(entriesOf(t, b, TransformNone)))
 }
+
+// TestLayerWithoutEnd: a layer that stops right after its last file's
+// content, without the padding and the end-of-archive blocks (as umoci
+// 0.4 writes layers), applies with its files whole; one cut inside a
+// file's content does not.
+func TestLayerWithoutEnd(t *testing.T) {
+	big := strings.Repeat("z", 700)
+	full := layer(t, dir("etc/", 0o755), file("etc/a", "abc"), file("etc/big", big))
+	// The big file's content ends 700 bytes after its header; the
+	// header is the third 512-byte block (PAX records aside, none here).
+	end := bytes.LastIndex(full, []byte(big)) + len(big)
+	b := build(t, memStore{}, full[:end])
+	got := showAll(entriesOf(t, b, TransformNone))
+	want := showAll(entriesOf(t, build(t, memStore{}, full), TransformNone))
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("without the end:\n%s\nwhole:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if _, err := NewBuilder(memStore{}).ApplyLayer(bytes.NewReader(full[:end-100])); err == nil {
+		t.Error("a layer cut inside a file's content applied")
+	}
+}

@@ -509,3 +509,34 @@ func TestOCIPullFailures(t *testing.T) {
 		t.Errorf("gone/back: %q, %v", b, err)
 	}
 }
+
+// TestOCIUmociInsert pulls an image made the way a user makes one, with
+// umoci insert, whose layers stop without the last file's padding and the
+// end-of-archive blocks (umoci 0.4): it pulls, and mounts what umoci
+// unpacks.
+func TestOCIUmociInsert(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "umoci")
+	cfsctl := buildCmd(t, "cfsctl")
+	tree := t.TempDir()
+	for name, content := range map[string]string{"usr/bin/tool": strings.Repeat("t", 3000), "etc/hostname": "box\n", "etc/odd": "abc"} {
+		p := filepath.Join(tree, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	layout := filepath.Join(t.TempDir(), "layout")
+	mustRun(t, "umoci", "init", "--layout", layout)
+	mustRun(t, "umoci", "new", "--image", layout+":t")
+	mustRun(t, "umoci", "insert", "--image", layout+":t", tree, "/")
+	rootfs := umociRootfs(t, layout, "t")
+	repo := filepath.Join(t.TempDir(), "repo")
+	mustRun(t, cfsctl, "--repo", repo, "oci", "pull", "--no-transform", "oci:"+layout+":t", "img")
+	mnt := tempDir(t, "oci")
+	t.Cleanup(func() { lazyUnmount(mnt) })
+	mustRun(t, cfsctl, "--repo", repo, "oci", "mount", "--no-transform", "img", mnt)
+	compareWithoutInodes(t, rootfs, mnt)
+}

@@ -128,12 +128,21 @@ func splitTar(w *splitstream.Writer, r io.Reader) error {
 			if _, err := w.WriteExternal(io.LimitReader(r, size), size); err != nil {
 				return fmt.Errorf("tar entry at byte %d: %w", at, unexpected(err))
 			}
-			if _, err := io.CopyN(w, r, padded(size)-size); err != nil {
+			if _, err := io.CopyN(w, r, padded(size)-size); err == io.EOF {
+				// A layer that ends without the last entry's padding
+				// (and the end-of-archive blocks), as umoci 0.4
+				// writes them: what umoci unpack reads, this reads.
+				return nil
+			} else if err != nil {
 				return fmt.Errorf("tar entry at byte %d: padding: %w", at, unexpected(err))
 			}
 			continue
 		}
-		if _, err := io.CopyN(w, r, padded(size)); err != nil {
+		got, err := io.CopyN(w, r, padded(size))
+		if err == io.EOF && got >= size {
+			return nil // the content whole, then the end: as above
+		}
+		if err != nil {
 			return fmt.Errorf("tar entry at byte %d: %w", at, unexpected(err))
 		}
 	}
