@@ -279,6 +279,11 @@ func TestOCIPullMount(t *testing.T) {
 		if out, err := run(t, 30*time.Second, cfsctl, "--repo", repo, "oci", "inspect", "oci"); err == nil {
 			t.Errorf("inspect of an untagged name: %s", out)
 		}
+		// An OCI name given to the mount of composefs images says
+		// which command mounts it.
+		if out, err := run(t, 30*time.Second, cfsctl, "--repo", repo, "mount", "again", tempDir(t, "m")); err == nil || !strings.Contains(out, "cfsctl oci mount") {
+			t.Errorf("cfsctl mount of an OCI name: %v\n%s", err, out)
+		}
 	})
 	t.Run("kernel", func(t *testing.T) {
 		id := ids["oci"]
@@ -519,7 +524,7 @@ func TestOCIUmociInsert(t *testing.T) {
 	requireTools(t, "umoci")
 	cfsctl := buildCmd(t, "cfsctl")
 	tree := t.TempDir()
-	for name, content := range map[string]string{"usr/bin/tool": strings.Repeat("t", 3000), "etc/hostname": "box\n", "etc/odd": "abc"} {
+	for name, content := range map[string]string{"opt/bin/tool": strings.Repeat("t", 3000), "etc/hostname": "box\n", "etc/odd": "abc"} {
 		p := filepath.Join(tree, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
@@ -539,4 +544,9 @@ func TestOCIUmociInsert(t *testing.T) {
 	t.Cleanup(func() { lazyUnmount(mnt) })
 	mustRun(t, cfsctl, "--repo", repo, "oci", "mount", "--no-transform", "img", mnt)
 	compareWithoutInodes(t, rootfs, mnt)
+	// It has no /usr: composefs-rs's transform cannot take it, and the
+	// error says what can.
+	if out, err := run(t, 30*time.Second, cfsctl, "--repo", repo, "oci", "pull", "oci:"+layout+":t", "img2"); err == nil || !strings.Contains(out, "--no-transform") {
+		t.Errorf("pull of an image without /usr: %v\n%s", err, out)
+	}
 }

@@ -17,10 +17,11 @@ func init() {
 		summary: "remove the objects no image or stream ref reaches",
 		about: `Remove every object that no named image (images/refs/) and no named
 stream (streams/refs/, with the streams and objects it references) reaches,
-then the links of images/ and streams/ left broken. It waits, up to --wait,
-for every other cfsctl (or composefs-rs) process that has the repository
-open to close it, and they wait for it; running mounts do not hold it.
-Prints what it removed: objects and bytes, image and stream links.`,
+then the links of images/ and streams/ left broken, and the temporary files
+of writers that died. It waits, up to --wait, for every other cfsctl (or
+composefs-rs) process that has the repository open to close it, and they
+wait for it; running mounts do not hold it. Prints what it removed: objects
+and bytes, image and stream links, temporary files.`,
 		setup: setupGC,
 	})
 	register(nil, &command{

@@ -6,6 +6,7 @@ import (
 
 	"github.com/composefs/composefs-go/internal/cli"
 	"github.com/composefs/composefs-go/internal/fusemount"
+	"github.com/composefs/composefs-go/oci/store"
 )
 
 func init() {
@@ -37,9 +38,15 @@ func setupMount(c *cli.Command) func(*env, []string) error {
 				r.Close()
 				return err
 			}
-			if id, ok := refs[image]; ok {
-				image = hex.EncodeToString(id)
+			id, ok := refs[image]
+			if !ok {
+				defer r.Close()
+				if _, err := store.Resolve(r, image); err == nil {
+					return fmt.Errorf("no composefs image named %q; an OCI image of that name is mounted with cfsctl oci mount", image)
+				}
+				return fmt.Errorf("no image named %q in %s (cfsctl images lists them)", image, r.Path())
 			}
+			image = hex.EncodeToString(id)
 		}
 		dir := r.Path()
 		r.Close()

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -48,6 +50,15 @@ func (f *transformFlags) transform() (oci.Transform, error) {
 		return oci.TransformKeepUserXattrs, nil
 	}
 	return 0, cli.Usagef("--xattrs %q: want allowlist-only or keep-user-xattrs", f.xattrs)
+}
+
+// transformHint adds to err, when the image could not take composefs-rs's
+// transform, what would do.
+func transformHint(err error) error {
+	if errors.Is(err, oci.ErrTransform) {
+		return fmt.Errorf("%w (--no-transform takes the layers' tree as it is)", err)
+	}
+	return err
 }
 
 // imageKey is the named ref of a config stream that records the image of

@@ -221,7 +221,7 @@ func withMerged(e *env, tf *transformFlags, name string, do func(*objects.Reposi
 	if err != nil {
 		return err
 	}
-	return do(r, b, t)
+	return transformHint(do(r, b, t))
 }
 
 // merged merges the layers of the image pulled as name.

@@ -24,7 +24,7 @@ func init() {
 when it is missing, and name it NAME (SOURCE when not given). SOURCE is in
 skopeo's syntax: docker://HOST/REPO[:TAG|@DIGEST], oci:DIR[:REF],
 oci-archive:FILE[:REF] or docker-archive:FILE. Every blob is checked against
-its digest and every layer against its diff_id; layers are downloaded a few
+its digest and every layer against its diff_id; layers are downloaded three
 at a time, with their progress shown when stderr is a terminal. The files'
 content goes into the repository's objects, shared with the images already
 there; then the image's layers are merged into a composefs image, which
@@ -115,7 +115,7 @@ func setupPull(c *cli.Command) func(*env, []string) error {
 		}
 		id, err := b.Commit(repo, t)
 		if err != nil {
-			return fmt.Errorf("%s: %w", ref, err)
+			return fmt.Errorf("%s: %w", ref, transformHint(err))
 		}
 		// The image's streams name its composefs image from the start,
 		// and its name comes last: a name always names an image that
