@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/composefs/composefs-go/splitstream"
 	"golang.org/x/sys/unix"
@@ -88,15 +89,20 @@ func (r *Repository) GC(ctx context.Context, dryRun bool, imageObjects ImageObje
 	return res, nil
 }
 
+// staleTemp is how long a temporary file goes untouched before gc takes
+// it for a dead writer's.
+const staleTemp = time.Hour
+
 // tempDirs are where writers keep files until they are whole: objects/
 // (".tmp-*", storeObject's) and the downloads of pulls in progress
 // (tmp/oci-blobs, cfsctl's).
 var tempDirs = []struct{ dir, prefix string }{{"objects", ".tmp-"}, {"tmp/oci-blobs", ""}}
 
 // sweepTemps removes the temporary files of writers that died. Under
-// gc's exclusive lock no writer runs (each holds the shared lock while it
-// writes), so every one there is left over; a dry run, which shares the
-// lock, counts them.
+// gc's exclusive lock no writer of ours or composefs-rs's runs (each holds
+// the shared lock while it writes); a writer that holds no lock (a flat
+// store's Add into objects/, a file system without flock) may, so only
+// files untouched for staleTemp go. A dry run counts them.
 func (r *Repository) sweepTemps(dryRun bool) (int64, error) {
 	var n int64
 	for _, t := range tempDirs {
@@ -114,6 +120,9 @@ func (r *Repository) sweepTemps(dryRun bool) (int64, error) {
 		}
 		for _, e := range ents {
 			if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), t.prefix) {
+				continue
+			}
+			if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < staleTemp {
 				continue
 			}
 			n++

@@ -117,10 +117,16 @@ func newGCFixture(t *testing.T) *gcFixture {
 	if err := os.Symlink("../gone", filepath.Join(dir, "streams/refs/dangling")); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"objects/.tmp-0123456789abcdef", "objects/" + a[:2] + "/.tmp-x"} {
+	for _, p := range []string{"objects/.tmp-0123456789abcdef", "objects/" + a[:2] + "/.tmp-x", "objects/.tmp-fresh"} {
 		if err := os.WriteFile(filepath.Join(dir, p), []byte("being written"), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A dead writer's, untouched for two hours; .tmp-fresh may be a
+	// live one's.
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "objects/.tmp-0123456789abcdef"), old, old); err != nil {
+		t.Fatal(err)
 	}
 	return fx
 }
@@ -196,8 +202,10 @@ func TestGC(t *testing.T) {
 	if p := "objects/.tmp-0123456789abcdef"; exists(filepath.Join(fx.dir, p)) {
 		t.Errorf("gc kept the temporary file %s", p)
 	}
-	if p := "objects/" + fx.live["a"][:2] + "/.tmp-x"; !exists(filepath.Join(fx.dir, p)) {
-		t.Errorf("gc removed %s", p)
+	for _, p := range []string{"objects/" + fx.live["a"][:2] + "/.tmp-x", "objects/.tmp-fresh"} {
+		if !exists(filepath.Join(fx.dir, p)) {
+			t.Errorf("gc removed %s", p)
+		}
 	}
 	wantLinks := []string{
 		"images/" + strings.Replace(fx.live["image1"], "/", "", 1),

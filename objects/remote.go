@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -570,6 +571,7 @@ func (r *Remote) fetchObject(ctx context.Context, u *url.URL, f *os.File, h *ver
 	if size >= 0 {
 		limit = size
 	}
+	limit = min(limit, math.MaxInt64-1) // limit+1 is read, to see more
 	var dst io.Writer = io.NewOffsetWriter(f, 0)
 	if h != nil {
 		dst = io.MultiWriter(dst, h)

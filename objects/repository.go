@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 
 	"github.com/composefs/composefs-go/internal/errpath"
@@ -32,8 +33,10 @@ type Repository struct {
 	// secure: meta.json has fs-verity, which tells composefs-rs that every
 	// object must have it too; writes then fail without it.
 	secure bool
-	// unsynced: objects were written since the last syncObjects.
+	// unsynced: objects were written since the last syncObjects,
+	// which syncMu makes one at a time.
 	unsynced atomic.Bool
+	syncMu   sync.Mutex
 }
 
 // maxMetaSize bounds meta.json: it is a few hundred bytes.

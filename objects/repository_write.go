@@ -193,10 +193,20 @@ func (r *Repository) WriteObject(src io.Reader, size int64) (digest []byte, err 
 // image, a stream, a ref) names them: after a crash, a link never names an
 // object that is not whole.
 func (r *Repository) syncObjects() error {
+	// Held across the sync: a caller whose objects a sync in flight
+	// covers waits for it to end, and sees its failure.
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
 	if !r.unsynced.Swap(false) {
 		return nil
 	}
-	if err := unix.Syncfs(int(r.dir.Fd())); err != nil {
+	// objects/ may be a file system of its own.
+	objects, err := r.subdir("objects")
+	if err == nil {
+		err = unix.Syncfs(int(objects.Fd()))
+		objects.Close()
+	}
+	if err != nil {
 		r.unsynced.Store(true)
 		return fmt.Errorf("sync %s: %w", r.path, err)
 	}

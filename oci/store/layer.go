@@ -118,6 +118,9 @@ func splitTar(w *splitstream.Writer, r io.Reader) error {
 			size = paxSize
 		}
 		paxSize = -1
+		if size < 0 || size > maxEntrySize {
+			return fmt.Errorf("tar entry at byte %d: size %d out of range", at, size)
+		}
 		if headerOnly(typ) {
 			// Whatever the size field says, no data follows, as
 			// archive/tar (and so the Builder) reads it: both must
@@ -147,6 +150,10 @@ func splitTar(w *splitstream.Writer, r io.Reader) error {
 		}
 	}
 }
+
+// maxEntrySize bounds an entry's size, so that its padded size cannot
+// overflow: far beyond any file (the Builder takes at most 2^53).
+const maxEntrySize = 1 << 62
 
 // headerOnly tells the entry types that carry no data: links, devices,
 // directories and fifos.

@@ -184,8 +184,9 @@ func (m *Merger) Seek(offset int64, whence int) (int64, error) {
 // WriteObject is the ObjectWriter of the Builder: the content of size
 // bytes that begins here is the external chunk at hand when its object has
 // that size, and the chunk's id is its digest, nothing read. Other content
-// (a layer split otherwise) is stored as an object, so that the image
-// never names one the repository lacks.
+// means the stream was split otherwise than the tar reads (a hostile
+// layer): an error, since an object stored here would be named by no
+// stream, and gc would take it from the image.
 func (m *Merger) WriteObject(r io.Reader, size int64) ([]byte, error) {
 	if m.err == nil && (m.ext == nil || m.ext.off == m.ext.size) {
 		if err := m.advance(); err != nil && err != io.EOF {
@@ -195,7 +196,7 @@ func (m *Merger) WriteObject(r io.Reader, size int64) ([]byte, error) {
 	if m.ext != nil && m.ext.off == 0 && m.ext.size == size {
 		return m.ext.id, nil
 	}
-	return m.repo.WriteObject(r, size)
+	return nil, m.fail(fmt.Errorf("%w: a file of %d bytes is not one of the stream's objects: the layer's split and its tar disagree", ErrCorrupt, size))
 }
 
 // Close releases the stream and the object at hand.
