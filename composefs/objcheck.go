@@ -3,6 +3,7 @@ package composefs
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 
 	"github.com/composefs/composefs-go/erofs"
@@ -64,6 +65,33 @@ func (f *FS) CheckObjects(limit int) (ObjectCount, error) {
 // external without naming an object are left out: they fail for want of a
 // name, not of an object.
 func (f *FS) objectPayloads(limit int) (payloads []string, all bool, err error) {
+	refs, all, err := f.objectRefs(limit)
+	for _, r := range refs {
+		payloads = append(payloads, r.Payload)
+	}
+	return payloads, all, err
+}
+
+// ObjectRef is an object the image's files name, with their size (the
+// first file's, should a damaged image give the object several).
+type ObjectRef struct {
+	Payload string
+	Size    int64
+}
+
+// ObjectRefs is ObjectPayloads with each object's size: what a prefetch
+// over the network asks for, so that a server cannot send more.
+func (f *FS) ObjectRefs() ([]ObjectRef, error) {
+	refs, _, err := f.objectRefs(0)
+	if err != nil {
+		return nil, err
+	}
+	return refs, nil
+}
+
+// objectRefs is objectPayloads' walk, with the sizes.
+func (f *FS) objectRefs(limit int) (refs []ObjectRef, all bool, err error) {
+	payloads := 0
 	seen := map[string]bool{}
 	visited := map[uint64]bool{}
 	root, err := f.img.Inode(f.rootNid)
@@ -75,8 +103,8 @@ func (f *FS) objectPayloads(limit int) (payloads []string, all bool, err error) 
 	stack := []erofs.Inode{root}
 	visited[root.Nid] = true
 	for len(stack) > 0 {
-		if limit > 0 && len(payloads) >= limit {
-			return payloads, false, nil
+		if limit > 0 && payloads >= limit {
+			return refs, false, nil
 		}
 		dir := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
@@ -106,20 +134,25 @@ func (f *FS) objectPayloads(limit int) (payloads []string, all bool, err error) 
 				return nil
 			}
 			seen[payload] = true
-			payloads = append(payloads, payload)
-			if limit > 0 && len(payloads) >= limit {
+			size := int64(-1)
+			if in.Size <= math.MaxInt64 {
+				size = int64(in.Size)
+			}
+			refs = append(refs, ObjectRef{payload, size})
+			payloads++
+			if limit > 0 && payloads >= limit {
 				return errEnough
 			}
 			return nil
 		})
 		if err == errEnough {
-			return payloads, false, nil
+			return refs, false, nil
 		}
 		if err != nil {
 			return nil, false, fmt.Errorf("directory %d: %w", dir.Nid, err)
 		}
 	}
-	return payloads, true, nil
+	return refs, true, nil
 }
 
 // errEnough stops a walk that has found what it looked for.

@@ -126,3 +126,33 @@ func TestErrnoOfAFetch(t *testing.T) {
 		t.Errorf("a missing object: %v, want ENOENT", got)
 	}
 }
+
+// TestObjectRefs: each object once, with the size of its files.
+func TestObjectRefs(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("/ 0 40755 2 0 0 0 0.0 - - -\n")
+	want := map[string]int64{}
+	for i := range 3 {
+		o := fixture.NewObject([]byte(strings.Repeat("x", 100*(i+1))))
+		want[o.Payload] = int64(len(o.Content))
+		fmt.Fprintf(&b, "/f%d %d 100644 1 0 0 0 0.0 %s - %s\n", i, len(o.Content), o.Payload, o.Digest)
+		fmt.Fprintf(&b, "/g%d %d 100644 1 0 0 0 0.0 %s - %s\n", i, len(o.Content), o.Payload, o.Digest)
+	}
+	fsys, err := OpenBytes(fixture.Image(t, b.String(), 1), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fsys.Close()
+	refs, err := fsys.ObjectRefs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(refs) != len(want) {
+		t.Fatalf("ObjectRefs: %v, want %d objects", refs, len(want))
+	}
+	for _, r := range refs {
+		if size, ok := want[strings.TrimPrefix(r.Payload, "/")]; !ok || size != r.Size {
+			t.Errorf("ObjectRefs: %+v, want size %d", r, size)
+		}
+	}
+}

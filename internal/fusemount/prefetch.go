@@ -63,22 +63,27 @@ func startPrefetch(ctx context.Context, view *composefs.FS, store objects.Store,
 }
 
 func (p *prefetch) run(ctx context.Context, view *composefs.FS, store objects.Store) {
-	payloads, err := view.ObjectPayloads()
+	refs, err := view.ObjectRefs()
 	if err != nil {
 		p.logger.Warn("prefetch: the image could not be walked", "err", err)
 		return
 	}
-	p.total.Store(int64(len(payloads)))
-	p.logger.Info("prefetch: started", "objects", len(payloads))
+	p.total.Store(int64(len(refs)))
+	p.logger.Info("prefetch: started", "objects", len(refs))
 	tick := time.NewTicker(prefetchEvery)
 	defer tick.Stop()
 
-	work := make(chan string)
+	work := make(chan composefs.ObjectRef)
 	var wg sync.WaitGroup
 	for range prefetchWorkers {
 		wg.Go(func() {
-			for payload := range work {
-				f, err := objects.OpenContext(ctx, store, payload)
+			for ref := range work {
+				// With its size: a server sending more is cut off.
+				octx := ctx
+				if ref.Size >= 0 {
+					octx = objects.WithSize(ctx, ref.Size)
+				}
+				f, err := objects.OpenContext(octx, store, ref.Payload)
 				if err != nil {
 					if ctx.Err() != nil {
 						return
@@ -93,10 +98,10 @@ func (p *prefetch) run(ctx context.Context, view *composefs.FS, store objects.St
 		})
 	}
 feed:
-	for _, payload := range payloads {
+	for _, ref := range refs {
 		for {
 			select {
-			case work <- payload:
+			case work <- ref:
 				continue feed
 			case <-tick.C:
 				p.report()
