@@ -190,7 +190,7 @@ func (r *Repository) refNames(category string) (map[string]string, error) {
 	}
 	defer d.Close()
 	names := map[string]string{} // ref path -> first-level name
-	err = walkLinks(d, category+"/refs", 0, func(dir *os.File, name, rel string) error {
+	err = walkLinks(d, category+"/refs", 0, true, func(dir *os.File, name, rel string) error {
 		target, err := readlinkat(int(dir.Fd()), name)
 		if err != nil {
 			return fmt.Errorf("%s: %w", rel, err)
@@ -216,10 +216,12 @@ func (r *Repository) checkRootRef(rel string) error {
 	}
 }
 
-// walkLinks calls fn for each symlink below d (rel names d in messages),
-// descending into directories up to maxRefDepth; another file type is an
-// error.
-func walkLinks(d *os.File, rel string, depth int, fn func(dir *os.File, name, rel string) error) error {
+// walkLinks calls fn for each symlink below d (rel names d in messages
+// and, joined with "/", each link), descending into directories up to
+// maxRefDepth: the one walk of refs/ trees, gc's and fsck's and the
+// listings'. Another file type is an error when strict (gc must know
+// every root), else passed over.
+func walkLinks(d *os.File, rel string, depth int, strict bool, fn func(dir *os.File, name, rel string) error) error {
 	if depth > maxRefDepth {
 		return fmt.Errorf("%s: nested more than %d deep", rel, maxRefDepth)
 	}
@@ -240,12 +242,12 @@ func walkLinks(d *os.File, rel string, depth int, fn func(dir *os.File, name, re
 				return fmt.Errorf("%s: %w", erel, err)
 			}
 			sub := os.NewFile(uintptr(fd), filepath.Join(d.Name(), e.Name()))
-			err = walkLinks(sub, erel, depth+1, fn)
+			err = walkLinks(sub, erel, depth+1, strict, fn)
 			sub.Close()
 			if err != nil {
 				return err
 			}
-		default:
+		case strict:
 			return fmt.Errorf("%s: neither a symlink nor a directory", erel)
 		}
 	}
@@ -510,7 +512,7 @@ func (r *Repository) pruneCategory(category string, dryRun bool, removed map[str
 		return n, err
 	}
 	defer refs.Close()
-	err = walkLinks(refs, category+"/refs", 0, func(dir *os.File, name, rel string) error {
+	err = walkLinks(refs, category+"/refs", 0, true, func(dir *os.File, name, rel string) error {
 		broken, err := r.brokenLink(dir, name, func(target string) bool {
 			return pruned[target[strings.LastIndexByte(target, '/')+1:]]
 		})

@@ -389,49 +389,25 @@ func (r *Repository) Refs() (map[string][]byte, error) {
 	}
 	d := os.NewFile(uintptr(fd), filepath.Join(r.path, "images/refs"))
 	defer d.Close()
-	if err := r.walkRefs(d, "", 0, refs); err != nil {
+	err = walkLinks(d, "images/refs", 0, false, func(ld *os.File, name, rel string) error {
+		target, err := readlinkat(int(ld.Fd()), name)
+		if err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		ref := strings.TrimPrefix(rel, "images/refs/")
+		dir, base := filepath.Split(target)
+		id, ok := r.parseID(base)
+		// composefs-rs's "../<id>" (one more ../ per slash in the
+		// name), or a path ending in images/<id>.
+		up := strings.Repeat("../", strings.Count(ref, "/")+1)
+		if !ok || dir != up && !strings.HasSuffix(dir, "images/") {
+			return fmt.Errorf("%s: target %q is not images/<id>", rel, target)
+		}
+		refs[ref] = id
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("refs in %s: %w", r.path, err)
 	}
 	return refs, nil
-}
-
-func (r *Repository) walkRefs(d *os.File, prefix string, depth int, refs map[string][]byte) error {
-	if depth > maxRefDepth {
-		return fmt.Errorf("images/refs/%s: nested more than %d deep", prefix, maxRefDepth)
-	}
-	ents, err := d.ReadDir(-1)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		name := prefix + e.Name()
-		switch {
-		case e.Type() == fs.ModeSymlink:
-			target, err := readlinkat(int(d.Fd()), e.Name())
-			if err != nil {
-				return fmt.Errorf("images/refs/%s: %w", name, err)
-			}
-			dir, base := filepath.Split(target)
-			id, ok := r.parseID(base)
-			// composefs-rs's "../<id>" (one more ../ per slash in
-			// the name), or a path ending in images/<id>.
-			up := strings.Repeat("../", strings.Count(name, "/")+1)
-			if !ok || dir != up && !strings.HasSuffix(dir, "images/") {
-				return fmt.Errorf("images/refs/%s: target %q is not images/<id>", name, target)
-			}
-			refs[name] = id
-		case e.IsDir():
-			fd, err := openBeneath(int(d.Fd()), e.Name(), unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
-			if err != nil {
-				return fmt.Errorf("images/refs/%s: %w", name, err)
-			}
-			sub := os.NewFile(uintptr(fd), filepath.Join(d.Name(), e.Name()))
-			err = r.walkRefs(sub, name+"/", depth+1, refs)
-			sub.Close()
-			if err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

@@ -304,43 +304,19 @@ func (r *Repository) StreamRefs(prefix string) (map[string]string, error) {
 		return nil, fmt.Errorf("stream refs in %s: %w", r.path, err)
 	}
 	defer d.Close()
-	if err := walkStreamRefs(d, "", 0, refs); err != nil {
+	err = walkLinks(d, dir, 0, false, func(ld *os.File, name, rel string) error {
+		target, err := readlinkat(int(ld.Fd()), name)
+		if err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		ref := strings.TrimPrefix(rel, dir+"/")
+		if cid, err := refTarget(ref, target); err == nil {
+			refs[ref] = cid
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("stream refs in %s: %w", r.path, err)
 	}
 	return refs, nil
-}
-
-func walkStreamRefs(d *os.File, prefix string, depth int, refs map[string]string) error {
-	if depth > maxRefDepth {
-		return fmt.Errorf("%s: nested more than %d deep", d.Name(), maxRefDepth)
-	}
-	ents, err := d.ReadDir(-1)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		name := prefix + e.Name()
-		switch {
-		case e.Type() == fs.ModeSymlink:
-			target, err := readlinkat(int(d.Fd()), e.Name())
-			if err != nil {
-				return fmt.Errorf("%s: %w", filepath.Join(d.Name(), e.Name()), err)
-			}
-			if cid, err := refTarget(name, target); err == nil {
-				refs[name] = cid
-			}
-		case e.IsDir():
-			fd, err := openBeneath(int(d.Fd()), e.Name(), unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
-			if err != nil {
-				return fmt.Errorf("%s: %w", filepath.Join(d.Name(), e.Name()), err)
-			}
-			sub := os.NewFile(uintptr(fd), filepath.Join(d.Name(), e.Name()))
-			err = walkStreamRefs(sub, name+"/", depth+1, refs)
-			sub.Close()
-			if err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
