@@ -77,23 +77,17 @@ func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
 	if f.cfg.Store == nil {
 		return Object{}, fmt.Errorf("object %s: no object store: %w", payload, fs.ErrNotExist)
 	}
-	if in.Size <= math.MaxInt64 {
-		// A store that fetches stops a server that sends more.
+	if _, fetches := f.cfg.Store.(objects.ContextStore); fetches && in.Size <= math.MaxInt64 {
+		// A store that fetches stops a server that sends more. (A
+		// local store needs no size, and the open no allocation.)
 		ctx = objects.WithSize(ctx, int64(in.Size))
 	}
 	check := digest != nil && f.cfg.Verity != VerityOff
-	verify := func(obj *os.File) error {
-		if err := f.cfg.Cache.VerifyContext(ctx, obj, alg, digest); err != nil {
-			if errors.Is(err, verity.ErrMismatch) {
-				return fmt.Errorf("object %s: %w: %w", payload, ErrDigestMismatch, err)
-			}
-			return fmt.Errorf("object %s: fs-verity check: %w", payload, err)
-		}
-		return nil
-	}
 	if cs, ok := f.cfg.Store.(objects.CheckedStore); ok && check {
 		// A copy that fails the check lets the next store serve.
-		obj, err := cs.OpenChecked(ctx, payload, verify)
+		obj, err := cs.OpenChecked(ctx, payload, func(obj *os.File) error {
+			return f.verifyObject(ctx, obj, payload, alg, digest)
+		})
 		if err != nil {
 			return Object{}, err // which names the object
 		}
@@ -106,9 +100,20 @@ func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
 	if !check {
 		return Object{File: obj, Payload: payload}, nil
 	}
-	if err := verify(obj); err != nil {
+	if err := f.verifyObject(ctx, obj, payload, alg, digest); err != nil {
 		obj.Close()
 		return Object{}, err
 	}
 	return Object{File: obj, Payload: payload, Checked: true}, nil
+}
+
+// verifyObject checks obj, the object payload, against digest.
+func (f *FS) verifyObject(ctx context.Context, obj *os.File, payload string, alg verity.Algorithm, digest []byte) error {
+	if err := f.cfg.Cache.VerifyContext(ctx, obj, alg, digest); err != nil {
+		if errors.Is(err, verity.ErrMismatch) {
+			return fmt.Errorf("object %s: %w: %w", payload, ErrDigestMismatch, err)
+		}
+		return fmt.Errorf("object %s: fs-verity check: %w", payload, err)
+	}
+	return nil
 }
