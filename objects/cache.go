@@ -223,21 +223,22 @@ type cacheTemp struct {
 }
 
 // place renames the filled and checked temporary file, of size bytes,
-// into the cache. An object placed meanwhile by someone else is kept, and
-// this copy dropped.
+// into the cache, and leaves it open for the caller to read (and close).
+// An object placed meanwhile by someone else is kept, and this copy
+// unlinked: its descriptor still reads the bytes checked. On an error
+// the file is closed and removed.
 func (t *cacheTemp) place(size int64) error {
-	t.File.Close()
 	err := renameNoReplace(t.dirfd, t.tmp, t.dirfd, t.name)
-	if err == unix.EEXIST {
+	switch {
+	case err == unix.EEXIST:
 		unix.Unlinkat(t.dirfd, t.tmp, 0)
-		err = nil
-	} else if err == nil {
+	case err == nil:
 		t.c.added(t.rel, size)
-	} else {
-		unix.Unlinkat(t.dirfd, t.tmp, 0)
-		err = fmt.Errorf("rename into %s: %w", filepath.Join(t.c.dir, t.rel), err)
+	default:
+		t.drop()
+		return fmt.Errorf("rename into %s: %w", filepath.Join(t.c.dir, t.rel), err)
 	}
-	return err
+	return nil
 }
 
 // drop removes the temporary file: nothing enters the cache.

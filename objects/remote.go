@@ -117,6 +117,13 @@ type Remote struct {
 type flight struct {
 	done chan struct{}
 	err  error
+	// file is the fetched object, placed and still open, for one of the
+	// opens waiting: it need not open the object again. waiters counts
+	// those opens, ended says the fetch is over; all three are guarded
+	// by Remote.mu. Whoever leaves last with file untaken closes it.
+	file    *os.File
+	waiters int
+	ended   bool
 }
 
 // RemoteStats counts what a Remote fetched.
@@ -362,8 +369,14 @@ func (r *Remote) openCached(ctx context.Context, u *url.URL, rel string, alg ver
 			// process sharing the cache.
 			return nil, fetchErr(u, errors.New("evicted from the cache as soon as it was fetched"))
 		}
-		if err := r.await(ctx, u, rel, alg, digest); err != nil {
+		f, err = r.await(ctx, u, rel, alg, digest)
+		if err != nil {
 			return nil, err
+		}
+		if f != nil {
+			// The fetch's own descriptor of the object it checked.
+			r.cfg.Verity.Remember(f, alg, digest)
+			return f, nil
 		}
 		fetched = true
 	}
@@ -399,8 +412,10 @@ func (r *Remote) Has(payload string) (bool, error) {
 }
 
 // await waits for the fetch of rel into the cache, starting it unless
-// one is in flight, or for ctx's end, whichever comes first.
-func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.Algorithm, digest []byte) error {
+// one is in flight, or for ctx's end, whichever comes first. It returns
+// the fetched object open when this open is the first to take it, else
+// nil: the object is in the cache.
+func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.Algorithm, digest []byte) (*os.File, error) {
 	r.mu.Lock()
 	fl, ok := r.flights[rel]
 	if !ok {
@@ -409,42 +424,62 @@ func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.A
 		r.running.Add(1)
 		go func() {
 			defer r.running.Done()
-			fl.err = r.fetchToCache(u, rel, alg, digest, expectedSize(ctx))
+			f, err := r.fetchToCache(u, rel, alg, digest, expectedSize(ctx))
 			r.mu.Lock()
 			delete(r.flights, rel)
+			fl.err, fl.ended = err, true
+			if fl.waiters > 0 {
+				fl.file = f
+			} else if f != nil {
+				f.Close() // every open waiting has given up
+			}
 			r.mu.Unlock()
 			close(fl.done)
 		}()
 	}
+	fl.waiters++
 	r.mu.Unlock()
 	select {
 	case <-fl.done:
-		return fl.err
+		r.mu.Lock()
+		f := fl.file
+		fl.file = nil
+		fl.waiters--
+		r.mu.Unlock()
+		return f, fl.err
 	case <-ctx.Done():
-		return ctx.Err()
+		r.mu.Lock()
+		fl.waiters--
+		if fl.waiters == 0 && fl.ended && fl.file != nil {
+			fl.file.Close()
+			fl.file = nil
+		}
+		r.mu.Unlock()
+		return nil, ctx.Err()
 	}
 }
 
 // fetchToCache fetches u into a temporary file of the cache, checks it
-// against digest and places it as rel.
-func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, digest []byte, size int64) error {
+// against digest and places it as rel. It returns the file, open, at
+// offset 0.
+func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, digest []byte, size int64) (*os.File, error) {
 	tmp, err := r.cfg.Cache.tempFile(rel)
 	if err != nil {
-		return fetchErr(u, err)
+		return nil, fetchErr(u, err)
 	}
 	n, err := r.download(r.ctx, u, tmp.File, alg, digest, true, size)
 	if err != nil {
 		tmp.drop()
 		r.failed.Add(1)
-		return fetchErr(u, err)
+		return nil, fetchErr(u, err)
 	}
 	if err := tmp.place(n); err != nil {
 		r.failed.Add(1)
-		return fetchErr(u, err)
+		return nil, fetchErr(u, err)
 	}
 	r.fetched.Add(1)
 	r.bytes.Add(n)
-	return nil
+	return tmp.File, nil
 }
 
 // fetchUnnamed fetches rel for one open into a file with no name,

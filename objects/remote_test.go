@@ -361,6 +361,13 @@ func TestRemoteInterruptedOpenFinishesIntoCache(t *testing.T) {
 	if !cached(cache, p) {
 		t.Fatal("the fetch did not finish into the cache")
 	}
+	// No open took the fetch's descriptor of the object: it is closed.
+	for len(descriptorsUnder(t, cache.Dir())) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if open := descriptorsUnder(t, cache.Dir()); len(open) > 0 {
+		t.Errorf("descriptors left open on %v", open)
+	}
 	proxy.SetFault(nil)
 	mustRead(t, mustOpen(t, r, p))
 	if n := proxy.Requests("/" + p); n != 1 {
@@ -874,4 +881,26 @@ func TestRemoteOverlongBody(t *testing.T) {
 	if n := sent.Load(); n >= 64<<20 {
 		t.Errorf("the server could send all %d bytes", n)
 	}
+}
+
+// descriptorsUnder lists the regular files beneath dir this process has
+// open.
+func descriptorsUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []string
+	for _, e := range ents {
+		target, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err != nil || !strings.HasPrefix(target, dir+"/") {
+			continue
+		}
+		// The cache holds its fan-out directories open: files only.
+		if fi, err := os.Stat(target); err == nil && fi.Mode().IsRegular() {
+			open = append(open, target)
+		}
+	}
+	return open
 }
