@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"bytes"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -40,8 +41,9 @@ const (
 	aheadWorkers = 4
 	// aheadDirs bounds the directories whose lookup order is followed.
 	aheadDirs = 64
-	// aheadQueued bounds the memory of files already read ahead.
-	aheadQueued = 1 << 16
+	// aheadQueued bounds the memory of files already read ahead (about 60
+	// bytes each).
+	aheadQueued = 1 << 14
 	// aheadReady bounds the objects kept open, checked and registered
 	// for passthrough, waiting for their OPEN.
 	aheadReady = 2 * aheadWindow
@@ -49,6 +51,12 @@ const (
 	// matters for small files; a large file's open costs the reading of
 	// all of it, not worth doing for a file that may only be looked up.
 	aheadMaxSize = 1 << 20
+	// aheadScanEntries bounds the directory entries one scan reads, and
+	// aheadDepth how far it goes down into subdirectories and up into
+	// parents: a tree of directories without files, or a damaged one
+	// that loops, costs a scan little.
+	aheadScanEntries = 4096
+	aheadDepth       = 16
 	// aheadListed bounds the files remembered from listings, waiting for
 	// their OPEN: a walker lists ahead of what it opens (find piped into
 	// xargs runs a few thousand names ahead of cat), and a remembered
@@ -95,9 +103,13 @@ type readAhead struct {
 	files chan uint64
 	done  chan struct{}
 
-	mu     sync.Mutex
-	dirs   map[uint64]*dirStream
-	queued map[uint64]struct{}
+	mu   sync.Mutex
+	dirs map[uint64]*dirStream
+	// queued holds the files read ahead lately, with where the scan
+	// found them: an open of one tells where the walk is, as a listing
+	// would, though the listing was forgotten long ago (find feeding
+	// xargs lists thousands of files ahead of cat's opens).
+	queued map[uint64]listedFile
 	// ready holds objects read ahead, by nid, for their OPEN to take,
 	// numbered in arrival order so that the oldest goes first.
 	ready   map[uint64]readyObject
@@ -128,7 +140,7 @@ func (a *readAhead) start(f *FS) {
 		a.files = make(chan uint64, aheadWindow*aheadWorkers)
 		a.done = make(chan struct{})
 		a.dirs = make(map[uint64]*dirStream)
-		a.queued = make(map[uint64]struct{})
+		a.queued = make(map[uint64]listedFile)
 		a.ready = make(map[uint64]readyObject)
 		a.listed = make(map[uint64]listedFile, aheadListed/2)
 		a.listedOld = make(map[uint64]listedFile, aheadListed/2)
@@ -247,7 +259,7 @@ func (f *FS) noteListed(dir uint64, files []dirFile) {
 }
 
 // noteOpen counts the open of regular file nid as a lookup in the
-// directory a listing showed it in, if one did.
+// directory a listing showed it in, or the read-ahead found it in.
 func (f *FS) noteOpen(nid uint64, held bool) {
 	if !f.aheadWanted() {
 		return
@@ -257,6 +269,9 @@ func (f *FS) noteOpen(nid uint64, held bool) {
 	lf, ok := a.listed[nid]
 	if !ok {
 		lf, ok = a.listedOld[nid]
+	}
+	if !ok {
+		lf, ok = a.queued[nid]
 	}
 	a.mu.Unlock()
 	if ok {
@@ -365,10 +380,17 @@ func (a *readAhead) scanLoop(f *FS) {
 }
 
 // scanAhead queues the next aheadWindow regular files after job.name in
-// directory job.dir and returns the name at which the next scan is due (""
-// at the directory's end); ok is false when a first lookup turned out not
-// to be the directory's first file, which starts nothing. Damage just ends
-// the scan: the requests that need those parts will report it.
+// directory job.dir, in the order a walk of the tree in directory order
+// opens them (find, tar, cp -r, rsync: depth first, each directory's
+// entries in order): the rest of job.dir, going down into its
+// subdirectories where they come, and at its end what follows it in its
+// parent, and so on up. A walk thus finds the first files of the next
+// directory ready too, which with many small directories is most of them.
+// It returns the name in job.dir at which the next scan is due ("" when
+// the scan went past job.dir's end); ok is false when a first lookup
+// turned out not to be the directory's first file, which starts nothing.
+// Damage just ends the scan: the requests that need those parts will
+// report it.
 func (f *FS) scanAhead(job scanJob) (next string, ok bool) {
 	defer func() {
 		if recover() != nil {
@@ -380,60 +402,142 @@ func (f *FS) scanAhead(job scanJob) (next string, ok bool) {
 	if err != nil || !dir.IsDir() {
 		return "", true
 	}
-	var pos uint64 // job.first: from the start, where the looked-up file must be the first
-	if !job.first {
-		if pos, err = f.view.DirPosAfter(&dir, job.name); err != nil {
-			return "", true
+	w := aheadWalk{f: f, budget: aheadScanEntries}
+	if job.first {
+		// The looked-up file must be the directory's first, and is read
+		// ahead itself.
+		var first *erofs.Dirent
+		f.view.ReadDirAt(&dir, 0, func(d *erofs.Dirent) bool {
+			if d.Type == erofs.FTReg {
+				first = &erofs.Dirent{Name: bytes.Clone(d.Name), Nid: d.Nid}
+				return false
+			}
+			return true
+		})
+		if first == nil || string(first.Name) != job.name {
+			return "", false
+		}
+		if !w.file(first, dir.Nid, 0) {
+			return w.next, true
 		}
 	}
-	a := &f.ahead
-	seen := 0
-	// stopped: the scan ended before the directory did, at the window's
-	// end or because the workers are behind; next is then where the next
-	// scan is due.
-	stopped, notFirst := false, false
-	err = f.view.ReadDirAt(&dir, pos, func(d *erofs.Dirent) bool {
-		if d.Type != erofs.FTReg {
-			return true
-		}
-		if job.first && seen == 0 && string(d.Name) != job.name {
-			notFirst = true
-			return false
-		}
-		seen++
-		if seen == aheadWindow/2 {
-			next = string(d.Name)
-		}
-		if seen > aheadWindow {
-			stopped = true
-			return false
-		}
-		if !a.markQueued(d.Nid) {
-			return true
-		}
-		a.pending.Add(1)
-		select {
-		case a.files <- d.Nid:
-			return true
-		default:
-			a.pending.Done()
-			// The workers are behind: scan again from here when the
-			// lookups get here.
-			a.unmarkQueued(d.Nid)
-			next, stopped = string(d.Name), true
-			return false
-		}
-	})
-	if notFirst {
-		return "", false
-	}
-	if err != nil || !stopped {
+	pos, err := f.view.DirPosAfter(&dir, job.name)
+	if err != nil {
 		return "", true
 	}
-	return next, true
+	if !w.dir(&dir, pos, 0) {
+		return w.next, true
+	}
+	// Up: what follows each directory in its parent.
+	for range aheadDepth {
+		if dir.Nid == f.rootNid {
+			break
+		}
+		parentNid, _, err := f.img.Lookup(&dir, "..")
+		if err != nil || parentNid == dir.Nid {
+			break
+		}
+		name, found := f.nameIn(parentNid, dir.Nid)
+		parent, err := f.img.Inode(parentNid)
+		if !found || err != nil || !parent.IsDir() {
+			break
+		}
+		if pos, err = f.view.DirPosAfter(&parent, name); err != nil {
+			break
+		}
+		w.climbed = true
+		if !w.dir(&parent, pos, 0) {
+			return w.next, true
+		}
+		dir = parent
+	}
+	return "", true
 }
 
-func (a *readAhead) markQueued(nid uint64) bool {
+// aheadWalk is one scan's way through the tree.
+type aheadWalk struct {
+	f      *FS
+	seen   int // regular files passed
+	budget int // directory entries left to read
+	// next is where the next scan is due, as a name in the scan's
+	// directory: a file there, or the subdirectory the walk was beneath;
+	// "" once the walk has left the directory for its parent.
+	next    string
+	via     string // the subdirectory of the scan's directory the walk is in
+	climbed bool
+}
+
+// mark is the name in the scan's directory that stands for the walk's
+// place at the entry name, depth directories beneath it.
+func (w *aheadWalk) mark(name []byte, depth int) string {
+	switch {
+	case w.climbed:
+		return ""
+	case depth == 0:
+		return string(name)
+	}
+	return w.via
+}
+
+// dir walks directory dir from pos, depth levels beneath where the scan
+// started; false: the scan is over (window full, workers behind, budget
+// spent).
+func (w *aheadWalk) dir(dir *erofs.Inode, pos uint64, depth int) bool {
+	more := true
+	err := w.f.view.ReadDirAt(dir, pos, func(d *erofs.Dirent) bool {
+		if w.budget--; w.budget < 0 {
+			w.next, more = w.mark(d.Name, depth), false
+			return false
+		}
+		switch {
+		case d.Type == erofs.FTReg:
+			more = w.file(d, dir.Nid, depth)
+		case d.Type == erofs.FTDir && depth < aheadDepth && !erofs.IsDotOrDotDot(d.Name):
+			sub, err := w.f.img.Inode(d.Nid)
+			if err != nil || !sub.IsDir() {
+				return true
+			}
+			if depth == 0 {
+				w.via = string(d.Name)
+			}
+			more = w.dir(&sub, 0, depth+1)
+		}
+		return more
+	})
+	return more && err == nil
+}
+
+// file queues the regular file d of directory dir, depth levels beneath
+// the scan's directory, unless it was already; false: the scan is over.
+func (w *aheadWalk) file(d *erofs.Dirent, dir uint64, depth int) bool {
+	a := &w.f.ahead
+	w.seen++
+	if w.seen == aheadWindow/2 {
+		w.next = w.mark(d.Name, depth)
+	}
+	if w.seen > aheadWindow {
+		return false
+	}
+	if !a.markQueued(d.Nid, dir, d.Name) {
+		return true
+	}
+	a.pending.Add(1)
+	select {
+	case a.files <- d.Nid:
+		return true
+	default:
+		a.pending.Done()
+		// The workers are behind: scan again from here when the
+		// lookups get here.
+		a.unmarkQueued(d.Nid)
+		w.next = w.mark(d.Name, depth)
+		return false
+	}
+}
+
+// markQueued notes file nid, named name in directory dir, as read ahead;
+// false if it was already.
+func (a *readAhead) markQueued(nid, dir uint64, name []byte) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, ok := a.queued[nid]; ok {
@@ -442,7 +546,7 @@ func (a *readAhead) markQueued(nid uint64) bool {
 	if len(a.queued) >= aheadQueued {
 		clear(a.queued)
 	}
-	a.queued[nid] = struct{}{}
+	a.queued[nid] = listedFile{dir: dir, name: string(name)}
 	return true
 }
 

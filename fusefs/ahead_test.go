@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,7 +19,7 @@ import (
 )
 
 // readAheadTree is an image with a directory /d of 40 external files, one
-// of whose objects (f20) is damaged, a directory /r of 10, and /b holding
+// of whose objects (f20) is damaged, a directory /a of 10, and /b holding
 // a file too large to read ahead (f00) and a small one.
 func readAheadTree(t *testing.T) (dump string, store dirStore, objs map[string]object) {
 	dir := t.TempDir()
@@ -28,7 +29,7 @@ func readAheadTree(t *testing.T) (dump string, store dirStore, objs map[string]o
 	for _, d := range []struct {
 		name string
 		n    int
-	}{{"b", 2}, {"d", 40}, {"r", 10}} {
+	}{{"a", 10}, {"b", 2}, {"d", 40}} {
 		fmt.Fprintf(&b, "/%s 0 40755 2 0 0 0 0.0 - - -\n", d.name)
 		for i := range d.n {
 			p := fmt.Sprintf("%s/f%02d", d.name, i)
@@ -104,23 +105,25 @@ func TestReadAhead(t *testing.T) {
 
 	// Lookups out of order read nothing ahead.
 	before := cache.Len()
-	for _, p := range []string{"r/f05", "r/f02", "r/f07", "r/f01", "r/f03", "r/f00"} {
+	for _, p := range []string{"a/f05", "a/f02", "a/f07", "a/f01", "a/f03", "a/f00"} {
 		s.mustLookup(p)
 	}
 	a.pending.Wait()
 	if got := cache.Len(); got != before {
 		t.Errorf("random lookups hashed %d objects", got-before)
 	}
-	// Three in a row moving forward (r/f00, then these) start it.
-	s.mustLookup("r/f02")
+	// Three in a row moving forward (a/f00, then these) start it.
+	s.mustLookup("a/f02")
 	a.pending.Wait()
 	if got := cache.Len(); got != before {
 		t.Errorf("two forward lookups hashed %d objects", got-before)
 	}
-	s.mustLookup("r/f04")
+	s.mustLookup("a/f04")
 	a.pending.Wait()
-	if got := cache.Len() - before; got != 5 {
-		t.Errorf("after three forward lookups, %d objects hashed, want the 5 after r/f04", got)
+	// The 5 after a/f04, then on into the next directory: b/f01 (b/f00
+	// is too large); d's were read ahead already.
+	if got := cache.Len() - before; got != 6 {
+		t.Errorf("after three forward lookups, %d objects hashed, want the 5 after a/f04 and b/f01", got)
 	}
 	// A large file is not read ahead; the small one after it is.
 	s.mustLookup("b/f00")
@@ -295,5 +298,66 @@ func TestReadAheadAfterHeld(t *testing.T) {
 	}
 	if cold > 1 {
 		t.Errorf("%d of f05..f11 opened cold, want at most the first", cold)
+	}
+}
+
+// TestReadAheadCrossesDirectories: the read-ahead follows a depth-first
+// walk in directory order, as find and tar go: the first lookup in a
+// directory has the rest of it read ahead, its subdirectories where they
+// come, and then what follows it in its parent and on up; nothing before
+// where the walk started.
+func TestReadAheadCrossesDirectories(t *testing.T) {
+	dir := t.TempDir()
+	store := dirStore(dir)
+	var b strings.Builder
+	b.WriteString("/ 0 40755 4 0 0 0 0.0 - - -\n")
+	dirs := []string{"/s", "/t", "/t/a", "/t/b", "/t/b/c", "/t/d", "/u"}
+	for _, d := range dirs {
+		fmt.Fprintf(&b, "%s 0 40755 2 0 0 0 0.0 - - -\n", d)
+	}
+	// In the order a walk meets them; t/b/c comes before t/b's files.
+	order := []string{"t/a/f00", "t/a/f01", "t/a/f02", "t/b/c/f00", "t/b/c/f01", "t/b/f00", "t/b/f01", "t/d/f00", "u/f00"}
+	before := []string{"s/f00", "s/f01"}
+	var lines []string
+	for _, p := range append(slices.Clone(before), order...) {
+		content := bytes.Repeat([]byte(p), 50)
+		o := newObject(content)
+		o.Put(t, dir, content)
+		lines = append(lines, fmt.Sprintf("/%s %d 100644 1 0 0 0 0.0 %s - %s\n", p, len(content), o.Payload, o.Digest))
+	}
+	// A dumpfile lists a directory before what it holds.
+	slices.Sort(lines)
+	for _, l := range lines {
+		b.WriteString(l)
+	}
+	s := newServer(t, imageFromDump(t, b.String(), 1), testConfig{Store: store, Verity: composefs.VerityOn, Cache: verity.NewCache()})
+	a := &s.fsys.ahead
+
+	s.mustLookup("t/a/f00")
+	a.pending.Wait()
+	// Found in the image, not looked up: a lookup would start scans of
+	// its own.
+	nidOf := func(p string) uint64 {
+		nid := s.fsys.rootNid
+		for _, name := range strings.Split(p, "/") {
+			in, err := s.fsys.img.Inode(nid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if nid, _, err = s.fsys.img.Lookup(&in, name); err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+		}
+		return nid
+	}
+	for _, p := range order[1:] {
+		if !isReady(a, nidOf(p)) {
+			t.Errorf("%s: not read ahead after the first lookup in t/a", p)
+		}
+	}
+	for _, p := range before {
+		if isReady(a, nidOf(p)) {
+			t.Errorf("%s, before where the walk started: read ahead", p)
+		}
 	}
 }
