@@ -361,3 +361,49 @@ func TestReadAheadCrossesDirectories(t *testing.T) {
 		}
 	}
 }
+
+// TestReadAheadFollowsQueuedOpens: the opens of files the read-ahead
+// queued carry it along when their listing has been forgotten, as find
+// feeding xargs cat lists thousands of files before cat opens them.
+func TestReadAheadFollowsQueuedOpens(t *testing.T) {
+	dump, store, _ := readAheadTree(t)
+	s := newServer(t, imageFromDump(t, dump, 1), testConfig{Store: store, Verity: composefs.VerityOn, Cache: verity.NewCache()})
+	a := &s.fsys.ahead
+	ents, st := s.listAll(s.mustLookup("d").NodeId, 1<<16)
+	if !st.Ok() {
+		t.Fatalf("listing /d: %v", st)
+	}
+	open := func(e dirent) {
+		in := fuse.OpenIn{InHeader: header(e.entry.NodeId, rootCaller), Flags: syscall.O_RDONLY}
+		var out fuse.OpenOut
+		if st := s.fsys.Open(nil, &in, &out); !st.Ok() && e.Name != "f20" {
+			t.Fatalf("open d/%s: %v", e.Name, st)
+		}
+		s.fsys.Release(nil, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh})
+	}
+	var files []dirent
+	for _, e := range ents {
+		if e.Name != "." && e.Name != ".." {
+			files = append(files, e)
+		}
+	}
+	// The first open, of a listed file, starts the read-ahead; then the
+	// listing is forgotten.
+	open(files[0])
+	a.pending.Wait()
+	a.mu.Lock()
+	clear(a.listed)
+	clear(a.listedOld)
+	a.mu.Unlock()
+	cold := 0
+	for _, e := range files[1:] {
+		a.pending.Wait()
+		if e.Name != "f20" && !isReady(a, e.Ino) {
+			cold++
+		}
+		open(e)
+	}
+	if cold > 0 {
+		t.Errorf("%d of d's 39 later files opened cold, past the first window", cold)
+	}
+}
