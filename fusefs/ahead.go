@@ -41,7 +41,7 @@ const (
 	aheadWorkers = 4
 	// aheadDirs bounds the directories whose lookup order is followed.
 	aheadDirs = 64
-	// aheadQueued bounds the memory of files already read ahead (about 60
+	// aheadQueued bounds the memory of files already read ahead (about 30
 	// bytes each).
 	aheadQueued = 1 << 14
 	// aheadReady bounds the objects kept open, checked and registered
@@ -63,6 +63,13 @@ const (
 	// file costs about 64 bytes.
 	aheadListed = 1 << 13
 )
+
+// queuedFile is where the read-ahead found a regular file: its directory
+// and its position there, not its name, which would cost an allocation a
+// file.
+type queuedFile struct {
+	dir, pos uint64
+}
 
 // listedFile is where a listing showed a regular file.
 type listedFile struct {
@@ -109,7 +116,7 @@ type readAhead struct {
 	// found them: an open of one tells where the walk is, as a listing
 	// would, though the listing was forgotten long ago (find feeding
 	// xargs lists thousands of files ahead of cat's opens).
-	queued map[uint64]listedFile
+	queued map[uint64]queuedFile
 	// ready holds objects read ahead, by nid, for their OPEN to take,
 	// numbered in arrival order so that the oldest goes first.
 	ready   map[uint64]readyObject
@@ -140,7 +147,7 @@ func (a *readAhead) start(f *FS) {
 		a.files = make(chan uint64, aheadWindow*aheadWorkers)
 		a.done = make(chan struct{})
 		a.dirs = make(map[uint64]*dirStream)
-		a.queued = make(map[uint64]listedFile)
+		a.queued = make(map[uint64]queuedFile)
 		a.ready = make(map[uint64]readyObject)
 		a.listed = make(map[uint64]listedFile, aheadListed/2)
 		a.listedOld = make(map[uint64]listedFile, aheadListed/2)
@@ -270,13 +277,30 @@ func (f *FS) noteOpen(nid uint64, held bool) {
 	if !ok {
 		lf, ok = a.listedOld[nid]
 	}
-	if !ok {
-		lf, ok = a.queued[nid]
-	}
+	q, queued := a.queued[nid]
 	a.mu.Unlock()
+	if !ok && queued {
+		lf = listedFile{dir: q.dir, name: f.nameAt(q.dir, q.pos)}
+		ok = lf.name != ""
+	}
 	if ok {
 		f.followLookup(lf.dir, lf.name, held)
 	}
+}
+
+// nameAt is the name of the entry at position pos of directory dir, ""
+// when there is none.
+func (f *FS) nameAt(dir, pos uint64) string {
+	in, err := f.img.Inode(dir)
+	if err != nil || !in.IsDir() {
+		return ""
+	}
+	var name string
+	f.view.ReadDirAt(&in, pos, func(d *erofs.Dirent) bool {
+		name = string(d.Name)
+		return false
+	})
+	return name
 }
 
 // noteLookup follows the order of lookups of regular files in directory
@@ -407,17 +431,20 @@ func (f *FS) scanAhead(job scanJob) (next string, ok bool) {
 		// The looked-up file must be the directory's first, and is read
 		// ahead itself.
 		var first *erofs.Dirent
+		var at, firstAt uint64
 		f.view.ReadDirAt(&dir, 0, func(d *erofs.Dirent) bool {
 			if d.Type == erofs.FTReg {
 				first = &erofs.Dirent{Name: bytes.Clone(d.Name), Nid: d.Nid}
+				firstAt = at
 				return false
 			}
+			at = d.Next
 			return true
 		})
 		if first == nil || string(first.Name) != job.name {
 			return "", false
 		}
-		if !w.file(first, dir.Nid, 0) {
+		if !w.file(first, dir.Nid, firstAt, 0) {
 			return w.next, true
 		}
 	}
@@ -484,14 +511,17 @@ func (w *aheadWalk) mark(name []byte, depth int) string {
 // spent).
 func (w *aheadWalk) dir(dir *erofs.Inode, pos uint64, depth int) bool {
 	more := true
+	at := pos // of the entry at hand
 	err := w.f.view.ReadDirAt(dir, pos, func(d *erofs.Dirent) bool {
+		here := at
+		at = d.Next
 		if w.budget--; w.budget < 0 {
 			w.next, more = w.mark(d.Name, depth), false
 			return false
 		}
 		switch {
 		case d.Type == erofs.FTReg:
-			more = w.file(d, dir.Nid, depth)
+			more = w.file(d, dir.Nid, here, depth)
 		case d.Type == erofs.FTDir && depth < aheadDepth && !erofs.IsDotOrDotDot(d.Name):
 			sub, err := w.f.img.Inode(d.Nid)
 			if err != nil || !sub.IsDir() {
@@ -507,9 +537,10 @@ func (w *aheadWalk) dir(dir *erofs.Inode, pos uint64, depth int) bool {
 	return more && err == nil
 }
 
-// file queues the regular file d of directory dir, depth levels beneath
-// the scan's directory, unless it was already; false: the scan is over.
-func (w *aheadWalk) file(d *erofs.Dirent, dir uint64, depth int) bool {
+// file queues the regular file d, at position pos of directory dir, depth
+// levels beneath the scan's directory, unless it was already; false: the
+// scan is over.
+func (w *aheadWalk) file(d *erofs.Dirent, dir, pos uint64, depth int) bool {
 	a := &w.f.ahead
 	w.seen++
 	if w.seen == aheadWindow/2 {
@@ -518,7 +549,7 @@ func (w *aheadWalk) file(d *erofs.Dirent, dir uint64, depth int) bool {
 	if w.seen > aheadWindow {
 		return false
 	}
-	if !a.markQueued(d.Nid, dir, d.Name) {
+	if !a.markQueued(d.Nid, dir, pos) {
 		return true
 	}
 	a.pending.Add(1)
@@ -535,9 +566,9 @@ func (w *aheadWalk) file(d *erofs.Dirent, dir uint64, depth int) bool {
 	}
 }
 
-// markQueued notes file nid, named name in directory dir, as read ahead;
-// false if it was already.
-func (a *readAhead) markQueued(nid, dir uint64, name []byte) bool {
+// markQueued notes file nid, at position pos of directory dir, as read
+// ahead; false if it was already.
+func (a *readAhead) markQueued(nid, dir, pos uint64) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, ok := a.queued[nid]; ok {
@@ -546,7 +577,7 @@ func (a *readAhead) markQueued(nid, dir uint64, name []byte) bool {
 	if len(a.queued) >= aheadQueued {
 		clear(a.queued)
 	}
-	a.queued[nid] = listedFile{dir: dir, name: string(name)}
+	a.queued[nid] = queuedFile{dir: dir, pos: pos}
 	return true
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -358,6 +359,23 @@ func TestReadAheadCrossesDirectories(t *testing.T) {
 	for _, p := range before {
 		if isReady(a, nidOf(p)) {
 			t.Errorf("%s, before where the walk started: read ahead", p)
+		}
+	}
+	// Each file queued is found again where the scan says it was.
+	a.mu.Lock()
+	queued := maps.Clone(a.queued)
+	a.mu.Unlock()
+	if len(queued) != len(order) {
+		t.Errorf("%d files queued, want %d", len(queued), len(order))
+	}
+	for nid, q := range queued {
+		dir, err := s.fsys.img.Inode(q.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := s.fsys.nameAt(q.dir, q.pos)
+		if got, _, err := s.fsys.img.Lookup(&dir, name); err != nil || got != nid {
+			t.Errorf("queued inode %d: position %d of directory %d names %q, which is inode %d (%v)", nid, q.pos, q.dir, name, got, err)
 		}
 	}
 }
