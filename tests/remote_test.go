@@ -111,9 +111,12 @@ func TestRemoteMountTamperedAndDown(t *testing.T) {
 	fg := fuseForeground(t, r.image, "--basedir", local, "--basedir", r.proxy.URL, "--cache", cache, "--no-read-ahead")
 	path := func(i int) string { return filepath.Join(fg.mnt, "d", fmt.Sprintf("f%02d", i)) }
 
+	start := time.Now()
 	if _, err := readErrno(path(0)); err != syscall.EIO {
 		t.Errorf("tampered object: %v, want EIO", err)
 	}
+	// Longer than the image says: refused at once, not tried again.
+	t.Logf("a server that sends another object for f00: EIO after %v (%d requests, the mount's HEAD among them)", time.Since(start).Round(time.Millisecond), r.proxy.Requests("/"+r.payload[0]))
 	if _, err := os.Stat(filepath.Join(cache, r.payload[0])); err == nil {
 		t.Error("the tampered object entered the cache")
 	}
@@ -132,13 +135,14 @@ func TestRemoteMountTamperedAndDown(t *testing.T) {
 	}
 
 	r.nginx.Stop()
-	start := time.Now()
+	start = time.Now()
 	if _, err := readErrno(path(3)); err != syscall.EIO {
 		t.Errorf("server stopped, f03 not cached: %v, want EIO", err)
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("server stopped: EIO after %v", d)
 	}
+	t.Logf("a server stopped: EIO after %v", time.Since(start).Round(time.Millisecond))
 	for _, i := range []int{1, 2} {
 		if got, err := readErrno(path(i)); err != nil || !bytes.Equal(got, r.content[i]) {
 			t.Errorf("server stopped, f%02d cached: %v", i, err)
@@ -196,6 +200,7 @@ func TestRemoteMountSlowObject(t *testing.T) {
 	if el := time.Since(start); el > 2*time.Second {
 		t.Errorf("small files took %v beside a slow one", el)
 	}
+	t.Logf("a slow server: a listing, %d stats and reads of small files in %v, while a 4 MiB object takes 4 s", len(sizes)-1, time.Since(start).Round(time.Millisecond))
 	select {
 	case err := <-slowDone:
 		t.Errorf("the slow file was done first (%v): the test proves nothing", err)
@@ -203,6 +208,68 @@ func TestRemoteMountSlowObject(t *testing.T) {
 	}
 	if err := <-slowDone; err != nil {
 		t.Errorf("slow file: %v", err)
+	}
+}
+
+// TestRemoteMountHungServer: a server that corrupts a byte of every
+// answer is tried 4 times, then the open fails with EIO and nothing is
+// cached; a server that takes connections and then says nothing fails an
+// uncached file's open with EIO after --fetch-timeout's silence, tried 4
+// times, while listings and cached files are served and the mount stays
+// up.
+func TestRemoteMountHungServer(t *testing.T) {
+	requireRoot(t)
+	r := makeRemoteImage(t, 5000, 6000, 7000)
+	cache := filepath.Join(tempDir(t, "cache"), "c")
+	fg := fuseForeground(t, r.image, "--basedir", r.proxy.URL, "--cache", cache, "--fetch-timeout", "0.5", "--no-read-ahead")
+	path := func(i int) string { return filepath.Join(fg.mnt, "d", fmt.Sprintf("f%02d", i)) }
+	if got, err := readErrno(path(0)); err != nil || !bytes.Equal(got, r.content[0]) {
+		t.Fatalf("f00 before the server hangs: %v", err)
+	}
+
+	corrupt := "/" + r.payload[2]
+	before := r.proxy.Requests(corrupt)
+	r.proxy.SetFault(func(req *http.Request, _ int) storetest.Fault { return storetest.Fault{Corrupt: req.URL.Path == corrupt} })
+	start := time.Now()
+	if _, err := readErrno(path(2)); err != syscall.EIO {
+		t.Errorf("f02, one byte flipped in every answer: %v, want EIO", err)
+	}
+	el := time.Since(start)
+	if tries := r.proxy.Requests(corrupt) - before; tries != 4 {
+		t.Errorf("%d requests for f02, want 4", tries)
+	}
+	if _, err := os.Stat(filepath.Join(cache, r.payload[2])); err == nil {
+		t.Error("the corrupted object entered the cache")
+	}
+	t.Logf("a server that flips a byte of every answer: EIO after %v and %d requests", el.Round(time.Millisecond), r.proxy.Requests(corrupt)-before)
+	// The mount looked for f01's object with a HEAD request.
+	before = r.proxy.Requests("/" + r.payload[1])
+	r.proxy.SetFault(func(*http.Request, int) storetest.Fault { return storetest.Fault{Delay: time.Hour} })
+	start = time.Now()
+	_, err := readErrno(path(1))
+	el = time.Since(start)
+	if err != syscall.EIO {
+		t.Errorf("f01 with the server hung: %v, want EIO", err)
+	}
+	// 4 silences of 0.5 s, and backoffs of 0.1, 0.2 and 0.4 s (each up
+	// to a quarter longer) between them.
+	if el < 2*time.Second || el > 8*time.Second {
+		t.Errorf("EIO after %v, want about 2.7 s", el)
+	}
+	tries := r.proxy.Requests("/"+r.payload[1]) - before
+	if tries != 4 {
+		t.Errorf("%d requests for f01, want 4", tries)
+	}
+	t.Logf("a server that hangs (--fetch-timeout=0.5): EIO after %v and %d requests", el.Round(time.Millisecond), tries)
+	start = time.Now()
+	if ents, err := os.ReadDir(filepath.Join(fg.mnt, "d")); err != nil || len(ents) != 3 {
+		t.Errorf("listing with the server hung: %d entries, %v", len(ents), err)
+	}
+	if got, err := readErrno(path(0)); err != nil || !bytes.Equal(got, r.content[0]) {
+		t.Errorf("cached f00 with the server hung: %v", err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("a listing and a cached file took %v with the server hung", el)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/composefs/composefs-go/composefs"
 )
@@ -34,6 +35,7 @@ type settings struct {
 	// trusted CAs and a token or headers for private stores.
 	cacheDir              string
 	cacheSize             int64
+	fetchTimeout          time.Duration // 0: the store's default
 	caFile                string
 	tokenFile, headerFile string
 	fsname                string
@@ -91,6 +93,12 @@ func (s *settings) addOptions(arg string) error {
 				return fmt.Errorf("cache_size: %w", err)
 			}
 			s.cacheSize = n
+		case key == "fetch_timeout" && hasVal:
+			d, err := parseSeconds(val)
+			if err != nil {
+				return fmt.Errorf("fetch_timeout: %w", err)
+			}
+			s.fetchTimeout = d
 		case key == "ca_file" && hasVal:
 			s.caFile = val
 		case key == "token_file" && hasVal:
@@ -122,6 +130,24 @@ func (s *settings) addOptions(arg string) error {
 		}
 	}
 	return nil
+}
+
+// maxFetchTimeout bounds --fetch-timeout: a longer wait for a first byte
+// is a hung server, not a slow one.
+const maxFetchTimeout = time.Hour
+
+// parseSeconds reads a timeout in seconds, a decimal fraction allowed:
+// more than nothing, at most maxFetchTimeout.
+func parseSeconds(v string) (time.Duration, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || strings.ContainsAny(v, "xXpPeEnN_") {
+		return 0, fmt.Errorf("%q: not a number of seconds", v)
+	}
+	d := time.Duration(f * float64(time.Second))
+	if d <= 0 || f > maxFetchTimeout.Seconds() {
+		return 0, fmt.Errorf("%q: want more than 0 and at most %v", v, maxFetchTimeout)
+	}
+	return d, nil
 }
 
 // parseSize reads a size in bytes: digits, optionally followed by K, M,

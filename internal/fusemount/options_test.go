@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/internal/cli"
@@ -173,6 +174,29 @@ func TestRemoteOptions(t *testing.T) {
 	if _, err := parseArgs([]string{"img", "mnt", "--cache-size=12X"}); err == nil {
 		t.Error("--cache-size=12X accepted")
 	}
+	if s, err := parseArgs([]string{"img", "mnt", "--fetch-timeout=5", "-o", "fetch_timeout=0.5"}); err != nil || s.fetchTimeout != 500*time.Millisecond {
+		t.Errorf("fetch timeout: %v %v, want -o's 500ms", s, err)
+	}
+	if s, err := parseArgs([]string{"img", "mnt", "--fetch-timeout=2.5"}); err != nil || s.fetchTimeout != 2500*time.Millisecond {
+		t.Errorf("--fetch-timeout=2.5: %v %v", s, err)
+	}
+	for _, bad := range []string{"0", "-1", "x", "1e3", "NaN", "inf", "0x10", "3601", "1s"} {
+		if _, err := parseArgs([]string{"img", "mnt", "--fetch-timeout=" + bad}); err == nil {
+			t.Errorf("--fetch-timeout=%s accepted", bad)
+		}
+	}
+}
+
+func FuzzParseSeconds(f *testing.F) {
+	for _, s := range []string{"20", "0.5", "3600", "-1", "1e9", "NaN"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := parseSeconds(s)
+		if err == nil && (d <= 0 || d > maxFetchTimeout) {
+			t.Fatalf("%q: %v accepted", s, d)
+		}
+	})
 }
 
 func TestParseSize(t *testing.T) {

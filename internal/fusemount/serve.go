@@ -462,7 +462,7 @@ func redactURL(rawURL string) string {
 // missing), with --ca-file's authorities and the token or headers of
 // --token-file and --header-file, checked unless --verity=off.
 func remoteConfig(s *settings, vc *verity.Cache) (cfg objects.RemoteConfig, closeCache func(), err error) {
-	cfg = objects.RemoteConfig{Verity: vc, NoVerify: s.verity == composefs.VerityOff, Header: http.Header{}}
+	cfg = objects.RemoteConfig{Verity: vc, NoVerify: s.verity == composefs.VerityOff, Header: http.Header{}, IdleTimeout: s.fetchTimeout}
 	if s.caFile != "" {
 		if cfg.RootCAs, err = objects.LoadCAFile(s.caFile); err != nil {
 			return cfg, nil, fmt.Errorf("--ca-file: %w", err)
