@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -347,12 +348,10 @@ func (r *Remote) openCached(ctx context.Context, u *url.URL, rel string, alg ver
 	for {
 		f, err := r.cfg.Cache.open(rel)
 		switch {
-		case err == nil && fetched:
-			// Checked before it was placed, by this process or
-			// another one: the view's check of it hashes nothing.
-			r.cfg.Verity.Remember(f, alg, digest)
-			return f, nil
 		case err == nil:
+			// Checked whatever put it there: another process sharing
+			// the cache may have. What this one fetched and placed it
+			// remembered, so that hashes nothing.
 			err = r.cfg.Verity.VerifyContext(ctx, f, alg, digest)
 			if err == nil {
 				return f, nil
@@ -362,6 +361,10 @@ func (r *Remote) openCached(ctx context.Context, u *url.URL, rel string, alg ver
 				return nil, fmt.Errorf("object %s in cache %s: %w", rel, r.cfg.Cache.Dir(), err)
 			}
 			r.cfg.Cache.remove(rel)
+			if fetched {
+				// Replaced by a bad copy as soon as it was placed.
+				return nil, fetchErr(u, err)
+			}
 		case !errors.Is(err, fs.ErrNotExist):
 			return nil, fmt.Errorf("object %s in cache %s: %w", rel, r.cfg.Cache.Dir(), err)
 		case fetched:
@@ -374,8 +377,7 @@ func (r *Remote) openCached(ctx context.Context, u *url.URL, rel string, alg ver
 			return nil, err
 		}
 		if f != nil {
-			// The fetch's own descriptor of the object it checked.
-			r.cfg.Verity.Remember(f, alg, digest)
+			// A descriptor of the very file the fetch checked.
 			return f, nil
 		}
 		fetched = true
@@ -460,8 +462,8 @@ func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.A
 }
 
 // fetchToCache fetches u into a temporary file of the cache, checks it
-// against digest and places it as rel. It returns the file, open, at
-// offset 0.
+// against digest, places it as rel and remembers its digest. It returns
+// the file open for reading (nil if that cannot be had).
 func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, digest []byte, size int64) (*os.File, error) {
 	tmp, err := r.cfg.Cache.tempFile(rel)
 	if err != nil {
@@ -479,7 +481,23 @@ func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, dige
 	}
 	r.fetched.Add(1)
 	r.bytes.Add(n)
-	return tmp.File, nil
+	r.cfg.Verity.Remember(tmp.File, alg, digest)
+	return readOnly(tmp.File, filepath.Join(r.cfg.Cache.Dir(), rel)), nil
+}
+
+// readOnly closes f, open for writing too, and returns the same file open
+// only for reading: through /proc/self/fd, which reaches f's inode
+// whatever has become of its name, so that what is served is what was
+// checked and no later slip can write to it. Nil when /proc cannot give
+// it: the caller opens the object again by its name, and checks it. name
+// names the new file.
+func readOnly(f *os.File, name string) *os.File {
+	defer f.Close()
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), name)
 }
 
 // fetchUnnamed fetches rel for one open into a file with no name,

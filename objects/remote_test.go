@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/composefs/composefs-go/internal/storetest"
 	"github.com/composefs/composefs-go/verity"
 )
@@ -106,7 +108,15 @@ func TestRemoteFetchesVerifiesAndCaches(t *testing.T) {
 			cache := newCache(t, 0)
 			r := newRemote(t, strings.TrimSuffix(s.nginx.URL, "/"), RemoteConfig{Cache: cache})
 			for _, p := range s.payloads {
-				if got := mustRead(t, mustOpen(t, r, p)); !bytes.Equal(got, s.data[p]) {
+				f := mustOpen(t, r, p)
+				// The fetch's descriptor, handed on for reading only.
+				if fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0); err != nil || fl&unix.O_ACCMODE != unix.O_RDONLY {
+					t.Errorf("%s: opened with flags %#x (%v), want read-only", p, fl, err)
+				}
+				if want := filepath.Join(cache.Dir(), p); f.Name() != want {
+					t.Errorf("%s: opened as %s, want %s", p, f.Name(), want)
+				}
+				if got := mustRead(t, f); !bytes.Equal(got, s.data[p]) {
 					t.Fatalf("%s: %d bytes, not the object's %d", p, len(got), len(s.data[p]))
 				}
 				if !cached(cache, p) {
