@@ -44,6 +44,8 @@ const (
 	// aheadQueued bounds the memory of files already read ahead (about 30
 	// bytes each).
 	aheadQueued = 1 << 14
+	// aheadSubdirs bounds the memory of directories scans went into.
+	aheadSubdirs = 1 << 12
 	// aheadReady bounds the objects kept open, checked and registered
 	// for passthrough, waiting for their OPEN.
 	aheadReady = 2 * aheadWindow
@@ -117,6 +119,10 @@ type readAhead struct {
 	// would, though the listing was forgotten long ago (find feeding
 	// xargs lists thousands of files ahead of cat's opens).
 	queued map[uint64]queuedFile
+	// subdirs holds the directories scans went down into, with the
+	// position just after their entry in their parent, for the scans
+	// that climb out of them.
+	subdirs map[uint64]queuedFile
 	// ready holds objects read ahead, by nid, for their OPEN to take,
 	// numbered in arrival order so that the oldest goes first.
 	ready   map[uint64]readyObject
@@ -148,6 +154,7 @@ func (a *readAhead) start(f *FS) {
 		a.done = make(chan struct{})
 		a.dirs = make(map[uint64]*dirStream)
 		a.queued = make(map[uint64]queuedFile)
+		a.subdirs = make(map[uint64]queuedFile)
 		a.ready = make(map[uint64]readyObject)
 		a.listed = make(map[uint64]listedFile, aheadListed/2)
 		a.listedOld = make(map[uint64]listedFile, aheadListed/2)
@@ -464,12 +471,12 @@ func (f *FS) scanAhead(job scanJob) (next string, ok bool) {
 		if err != nil || parentNid == dir.Nid {
 			break
 		}
-		name, found := f.nameIn(parentNid, dir.Nid)
 		parent, err := f.img.Inode(parentNid)
-		if !found || err != nil || !parent.IsDir() {
+		if err != nil || !parent.IsDir() {
 			break
 		}
-		if pos, err = f.view.DirPosAfter(&parent, name); err != nil {
+		var found bool
+		if pos, found = w.after(&parent, dir.Nid); !found {
 			break
 		}
 		w.climbed = true
@@ -479,6 +486,45 @@ func (f *FS) scanAhead(job scanJob) (next string, ok bool) {
 		dir = parent
 	}
 	return "", true
+}
+
+// after is the position in parent just after its entry for directory
+// child, where a walk that has finished child goes on: remembered when a
+// scan went down into child, else searched for, from parent's start,
+// within the scan's budget (a parent of many directories, climbed into at
+// each, would cost a scan the whole of it every time).
+func (w *aheadWalk) after(parent *erofs.Inode, child uint64) (uint64, bool) {
+	a := &w.f.ahead
+	a.mu.Lock()
+	at, ok := a.subdirs[child]
+	a.mu.Unlock()
+	if ok && at.dir == parent.Nid {
+		return at.pos, true
+	}
+	var pos uint64
+	found := false
+	w.f.view.ReadDirAt(parent, 0, func(d *erofs.Dirent) bool {
+		if w.budget--; w.budget < 0 {
+			return false
+		}
+		if d.Nid == child && d.Type == erofs.FTDir && !erofs.IsDotOrDotDot(d.Name) {
+			pos, found = d.Next, true
+			return false
+		}
+		return true
+	})
+	return pos, found
+}
+
+// noteSubdir remembers that directory sub is listed in dir just before
+// position next.
+func (a *readAhead) noteSubdir(sub, dir, next uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.subdirs) >= aheadSubdirs {
+		clear(a.subdirs)
+	}
+	a.subdirs[sub] = queuedFile{dir: dir, pos: next}
 }
 
 // aheadWalk is one scan's way through the tree.
@@ -530,6 +576,7 @@ func (w *aheadWalk) dir(dir *erofs.Inode, pos uint64, depth int) bool {
 			if depth == 0 {
 				w.via = string(d.Name)
 			}
+			w.f.ahead.noteSubdir(d.Nid, dir.Nid, at)
 			more = w.dir(&sub, 0, depth+1)
 		}
 		return more

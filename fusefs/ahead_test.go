@@ -336,21 +336,7 @@ func TestReadAheadCrossesDirectories(t *testing.T) {
 
 	s.mustLookup("t/a/f00")
 	a.pending.Wait()
-	// Found in the image, not looked up: a lookup would start scans of
-	// its own.
-	nidOf := func(p string) uint64 {
-		nid := s.fsys.rootNid
-		for _, name := range strings.Split(p, "/") {
-			in, err := s.fsys.img.Inode(nid)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if nid, _, err = s.fsys.img.Lookup(&in, name); err != nil {
-				t.Fatalf("%s: %v", p, err)
-			}
-		}
-		return nid
-	}
+	nidOf := func(p string) uint64 { return imageNid(t, s, p) }
 	for _, p := range order[1:] {
 		if !isReady(a, nidOf(p)) {
 			t.Errorf("%s: not read ahead after the first lookup in t/a", p)
@@ -424,4 +410,87 @@ func TestReadAheadFollowsQueuedOpens(t *testing.T) {
 	if cold > 0 {
 		t.Errorf("%d of d's 39 later files opened cold, past the first window", cold)
 	}
+}
+
+// TestReadAheadClimbsWithinBudget: a scan that climbs out of a directory
+// goes on after it in its parent: at once where a scan went down into it
+// before, else after a search of the parent that stops at the scan's
+// budget, so that a parent of thousands of directories, climbed into at
+// each of them, does not cost every scan the whole of it.
+func TestReadAheadClimbsWithinBudget(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("/ 0 40755 3 0 0 0 0.0 - - -\n/w 0 40755 5002 0 0 0 0.0 - - -\n")
+	content := []byte("the same object for every file")
+	o := newObject(content)
+	o.Put(t, dir, content)
+	file := func(p string) {
+		fmt.Fprintf(&b, "%s %d 100644 1 0 0 0 0.0 %s - %s\n", p, len(content), o.Payload, o.Digest)
+	}
+	file("/w/a")
+	const subdirs = 5000
+	for i := range subdirs {
+		fmt.Fprintf(&b, "/w/d%04d 0 40755 2 0 0 0 0.0 - - -\n", i)
+		file(fmt.Sprintf("/w/d%04d/f", i))
+	}
+	s := newServer(t, imageFromDump(t, b.String(), 1), testConfig{Store: dirStore(dir), Verity: composefs.VerityOn, Cache: verity.NewCache()})
+	a := &s.fsys.ahead
+	queued := func(p string) bool {
+		nid := imageNid(t, s, p)
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		_, ok := a.queued[nid]
+		return ok
+	}
+
+	// A walk from w's first file goes down into the first directories,
+	// and remembers where each is in w.
+	s.mustLookup("w/a")
+	a.pending.Wait()
+	w, err := s.fsys.img.Inode(imageNid(t, s, "w"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		sub := imageNid(t, s, fmt.Sprintf("w/d%04d", i))
+		a.mu.Lock()
+		at, ok := a.subdirs[sub]
+		a.mu.Unlock()
+		if want := fmt.Sprintf("d%04d", i+1); !ok || at.dir != w.Nid || s.fsys.nameAt(w.Nid, at.pos) != want {
+			t.Errorf("d%04d: remembered %v %+v, want the position of %s in w", i, ok, at, want)
+		}
+	}
+	// A scan from d0005 climbs into w after it, from what was remembered.
+	a.mu.Lock()
+	clear(a.queued)
+	a.mu.Unlock()
+	s.mustLookup("w/d0005/f")
+	a.pending.Wait()
+	if !queued("w/d0036/f") {
+		t.Error("a scan from w/d0005/f did not go on into w/d0036")
+	}
+	// Near the end of w, with nothing remembered, the search stops at
+	// the budget: nothing after d4990 is read ahead.
+	s.mustLookup("w/d4990/f")
+	a.pending.Wait()
+	if queued("w/d4991/f") {
+		t.Errorf("a scan from w/d4990/f searched w past its budget of %d entries", aheadScanEntries)
+	}
+}
+
+// imageNid finds the inode at path p in the server's image, without a
+// lookup, which would start scans of its own.
+func imageNid(t *testing.T, s *server, p string) uint64 {
+	t.Helper()
+	nid := s.fsys.rootNid
+	for _, name := range strings.Split(p, "/") {
+		in, err := s.fsys.img.Inode(nid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nid, _, err = s.fsys.img.Lookup(&in, name); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+	}
+	return nid
 }
