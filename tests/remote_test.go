@@ -229,7 +229,9 @@ func TestRemoteMountHungServer(t *testing.T) {
 
 	corrupt := "/" + r.payload[2]
 	before := r.proxy.Requests(corrupt)
-	r.proxy.SetFault(func(req *http.Request, _ int) storetest.Fault { return storetest.Fault{Corrupt: req.URL.Path == corrupt} })
+	r.proxy.SetFault(func(req *http.Request, _ int) storetest.Fault {
+		return storetest.Fault{Corrupt: req.URL.Path == corrupt}
+	})
 	start := time.Now()
 	if _, err := readErrno(path(2)); err != syscall.EIO {
 		t.Errorf("f02, one byte flipped in every answer: %v, want EIO", err)
