@@ -362,7 +362,9 @@ func (r *Remote) openCached(ctx context.Context, u *url.URL, rel string, alg ver
 			}
 			r.cfg.Cache.remove(rel)
 			if fetched {
-				// Replaced by a bad copy as soon as it was placed.
+				// A bad copy put there by another process sharing
+				// the cache, before or after this one's fetch: not
+				// fetched again, as that could go on for ever.
 				return nil, fetchErr(u, err)
 			}
 		case !errors.Is(err, fs.ErrNotExist):
@@ -481,15 +483,21 @@ func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, dige
 	}
 	r.fetched.Add(1)
 	r.bytes.Add(n)
-	r.cfg.Verity.Remember(tmp.File, alg, digest)
-	return readOnly(tmp.File, filepath.Join(r.cfg.Cache.Dir(), rel)), nil
+	// Remembered once the writable descriptor is closed: on a file
+	// system that writes back at close (NFS, FUSE), closing it may
+	// change the times the digest is remembered by.
+	f := readOnly(tmp.File, filepath.Join(r.cfg.Cache.Dir(), rel))
+	if f != nil {
+		r.cfg.Verity.Remember(f, alg, digest)
+	}
+	return f, nil
 }
 
 // readOnly closes f, open for writing too, and returns the same file open
 // only for reading: through /proc/self/fd, which reaches f's inode
 // whatever has become of its name, so that what is served is what was
 // checked and no later slip can write to it. Nil when /proc cannot give
-// it: the caller opens the object again by its name, and checks it. name
+// it: the caller opens the object again by its name, and hashes it. name
 // names the new file.
 func readOnly(f *os.File, name string) *os.File {
 	defer f.Close()

@@ -76,7 +76,7 @@ func defineOptions(c *cli.Command) *commandLine {
 	fl.StringVar(&s.cacheDir, "cache", "", "where objects fetched from a URL --basedir are kept, a flat store shared by mounts: `DIR` (default $XDG_CACHE_HOME/composefs-fuse/objects, /var/cache/composefs-fuse/objects for root) (-o cache=DIR)")
 	fl.StringVar(&cl.cacheSize, "cache-size", "", "bound the cache to `SIZE` bytes (K, M, G, T suffixes), removing the objects used least recently that no one has open (-o cache_size=SIZE)")
 	fl.StringVar(&s.caFile, "ca-file", "", "trust the certificate authorities in the PEM `FILE` too, for https stores (-o ca_file=FILE)")
-	fl.StringVar(&cl.fetchTimeout, "fetch-timeout", "", "give up on a request to a URL store after `SECONDS` without a byte from it (default 20); a request is tried 4 times in all before the file's open fails with EIO (-o fetch_timeout=SECONDS)")
+	fl.StringVar(&cl.fetchTimeout, "fetch-timeout", "", "give up on a request to a URL store after `SECONDS` without a byte from it (default 20, from 0.01 to 3600); a request is tried 4 times in all before the file's open fails with EIO (-o fetch_timeout=SECONDS)")
 	fl.StringVar(&s.tokenFile, "token-file", "", "send the bearer token in `FILE` to URL stores (-o token_file=FILE)")
 	fl.StringVar(&s.headerFile, "header-file", "", "send the headers in `FILE` (\"Name: value\" lines) to URL stores (-o header_file=FILE)")
 	fl.StringVar(&s.repo, "repo", "", "composefs-rs repository `DIR` or http(s):// URL: objects from its store; IMAGE may be an image id or ref name in it")

@@ -132,22 +132,25 @@ func (s *settings) addOptions(arg string) error {
 	return nil
 }
 
-// maxFetchTimeout bounds --fetch-timeout: a longer wait for a first byte
-// is a hung server, not a slow one.
-const maxFetchTimeout = time.Hour
+// minFetchTimeout and maxFetchTimeout bound --fetch-timeout: a shorter
+// wait fails every request, a longer one is for a hung server, not a slow
+// one.
+const (
+	minFetchTimeout = 10 * time.Millisecond
+	maxFetchTimeout = time.Hour
+)
 
-// parseSeconds reads a timeout in seconds, a decimal fraction allowed:
-// more than nothing, at most maxFetchTimeout.
+// parseSeconds reads a timeout in seconds, a decimal fraction allowed,
+// from minFetchTimeout to maxFetchTimeout.
 func parseSeconds(v string) (time.Duration, error) {
 	f, err := strconv.ParseFloat(v, 64)
 	if err != nil || strings.ContainsAny(v, "xXpPeEnN_") {
 		return 0, fmt.Errorf("%q: not a number of seconds", v)
 	}
-	d := time.Duration(f * float64(time.Second))
-	if d <= 0 || f > maxFetchTimeout.Seconds() {
-		return 0, fmt.Errorf("%q: want more than 0 and at most %v", v, maxFetchTimeout)
+	if f < minFetchTimeout.Seconds() || f > maxFetchTimeout.Seconds() {
+		return 0, fmt.Errorf("%q: want from %v to %v", v, minFetchTimeout, maxFetchTimeout)
 	}
-	return d, nil
+	return time.Duration(math.Round(f * float64(time.Second))), nil
 }
 
 // parseSize reads a size in bytes: digits, optionally followed by K, M,

@@ -180,7 +180,7 @@ func TestRemoteOptions(t *testing.T) {
 	if s, err := parseArgs([]string{"img", "mnt", "--fetch-timeout=2.5"}); err != nil || s.fetchTimeout != 2500*time.Millisecond {
 		t.Errorf("--fetch-timeout=2.5: %v %v", s, err)
 	}
-	for _, bad := range []string{"0", "-1", "x", "1e3", "NaN", "inf", "0x10", "3601", "1s"} {
+	for _, bad := range []string{"0", "-1", "x", "1e3", "NaN", "inf", "0x10", "3601", "1s", "0.009", "0.000000001"} {
 		if _, err := parseArgs([]string{"img", "mnt", "--fetch-timeout=" + bad}); err == nil {
 			t.Errorf("--fetch-timeout=%s accepted", bad)
 		}
@@ -193,7 +193,7 @@ func FuzzParseSeconds(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		d, err := parseSeconds(s)
-		if err == nil && (d <= 0 || d > maxFetchTimeout) {
+		if err == nil && (d < minFetchTimeout || d > maxFetchTimeout) {
 			t.Fatalf("%q: %v accepted", s, d)
 		}
 	})
