@@ -68,8 +68,6 @@ type knownDigest struct {
 	d [maxDigestSize]byte
 }
 
-func (k *knownDigest) digest() []byte { return bytes.Clone(k.d[:k.n]) }
-
 func known(digest []byte) knownDigest {
 	k := knownDigest{n: int8(len(digest))}
 	copy(k.d[:], digest)
@@ -114,26 +112,30 @@ func keyOf(f *os.File, alg Algorithm) (cacheKey, os.FileInfo, error) {
 // Digest returns f's fs-verity digest, from the cache when f is unchanged
 // since it was last hashed.
 func (c *Cache) Digest(f *os.File, alg Algorithm) ([]byte, error) {
-	d, err := c.digest(context.Background(), f, alg)
-	return bytes.Clone(d), err
+	k, err := c.digest(context.Background(), f, alg)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Clone(k.d[:k.n]), nil
 }
 
-// digest is Digest returning the cached slice itself, not to be modified.
-// Once ctx is done it returns ctx's error, whether it was hashing or
-// waiting for another caller's hash of the same file.
-func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) ([]byte, error) {
+// digest is Digest returning the digest by value: a check of a file
+// whose digest is known makes no copy of it on the heap. Once ctx is done it returns
+// ctx's error, whether it was hashing or waiting for another caller's hash
+// of the same file.
+func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDigest, error) {
 	if !alg.Valid() {
-		return nil, errpath.New(digestOp, f.Name(), errInvalidAlgorithm(alg))
+		return knownDigest{}, errpath.New(digestOp, f.Name(), errInvalidAlgorithm(alg))
 	}
 	key, fi, err := keyOf(f, alg)
 	if err != nil {
-		return nil, err
+		return knownDigest{}, err
 	}
 	c.mu.Lock()
 	for {
 		if k, ok := c.known[key]; ok {
 			c.mu.Unlock()
-			return k.digest(), nil
+			return k, nil
 		}
 		e, ok := c.busy[key]
 		if !ok {
@@ -143,15 +145,16 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) ([]byte, 
 		select {
 		case <-e.done:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return knownDigest{}, ctx.Err()
 		}
 		if e.err == nil {
-			return e.digest, nil
+			return known(e.digest), nil
 		}
 		if !e.cancelled {
 			// The hash that was in flight failed; try again through
 			// this file.
-			return digestStat(ctx, alg, f, fi)
+			d, err := digestStat(ctx, alg, f, fi)
+			return known(d), err
 		}
 		// The caller that was hashing gave up, which says nothing of
 		// the file: hash it for this caller, through the cache (the
@@ -181,7 +184,7 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) ([]byte, 
 	}
 	c.mu.Unlock()
 	close(e.done)
-	return e.digest, e.err
+	return known(e.digest), e.err
 }
 
 // evictLocked makes room when the cache is full by dropping about a
@@ -245,11 +248,11 @@ func (c *Cache) VerifyContext(ctx context.Context, f *os.File, alg Algorithm, wa
 	if len(want) != alg.Size() {
 		return fmt.Errorf("%s: expected digest has %d bytes, %s needs %d", f.Name(), len(want), alg, alg.Size())
 	}
-	got, err := c.digest(ctx, f, alg)
+	k, err := c.digest(ctx, f, alg)
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(got, want) {
+	if got := k.d[:k.n]; !bytes.Equal(got, want) {
 		return &MismatchError{Name: f.Name(), Alg: alg, Expected: bytes.Clone(want), Actual: bytes.Clone(got)}
 	}
 	return nil
