@@ -1,7 +1,6 @@
 package fusefs
 
 import (
-	"bytes"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -66,10 +65,9 @@ const (
 	aheadListed = 1 << 13
 )
 
-// queuedFile is where the read-ahead found a regular file: its directory
-// and its position there, not its name, which would cost an allocation a
-// file.
-type queuedFile struct {
+// dirPlace is a position in a directory: where a scan found a file, or
+// just after a subdirectory's entry (a name would cost an allocation).
+type dirPlace struct {
 	dir, pos uint64
 }
 
@@ -118,11 +116,11 @@ type readAhead struct {
 	// found them: an open of one tells where the walk is, as a listing
 	// would, though the listing was forgotten long ago (find feeding
 	// xargs lists thousands of files ahead of cat's opens).
-	queued map[uint64]queuedFile
+	queued map[uint64]dirPlace
 	// subdirs holds the directories scans went down into, with the
 	// position just after their entry in their parent, for the scans
 	// that climb out of them.
-	subdirs map[uint64]queuedFile
+	subdirs map[uint64]dirPlace
 	// ready holds objects read ahead, by nid, for their OPEN to take,
 	// numbered in arrival order so that the oldest goes first.
 	ready   map[uint64]readyObject
@@ -153,8 +151,8 @@ func (a *readAhead) start(f *FS) {
 		a.files = make(chan uint64, aheadWindow*aheadWorkers)
 		a.done = make(chan struct{})
 		a.dirs = make(map[uint64]*dirStream)
-		a.queued = make(map[uint64]queuedFile)
-		a.subdirs = make(map[uint64]queuedFile)
+		a.queued = make(map[uint64]dirPlace)
+		a.subdirs = make(map[uint64]dirPlace)
 		a.ready = make(map[uint64]readyObject)
 		a.listed = make(map[uint64]listedFile, aheadListed/2)
 		a.listedOld = make(map[uint64]listedFile, aheadListed/2)
@@ -434,29 +432,29 @@ func (f *FS) scanAhead(job scanJob) (next string, ok bool) {
 		return "", true
 	}
 	w := aheadWalk{f: f, budget: aheadScanEntries}
+	var pos uint64 // where the walk goes on: just after job.name
 	if job.first {
 		// The looked-up file must be the directory's first, and is read
 		// ahead itself.
-		var first *erofs.Dirent
-		var at, firstAt uint64
+		isFirst, more := false, true
+		at := uint64(0)
 		f.view.ReadDirAt(&dir, 0, func(d *erofs.Dirent) bool {
-			if d.Type == erofs.FTReg {
-				first = &erofs.Dirent{Name: bytes.Clone(d.Name), Nid: d.Nid}
-				firstAt = at
-				return false
+			if d.Type != erofs.FTReg {
+				at = d.Next
+				return true
 			}
-			at = d.Next
-			return true
+			if isFirst = string(d.Name) == job.name; isFirst {
+				more, pos = w.file(d, dir.Nid, at, 0), d.Next
+			}
+			return false
 		})
-		if first == nil || string(first.Name) != job.name {
+		if !isFirst {
 			return "", false
 		}
-		if !w.file(first, dir.Nid, firstAt, 0) {
+		if !more {
 			return w.next, true
 		}
-	}
-	pos, err := f.view.DirPosAfter(&dir, job.name)
-	if err != nil {
+	} else if pos, err = f.view.DirPosAfter(&dir, job.name); err != nil {
 		return "", true
 	}
 	if !w.dir(&dir, pos, 0) {
@@ -524,7 +522,7 @@ func (a *readAhead) noteSubdir(sub, dir, next uint64) {
 	if len(a.subdirs) >= aheadSubdirs {
 		clear(a.subdirs)
 	}
-	a.subdirs[sub] = queuedFile{dir: dir, pos: next}
+	a.subdirs[sub] = dirPlace{dir: dir, pos: next}
 }
 
 // aheadWalk is one scan's way through the tree.
@@ -624,7 +622,7 @@ func (a *readAhead) markQueued(nid, dir, pos uint64) bool {
 	if len(a.queued) >= aheadQueued {
 		clear(a.queued)
 	}
-	a.queued[nid] = queuedFile{dir: dir, pos: pos}
+	a.queued[nid] = dirPlace{dir: dir, pos: pos}
 	return true
 }
 
