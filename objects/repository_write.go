@@ -122,10 +122,6 @@ func initMeta(d *os.File, alg verity.Algorithm) error {
 	return unix.Fsync(dirfd)
 }
 
-// RequiresVerity tells whether the repository requires fs-verity on its
-// objects: its meta.json has fs-verity (composefs-rs' secure mode).
-func (r *Repository) RequiresVerity() bool { return r.secure }
-
 // ErofsVersion is the composefs image format the repository's images are
 // written in by default (meta.json's; 2 for a repository without one).
 func (r *Repository) ErofsVersion() int {

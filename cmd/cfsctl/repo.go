@@ -77,15 +77,13 @@ func userRepo() (string, error) {
 
 // hashAlgorithm is --hash's algorithm, with ok false when it was not given.
 func (g *globals) hashAlgorithm() (alg verity.Algorithm, ok bool, err error) {
-	switch g.hash {
-	case "":
+	if g.hash == "" {
 		return 0, false, nil
-	case "sha256":
-		return verity.SHA256, true, nil
-	case "sha512":
-		return verity.SHA512, true, nil
 	}
-	return 0, false, cli.Usagef("--hash %q: want sha256 or sha512", g.hash)
+	if alg, err = verity.ParseAlgorithm(g.hash); err != nil {
+		return 0, false, cli.Usagef("--hash: %v", err)
+	}
+	return alg, true, nil
 }
 
 // errNoRepo is wrapped when the repository a command reads does not exist.

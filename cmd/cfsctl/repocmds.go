@@ -71,13 +71,8 @@ func initAlgorithm(flag string, g *globals) (verity.Algorithm, error) {
 		}
 		return verity.SHA512, nil
 	}
-	var alg verity.Algorithm
-	switch strings.TrimSuffix(strings.TrimPrefix(flag, "fsverity-"), "-12") {
-	case "sha256":
-		alg = verity.SHA256
-	case "sha512":
-		alg = verity.SHA512
-	default:
+	alg, err := verity.ParseAlgorithm(strings.TrimSuffix(strings.TrimPrefix(flag, "fsverity-"), "-12"))
+	if err != nil {
 		return 0, cli.Usagef("--algorithm %q: want fsverity-sha256-12 or fsverity-sha512-12", flag)
 	}
 	if given && global != alg {

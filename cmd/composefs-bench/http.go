@@ -99,8 +99,23 @@ func (b *bench) httpGroup() error {
 	}
 	b.addTable(refTable{
 		title: "objects fetched from nginx on 127.0.0.1 into an empty --cache; reference: the same store on the local disk (--basedir=DIR)",
-		ref:   "local", ours: "HTTP", rows: rows,
+		ref:   httpWayNames[localWay], ours: httpWayNames[httpWay], rows: rows,
 	})
+	return nil
+}
+
+// httpWayNames name the two mounts of the HTTP rows, by localWay and
+// httpWay.
+var httpWayNames = [2]string{"local", "HTTP"}
+
+// failedRun notes that run of who failed with err, and returns nil for the
+// runs to go on, unless the mount at at is still up: nothing more can be
+// measured there, and err comes back.
+func (b *bench) failedRun(at, who string, run int, err error) error {
+	if isMounted(at) {
+		return err
+	}
+	b.failed(who, run, err)
 	return nil
 }
 
@@ -179,12 +194,11 @@ func (b *bench) httpTree(tree *corpus, dir string) ([]refRow, error) {
 				})
 				return err
 			}()
-			who := [2]string{"local", "HTTP"}[i]
+			who := httpWayNames[i]
 			if err != nil {
-				if isMounted(at) {
+				if err := b.failedRun(at, who, run, err); err != nil {
 					return nil, err
 				}
-				b.failed(who, run, err)
 				continue
 			}
 			cold[i], warm[i], filled[i] = append(cold[i], c), append(warm[i], w), append(filled[i], f)
@@ -210,10 +224,11 @@ func (b *bench) httpLarge(large *corpus, dir string) ([]refRow, error) {
 		return nil, err
 	}
 	defer srv.Stop()
-	digest, err := fileDigest(large.image)
+	d, err := verity.DigestPath(verity.SHA256, large.image)
 	if err != nil {
 		return nil, err
 	}
+	digest := hex.EncodeToString(d)
 	objectsRel, err := filepath.Rel(filepath.Dir(large.image), large.objects)
 	if err != nil {
 		return nil, err
@@ -249,12 +264,11 @@ func (b *bench) httpLarge(large *corpus, dir string) ([]refRow, error) {
 						return err
 					})
 				}()
-				who := [2]string{"local", "HTTP"}[i]
+				who := httpWayNames[i]
 				if err != nil {
-					if isMounted(at) {
+					if err := b.failedRun(at, who, run, err); err != nil {
 						return nil, err
 					}
-					b.failed(who, run, err)
 					continue
 				}
 				if withDigest {
@@ -296,18 +310,4 @@ func countObjects(store string) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// fileDigest is the fs-verity (sha256) digest of the file at path, in hex.
-func fileDigest(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	d, err := verity.DigestFile(verity.SHA256, f)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	return hex.EncodeToString(d), nil
 }

@@ -177,20 +177,7 @@ func (b *bench) measureOCI(dir, src string) ([]refRow, error) {
 			if err != nil {
 				return err
 			}
-			mount, err := timed(func() error { return m.mount(nil, mnt) })
-			if err != nil {
-				return err
-			}
-			b.mu.Lock()
-			b.mounted = append(b.mounted, mountedAt{m, mnt})
-			b.mu.Unlock()
-			err = checkDebian(mnt)
-			if uerr := m.unmount(mnt); uerr != nil {
-				return uerr
-			}
-			b.mu.Lock()
-			b.mounted = b.mounted[:len(b.mounted)-1]
-			b.mu.Unlock()
+			mount, err := b.onMount(m, nil, mnt, func() error { return checkDebian(mnt) })
 			if err != nil {
 				return err
 			}
