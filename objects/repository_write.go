@@ -252,50 +252,24 @@ func replaceSymlink(dirfd int, name, target string) error {
 	return unix.Fsync(dirfd)
 }
 
-// refsDir opens images/refs/ and, beneath it, the directory that holds
-// ref name, making the directories on the way (0755) when create is set;
-// no symlink is followed. It returns that directory and the last
-// component of name.
-func (r *Repository) refsDir(name string, create bool) (*os.File, string, error) {
-	return r.refsDirIn("images", name, create)
-}
-
-// refsDirIn is refsDir for the refs/ of top ("images" or "streams").
-func (r *Repository) refsDirIn(top, name string, create bool) (*os.File, string, error) {
+// refDir opens the directory of TOP/refs/<name> beneath the repository,
+// TOP "images" or "streams", making the directories on the way (0755)
+// when create is set; no symlink is followed. It returns that directory
+// and the name's last component.
+func (r *Repository) refDir(top, name string, create bool) (*os.File, string, error) {
 	rel, err := cleanRelative(name)
 	if err != nil {
 		return nil, "", fmt.Errorf("ref %q: %w", name, err)
 	}
-	parts := strings.Split(rel, "/")
-	var cur *os.File
-	if create {
-		cur, err = r.subdir(top)
-	} else {
-		var fd int
-		fd, err = openBeneath(int(r.dir.Fd()), top, unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
-		if err == nil {
-			cur = os.NewFile(uintptr(fd), filepath.Join(r.path, top))
-		}
+	dir, last := top+"/refs", rel
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		dir, last = dir+"/"+rel[:i], rel[i+1:]
 	}
+	d, err := r.openDirs(dir, create)
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("ref %q: %w", name, err)
 	}
-	for _, p := range append([]string{"refs"}, parts[:len(parts)-1]...) {
-		if create {
-			if err := unix.Mkdirat(int(cur.Fd()), p, 0o755); err != nil && err != unix.EEXIST {
-				cur.Close()
-				return nil, "", fmt.Errorf("mkdir %s: %w", filepath.Join(cur.Name(), p), err)
-			}
-		}
-		fd, err := openBeneath(int(cur.Fd()), p, unix.O_RDONLY|unix.O_DIRECTORY, noSymlinks)
-		next := filepath.Join(cur.Name(), p)
-		cur.Close()
-		if err != nil {
-			return nil, "", fmt.Errorf("open %s: %w", next, err)
-		}
-		cur = os.NewFile(uintptr(fd), next)
-	}
-	return cur, parts[len(parts)-1], nil
+	return d, last, nil
 }
 
 // Tag names the image id (already written by WriteImage) ref name: the
@@ -312,7 +286,7 @@ func (r *Repository) Tag(name string, id []byte) error {
 		}
 		return fmt.Errorf("tag %q: %w", name, err)
 	}
-	d, last, err := r.refsDir(name, true)
+	d, last, err := r.refDir("images", name, true)
 	if err != nil {
 		return fmt.Errorf("tag %q in %s: %w", name, r.path, err)
 	}
@@ -341,7 +315,7 @@ func (r *Repository) imageLinked(h string) (bool, error) {
 
 // Untag removes ref name. The image stays (until composefs-rs' gc).
 func (r *Repository) Untag(name string) error {
-	d, last, err := r.refsDir(name, false)
+	d, last, err := r.refDir("images", name, false)
 	if err != nil {
 		return fmt.Errorf("untag %q in %s: %w", name, r.path, err)
 	}

@@ -199,24 +199,6 @@ func (r *Repository) OpenVerified(id []byte) (*os.File, error) {
 	return f, nil
 }
 
-// streamRefDir opens the directory of streams/refs/<name> and returns it
-// with the name's last component.
-func (r *Repository) streamRefDir(name string, create bool) (*os.File, string, error) {
-	rel, err := cleanRelative(name)
-	if err != nil {
-		return nil, "", fmt.Errorf("stream ref %q: %w", name, err)
-	}
-	dir, last := "streams/refs", rel
-	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
-		dir, last = dir+"/"+rel[:i], rel[i+1:]
-	}
-	d, err := r.openDirs(dir, create)
-	if err != nil {
-		return nil, "", fmt.Errorf("stream ref %q in %s: %w", name, r.path, err)
-	}
-	return d, last, nil
-}
-
 // NameStream makes streams/refs/<name> name the stream registered as
 // contentID (a garbage collection root for composefs-rs), replacing what
 // the name named. Names may have slashes, not "." or ".." components.
@@ -230,9 +212,9 @@ func (r *Repository) NameStream(contentID, name string) error {
 		}
 		return fmt.Errorf("name stream %q: %w", name, err)
 	}
-	d, last, err := r.streamRefDir(name, true)
+	d, last, err := r.refDir("streams", name, true)
 	if err != nil {
-		return err
+		return fmt.Errorf("stream %w", err)
 	}
 	defer d.Close()
 	target := strings.Repeat("../", strings.Count(name, "/")+1) + contentID
@@ -244,9 +226,9 @@ func (r *Repository) NameStream(contentID, name string) error {
 
 // UnnameStream removes streams/refs/<name>; the stream stays.
 func (r *Repository) UnnameStream(name string) error {
-	d, last, err := r.streamRefDir(name, false)
+	d, last, err := r.refDir("streams", name, false)
 	if err != nil {
-		return err
+		return fmt.Errorf("stream %w", err)
 	}
 	defer d.Close()
 	if err := removeLink(d, last); err != nil {
@@ -257,9 +239,9 @@ func (r *Repository) UnnameStream(name string) error {
 
 // StreamRef gives the content identifier streams/refs/<name> names.
 func (r *Repository) StreamRef(name string) (string, error) {
-	d, last, err := r.streamRefDir(name, false)
+	d, last, err := r.refDir("streams", name, false)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("stream %w", err)
 	}
 	defer d.Close()
 	target, err := readlinkat(int(d.Fd()), last)
