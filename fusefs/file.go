@@ -182,13 +182,19 @@ func (f *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Rea
 }
 
 // readObject serves a READ of external file in with no OPEN before it
-// (Config.NoOpen): its object is held for the read, opened and checked
+// (no Config.Passthrough): its object is held for the read, opened and checked
 // first if no read before has, and stays idle after it until the kernel
 // forgets the inode. The bytes are copied here rather than spliced from
 // the object, since it may be let go of once this returns.
 func (f *FS) readObject(cancel <-chan struct{}, in *erofs.Inode, off uint64, dest []byte) (fuse.ReadResult, fuse.Status) {
+	if st, failed := f.failedRecently(in.Nid); failed {
+		return nil, st
+	}
 	o, st := f.openObject(cancelContext(cancel), in, off == 0)
 	if !st.Ok() {
+		if st != fuse.EINTR {
+			f.noteFailure(in.Nid, st)
+		}
 		return nil, st
 	}
 	defer f.releaseObject(in.Nid)
@@ -234,4 +240,51 @@ func preadFull(fd int, dest []byte, off int64) (int, error) {
 		n += m
 	}
 	return n, nil
+}
+
+// readFailure is how and when the object of a file failed at a READ.
+type readFailure struct {
+	st fuse.Status
+	at time.Time
+}
+
+// failAgainFor is how long a failed READ's answer stands for the next of
+// the same file. One read(2) of a file whose object is missing or
+// tampered sends two READs, the kernel's read-ahead and then the read
+// itself: without it, the second would search, fetch or hash the object
+// again (four more tries from a URL store) and log the failure twice.
+// Short, so that a user who mends the store and reads again is served.
+const failAgainFor = time.Second
+
+// failedRecently answers a READ of file nid whose object failed within
+// failAgainFor, as it failed then.
+func (f *FS) failedRecently(nid uint64) (fuse.Status, bool) {
+	f.objMu.Lock()
+	defer f.objMu.Unlock()
+	r, ok := f.failed[nid]
+	if !ok {
+		return fuse.OK, false
+	}
+	if time.Since(r.at) >= failAgainFor {
+		delete(f.failed, nid)
+		return fuse.OK, false
+	}
+	return r.st, true
+}
+
+// noteFailure remembers that file nid's object failed with st, and lets
+// go of failures too old to count, so that a store gone bad keeps no more
+// than a second's worth.
+func (f *FS) noteFailure(nid uint64, st fuse.Status) {
+	now := time.Now()
+	f.objMu.Lock()
+	defer f.objMu.Unlock()
+	if len(f.failed) >= 64 {
+		for n, r := range f.failed {
+			if now.Sub(r.at) >= failAgainFor {
+				delete(f.failed, n)
+			}
+		}
+	}
+	f.failed[nid] = readFailure{st: st, at: now}
 }

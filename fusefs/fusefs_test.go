@@ -397,7 +397,7 @@ func TestOpenObjectShared(t *testing.T) {
 	}
 }
 
-// TestNoOpen: with NoOpen, OPEN answers ENOSYS (the kernel then opens
+// TestNoOpen: without Passthrough (the default), OPEN answers ENOSYS (the kernel then opens
 // files itself) and READ with no handle reads the object, checked at the
 // first read and held, idle, for the next.
 func TestNoOpen(t *testing.T) {
@@ -441,6 +441,42 @@ func TestNoOpen(t *testing.T) {
 	}
 	if held == nil || s.fsys.heldObject(s.fsys.nidOf(ext.NodeId)) != held {
 		t.Errorf("the second read did not take the idle object")
+	}
+}
+
+// TestFailedReadAnsweredAgain: without OPEN, one read(2) of a file whose
+// object is bad sends two READs (the kernel's read-ahead, then the read).
+// The second gets the first's answer without the object being looked for
+// or logged again; once failAgainFor has passed, a READ tries anew.
+func TestFailedReadAnsweredAgain(t *testing.T) {
+	tt := newTestTree(t)
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store, NoOpen: true})
+	read := func(name string) fuse.Status {
+		e := s.mustLookup(name)
+		buf := make([]byte, 100)
+		_, st := s.fsys.Read(nil, &fuse.ReadIn{InHeader: header(e.NodeId, rootCaller), Size: 100}, buf)
+		return st
+	}
+	logged := func(name string) int { return strings.Count(s.log.String(), name) }
+	for _, c := range []struct {
+		name string
+		want fuse.Status
+	}{{"dir/bad", fuse.EIO}, {"dir/missing", fuse.ENOENT}} {
+		for range 2 {
+			if st := read(c.name); st != c.want {
+				t.Errorf("%s: %v, want %v", c.name, st, c.want)
+			}
+		}
+		if n := logged("/" + c.name); n != 1 {
+			t.Errorf("%s named in %d log lines after two reads, want 1:\n%s", c.name, n, s.log.String())
+		}
+	}
+	time.Sleep(failAgainFor)
+	if st := read("dir/bad"); st != fuse.EIO {
+		t.Errorf("dir/bad after %v: %v, want EIO", failAgainFor, st)
+	}
+	if n := logged("/dir/bad"); n != 2 {
+		t.Errorf("dir/bad named in %d log lines after a read %v later, want 2 (tried anew)", n, failAgainFor)
 	}
 }
 

@@ -66,7 +66,9 @@ type testConfig struct {
 	Cache       *verity.Cache
 	Logger      *slog.Logger
 	NoReadAhead bool
-	NoOpen      bool
+	// NoOpen serves as a mount does by default, with OPEN answering
+	// ENOSYS; without it, tests drive OPEN as with Config.Passthrough.
+	NoOpen bool
 }
 
 // newFS serves img with the settings of tc.
@@ -75,7 +77,7 @@ func newFS(img *erofs.Image, tc testConfig) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return New(view, Config{Logger: tc.Logger, NoReadAhead: tc.NoReadAhead, NoOpen: tc.NoOpen}), nil
+	return New(view, Config{Logger: tc.Logger, NoReadAhead: tc.NoReadAhead, Passthrough: !tc.NoOpen}), nil
 }
 
 func newServer(t testing.TB, img *erofs.Image, cfg testConfig) *server {

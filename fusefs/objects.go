@@ -173,6 +173,15 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode, note bool) (*openO
 	// Read ahead of this open, or opened and hashed here (not under the
 	// lock: that can take long).
 	o := f.ahead.take(in.Nid)
+	if o != nil {
+		// Checked when it was read ahead, maybe long before: an object
+		// rewritten or truncated since is opened and checked anew, as
+		// a held one is (holdObject).
+		if now := stateOf(o.fd); now.statErr || now != o.checked {
+			f.dropObject(o)
+			o = nil
+		}
+	}
 	if o == nil {
 		file, st := f.objectFile(ctx, in)
 		if !st.Ok() {

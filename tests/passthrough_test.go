@@ -13,8 +13,8 @@ import (
 // (fuseconn/notify.go), which succeeded or failed.
 var backingOpen = regexp.MustCompile(`passthrough backing file (registered|refused) fd=\d+ (.*)`)
 
-// TestPassthrough checks, from the debug log, that as root external files
-// are handed to the kernel with FUSE passthrough, from a plain object
+// TestPassthrough checks, from the debug log, that as root with
+// --passthrough external files are handed to the kernel with FUSE passthrough, from a plain object
 // directory and from one on overlayfs (stacking depth 2).
 func TestPassthrough(t *testing.T) {
 	requireRoot(t)
@@ -27,7 +27,7 @@ func TestPassthrough(t *testing.T) {
 	t.Cleanup(func() { lazyUnmount(ovl) })
 	for name, objects := range map[string]string{"plain": v.objects, "overlayfs": ovl} {
 		t.Run(name, func(t *testing.T) {
-			fg := fuseForeground(t, v.image, "--basedir", objects, "--debug")
+			fg := fuseForeground(t, v.image, "--basedir", objects, "--debug", "--passthrough")
 			got, err := os.ReadFile(filepath.Join(fg.mnt, "good"))
 			if err != nil || !bytes.Equal(got, v.good.Content) {
 				t.Fatalf("good: %d bytes, %v", len(got), err)

@@ -70,8 +70,10 @@ func TestReadAheadMount(t *testing.T) {
 		}
 	}
 	log := fg.waitStderr("/d/f030", "/d/f040")
-	// One line per refused open (two passes), none from the read-ahead.
-	if c := strings.Count(log, "/d/f030"); c != 2 {
-		t.Errorf("%d log lines name /d/f030, want 2 (one per open):\n%s", c, log)
+	// One line per refused read (two passes), none from the read-ahead;
+	// a read within a second of the last refusal is refused without one
+	// (fusefs's failAgainFor), so the second pass may add none.
+	if c := strings.Count(log, "/d/f030"); c < 1 || c > 2 {
+		t.Errorf("%d log lines name /d/f030, want 1 or 2 (one per refused read):\n%s", c, log)
 	}
 }

@@ -82,10 +82,10 @@ func TestVerity(t *testing.T) {
 		}
 	}
 
-	// On, the default; and with --no-open, where the kernel opens files
-	// itself and the object is checked at the first read, which fails as
-	// the open would have.
-	for _, args := range [][]string{nil, {"--no-open"}} {
+	// On, the default, where the kernel opens files itself and the
+	// object is checked at the first read, which fails as the open does
+	// with --passthrough.
+	for _, args := range [][]string{nil, {"--passthrough"}} {
 		t.Run(strings.Join(append([]string{"on"}, args...), ""), func(t *testing.T) {
 			mnt := fuseMount(t, v.image, append([]string{"--basedir", v.objects}, args...)...)
 			check(t, mnt, "good", v.good.Content, nil)

@@ -45,13 +45,13 @@ const (
 	kernelWay = iota
 	uringWay
 	devWay
-	noOpenWay
+	passthroughWay
 	cWay
 	nWays
 )
 
 // wayNames head the report's columns.
-var wayNames = [nWays]string{"kernel", "ours io_uring", "ours /dev/fuse", "ours --no-open", "C server"}
+var wayNames = [nWays]string{"kernel", "ours io_uring", "ours /dev/fuse", "ours --passthrough", "C server"}
 
 // figures holds one number per way; 0 is "not measured".
 type figures [nWays]float64
@@ -75,8 +75,8 @@ func (b *bench) ways(verityOff bool) []mounter {
 	if c.transport != "io_uring" {
 		ways = append(ways, fuseMount{bin: c.bin, verityOff: verityOff, devFuse: true})
 	}
-	if c.noOpen {
-		ways = append(ways, fuseMount{bin: c.bin, verityOff: verityOff, devFuse: true, noOpen: true})
+	if c.passthrough {
+		ways = append(ways, fuseMount{bin: c.bin, verityOff: verityOff, devFuse: true, passthrough: true})
 	}
 	if c.cServer != "" {
 		ways = append(ways, cServerMount{bin: c.cServer})
@@ -279,8 +279,8 @@ func wayIndex(m mounter) int {
 	case cServerMount:
 		return cWay
 	case fuseMount:
-		if m.noOpen {
-			return noOpenWay
+		if m.passthrough {
+			return passthroughWay
 		}
 		if m.devFuse {
 			return devWay

@@ -35,12 +35,12 @@ type config struct {
 	entries int
 	runs    int
 	// groupRuns overrides runs for some groups of rows.
-	groupRuns map[string]int
-	keep      bool
-	skip500   bool
-	verbose   bool
-	cServer   string
-	noOpen    bool
+	groupRuns   map[string]int
+	keep        bool
+	skip500     bool
+	verbose     bool
+	cServer     string
+	passthrough bool
 	// transport is how composefs-fuse talks to the kernel: io_uring, dev
 	// (/dev/fuse) or both, as two columns.
 	transport string
@@ -122,7 +122,7 @@ func command(c *config) *cli.Command {
 	fl.BoolVar(&c.keep, "keep", false, "keep the work directory")
 	fl.BoolVar(&c.skip500, "skip-large-image", false, "skip the large-image rows")
 	fl.StringVar(&c.cServer, "c-server", "", "also measure the C project's FUSE server, its composefs-fuse binary `FILE`, side by side")
-	fl.BoolVar(&c.noOpen, "no-open", false, "also measure composefs-fuse --no-open over /dev/fuse, as a column of its own")
+	fl.BoolVar(&c.passthrough, "passthrough", false, "also measure composefs-fuse --passthrough over /dev/fuse, as a column of its own")
 	fl.StringVar(&c.transport, "transport", "both", "composefs-fuse's FUSE transport `MODE`: both (two columns), io_uring (turns on the fuse module's enable_uring for the run if it is off) or dev (/dev/fuse only)")
 	fl.StringSliceVar(&c.rows, "rows", nil, "measure only these groups of rows, `GROUP,...` (default all): "+strings.Join(rowGroups, ", "))
 	fl.StringVar(&c.cache, "cache", "/var/cache/composefs-bench", "directory `DIR` keeping what is slow to make and the same every run (the debootstrapped root)")

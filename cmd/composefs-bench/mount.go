@@ -63,8 +63,9 @@ type fuseMount struct {
 	verityOff bool
 	// devFuse keeps the requests on /dev/fuse (--no-io-uring).
 	devFuse bool
-	// noOpen has the kernel open files without asking (--no-open).
-	noOpen bool
+	// passthrough answers every open, handing objects to the kernel
+	// (--passthrough).
+	passthrough bool
 	// cache is --cache, where objects from a store at a URL go.
 	cache string
 	// digest is --digest, the image's fs-verity digest in hex.
@@ -72,8 +73,8 @@ type fuseMount struct {
 }
 
 func (f fuseMount) name() string {
-	if f.noOpen {
-		return "composefs-fuse (--no-open)"
+	if f.passthrough {
+		return "composefs-fuse (--passthrough)"
 	}
 	if f.devFuse {
 		return "composefs-fuse (/dev/fuse)"
@@ -90,8 +91,8 @@ func (f fuseMount) mount(c *corpus, at string) error {
 	if f.devFuse {
 		args = append(args, "--no-io-uring")
 	}
-	if f.noOpen {
-		args = append(args, "--no-open")
+	if f.passthrough {
+		args = append(args, "--passthrough")
 	}
 	if f.cache != "" {
 		args = append(args, "--cache="+f.cache)

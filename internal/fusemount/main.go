@@ -87,7 +87,11 @@ func defineOptions(c *cli.Command) *commandLine {
 	fl.StringVar(&s.logFile, "log", "", "append log lines from the mount on to `FILE` (else, in the background, to syslog) (-o log=FILE)")
 	fl.BoolVar(&s.allowOther, "allow-other", false, "let other users see the mount")
 	fl.BoolVar(&s.noReadAhead, "no-read-ahead", false, "open and check objects only when their file is opened, never ahead of a directory being read through (-o noreadahead)")
-	fl.BoolVar(&s.noOpen, "no-open", false, "let the kernel open files without asking: much faster opens of cached files, but no passthrough, so large files read slower, and a missing or tampered object fails its first read rather than its open; chosen by itself when passthrough is not possible (-o noopen)")
+	fl.BoolVar(&s.passthrough, "passthrough", false, "answer every open of a file, handing its object to the kernel (FUSE passthrough; root only), which reads it without the server and shares its page cache with other mounts of the object; a missing or tampered object then fails the open, not the first read, but each open and close costs two round trips to the server, so cached small files open several times slower (-o passthrough)")
+	// The default since passthrough became an option; kept so that
+	// command lines and fstab entries that asked for it still work.
+	fl.BoolVar(&s.noOpen, "no-open", false, "no passthrough, whatever else asks for it (the default; -o noopen)")
+	fl.MarkHidden("no-open")
 	fl.BoolVar(&s.checkObjects, "check-objects", false, "before mounting, look for every external file's object in the store, not only the first 16 when there are more, and say how many are missing (-o check_objects)")
 	fl.BoolVar(&s.prefetch, "prefetch", false, "once mounted, fetch every object of the image in the background, in image order, logging the progress every 10 s, on SIGUSR1 and at the end (-o prefetch)")
 	fl.BoolVar(&s.noIOUring, "no-io-uring", false, "keep all requests on /dev/fuse even where the kernel offers FUSE over io_uring (-o noiouring)")

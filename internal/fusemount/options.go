@@ -23,7 +23,8 @@ type settings struct {
 	debug             bool
 	noReadAhead       bool
 	noIOUring         bool
-	noOpen            bool
+	passthrough       bool
+	noOpen            bool // passthrough off, whatever else asks
 	checkObjects      bool
 	prefetch          bool
 	// inRepo: IMAGE names an image of the repository, never a file,
@@ -115,6 +116,8 @@ func (s *settings) addOptions(arg string) error {
 			s.noReadAhead = true
 		case key == "noiouring" && !hasVal:
 			s.noIOUring = true
+		case key == "passthrough" && !hasVal:
+			s.passthrough = true
 		case key == "noopen" && !hasVal:
 			s.noOpen = true
 		case key == "check_objects" && !hasVal:

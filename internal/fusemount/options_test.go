@@ -36,11 +36,11 @@ func TestParseArgs(t *testing.T) {
 // mount.fuse3 calls IMAGE MNT -o OPTIONS, with whatever mount(8) and fstab
 // add.
 func TestMountOptions(t *testing.T) {
-	s, err := parseArgs([]string{"img", "mnt", "-o", "rw,noatime,basedir=/x:/y,verity=off,allow_other,dev,suid,nofail,_netdev,digest=cd,repo=/r,x-systemd.automount,ro,nodev,defaults,subtype=composefs-fuse,fsname=myimg,noreadahead,noiouring,noopen,check_objects,log=/l"})
+	s, err := parseArgs([]string{"img", "mnt", "-o", "rw,noatime,basedir=/x:/y,verity=off,allow_other,dev,suid,nofail,_netdev,digest=cd,repo=/r,x-systemd.automount,ro,nodev,defaults,subtype=composefs-fuse,fsname=myimg,noreadahead,noiouring,passthrough,check_objects,log=/l"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(s.basedirs, []string{"/x:/y"}) || s.verity != composefs.VerityOff || !s.allowOther || s.digest != "cd" || s.repo != "/r" || s.fsname != "myimg" || !s.noReadAhead || !s.noIOUring || !s.noOpen || !s.checkObjects || s.logFile != "/l" {
+	if !slices.Equal(s.basedirs, []string{"/x:/y"}) || s.verity != composefs.VerityOff || !s.allowOther || s.digest != "cd" || s.repo != "/r" || s.fsname != "myimg" || !s.noReadAhead || !s.noIOUring || !s.passthrough || !s.checkObjects || s.logFile != "/l" {
 		t.Errorf("%+v", s)
 	}
 	if !slices.Equal(s.mountFlags, []string{"dev", "suid", "nodev"}) {
@@ -108,7 +108,7 @@ func TestManPage(t *testing.T) {
 	for k := range kernelFlags {
 		keys = append(keys, k)
 	}
-	for _, name := range []string{"options", "log", "debug", "no-read-ahead", "no-open", "check-objects", "no-io-uring"} {
+	for _, name := range []string{"options", "log", "debug", "no-read-ahead", "passthrough", "check-objects", "no-io-uring"} {
 		usage := cl.Flags.Lookup(name).Usage
 		if name == "options" {
 			_, list, _ := strings.Cut(usage, "(")

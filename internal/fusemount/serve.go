@@ -105,7 +105,7 @@ func serve(s *settings, logs *cli.LogHandler) (ended syscall.Signal, err error) 
 	}()
 	// Every idle object holds a descriptor (fusefs/objects.go).
 	fusefs.RaiseFileLimit()
-	fsys := fusefs.New(view, fusefs.Config{Logger: logger, NoReadAhead: s.noReadAhead, NoOpen: s.noOpen})
+	fsys := fusefs.New(view, fusefs.Config{Logger: logger, NoReadAhead: s.noReadAhead, Passthrough: s.passthrough && !s.noOpen})
 	fsname := s.fsname
 	if fsname == "" && objects.IsRemote(s.image) {
 		fsname = redactURL(s.image)
