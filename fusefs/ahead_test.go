@@ -497,35 +497,51 @@ func imageNid(t *testing.T, s *server, p string) uint64 {
 }
 
 // TestReadAheadObjectChangedBeforeOpen: an object read ahead and then
-// rewritten in place in the store before its file's open is not served as
-// checked: the open checks it anew, and refuses it.
+// rewritten in place in the store before its file is opened (with
+// Passthrough) or first read (without) is not served as checked: it is
+// checked anew, and refused.
 func TestReadAheadObjectChangedBeforeOpen(t *testing.T) {
-	dump, store, objs := readAheadTree(t)
-	s := newServer(t, imageFromDump(t, dump, 1), testConfig{Store: store, Verity: composefs.VerityOn, Cache: verity.NewCache()})
-	a := &s.fsys.ahead
-	s.mustLookup("d/f00")
-	a.pending.Wait()
-	nid := s.fsys.nidOf(s.mustLookup("d/f05").NodeId)
-	a.pending.Wait()
-	if !isReady(a, nid) {
-		t.Fatal("d/f05 was not read ahead")
-	}
-	path := filepath.Join(string(store), objs["d/f05"].Payload)
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("changed"), 3); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	// Its times as the test sets them, unlike any it had when checked,
-	// however coarsely the clock ticks.
-	old := time.Unix(1_000_000, 0)
-	if err := os.Chtimes(path, old, old); err != nil {
-		t.Fatal(err)
-	}
-	if got, st := s.readFile("d/f05"); st != fuse.EIO {
-		t.Errorf("d/f05 rewritten after it was read ahead: %v, %d bytes (%q), want EIO", st, len(got), got[:min(len(got), 12)])
+	for _, noOpen := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noOpen=%v", noOpen), func(t *testing.T) {
+			dump, store, objs := readAheadTree(t)
+			s := newServer(t, imageFromDump(t, dump, 1), testConfig{Store: store, Verity: composefs.VerityOn, Cache: verity.NewCache(), NoOpen: noOpen})
+			a := &s.fsys.ahead
+			s.mustLookup("d/f00")
+			a.pending.Wait()
+			e := s.mustLookup("d/f05")
+			a.pending.Wait()
+			if !isReady(a, s.fsys.nidOf(e.NodeId)) {
+				t.Fatal("d/f05 was not read ahead")
+			}
+			path := filepath.Join(string(store), objs["d/f05"].Payload)
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt([]byte("changed"), 3); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			// Its times as the test sets them, unlike any it had when
+			// checked, however coarsely the clock ticks.
+			old := time.Unix(1_000_000, 0)
+			if err := os.Chtimes(path, old, old); err != nil {
+				t.Fatal(err)
+			}
+			var got []byte
+			var st fuse.Status
+			if noOpen {
+				buf := make([]byte, 4096)
+				var rr fuse.ReadResult
+				if rr, st = s.fsys.Read(nil, &fuse.ReadIn{InHeader: header(e.NodeId, rootCaller), Size: 4096}, buf); st.Ok() {
+					got, st = rr.Bytes(buf)
+				}
+			} else {
+				got, st = s.readFile("d/f05")
+			}
+			if st != fuse.EIO {
+				t.Errorf("d/f05 rewritten after it was read ahead: %v, %d bytes (%q), want EIO", st, len(got), got[:min(len(got), 12)])
+			}
+		})
 	}
 }

@@ -259,8 +259,8 @@ const failAgainFor = time.Second
 // failedRecently answers a READ of file nid whose object failed within
 // failAgainFor, as it failed then.
 func (f *FS) failedRecently(nid uint64) (fuse.Status, bool) {
-	f.objMu.Lock()
-	defer f.objMu.Unlock()
+	f.failMu.Lock()
+	defer f.failMu.Unlock()
 	r, ok := f.failed[nid]
 	if !ok {
 		return fuse.OK, false
@@ -272,18 +272,30 @@ func (f *FS) failedRecently(nid uint64) (fuse.Status, bool) {
 	return r.st, true
 }
 
-// noteFailure remembers that file nid's object failed with st, and lets
-// go of failures too old to count, so that a store gone bad keeps no more
-// than a second's worth.
+// failedMax bounds the failures remembered: a store gone bad under a
+// walk fails thousands of files a second, and past this many the rest
+// just try again.
+const failedMax = 256
+
+// noteFailure remembers that file nid's object failed with st, when st
+// says something of the object itself: missing (ENOENT) or not what its
+// digest says, unreadable or unfetchable (EIO). A shortage of descriptors
+// or memory says nothing of the file, and the next READ tries again.
 func (f *FS) noteFailure(nid uint64, st fuse.Status) {
+	if st != fuse.ENOENT && st != fuse.EIO {
+		return
+	}
 	now := time.Now()
-	f.objMu.Lock()
-	defer f.objMu.Unlock()
-	if len(f.failed) >= 64 {
+	f.failMu.Lock()
+	defer f.failMu.Unlock()
+	if len(f.failed) >= failedMax {
 		for n, r := range f.failed {
 			if now.Sub(r.at) >= failAgainFor {
 				delete(f.failed, n)
 			}
+		}
+		if len(f.failed) >= failedMax {
+			return
 		}
 	}
 	f.failed[nid] = readFailure{st: st, at: now}

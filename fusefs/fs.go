@@ -82,8 +82,10 @@ type FS struct {
 	// into the kernel's page cache, which keeps it until it forgets the
 	// inode: an open of one of them again has nothing to push.
 	stored map[uint64]struct{}
+
 	// failed are the external files whose object failed to open or
 	// check at a READ, with when and how (readObject).
+	failMu sync.Mutex
 	failed map[uint64]readFailure
 
 	// For naming inodes in log lines (path.go).

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -200,6 +201,9 @@ func tryFuseMount(t testing.TB, image, mnt string, args ...string) (string, erro
 		return out, fmt.Errorf("command returned 0 but %s shows no live mount (type %q)", mnt, mountedType(mnt))
 	}
 	recordSwitch(mnt, uring)
+	if slices.Contains(args, "--passthrough") {
+		passthroughMounts.Store(mnt, true)
+	}
 	return out, err
 }
 

@@ -316,7 +316,7 @@ func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, a
 			}
 			mountSecs, err := timed(func() error { return m.mount(c, at) })
 			if err != nil {
-				b.fail(m, run, fmt.Errorf("mount: %w", err))
+				b.fail(m, at, run, fmt.Errorf("mount: %w", err))
 				continue
 			}
 			b.mu.Lock()
@@ -335,7 +335,7 @@ func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, a
 			b.mounted = b.mounted[:len(b.mounted)-1]
 			b.mu.Unlock()
 			if err != nil {
-				b.fail(m, run, err)
+				b.fail(m, at, run, err)
 				continue
 			}
 			got[wayIndex(m)] = append(got[wayIndex(m)], v)
@@ -347,8 +347,14 @@ func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, a
 	return medians(got), nil
 }
 
-// fail records a run that failed, to be reported after the table.
-func (b *bench) fail(m mounter, run int, err error) { b.failed(wayNames[wayIndex(m)], run, err) }
+// fail records a run of m, mounted at at, that failed, to be reported
+// after the table with what composefs-fuse logged.
+func (b *bench) fail(m mounter, at string, run int, err error) {
+	if l := daemonLog(at); l != "" {
+		err = fmt.Errorf("%w; composefs-fuse logged:\n%s", err, l)
+	}
+	b.failed(wayNames[wayIndex(m)], run, err)
+}
 
 // failed records a run of who that failed.
 func (b *bench) failed(who string, run int, err error) {

@@ -87,7 +87,9 @@ func (f fuseMount) mount(c *corpus, at string) error {
 	if f.verityOff {
 		mode = "--verity=off"
 	}
-	args := []string{"--basedir=" + c.objects, mode, c.image, at}
+	// Its log lines, for a failed run to show why (daemonLog).
+	os.Remove(mountLog(at))
+	args := []string{"--basedir=" + c.objects, mode, c.image, at, "--log=" + mountLog(at)}
 	if f.devFuse {
 		args = append(args, "--no-io-uring")
 	}
@@ -224,4 +226,17 @@ func useTransport(transport string) (restore func(), err error) {
 	}
 	fmt.Fprintf(os.Stderr, "transport: %s (fuse.enable_uring turned on for this run, off again after)\n", transport)
 	return func() { os.WriteFile(fuseuring.KernelSwitch, old, 0) }, nil
+}
+
+// mountLog is where composefs-fuse mounted at at logs.
+func mountLog(at string) string { return at + ".log" }
+
+// daemonLog is the last lines composefs-fuse mounted at at logged, if any,
+// for the report of a run that failed.
+func daemonLog(at string) string {
+	b, err := os.ReadFile(mountLog(at))
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	return string(lastLines(b, 5))
 }

@@ -86,7 +86,7 @@ func defineOptions(c *cli.Command) *commandLine {
 	fl.StringArrayVarP(&cl.mountOpt, "options", "o", nil, "comma-separated mount `OPTIONS` (basedir=, digest=, verity=, repo=, log=, allow_other, ro, nosuid, ...)")
 	fl.StringVar(&s.logFile, "log", "", "append log lines from the mount on to `FILE` (else, in the background, to syslog) (-o log=FILE)")
 	fl.BoolVar(&s.allowOther, "allow-other", false, "let other users see the mount")
-	fl.BoolVar(&s.noReadAhead, "no-read-ahead", false, "open and check objects only when their file is opened, never ahead of a directory being read through (-o noreadahead)")
+	fl.BoolVar(&s.noReadAhead, "no-read-ahead", false, "open and check objects only when their file is first read (opened, with --passthrough), never ahead of a directory being read through (-o noreadahead)")
 	fl.BoolVar(&s.passthrough, "passthrough", false, "answer every open of a file, handing its object to the kernel (FUSE passthrough; root only), which reads it without the server and shares its page cache with other mounts of the object; a missing or tampered object then fails the open, not the first read, but each open and close costs two round trips to the server, so cached small files open several times slower (-o passthrough)")
 	// The default since passthrough became an option; kept so that
 	// command lines and fstab entries that asked for it still work.

@@ -56,6 +56,13 @@ func TestMountOptions(t *testing.T) {
 			t.Errorf("%q: %v, debug %v, --debug %v", args, err, s != nil && s.debug, cl.Debug())
 		}
 	}
+	// What older command lines and fstab entries asked for, the default
+	// now, still parses, and wins over passthrough.
+	for _, args := range [][]string{{"img", "mnt", "-o", "noopen,passthrough"}, {"img", "mnt", "--passthrough", "--no-open"}} {
+		if s, err := parseArgs(args); err != nil || !s.noOpen {
+			t.Errorf("%q: %v, noOpen %v", args, err, s != nil && s.noOpen)
+		}
+	}
 	s, err = parseArgs([]string{"-o", "basedir=/a", "img", "-o", "basedir=/b", "mnt"})
 	if err != nil || !slices.Equal(s.basedirs, []string{"/a", "/b"}) {
 		t.Errorf("repeated -o: %+v %v", s, err)
