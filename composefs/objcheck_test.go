@@ -1,6 +1,7 @@
 package composefs
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/composefs/composefs-go/internal/fixture"
 	"github.com/composefs/composefs-go/objects"
@@ -154,5 +156,65 @@ func TestObjectRefs(t *testing.T) {
 		if size, ok := want[strings.TrimPrefix(r.Payload, "/")]; !ok || size != r.Size {
 			t.Errorf("ObjectRefs: %+v, want size %d", r, size)
 		}
+	}
+}
+
+// TestRecheckObject: an object checked by OpenObject passes RecheckObject
+// while it is unchanged, and fails it with ErrDigestMismatch once
+// rewritten in place; with verity off, or with no digest, there is nothing
+// to check.
+func TestRecheckObject(t *testing.T) {
+	store := t.TempDir()
+	o := fixture.NewObject([]byte(strings.Repeat("checked content ", 300)))
+	o.Put(t, store, o.Content)
+	img := fixture.Image(t, fmt.Sprintf("/ 0 40755 2 0 0 0 0.0 - - -\n/f %d 100644 1 0 0 0 0.0 %s - %s\n", len(o.Content), o.Payload, o.Digest), 1)
+	flat, err := objects.OpenFlat(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []VerityMode{VerityOn, VerityOff} {
+		f, err := OpenBytes(img, Config{Store: flat, Verity: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		root, err := f.Image().Inode(f.RootNid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := f.Lookup(&root, "f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj, err := f.OpenObject(t.Context(), &in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer obj.File.Close()
+		if err := f.RecheckObject(t.Context(), &in, obj.File); err != nil {
+			t.Errorf("verity %v, unchanged: %v", mode, err)
+		}
+		if mode == VerityOff {
+			continue
+		}
+		path := filepath.Join(store, o.Payload)
+		w, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.WriteAt([]byte("REWRITTEN"), 100)
+		w.Close()
+		// An mtime unlike the one it was hashed with, however coarsely
+		// the clock ticks.
+		if err := os.Chtimes(path, time.Unix(1_000_000, 0), time.Unix(1_000_000, 0)); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.RecheckObject(t.Context(), &in, obj.File); !errors.Is(err, ErrDigestMismatch) {
+			t.Errorf("rewritten in place: %v, want ErrDigestMismatch", err)
+		}
+		// Put back, for the next mode.
+		w, _ = os.OpenFile(path, os.O_WRONLY, 0)
+		w.WriteAt(o.Content[100:109], 100)
+		w.Close()
 	}
 }

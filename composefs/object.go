@@ -107,6 +107,27 @@ func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
 	return Object{File: obj, Payload: payload, Checked: true}, nil
 }
 
+// RecheckObject checks obj, the object of external file in as OpenObject
+// opened and checked it, once more as the policy says. A caller that notes
+// the object's state (its fstat) after OpenObject learns so that the state
+// it noted is one a check covered: not a rewrite that came just after the
+// hash. While the object is unchanged this costs a lookup in the digest
+// cache (or the kernel's measurement), never a second hash.
+func (f *FS) RecheckObject(ctx context.Context, in *erofs.Inode, obj *os.File) error {
+	alg, digest, present, err := f.img.Metacopy(in)
+	if err != nil {
+		return fmt.Errorf("metacopy: %w", err)
+	}
+	if !present || digest == nil || f.cfg.Verity == VerityOff {
+		return nil
+	}
+	payload, _, err := f.img.Redirect(in)
+	if err != nil {
+		return fmt.Errorf("redirect: %w", err)
+	}
+	return f.verifyObject(ctx, obj, payload, alg, digest)
+}
+
 // verifyObject checks obj, the object payload, against digest.
 func (f *FS) verifyObject(ctx context.Context, obj *os.File, payload string, alg verity.Algorithm, digest []byte) error {
 	if err := f.cfg.Cache.VerifyContext(ctx, obj, alg, digest); err != nil {

@@ -665,14 +665,14 @@ func (f *FS) prefetchObject(nid uint64) {
 	if external, err := f.view.External(&in); err != nil || !external {
 		return
 	}
-	obj, err := f.view.OpenObject(cancelContext(f.ahead.done), &in)
+	obj, state, err := f.checkedObject(cancelContext(f.ahead.done), &in)
 	if err != nil {
 		return
 	}
 	if !obj.Checked {
 		unix.Fadvise(int(obj.File.Fd()), 0, 0, unix.FADV_WILLNEED)
 	}
-	if o := f.backObject(nid, obj.File); !f.keepAhead(nid, o) {
+	if o := f.backObject(nid, obj.File, state); !f.keepAhead(nid, o) {
 		f.dropObject(o)
 	}
 }

@@ -3,6 +3,7 @@ package fusefs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
@@ -106,25 +107,57 @@ func (f *FS) storeSmall(nodeID uint64, in *erofs.Inode) {
 }
 
 // objectFile opens the object of external file in and checks it as the
-// verity policy says (composefs.FS.OpenObject). Failures are logged,
-// naming the file and the object; a missing object is ENOENT, as overlayfs
-// answers for a missing data-only lower file. Out of descriptors, it lets
-// go of idle objects and tries once more.
-func (f *FS) objectFile(ctx context.Context, in *erofs.Inode) (*os.File, fuse.Status) {
-	obj, err := f.view.OpenObject(ctx, in)
+// verity policy says (composefs.FS.OpenObject), and returns it with the
+// state that check covers (checkedObject). Failures are logged, naming the
+// file and the object; a missing object is ENOENT, as overlayfs answers for
+// a missing data-only lower file. Out of descriptors, it lets go of idle
+// objects and tries once more.
+func (f *FS) objectFile(ctx context.Context, in *erofs.Inode) (*os.File, objectState, fuse.Status) {
+	obj, state, err := f.checkedObject(ctx, in)
 	if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && f.shedIdle() {
-		obj, err = f.view.OpenObject(ctx, in)
+		obj, state, err = f.checkedObject(ctx, in)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fuse.EINTR
+			return nil, objectState{}, fuse.EINTR
 		}
 		// Logged even when the object is missing: unlike a missing
 		// name, that is a broken image or store.
 		f.cfg.Logger.Error("open failed", "path", f.pathOf(in.Nid), "err", err)
-		return nil, fuse.Status(composefs.Errno(err))
+		return nil, objectState{}, fuse.Status(composefs.Errno(err))
 	}
-	return obj.File, fuse.OK
+	return obj.File, state, fuse.OK
+}
+
+// errChangedAtCheck is an object rewritten just as it was checked.
+var errChangedAtCheck = errors.New("object changed as it was checked")
+
+// checkedObject opens and checks the object of external file in, and
+// takes the state (fstat) later opens compare with to know it unchanged
+// (holdObject). Taken after the check, that state could be a rewrite's
+// that came just after the hash; so the check is made again between two
+// takings of it, which must agree (a change moves ctime, which never goes
+// back). Unchanged since its hash, the second check finds its digest
+// cached.
+func (f *FS) checkedObject(ctx context.Context, in *erofs.Inode) (composefs.Object, objectState, error) {
+	obj, err := f.view.OpenObject(ctx, in)
+	if err != nil {
+		return composefs.Object{}, objectState{}, err
+	}
+	fd := int(obj.File.Fd())
+	state := stateOf(fd)
+	if !obj.Checked {
+		return obj, state, nil
+	}
+	err = f.view.RecheckObject(ctx, in, obj.File)
+	if err == nil && (state.statErr || stateOf(fd) != state) {
+		err = fmt.Errorf("object %s: %w", obj.Payload, errChangedAtCheck)
+	}
+	if err != nil {
+		obj.File.Close()
+		return composefs.Object{}, objectState{}, err
+	}
+	return obj, state, nil
 }
 
 // cancelContext is a context whose Done is a request's cancel channel

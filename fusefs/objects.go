@@ -183,11 +183,11 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode, note bool) (*openO
 		}
 	}
 	if o == nil {
-		file, st := f.objectFile(ctx, in)
+		file, state, st := f.objectFile(ctx, in)
 		if !st.Ok() {
 			return nil, st
 		}
-		o = f.backObject(in.Nid, file)
+		o = f.backObject(in.Nid, file, state)
 	}
 	return f.installObject(o), fuse.OK
 }
@@ -234,7 +234,7 @@ func (f *FS) holdObject(nid uint64) (o *openObject, changed bool) {
 // open holds o, it replaces o; while one does, the kernel keeps o as the
 // inode's backing file, and the open fails rather than serve o unchecked.
 func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) (*openObject, fuse.Status) {
-	file, st := f.objectFile(ctx, in)
+	file, now, st := f.objectFile(ctx, in)
 	if !st.Ok() {
 		// Kept while other opens hold it, never taken idle again.
 		f.objMu.Lock()
@@ -249,7 +249,6 @@ func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) 
 		}
 		return nil, st
 	}
-	now := stateOf(int(file.Fd()))
 	f.objMu.Lock()
 	if !now.statErr && now.ino == o.checked.ino {
 		o.checked = now
@@ -268,7 +267,7 @@ func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) 
 	delete(f.open, in.Nid)
 	f.objMu.Unlock()
 	f.dropObject(o)
-	return f.installObject(f.backObject(in.Nid, file)), fuse.OK
+	return f.installObject(f.backObject(in.Nid, file, now)), fuse.OK
 }
 
 func (f *FS) holdLocked(o *openObject) {
@@ -278,24 +277,24 @@ func (f *FS) holdLocked(o *openObject) {
 	o.refs++
 }
 
-// backObject wraps the checked object of nid, registered as a passthrough
-// backing file where the kernel takes one.
-func (f *FS) backObject(nid uint64, file *os.File) *openObject {
+// backObject wraps the object of nid, checked in state (checkedObject),
+// registered as a passthrough backing file where the kernel takes one.
+func (f *FS) backObject(nid uint64, file *os.File, state objectState) *openObject {
 	fd, err := unix.FcntlInt(file.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		// Out of descriptors: keep file, which owns its descriptor
 		// (and would close it when collected).
-		o := f.backFd(nid, int(file.Fd()))
+		o := f.backFd(nid, int(file.Fd()), state)
 		o.owner = file
 		return o
 	}
 	file.Close()
-	return f.backFd(nid, fd)
+	return f.backFd(nid, fd, state)
 }
 
 // backFd is backObject for a bare descriptor, which the object owns.
-func (f *FS) backFd(nid uint64, fd int) *openObject {
-	o := &openObject{nid: nid, fd: fd, checked: stateOf(fd)}
+func (f *FS) backFd(nid uint64, fd int, state objectState) *openObject {
+	o := &openObject{nid: nid, fd: fd, checked: state}
 	if f.conn != nil && f.passthrough.Load() {
 		id, errno := f.conn.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
 		if errno != 0 {
