@@ -223,22 +223,24 @@ type cacheTemp struct {
 }
 
 // place renames the filled and checked temporary file, of size bytes,
-// into the cache, and leaves it open for the caller to read (and close).
-// An object placed meanwhile by someone else is kept, and this copy
-// unlinked: its descriptor still reads the bytes checked. On an error
-// the file is closed and removed.
-func (t *cacheTemp) place(size int64) error {
-	err := renameNoReplace(t.dirfd, t.tmp, t.dirfd, t.name)
+// into the cache, and leaves it open for the caller to read (and close);
+// placed says it is there now. An object placed meanwhile by someone
+// else is kept, and this copy removed (closed and unlinked): placed is
+// false, and the caller opens the one in place. On an error the file is
+// closed and removed.
+func (t *cacheTemp) place(size int64) (placed bool, err error) {
+	err = renameNoReplace(t.dirfd, t.tmp, t.dirfd, t.name)
 	switch {
 	case err == unix.EEXIST:
-		unix.Unlinkat(t.dirfd, t.tmp, 0)
+		t.drop()
+		return false, nil
 	case err == nil:
 		t.c.added(t.rel, size)
+		return true, nil
 	default:
 		t.drop()
-		return fmt.Errorf("rename into %s: %w", filepath.Join(t.c.dir, t.rel), err)
+		return false, fmt.Errorf("rename into %s: %w", filepath.Join(t.c.dir, t.rel), err)
 	}
-	return nil
 }
 
 // drop removes the temporary file: nothing enters the cache.

@@ -477,12 +477,21 @@ func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, dige
 		r.failed.Add(1)
 		return nil, fetchErr(u, err)
 	}
-	if err := tmp.place(n); err != nil {
+	placed, err := tmp.place(n)
+	if err != nil {
 		r.failed.Add(1)
 		return nil, fetchErr(u, err)
 	}
 	r.fetched.Add(1)
 	r.bytes.Add(n)
+	if !placed {
+		// Another copy got there first: the waiting opens check that
+		// one. This one, unlinked, is not handed on: its digest would
+		// be remembered under the key of an inode soon freed, which
+		// another file of the same size made within the same tick of
+		// the clock could take, and with it the wrong digest.
+		return nil, nil
+	}
 	// Remembered once the writable descriptor is closed: on a file
 	// system that writes back at close (NFS, FUSE), closing it may
 	// change the times the digest is remembered by.

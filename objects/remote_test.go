@@ -914,3 +914,34 @@ func descriptorsUnder(t *testing.T, dir string) []string {
 	}
 	return open
 }
+
+// TestRemoteFetchPlacedMeanwhile: a fetch that finds its object placed in
+// the cache meanwhile (by another fetch, or another process sharing the
+// cache) keeps that copy and hands nothing on: its own copy, unlinked,
+// would have its digest remembered under an inode about to be freed. It
+// leaves no temporary, and the object opens from the copy in place.
+func TestRemoteFetchPlacedMeanwhile(t *testing.T) {
+	s := serveStore(t, verity.SHA256, 4096)
+	cache := newCache(t, 0)
+	r := newRemote(t, strings.TrimSuffix(s.nginx.URL, "/"), RemoteConfig{Cache: cache})
+	p := s.payloads[0]
+	inCache := filepath.Join(cache.Dir(), p)
+	if err := os.MkdirAll(filepath.Dir(inCache), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(inCache, s.data[p], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alg, digest, _ := payloadDigest(p)
+	f, err := r.fetchToCache(r.objectURL(p), p, alg, digest, int64(len(s.data[p])))
+	if err != nil || f != nil {
+		t.Errorf("fetch of an object placed meanwhile: %v, %v; want nothing handed on", f, err)
+	}
+	if f != nil {
+		f.Close()
+	}
+	noTemporaries(t, cache.Dir())
+	if got := mustRead(t, mustOpen(t, r, p)); !bytes.Equal(got, s.data[p]) {
+		t.Errorf("%s: wrong content after the fetch", p)
+	}
+}

@@ -321,3 +321,34 @@ func TestCacheRemember(t *testing.T) {
 		t.Errorf("changed file: %v, want a mismatch", err)
 	}
 }
+
+// TestCacheRememberReplaces: a digest remembered for a file replaces one
+// cached under the same key, which can only be stale (a file that had its
+// inode before it, freed and reused within one tick of the clock): the
+// fetch that remembers it has just checked the file.
+func TestCacheRememberReplaces(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte("content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	stale := DigestBytes(SHA256, []byte("a file gone"))
+	fresh := DigestBytes(SHA256, []byte("content"))
+	cache := NewCache()
+	if err := cache.Remember(f, SHA256, stale); err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.Remember(f, SHA256, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.Verify(f, SHA256, fresh); err != nil {
+		t.Errorf("the digest remembered last: %v", err)
+	}
+	if err := cache.Verify(f, SHA256, stale); !errors.Is(err, ErrMismatch) {
+		t.Errorf("the stale digest: %v, want a mismatch", err)
+	}
+}
