@@ -351,7 +351,7 @@ func (r *Remote) openCached(ctx context.Context, u *url.URL, rel string, alg ver
 		case err == nil:
 			// Checked whatever put it there: another process sharing
 			// the cache may have. What this one fetched and placed it
-			// remembered, so that hashes nothing.
+			// checked from the file, so that hashes nothing.
 			err = r.cfg.Verity.VerifyContext(ctx, f, alg, digest)
 			if err == nil {
 				return f, nil
@@ -464,7 +464,7 @@ func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.A
 }
 
 // fetchToCache fetches u into a temporary file of the cache, checks it
-// against digest, places it as rel and remembers its digest. It returns
+// against digest, places it as rel and checks the placed file again. It returns
 // the file open for reading (nil if that cannot be had).
 func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, digest []byte, size int64) (*os.File, error) {
 	tmp, err := r.cfg.Cache.tempFile(rel)
@@ -492,12 +492,22 @@ func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, dige
 		// the clock could take, and with it the wrong digest.
 		return nil, nil
 	}
-	// Remembered once the writable descriptor is closed: on a file
-	// system that writes back at close (NFS, FUSE), closing it may
-	// change the times the digest is remembered by.
+	// Checked again from the file, not taken from the download's hash:
+	// that hash saw the bytes the server sent, and what is served is
+	// the bytes the file holds. Cold HTTP reads were seen, rarely, to
+	// find a cached copy holding another object's bytes, which is not
+	// explained yet; the file is what is checked. Once the writable
+	// descriptor is closed: on a file system that writes back at close
+	// (NFS, FUSE), closing it may change the times the digest is
+	// cached by.
 	f := readOnly(tmp.File, filepath.Join(r.cfg.Cache.Dir(), rel))
 	if f != nil {
-		r.cfg.Verity.Remember(f, alg, digest)
+		if err := r.cfg.Verity.VerifyContext(r.ctx, f, alg, digest); err != nil {
+			f.Close()
+			r.cfg.Cache.remove(rel)
+			r.failed.Add(1)
+			return nil, fetchErr(u, err)
+		}
 	}
 	return f, nil
 }
