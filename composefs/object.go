@@ -57,20 +57,11 @@ type Object struct {
 // fs.ErrNotExist for a missing object (the kernel answers ENOENT),
 // ErrDigestMismatch, ErrNoDigest or ErrNoRedirect.
 func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
-	alg, digest, present, err := f.img.Metacopy(in)
+	t, err := f.objectOf(in)
 	if err != nil {
-		return Object{}, fmt.Errorf("metacopy: %w", err)
+		return Object{}, err
 	}
-	if !present {
-		return Object{}, fmt.Errorf("inode %d: content in the image, no object: %w", in.Nid, fs.ErrInvalid)
-	}
-	payload, ok, err := f.img.Redirect(in)
-	if err != nil {
-		return Object{}, fmt.Errorf("redirect: %w", err)
-	}
-	if !ok {
-		return Object{}, fmt.Errorf("inode %d: %w", in.Nid, ErrNoRedirect)
-	}
+	payload, alg, digest := t.payload, t.alg, t.digest
 	if digest == nil && f.cfg.Verity == VerityRequire {
 		return Object{}, fmt.Errorf("object %s: %w", payload, ErrNoDigest)
 	}
@@ -82,7 +73,7 @@ func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
 		// local store needs no size, and the open no allocation.)
 		ctx = objects.WithSize(ctx, int64(in.Size))
 	}
-	check := digest != nil && f.cfg.Verity != VerityOff
+	check := f.checks(t)
 	if cs, ok := f.cfg.Store.(objects.CheckedStore); ok && check {
 		// A copy that fails the check lets the next store serve.
 		obj, err := cs.OpenChecked(ctx, payload, func(obj *os.File) error {
@@ -114,19 +105,42 @@ func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
 // hash. While the object is unchanged this costs a lookup in the digest
 // cache (or the kernel's measurement), never a second hash.
 func (f *FS) RecheckObject(ctx context.Context, in *erofs.Inode, obj *os.File) error {
+	t, err := f.objectOf(in)
+	if err != nil || !f.checks(t) {
+		return err
+	}
+	return f.verifyObject(ctx, obj, t.payload, t.alg, t.digest)
+}
+
+// objectRef is what an external file's inode says of its object: its name
+// in the store and, when the image gives one, its digest.
+type objectRef struct {
+	payload string
+	alg     verity.Algorithm
+	digest  []byte
+}
+
+// objectOf reads in's metacopy and redirect.
+func (f *FS) objectOf(in *erofs.Inode) (objectRef, error) {
 	alg, digest, present, err := f.img.Metacopy(in)
 	if err != nil {
-		return fmt.Errorf("metacopy: %w", err)
+		return objectRef{}, fmt.Errorf("metacopy: %w", err)
 	}
-	if !present || digest == nil || f.cfg.Verity == VerityOff {
-		return nil
+	if !present {
+		return objectRef{}, fmt.Errorf("inode %d: content in the image, no object: %w", in.Nid, fs.ErrInvalid)
 	}
-	payload, _, err := f.img.Redirect(in)
+	payload, ok, err := f.img.Redirect(in)
 	if err != nil {
-		return fmt.Errorf("redirect: %w", err)
+		return objectRef{}, fmt.Errorf("redirect: %w", err)
 	}
-	return f.verifyObject(ctx, obj, payload, alg, digest)
+	if !ok {
+		return objectRef{}, fmt.Errorf("inode %d: %w", in.Nid, ErrNoRedirect)
+	}
+	return objectRef{payload: payload, alg: alg, digest: digest}, nil
 }
+
+// checks tells whether the verity policy checks the object r names.
+func (f *FS) checks(r objectRef) bool { return r.digest != nil && f.cfg.Verity != VerityOff }
 
 // verifyObject checks obj, the object payload, against digest.
 func (f *FS) verifyObject(ctx context.Context, obj *os.File, payload string, alg verity.Algorithm, digest []byte) error {

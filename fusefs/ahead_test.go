@@ -531,11 +531,7 @@ func TestReadAheadObjectChangedBeforeOpen(t *testing.T) {
 			var got []byte
 			var st fuse.Status
 			if noOpen {
-				buf := make([]byte, 4096)
-				var rr fuse.ReadResult
-				if rr, st = s.fsys.Read(nil, &fuse.ReadIn{InHeader: header(e.NodeId, rootCaller), Size: 4096}, buf); st.Ok() {
-					got, st = rr.Bytes(buf)
-				}
+				got, st = s.readUnopened(e.NodeId, 0, 4096)
 			} else {
 				got, st = s.readFile("d/f05")
 			}

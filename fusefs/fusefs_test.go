@@ -404,14 +404,7 @@ func TestNoOpen(t *testing.T) {
 	tt := newTestTree(t)
 	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store, NoOpen: true})
 	read := func(name string, off uint64, size int) ([]byte, fuse.Status) {
-		e := s.mustLookup(name)
-		buf := make([]byte, size)
-		rr, st := s.fsys.Read(nil, &fuse.ReadIn{InHeader: header(e.NodeId, rootCaller), Offset: off, Size: uint32(size)}, buf)
-		if !st.Ok() {
-			return nil, st
-		}
-		b, st := rr.Bytes(buf)
-		return bytes.Clone(b), st
+		return s.readUnopened(s.mustLookup(name).NodeId, off, size)
 	}
 	ext := s.mustLookup("dir/ext")
 	var out fuse.OpenOut
@@ -452,9 +445,7 @@ func TestFailedReadAnsweredAgain(t *testing.T) {
 	tt := newTestTree(t)
 	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store, NoOpen: true})
 	read := func(name string) fuse.Status {
-		e := s.mustLookup(name)
-		buf := make([]byte, 100)
-		_, st := s.fsys.Read(nil, &fuse.ReadIn{InHeader: header(e.NodeId, rootCaller), Size: 100}, buf)
+		_, st := s.readUnopened(s.mustLookup(name).NodeId, 0, 100)
 		return st
 	}
 	logged := func(name string) int { return strings.Count(s.log.String(), name) }

@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"bytes"
 	"encoding/binary"
 	"log/slog"
 	"os"
@@ -237,6 +238,18 @@ func (s *server) readFile(path string) ([]byte, fuse.Status) {
 		s.t.Errorf("open %s: flags %#x keep no cache", path, oo.OpenFlags)
 	}
 	return s.readOpen(e.NodeId, oo.Fh, e.Size)
+}
+
+// readUnopened sends one READ of size bytes at off for file nodeID with no
+// handle, as the kernel does when it opens files itself (no OPEN).
+func (s *server) readUnopened(nodeID, off uint64, size int) ([]byte, fuse.Status) {
+	buf := make([]byte, size)
+	rr, st := s.fsys.Read(nil, &fuse.ReadIn{InHeader: header(nodeID, rootCaller), Offset: off, Size: uint32(size)}, buf)
+	if !st.Ok() {
+		return nil, st
+	}
+	b, st := rr.Bytes(buf)
+	return bytes.Clone(b), st
 }
 
 // readOpen reads size bytes of the open file nodeID (handle fh) through

@@ -487,9 +487,9 @@ func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, dige
 	if !placed {
 		// Another copy got there first: the waiting opens check that
 		// one. This one, unlinked, is not handed on: its digest would
-		// be remembered under the key of an inode soon freed, which
-		// another file of the same size made within the same tick of
-		// the clock could take, and with it the wrong digest.
+		// be cached under the key of an inode soon freed, which another
+		// file of the same size made within the same tick of the clock
+		// could take, and with it the wrong digest.
 		return nil, nil
 	}
 	// Checked again from the file, not taken from the download's hash:

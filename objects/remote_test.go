@@ -918,7 +918,7 @@ func descriptorsUnder(t *testing.T, dir string) []string {
 // TestRemoteFetchPlacedMeanwhile: a fetch that finds its object placed in
 // the cache meanwhile (by another fetch, or another process sharing the
 // cache) keeps that copy and hands nothing on: its own copy, unlinked,
-// would have its digest remembered under an inode about to be freed. It
+// would have its digest cached under an inode about to be freed. It
 // leaves no temporary, and the object opens from the copy in place.
 func TestRemoteFetchPlacedMeanwhile(t *testing.T) {
 	s := serveStore(t, verity.SHA256, 4096)

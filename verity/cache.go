@@ -204,33 +204,6 @@ func (c *Cache) evictLocked() {
 	}
 }
 
-// Remember records digest as f's fs-verity digest while f is unchanged,
-// for a caller that has just computed it over exactly f's content (a file
-// it wrote, checked and renamed into place): the next Verify of f hashes
-// nothing. A digest already cached under f's key is replaced: this one
-// was just computed over f, and the other can only be a file's that had
-// f's inode before it, freed and taken again within one tick of the
-// clock by a file of the same size.
-func (c *Cache) Remember(f *os.File, alg Algorithm, digest []byte) error {
-	if !alg.Valid() || len(digest) != alg.Size() {
-		return fmt.Errorf("%s: digest of %d bytes for %s", f.Name(), len(digest), alg)
-	}
-	key, _, err := keyOf(f, alg)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, isBusy := c.busy[key]; isBusy {
-		return nil
-	}
-	if _, isKnown := c.known[key]; !isKnown {
-		c.evictLocked()
-	}
-	c.known[key] = known(digest)
-	return nil
-}
-
 // Len is the number of digests cached.
 func (c *Cache) Len() int {
 	c.mu.Lock()

@@ -350,10 +350,7 @@ func (b *bench) measure(runs int, ways []mounter, c *corpus, f func(m mounter, a
 // fail records a run of m, mounted at at, that failed, to be reported
 // after the table with what composefs-fuse logged.
 func (b *bench) fail(m mounter, at string, run int, err error) {
-	if l := daemonLog(at); l != "" {
-		err = fmt.Errorf("%w; composefs-fuse logged:\n%s", err, l)
-	}
-	b.failed(wayNames[wayIndex(m)], run, err)
+	b.failed(wayNames[wayIndex(m)], run, withDaemonLog(at, err))
 }
 
 // failed records a run of who that failed.

@@ -115,10 +115,7 @@ func (b *bench) failedRun(at, who string, run int, err error) error {
 	if isMounted(at) {
 		return err
 	}
-	if l := daemonLog(at); l != "" {
-		err = fmt.Errorf("%w; composefs-fuse logged:\n%s", err, l)
-	}
-	b.failed(who, run, err)
+	b.failed(who, run, withDaemonLog(at, err))
 	return nil
 }
 

@@ -87,7 +87,7 @@ func (f fuseMount) mount(c *corpus, at string) error {
 	if f.verityOff {
 		mode = "--verity=off"
 	}
-	// Its log lines, for a failed run to show why (daemonLog).
+	// Its log lines, for a failed run to show why (withDaemonLog).
 	os.Remove(mountLog(at))
 	args := []string{"--basedir=" + c.objects, mode, c.image, at, "--log=" + mountLog(at)}
 	if f.devFuse {
@@ -231,12 +231,12 @@ func useTransport(transport string) (restore func(), err error) {
 // mountLog is where composefs-fuse mounted at at logs.
 func mountLog(at string) string { return at + ".log" }
 
-// daemonLog is the last lines composefs-fuse mounted at at logged, if any,
-// for the report of a run that failed.
-func daemonLog(at string) string {
-	b, err := os.ReadFile(mountLog(at))
-	if err != nil || len(b) == 0 {
-		return ""
+// withDaemonLog is err with the last lines composefs-fuse mounted at at
+// logged, if any, for the report of a run that failed.
+func withDaemonLog(at string, err error) error {
+	b, rerr := os.ReadFile(mountLog(at))
+	if rerr != nil || len(b) == 0 {
+		return err
 	}
-	return string(lastLines(b, 5))
+	return fmt.Errorf("%w; composefs-fuse logged:\n%s", err, lastLines(b, 5))
 }
