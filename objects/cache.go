@@ -142,6 +142,16 @@ func (c *Cache) open(rel string) (*os.File, error) {
 	return f, nil
 }
 
+// present tells whether the cache holds a file named rel, without
+// opening it: one fstatat.
+func (c *Cache) present(rel string) bool {
+	if len(c.flat.roots) == 0 {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Fstatat(int(c.flat.roots[0].dir.Fd()), rel, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+}
+
 // remove deletes the cached object rel, found bad.
 func (c *Cache) remove(rel string) {
 	if len(c.flat.roots) == 0 {

@@ -350,8 +350,9 @@ func (r *Remote) openCached(ctx context.Context, u *url.URL, rel string, alg ver
 		switch {
 		case err == nil:
 			// Checked whatever put it there: another process sharing
-			// the cache may have. What this one fetched and placed it
-			// checked from the file, so that hashes nothing.
+			// the cache may have, or this one just now (the open that
+			// waited for the fetch took its descriptor; this one
+			// hashes the file again until its times are settled).
 			err = r.cfg.Verity.VerifyContext(ctx, f, alg, digest)
 			if err == nil {
 				return f, nil
@@ -422,6 +423,13 @@ func (r *Remote) Has(payload string) (bool, error) {
 func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.Algorithm, digest []byte) (*os.File, error) {
 	r.mu.Lock()
 	fl, ok := r.flights[rel]
+	if !ok && r.cfg.Cache.present(rel) {
+		// Fetched between this open's look in the cache and now: a
+		// fetch places its object before it ends its flight, under
+		// this lock. A second fetch would only be dropped.
+		r.mu.Unlock()
+		return nil, nil
+	}
 	if !ok {
 		fl = &flight{done: make(chan struct{})}
 		r.flights[rel] = fl
@@ -494,12 +502,13 @@ func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, dige
 	}
 	// Checked again from the file, not taken from the download's hash:
 	// that hash saw the bytes the server sent, and what is served is
-	// the bytes the file holds. Cold HTTP reads were seen, rarely, to
-	// find a cached copy holding another object's bytes, which is not
-	// explained yet; the file is what is checked. Once the writable
-	// descriptor is closed: on a file system that writes back at close
-	// (NFS, FUSE), closing it may change the times the digest is
-	// cached by.
+	// the bytes the file holds. The file was written just now, so the
+	// digest cache knows this digest through f alone (verity.Cache):
+	// the caller's own check of f finds it, while another open of the
+	// same object hashes it again until its times are settled. Once
+	// the writable descriptor is closed: on a file system that writes
+	// back at close (NFS, FUSE), closing it may change the times the
+	// digest is cached by.
 	f := readOnly(tmp.File, filepath.Join(r.cfg.Cache.Dir(), rel))
 	if f != nil {
 		if err := r.cfg.Verity.VerifyContext(r.ctx, f, alg, digest); err != nil {

@@ -945,3 +945,30 @@ func TestRemoteFetchPlacedMeanwhile(t *testing.T) {
 		t.Errorf("%s: wrong content after the fetch", p)
 	}
 }
+
+// TestRemoteNoFetchOncePlaced: an open that found no copy in the cache,
+// then waits for a fetch after another open's fetch of the same object
+// placed it and ended, takes the copy placed instead of fetching again (a
+// read-ahead worker and a READ of the same file race so).
+func TestRemoteNoFetchOncePlaced(t *testing.T) {
+	s := serveStore(t, verity.SHA256, 4096)
+	cache := newCache(t, 0)
+	r := newRemote(t, strings.TrimSuffix(s.nginx.URL, "/"), RemoteConfig{Cache: cache})
+	p := s.payloads[0]
+	alg, digest, _ := payloadDigest(p)
+	if f, err := cache.open(p); err == nil {
+		f.Close()
+		t.Fatal("the cache holds the object before any fetch")
+	}
+	mustRead(t, mustOpen(t, r, p)) // the other open: fetched, placed, ended
+	f, err := r.await(t.Context(), r.objectURL(p), p, alg, digest)
+	if f != nil {
+		f.Close()
+	}
+	if err != nil || f != nil {
+		t.Errorf("await after the object was placed: %v, %v; want nothing (the cache has it)", f, err)
+	}
+	if n := r.Stats().Fetched; n != 1 {
+		t.Errorf("object fetched %d times, want 1", n)
+	}
+}

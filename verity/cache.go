@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
+	"weak"
 
 	"github.com/composefs/composefs-go/internal/errpath"
 )
@@ -77,19 +79,70 @@ func known(digest []byte) knownDigest {
 // Cache remembers the digests of the files it has hashed, so an object
 // opened again and again is hashed once per process while it is unchanged.
 // It is safe for concurrent use.
+//
+// A digest is known by the file's stat (device, inode, size, times), which
+// another file can take: a file deleted frees its inode number, and one
+// made at once after it, of the same size, gets the number again and, its
+// times coming from the same tick of the kernel's coarse clock, the same
+// times too. Seen here 253 times in 300: a fetch's copy dropped, then
+// another object of the same size fetched, was checked against the
+// dropped copy's digest. So, as git does with its index, a digest is
+// known by stat alone only when the file's last change (ctime) is older
+// than the hash by more than the clock's grain (settled): any file made or
+// changed after the hash began then has a later ctime. A digest of a file
+// changed just before its hash is known only through the *os.File it was
+// hashed through (recent): while that is open, its inode cannot be freed,
+// and a check made again through it (the open's second look, to bind the
+// state it notes to a check) costs no hash.
 type Cache struct {
-	mu    sync.Mutex
-	known map[cacheKey]knownDigest // digests computed
-	busy  map[cacheKey]*cacheEntry // digests being computed
-	max   int
+	mu     sync.Mutex
+	known  map[cacheKey]knownDigest // digests computed, of settled files
+	busy   map[cacheKey]*cacheEntry // digests being computed
+	recent map[weak.Pointer[os.File]]recentDigest
+	max    int
+	// now is the clock hashes are timed by (a test moves it on).
+	now func() time.Time
+}
+
+// recentDigest is the digest of a file changed just before its hash, and
+// the state it was hashed in.
+type recentDigest struct {
+	key    cacheKey
+	digest knownDigest
 }
 
 // defaultCacheEntries bounds the cache (about 150 bytes an entry).
 const defaultCacheEntries = 1 << 20
 
+// recentMax bounds the digests known only through their *os.File: files
+// changed within settleTime of their hash, opened at once (fetched objects,
+// a store being filled).
+const recentMax = 1024
+
+// settleTime is how much older than its hash a file's last change must be
+// for its digest to be known by stat alone: more than the grain of the
+// times any file system here gives (a second on ext4 with small inodes,
+// two on FAT; a tick of the coarse clock on the rest). An object store
+// on a network file system whose server's clock is behind ours by more
+// than this could see a changed file as settled.
+const settleTime = 3 * time.Second
+
 // NewCache returns an empty cache.
 func NewCache() *Cache {
-	return &Cache{known: make(map[cacheKey]knownDigest), busy: make(map[cacheKey]*cacheEntry), max: defaultCacheEntries}
+	return &Cache{
+		known:  make(map[cacheKey]knownDigest),
+		busy:   make(map[cacheKey]*cacheEntry),
+		recent: make(map[weak.Pointer[os.File]]recentDigest),
+		max:    defaultCacheEntries,
+		now:    time.Now,
+	}
+}
+
+// settled tells whether the file in state key was last changed long
+// enough before start, when its hash began, for no other file to take
+// its key.
+func settled(key cacheKey, start time.Time) bool {
+	return time.Unix(key.ctimeSec, key.ctimeNsec).Before(start.Add(-settleTime))
 }
 
 func keyOf(f *os.File, alg Algorithm) (cacheKey, os.FileInfo, error) {
@@ -127,15 +180,23 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDig
 	if !alg.Valid() {
 		return knownDigest{}, errpath.New(digestOp, f.Name(), errInvalidAlgorithm(alg))
 	}
+	// Before the state is taken: a file changed after that moment has a
+	// later ctime than start less a tick.
+	start := c.now()
 	key, fi, err := keyOf(f, alg)
 	if err != nil {
 		return knownDigest{}, err
 	}
+	file := weak.Make(f)
 	c.mu.Lock()
 	for {
 		if k, ok := c.known[key]; ok {
 			c.mu.Unlock()
 			return k, nil
+		}
+		if r, ok := c.recent[file]; ok && r.key == key {
+			c.mu.Unlock()
+			return r.digest, nil
 		}
 		e, ok := c.busy[key]
 		if !ok {
@@ -180,7 +241,11 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDig
 		delete(c.busy, key)
 	}
 	if e.err == nil {
-		c.known[key] = known(e.digest)
+		if settled(key, start) {
+			c.known[key] = known(e.digest)
+		} else {
+			c.keepRecentLocked(file, recentDigest{key, known(e.digest)})
+		}
 	}
 	c.mu.Unlock()
 	close(e.done)
@@ -204,11 +269,28 @@ func (c *Cache) evictLocked() {
 	}
 }
 
+// keepRecentLocked knows r through file alone, making room first by
+// forgetting the files collected (closed and dropped), or if none were,
+// all of them.
+func (c *Cache) keepRecentLocked(file weak.Pointer[os.File], r recentDigest) {
+	if len(c.recent) >= recentMax {
+		for p := range c.recent {
+			if p.Value() == nil {
+				delete(c.recent, p)
+			}
+		}
+		if len(c.recent) >= recentMax {
+			clear(c.recent)
+		}
+	}
+	c.recent[file] = r
+}
+
 // Len is the number of digests cached.
 func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.known) + len(c.busy)
+	return len(c.known) + len(c.busy) + len(c.recent)
 }
 
 // Verify checks that f's fs-verity digest (of algorithm alg) is want,
