@@ -356,6 +356,13 @@ func TestCacheRecentKnownThroughFile(t *testing.T) {
 	}
 	want := DigestBytes(SHA256, data)
 	c := NewCache()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	changed := time.Unix(st.Ctim.Unix())
+	// Hashed a moment after its last change, however slow the machine.
+	c.now = func() time.Time { return changed.Add(time.Millisecond) }
 	verify := func(f *os.File) int64 {
 		t.Helper()
 		before := computed.Load()
@@ -379,7 +386,7 @@ func TestCacheRecentKnownThroughFile(t *testing.T) {
 	}
 	// Later: its last change is older than the hash by more than
 	// settleTime, and any open of it is known by stat.
-	c.now = func() time.Time { return time.Now().Add(2 * settleTime) }
+	c.now = func() time.Time { return changed.Add(settleTime + time.Millisecond) }
 	h, _ := os.Open(path)
 	defer h.Close()
 	if n := verify(h); n != 1 {
