@@ -22,7 +22,9 @@ type Config struct {
 	// Verity is the policy for checking objects against their digest.
 	Verity VerityMode
 	// Cache remembers objects already verified, so that an unchanged
-	// object is hashed once. Nil gets a cache of the FS's own.
+	// object is hashed once (once per open while it changed within
+	// seconds of its hash: verity.Cache). Nil gets a cache of the FS's
+	// own.
 	Cache *verity.Cache
 	// ImageDigest, when set, is the image's expected fs-verity digest
 	// (SHA-256 or SHA-512, by its length). Open and OpenFile then copy the

@@ -50,7 +50,8 @@ type Object struct {
 // OpenObject opens the object of external file in and checks it against
 // its digest as the policy says, before anything is read from it: with
 // fs-verity on the object's file system the kernel's measurement, else the
-// digest computed once per object and cached while it is unchanged. Once
+// digest computed and cached while the object is unchanged (verity.Cache
+// says when a cached digest can be trusted for another open). Once
 // ctx is done the hashing of a large object stops and the error wraps
 // ctx's error, and so does the open of an object a remote store is
 // fetching (objects.ContextStore). Errors name the object, and wrap
@@ -103,7 +104,8 @@ func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
 // the object's state (its fstat) after OpenObject learns so that the state
 // it noted is one a check covered: not a rewrite that came just after the
 // hash. While the object is unchanged this costs a lookup in the digest
-// cache (or the kernel's measurement), never a second hash.
+// cache (or the kernel's measurement): the cache knows obj's digest, by
+// its stat or, just after a change, through obj itself.
 func (f *FS) RecheckObject(ctx context.Context, in *erofs.Inode, obj *os.File) error {
 	t, err := f.objectOf(in)
 	if err != nil || !f.checks(t) {

@@ -138,7 +138,7 @@ var errChangedAtCheck = errors.New("object changed as it was checked")
 // that came just after the hash; so the check is made again between two
 // takings of it, which must agree (a change moves ctime, which never goes
 // back). Unchanged since its hash, the second check finds its digest
-// cached.
+// cached (through the same *os.File, for an object changed just before).
 func (f *FS) checkedObject(ctx context.Context, in *erofs.Inode) (composefs.Object, objectState, error) {
 	obj, err := f.view.OpenObject(ctx, in)
 	if err != nil {

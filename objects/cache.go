@@ -142,14 +142,11 @@ func (c *Cache) open(rel string) (*os.File, error) {
 	return f, nil
 }
 
-// present tells whether the cache holds a file named rel, without
-// opening it: one fstatat.
+// present tells whether the cache holds a regular file named rel, as
+// open would find it, without opening it.
 func (c *Cache) present(rel string) bool {
-	if len(c.flat.roots) == 0 {
-		return false
-	}
-	var st unix.Stat_t
-	return unix.Fstatat(int(c.flat.roots[0].dir.Fd()), rel, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+	ok, err := c.flat.Has(rel)
+	return ok && err == nil
 }
 
 // remove deletes the cached object rel, found bad.

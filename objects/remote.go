@@ -47,9 +47,10 @@ type RemoteConfig struct {
 	// without the server. Nil keeps nothing: every open fetches.
 	Cache *Cache
 	// Verity remembers the digests of cached objects, so that an object
-	// opened again is hashed once; sharing the composefs view's cache
-	// (composefs.Config.Cache) saves its second hash. Nil gets one of
-	// the store's own.
+	// opened again is hashed once (once per open while it was fetched
+	// within seconds: verity.Cache); sharing the composefs view's cache
+	// (composefs.Config.Cache) saves the second hash of the open that
+	// takes the fetch's file. Nil gets one of the store's own.
 	Verity *verity.Cache
 	// NoVerify fetches without checking (--verity=off). Unchecked
 	// objects never enter the cache: they are fetched on every open.
@@ -344,7 +345,7 @@ func (r *Remote) OpenAs(ctx context.Context, name string, alg verity.Algorithm, 
 // openCached opens rel from the cache, fetching it from u first when it
 // is missing or its copy does not match digest.
 func (r *Remote) openCached(ctx context.Context, u *url.URL, rel string, alg verity.Algorithm, digest []byte) (*os.File, error) {
-	fetched := false
+	fetched, lookedAgain := false, false
 	for {
 		f, err := r.cfg.Cache.open(rel)
 		switch {
@@ -375,13 +376,20 @@ func (r *Remote) openCached(ctx context.Context, u *url.URL, rel string, alg ver
 			// process sharing the cache.
 			return nil, fetchErr(u, errors.New("evicted from the cache as soon as it was fetched"))
 		}
-		f, err = r.await(ctx, u, rel, alg, digest)
+		f, placed, err := r.await(ctx, u, rel, alg, digest)
 		if err != nil {
 			return nil, err
 		}
 		if f != nil {
 			// A descriptor of the very file the fetch checked.
 			return f, nil
+		}
+		if placed && !lookedAgain {
+			// Placed by a fetch that ended between this open's look
+			// and its wait: no fetch of this open's yet, so a copy
+			// gone meanwhile is fetched, once.
+			lookedAgain = true
+			continue
 		}
 		fetched = true
 	}
@@ -419,16 +427,18 @@ func (r *Remote) Has(payload string) (bool, error) {
 // await waits for the fetch of rel into the cache, starting it unless
 // one is in flight, or for ctx's end, whichever comes first. It returns
 // the fetched object open when this open is the first to take it, else
-// nil: the object is in the cache.
-func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.Algorithm, digest []byte) (*os.File, error) {
+// nil: the object is in the cache. placed says it was there already, no
+// fetch started.
+func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.Algorithm, digest []byte) (f *os.File, placed bool, err error) {
 	r.mu.Lock()
 	fl, ok := r.flights[rel]
 	if !ok && r.cfg.Cache.present(rel) {
 		// Fetched between this open's look in the cache and now: a
 		// fetch places its object before it ends its flight, under
-		// this lock. A second fetch would only be dropped.
+		// this lock. A second fetch would only be dropped. (One
+		// fstatat under the lock, on the cache's disk.)
 		r.mu.Unlock()
-		return nil, nil
+		return nil, true, nil
 	}
 	if !ok {
 		fl = &flight{done: make(chan struct{})}
@@ -458,7 +468,7 @@ func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.A
 		fl.file = nil
 		fl.waiters--
 		r.mu.Unlock()
-		return f, fl.err
+		return f, false, fl.err
 	case <-ctx.Done():
 		r.mu.Lock()
 		fl.waiters--
@@ -467,7 +477,7 @@ func (r *Remote) await(ctx context.Context, u *url.URL, rel string, alg verity.A
 			fl.file = nil
 		}
 		r.mu.Unlock()
-		return nil, ctx.Err()
+		return nil, false, ctx.Err()
 	}
 }
 
@@ -494,10 +504,8 @@ func (r *Remote) fetchToCache(u *url.URL, rel string, alg verity.Algorithm, dige
 	r.bytes.Add(n)
 	if !placed {
 		// Another copy got there first: the waiting opens check that
-		// one. This one, unlinked, is not handed on: its digest would
-		// be cached under the key of an inode soon freed, which another
-		// file of the same size made within the same tick of the clock
-		// could take, and with it the wrong digest.
+		// one, which every later open serves too. This one, unlinked,
+		// is not handed on.
 		return nil, nil
 	}
 	// Checked again from the file, not taken from the download's hash:

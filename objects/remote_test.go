@@ -917,9 +917,8 @@ func descriptorsUnder(t *testing.T, dir string) []string {
 
 // TestRemoteFetchPlacedMeanwhile: a fetch that finds its object placed in
 // the cache meanwhile (by another fetch, or another process sharing the
-// cache) keeps that copy and hands nothing on: its own copy, unlinked,
-// would have its digest cached under an inode about to be freed. It
-// leaves no temporary, and the object opens from the copy in place.
+// cache) keeps that copy and hands nothing on: every open serves the copy
+// in place. It leaves no temporary, and the object opens from that copy.
 func TestRemoteFetchPlacedMeanwhile(t *testing.T) {
 	s := serveStore(t, verity.SHA256, 4096)
 	cache := newCache(t, 0)
@@ -961,12 +960,12 @@ func TestRemoteNoFetchOncePlaced(t *testing.T) {
 		t.Fatal("the cache holds the object before any fetch")
 	}
 	mustRead(t, mustOpen(t, r, p)) // the other open: fetched, placed, ended
-	f, err := r.await(t.Context(), r.objectURL(p), p, alg, digest)
+	f, placed, err := r.await(t.Context(), r.objectURL(p), p, alg, digest)
 	if f != nil {
 		f.Close()
 	}
-	if err != nil || f != nil {
-		t.Errorf("await after the object was placed: %v, %v; want nothing (the cache has it)", f, err)
+	if err != nil || f != nil || !placed {
+		t.Errorf("await after the object was placed: %v, %v, %v; want it found placed", f, placed, err)
 	}
 	if n := r.Stats().Fetched; n != 1 {
 		t.Errorf("object fetched %d times, want 1", n)

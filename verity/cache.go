@@ -38,9 +38,9 @@ func (e *MismatchError) Error() string {
 
 func (e *MismatchError) Unwrap() error { return ErrMismatch }
 
-// cacheKey identifies one state of one file: any write changes mtime or
-// ctime (and replacing the file changes the inode), so an unchanged key
-// means unchanged content.
+// cacheKey identifies one state of one file while it is open, or once its
+// last change is settled (see Cache): any write changes mtime or ctime, but
+// a freed inode number can come back at once with the same size and times.
 type cacheKey struct {
 	dev, ino  uint64
 	size      int64
@@ -77,8 +77,9 @@ func known(digest []byte) knownDigest {
 }
 
 // Cache remembers the digests of the files it has hashed, so an object
-// opened again and again is hashed once per process while it is unchanged.
-// It is safe for concurrent use.
+// opened again and again is hashed once per process while it is unchanged
+// (once per open while its last change is recent, then once). It is safe
+// for concurrent use.
 //
 // A digest is known by the file's stat (device, inode, size, times), which
 // another file can take: a file deleted frees its inode number, and one
@@ -99,16 +100,22 @@ type Cache struct {
 	known  map[cacheKey]knownDigest // digests computed, of settled files
 	busy   map[cacheKey]*cacheEntry // digests being computed
 	recent map[weak.Pointer[os.File]]recentDigest
-	max    int
+	// added numbers the recent digests, so that the oldest go first.
+	added uint64
+	max   int
 	// now is the clock hashes are timed by (a test moves it on).
 	now func() time.Time
+	// since is when known was last emptied, with the monotonic clock's
+	// reading: a wall clock set back shows against it (clockSetBack).
+	since time.Time
 }
 
-// recentDigest is the digest of a file changed just before its hash, and
-// the state it was hashed in.
+// recentDigest is the digest of a file changed just before its hash, the
+// state it was hashed in, and when it was added.
 type recentDigest struct {
 	key    cacheKey
 	digest knownDigest
+	seq    uint64
 }
 
 // defaultCacheEntries bounds the cache (about 150 bytes an entry).
@@ -122,9 +129,21 @@ const recentMax = 1024
 // settleTime is how much older than its hash a file's last change must be
 // for its digest to be known by stat alone: more than the grain of the
 // times any file system here gives (a second on ext4 with small inodes,
-// two on FAT; a tick of the coarse clock on the rest). An object store
-// on a network file system whose server's clock is behind ours by more
-// than this could see a changed file as settled.
+// two on FAT; a tick of the coarse clock on the rest).
+//
+// What this rests on, and where it does not hold:
+//   - ctimes come from this machine's wall clock. A wall clock set back
+//     by more than settleTime would let a new file get a settled one's
+//     ctime: the digests known by stat are forgotten when that is seen
+//     (clockSetBack). A network or FUSE file system gives its server's
+//     times, and one whose clock is behind ours by more than this could
+//     see a changed file as settled; FAT has no ctime of its own (it
+//     shows the mtime, which utimes sets).
+//   - A write in the same tick as the state was taken, on a file system
+//     whose times are coarse (kernels before 6.13, NFS, FUSE), leaves the
+//     key as it was: a digest known through its *os.File is then the
+//     content's before the write. A content-addressed store is not
+//     written in place; a store that is, is checked at its next change.
 const settleTime = 3 * time.Second
 
 // NewCache returns an empty cache.
@@ -135,6 +154,20 @@ func NewCache() *Cache {
 		recent: make(map[weak.Pointer[os.File]]recentDigest),
 		max:    defaultCacheEntries,
 		now:    time.Now,
+		since:  time.Now(),
+	}
+}
+
+// clockSetBack forgets the digests known by stat when the wall clock,
+// read at now, is behind the monotonic clock by more than a second since
+// they were last forgotten: set back, files made from now on could take
+// the times of files hashed before.
+func (c *Cache) clockSetBack(now time.Time) {
+	mono := now.Sub(c.since)                   // monotonic, when both have it
+	wall := now.Round(0).Sub(c.since.Round(0)) // wall clock only
+	if wall < mono-time.Second {
+		clear(c.known)
+		c.since = now
 	}
 }
 
@@ -189,6 +222,7 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDig
 	}
 	file := weak.Make(f)
 	c.mu.Lock()
+	c.clockSetBack(start)
 	for {
 		if k, ok := c.known[key]; ok {
 			c.mu.Unlock()
@@ -209,6 +243,13 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDig
 			return knownDigest{}, ctx.Err()
 		}
 		if e.err == nil {
+			if !settled(key, start) {
+				// The same state of the same inode (both files are
+				// open), which this file's next check then finds.
+				c.mu.Lock()
+				c.keepRecentLocked(file, recentDigest{key: key, digest: known(e.digest)})
+				c.mu.Unlock()
+			}
 			return known(e.digest), nil
 		}
 		if !e.cancelled {
@@ -244,7 +285,7 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDig
 		if settled(key, start) {
 			c.known[key] = known(e.digest)
 		} else {
-			c.keepRecentLocked(file, recentDigest{key, known(e.digest)})
+			c.keepRecentLocked(file, recentDigest{key: key, digest: known(e.digest)})
 		}
 	}
 	c.mu.Unlock()
@@ -270,23 +311,24 @@ func (c *Cache) evictLocked() {
 }
 
 // keepRecentLocked knows r through file alone, making room first by
-// forgetting the files collected (closed and dropped), or if none were,
-// all of them.
+// forgetting the files collected (closed and dropped) and, if that is not
+// enough, the older half: files closed but not yet collected (a server
+// that dups a descriptor closes the *os.File) count until a collection.
 func (c *Cache) keepRecentLocked(file weak.Pointer[os.File], r recentDigest) {
 	if len(c.recent) >= recentMax {
-		for p := range c.recent {
-			if p.Value() == nil {
+		for p, old := range c.recent {
+			if p.Value() == nil || old.seq+recentMax/2 <= c.added {
 				delete(c.recent, p)
 			}
 		}
-		if len(c.recent) >= recentMax {
-			clear(c.recent)
-		}
 	}
+	c.added++
+	r.seq = c.added
 	c.recent[file] = r
 }
 
-// Len is the number of digests cached.
+// Len is the number of digests cached, those known through a file closed
+// since among them.
 func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
