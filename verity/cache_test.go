@@ -301,18 +301,23 @@ func TestCacheInodeTakenAgain(t *testing.T) {
 	dir := t.TempDir()
 	c := NewCache()
 	const size = 9000
-	sameKey := 0
-	for try := range 100 {
-		old := bytes.Repeat([]byte{byte(try)}, size)
-		oldPath := filepath.Join(dir, fmt.Sprintf("old%d", try))
-		if err := os.WriteFile(oldPath, old, 0o644); err != nil {
+	writeOpen := func(name string, data []byte) *os.File {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		f, err := os.Open(oldPath)
+		f, err := os.Open(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.Remove(oldPath)
+		os.Remove(path) // freed at its close
+		return f
+	}
+	sameKey := 0
+	for try := range 100 {
+		old := bytes.Repeat([]byte{byte(try)}, size)
+		f := writeOpen(fmt.Sprintf("old%d", try), old)
 		if err := c.Verify(f, SHA256, DigestBytes(SHA256, old)); err != nil {
 			t.Fatal(err)
 		}
@@ -323,14 +328,7 @@ func TestCacheInodeTakenAgain(t *testing.T) {
 		f.Close()
 
 		next := bytes.Repeat([]byte{byte(try + 1)}, size)
-		nextPath := filepath.Join(dir, fmt.Sprintf("next%d", try))
-		if err := os.WriteFile(nextPath, next, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		g, err := os.Open(nextPath)
-		if err != nil {
-			t.Fatal(err)
-		}
+		g := writeOpen(fmt.Sprintf("next%d", try), next)
 		if k, _, err := keyOf(g, SHA256); err == nil && k == oldKey {
 			sameKey++
 		}
@@ -338,7 +336,6 @@ func TestCacheInodeTakenAgain(t *testing.T) {
 			t.Fatalf("try %d: a new file that took a deleted one's inode: %v", try, err)
 		}
 		g.Close()
-		os.Remove(nextPath)
 	}
 	if sameKey == 0 {
 		// tmpfs, say, numbers inodes from a counter: nothing shown.
@@ -347,15 +344,30 @@ func TestCacheInodeTakenAgain(t *testing.T) {
 	t.Logf("%d of 100 new files had the deleted one's inode, size and times", sameKey)
 }
 
-// TestCacheRecentWaiter: an open that waited for another's hash of a file
-// changed just before it knows the digest through its own file too.
-func TestCacheRecentWaiter(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "obj")
+// justWritten writes a file and returns it with its digest and the time
+// of its last change, and a cache whose clock reads a moment after that,
+// however slow the machine.
+func justWritten(t *testing.T) (c *Cache, path string, digest []byte, changed time.Time) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "obj")
 	data := mod251(100000)
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want := DigestBytes(SHA256, data)
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	changed = time.Unix(st.Ctim.Unix())
+	c = NewCache()
+	c.now = func() time.Time { return changed.Add(time.Millisecond) }
+	return c, path, DigestBytes(SHA256, data), changed
+}
+
+// TestCacheRecentWaiter: an open that waited for another's hash of a file
+// changed just before it knows the digest through its own file too.
+func TestCacheRecentWaiter(t *testing.T) {
+	c, path, want, _ := justWritten(t)
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -365,9 +377,6 @@ func TestCacheRecentWaiter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := NewCache()
-	changed := time.Unix(key.ctimeSec, key.ctimeNsec)
-	c.now = func() time.Time { return changed.Add(time.Millisecond) }
 	// Another open's hash of the same state, which this one finds in
 	// flight and waits for (ended already: the wait is not what is
 	// tested, what it keeps is).
@@ -391,20 +400,7 @@ func TestCacheRecentWaiter(t *testing.T) {
 // not hashed again through the same *os.File, but is through another
 // open of it until it is settled; then its digest is known by its stat.
 func TestCacheRecentKnownThroughFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "obj")
-	data := mod251(100000)
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	want := DigestBytes(SHA256, data)
-	c := NewCache()
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	changed := time.Unix(st.Ctim.Unix())
-	// Hashed a moment after its last change, however slow the machine.
-	c.now = func() time.Time { return changed.Add(time.Millisecond) }
+	c, path, want, changed := justWritten(t)
 	verify := func(f *os.File) int64 {
 		t.Helper()
 		before := computed.Load()
