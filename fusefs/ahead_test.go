@@ -514,14 +514,7 @@ func TestReadAheadObjectChangedBeforeOpen(t *testing.T) {
 				t.Fatal("d/f05 was not read ahead")
 			}
 			path := filepath.Join(string(store), objs["d/f05"].Payload)
-			f, err := os.OpenFile(path, os.O_WRONLY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := f.WriteAt([]byte("changed"), 3); err != nil {
-				t.Fatal(err)
-			}
-			f.Close()
+			rewriteAt(t, path, []byte("changed"), 3)
 			// Its times as the test sets them, unlike any it had when
 			// checked, however coarsely the clock ticks.
 			old := time.Unix(1_000_000, 0)

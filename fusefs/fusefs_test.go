@@ -494,14 +494,7 @@ func TestIdleObjectRewritten(t *testing.T) {
 	if s.fsys.idle.n != 1 {
 		t.Fatalf("%d idle objects after the release, want 1", s.fsys.idle.n)
 	}
-	obj, err := os.OpenFile(objPath, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := obj.WriteAt([]byte("rewritten"), 100); err != nil {
-		t.Fatal(err)
-	}
-	obj.Close()
+	rewriteAt(t, objPath, []byte("rewritten"), 100)
 	if st := s.fsys.Open(nil, &in, &out); st != fuse.EIO {
 		t.Errorf("open after the object was rewritten: %v, want EIO", st)
 	}

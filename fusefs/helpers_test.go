@@ -309,3 +309,17 @@ func (s *server) getxattr(c fuse.Caller, path, name string) (string, fuse.Status
 	}
 	return string(buf[:sz]), fuse.OK
 }
+
+// rewriteAt writes data over the file at path, at off, in place: an
+// object changed under the mount without a new inode.
+func rewriteAt(t *testing.T, path string, data []byte, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(data, off); err != nil {
+		t.Fatal(err)
+	}
+}
