@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -118,11 +117,11 @@ func (f *FS) Open(name string) (fs.File, error) {
 			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 		}
 		if external {
-			obj, err := f.OpenObject(context.Background(), &in)
+			obj, err := f.OpenObjectToRead(context.Background(), &in)
 			if err != nil {
 				return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 			}
-			file.obj = obj.File
+			file.obj = &obj
 		}
 	}
 	return file, nil
@@ -306,7 +305,7 @@ type regFile struct {
 	in     erofs.Inode
 	info   *fileInfo
 	path   string
-	obj    *os.File
+	obj    *Object // an external file's
 	off    int64
 	closed bool
 }
@@ -324,7 +323,7 @@ func (f *regFile) Close() error {
 	}
 	f.closed = true
 	if f.obj != nil {
-		return f.obj.Close()
+		return f.obj.File.Close()
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -42,9 +43,31 @@ type Object struct {
 	File *os.File
 	// Payload is the object's name in the store ("ab/cdef...").
 	Payload string
-	// Checked tells whether its content was found to match the digest;
-	// false when the policy or the file asked for no check.
+	// Checked tells whether its whole content was found to match the
+	// digest; false when the policy or the file asked for no check, or
+	// when Blocks is set.
 	Checked bool
+	// Blocks, when set (OpenObjectToRead only), checks the object as it
+	// is read instead: ReadAt serves bytes once the blocks they come
+	// from hash to the sums, which give the file's digest.
+	Blocks *verity.BlockSums
+}
+
+// ReadAt reads the object's content at off, as io.ReaderAt does, checked
+// block by block when Blocks is set. A block that does not match its sum
+// is an error wrapping ErrDigestMismatch and naming the object.
+func (o Object) ReadAt(p []byte, off int64) (int, error) {
+	if o.Blocks == nil {
+		return o.File.ReadAt(p, off)
+	}
+	n, err := o.Blocks.ReadAt(o.File, p, off)
+	if err != nil && err != io.EOF {
+		if errors.Is(err, verity.ErrMismatch) {
+			return n, fmt.Errorf("object %s: %w: %w", o.Payload, ErrDigestMismatch, err)
+		}
+		return n, fmt.Errorf("object %s: %w", o.Payload, err)
+	}
+	return n, err
 }
 
 // OpenObject opens the object of external file in and checks it against
@@ -58,6 +81,23 @@ type Object struct {
 // fs.ErrNotExist for a missing object (the kernel answers ENOENT),
 // ErrDigestMismatch, ErrNoDigest or ErrNoRedirect.
 func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
+	return f.openObject(ctx, in, false)
+}
+
+// OpenObjectToRead is OpenObject for a caller that reads the object only
+// through Object.ReadAt: a large object from a local store whose block
+// sums the digest cache keeps (verity.Cache.KeepTrees), and whose digest
+// it does not know yet, comes back with Blocks set, to be checked as it is
+// read, instead of hashed whole first. That is what serves a file's first
+// bytes soon after a mount: hashing all of a large file before its first
+// read waits for the disk to give the whole file, which a reader such as
+// dpkg or tar could otherwise have read and worked on meanwhile.
+func (f *FS) OpenObjectToRead(ctx context.Context, in *erofs.Inode) (Object, error) {
+	return f.openObject(ctx, in, true)
+}
+
+// openObject is OpenObject, and with byBlocks OpenObjectToRead.
+func (f *FS) openObject(ctx context.Context, in *erofs.Inode, byBlocks bool) (Object, error) {
 	t, err := f.objectOf(in)
 	if err != nil {
 		return Object{}, err
@@ -91,6 +131,11 @@ func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
 	}
 	if !check {
 		return Object{File: obj, Payload: payload}, nil
+	}
+	if byBlocks {
+		if b := f.cfg.Cache.Blocks(obj, alg, digest); b != nil {
+			return Object{File: obj, Payload: payload, Blocks: b}, nil
+		}
 	}
 	if err := f.verifyObject(ctx, obj, payload, alg, digest); err != nil {
 		obj.Close()

@@ -672,7 +672,7 @@ func (f *FS) prefetchObject(nid uint64) {
 	if !obj.Checked {
 		unix.Fadvise(int(obj.File.Fd()), 0, 0, unix.FADV_WILLNEED)
 	}
-	if o := f.backObject(nid, obj.File, state); !f.keepAhead(nid, o) {
+	if o := f.backObject(nid, obj, state); !f.keepAhead(nid, o) {
 		f.dropObject(o)
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"math"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/verity"
 )
 
 // fhObject marks an open external file: its content comes from the object
@@ -112,21 +113,21 @@ func (f *FS) storeSmall(nodeID uint64, in *erofs.Inode) {
 // file and the object; a missing object is ENOENT, as overlayfs answers for
 // a missing data-only lower file. Out of descriptors, it lets go of idle
 // objects and tries once more.
-func (f *FS) objectFile(ctx context.Context, in *erofs.Inode) (*os.File, objectState, fuse.Status) {
+func (f *FS) objectFile(ctx context.Context, in *erofs.Inode) (composefs.Object, objectState, fuse.Status) {
 	obj, state, err := f.checkedObject(ctx, in)
 	if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && f.shedIdle() {
 		obj, state, err = f.checkedObject(ctx, in)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, objectState{}, fuse.EINTR
+			return composefs.Object{}, objectState{}, fuse.EINTR
 		}
 		// Logged even when the object is missing: unlike a missing
 		// name, that is a broken image or store.
 		f.cfg.Logger.Error("open failed", "path", f.pathOf(in.Nid), "err", err)
-		return nil, objectState{}, fuse.Status(composefs.Errno(err))
+		return composefs.Object{}, objectState{}, fuse.Status(composefs.Errno(err))
 	}
-	return obj.File, state, fuse.OK
+	return obj, state, fuse.OK
 }
 
 // errChangedAtCheck is an object rewritten just as it was checked.
@@ -139,8 +140,18 @@ var errChangedAtCheck = errors.New("object changed as it was checked")
 // takings of it, which must agree (a change moves ctime, which never goes
 // back). Unchanged since its hash, the second check finds its digest
 // cached (through the same *os.File, for an object changed just before).
+//
+// Unless the kernel reads objects itself (passthrough), a large object
+// may come back to be checked block by block as it is read (Blocks set,
+// composefs.FS.OpenObjectToRead): every read of it must then go through
+// readChecked. Each read checks the very bytes it serves, so there is no
+// hash for its state to be bound to.
 func (f *FS) checkedObject(ctx context.Context, in *erofs.Inode) (composefs.Object, objectState, error) {
-	obj, err := f.view.OpenObject(ctx, in)
+	open := f.view.OpenObject
+	if !f.passthrough.Load() {
+		open = f.view.OpenObjectToRead
+	}
+	obj, err := open(ctx, in)
 	if err != nil {
 		return composefs.Object{}, objectState{}, err
 	}
@@ -190,6 +201,9 @@ func (f *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Rea
 		if o == nil {
 			return nil, fuse.EBADF
 		}
+		if o.blocks != nil {
+			return f.readChecked(o, in.Offset, dest)
+		}
 		// A reference to the object's bytes, which go-fuse splices to
 		// the kernel without copying them through our memory.
 		return fuse.ReadResultFd(uintptr(o.fd), int64(in.Offset), len(dest)), fuse.OK
@@ -231,11 +245,47 @@ func (f *FS) readObject(cancel <-chan struct{}, in *erofs.Inode, off uint64, des
 		return nil, st
 	}
 	defer f.releaseObject(in.Nid)
+	if o.blocks != nil {
+		return f.readChecked(o, off, dest)
+	}
 	n, err := preadFull(o.fd, dest, int64(off))
 	if err != nil {
 		return nil, f.fail(in.Nid, "read", err)
 	}
 	return fuse.ReadResultData(dest[:n]), fuse.OK
+}
+
+// readChecked serves a READ of o, an object checked block by block as it
+// is read: the bytes are read into dest and served only once the blocks
+// they come from match their sums. A READ that meets a block that does not
+// is EIO, logged; the blocks that match are served, as the kernel's
+// fs-verity serves the pages that pass.
+func (f *FS) readChecked(o *openObject, off uint64, dest []byte) (fuse.ReadResult, fuse.Status) {
+	if off > math.MaxInt64 {
+		return fuse.ReadResultData(nil), fuse.OK
+	}
+	n, err := o.blocks.sums.ReadAt(fdReader(o.fd), dest, int64(off))
+	if err != nil && err != io.EOF {
+		if errors.Is(err, verity.ErrMismatch) {
+			err = fmt.Errorf("object %s: %w: %w", o.blocks.payload, composefs.ErrDigestMismatch, err)
+		} else {
+			err = fmt.Errorf("object %s: %w", o.blocks.payload, err)
+		}
+		return nil, f.fail(o.nid, "read", err)
+	}
+	return fuse.ReadResultData(dest[:n]), fuse.OK
+}
+
+// fdReader reads a bare descriptor as io.ReaderAt (an *os.File would cost
+// an allocation and a finalizer per READ).
+type fdReader int
+
+func (fd fdReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := preadFull(int(fd), p, off)
+	if err == nil && n < len(p) {
+		err = io.EOF
+	}
+	return n, err
 }
 
 // Release lets go of the object of an external file.

@@ -9,7 +9,9 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/verity"
 )
 
 // openObject is the object of an external file, opened and checked, shared
@@ -34,9 +36,20 @@ type openObject struct {
 	checked objectState // the file as it was when opened and checked
 	backing int32       // passthrough backing id; 0 when reads come to us
 	refs    int         // opens the kernel holds
+	// blocks, for an object checked as it is read rather than whole
+	// (composefs.Object.Blocks), is what every read of it checks by.
+	// Set once, before the object is shared.
+	blocks *blockSums
 
 	// The idle list, most recently released first.
 	newer, older *openObject
+}
+
+// blockSums is how an object checked block by block is checked, and its
+// name for the log.
+type blockSums struct {
+	sums    *verity.BlockSums
+	payload string
 }
 
 // objectState is what changes when a file is written or replaced.
@@ -183,11 +196,11 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode, note bool) (*openO
 		}
 	}
 	if o == nil {
-		file, state, st := f.objectFile(ctx, in)
+		obj, state, st := f.objectFile(ctx, in)
 		if !st.Ok() {
 			return nil, st
 		}
-		o = f.backObject(in.Nid, file, state)
+		o = f.backObject(in.Nid, obj, state)
 	}
 	return f.installObject(o), fuse.OK
 }
@@ -234,7 +247,7 @@ func (f *FS) holdObject(nid uint64) (o *openObject, changed bool) {
 // open holds o, it replaces o; while one does, the kernel keeps o as the
 // inode's backing file, and the open fails rather than serve o unchecked.
 func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) (*openObject, fuse.Status) {
-	file, now, st := f.objectFile(ctx, in)
+	obj, now, st := f.objectFile(ctx, in)
 	if !st.Ok() {
 		// Kept while other opens hold it, never taken idle again.
 		f.objMu.Lock()
@@ -250,16 +263,21 @@ func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) 
 		return nil, st
 	}
 	f.objMu.Lock()
-	if !now.statErr && now.ino == o.checked.ino {
+	// Checked the way o is (whole, or block by block as it is read): o
+	// serves as it did. Checked the other way, o would serve a whole
+	// object by its sums it never read, or by splicing bytes only its
+	// blocks vouch for: it is replaced, as another file is.
+	sameCheck := (obj.Blocks == nil) == (o.blocks == nil)
+	if !now.statErr && now.ino == o.checked.ino && sameCheck {
 		o.checked = now
 		f.objMu.Unlock()
-		file.Close()
+		obj.File.Close()
 		return o, fuse.OK
 	}
 	if o.refs > 1 {
 		o.refs--
 		f.objMu.Unlock()
-		file.Close()
+		obj.File.Close()
 		f.cfg.Logger.Error("object changed while open, replaced in the store: refused until its last open is closed", "path", f.pathOf(in.Nid))
 		return nil, fuse.EIO
 	}
@@ -267,7 +285,7 @@ func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) 
 	delete(f.open, in.Nid)
 	f.objMu.Unlock()
 	f.dropObject(o)
-	return f.installObject(f.backObject(in.Nid, file, now)), fuse.OK
+	return f.installObject(f.backObject(in.Nid, obj, now)), fuse.OK
 }
 
 func (f *FS) holdLocked(o *openObject) {
@@ -277,25 +295,31 @@ func (f *FS) holdLocked(o *openObject) {
 	o.refs++
 }
 
-// backObject wraps the object of nid, checked in state (checkedObject),
-// registered as a passthrough backing file where the kernel takes one.
-func (f *FS) backObject(nid uint64, file *os.File, state objectState) *openObject {
+// backObject wraps obj, the object of nid checked in state
+// (checkedObject), registered as a passthrough backing file where the
+// kernel takes one and the object needs no check as it is read.
+func (f *FS) backObject(nid uint64, obj composefs.Object, state objectState) *openObject {
+	var blocks *blockSums
+	if obj.Blocks != nil {
+		blocks = &blockSums{sums: obj.Blocks, payload: obj.Payload}
+	}
+	file := obj.File
 	fd, err := unix.FcntlInt(file.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		// Out of descriptors: keep file, which owns its descriptor
 		// (and would close it when collected).
-		o := f.backFd(nid, int(file.Fd()), state)
+		o := f.backFd(nid, int(file.Fd()), state, blocks)
 		o.owner = file
 		return o
 	}
 	file.Close()
-	return f.backFd(nid, fd, state)
+	return f.backFd(nid, fd, state, blocks)
 }
 
 // backFd is backObject for a bare descriptor, which the object owns.
-func (f *FS) backFd(nid uint64, fd int, state objectState) *openObject {
-	o := &openObject{nid: nid, fd: fd, checked: state}
-	if f.conn != nil && f.passthrough.Load() {
+func (f *FS) backFd(nid uint64, fd int, state objectState, blocks *blockSums) *openObject {
+	o := &openObject{nid: nid, fd: fd, checked: state, blocks: blocks}
+	if f.conn != nil && f.passthrough.Load() && blocks == nil {
 		id, errno := f.conn.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
 		if errno != 0 {
 			// Not privileged, or no passthrough here: serve reads.

@@ -105,7 +105,16 @@ func buildCmd(t testing.TB, name string) string {
 }
 
 func TestMain(m *testing.M) {
+	// The servers the tests start keep fs-verity trees in the user's
+	// cache directory: this run's own, not the machine's.
+	cache, err := os.MkdirTemp("", "composefs-tests-cache-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("XDG_CACHE_HOME", cache)
 	code := m.Run()
+	os.RemoveAll(cache)
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"syscall"
@@ -108,6 +109,9 @@ type Cache struct {
 	// since is when known was last emptied, with the monotonic clock's
 	// reading: a wall clock set back shows against it (clockSetBack).
 	since time.Time
+	// trees, when set, keeps the block sums of the large files hashed
+	// here, and gives those of files met again (Blocks).
+	trees *Trees
 }
 
 // recentDigest is the digest of a file changed just before its hash, the
@@ -255,7 +259,7 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDig
 		if !e.cancelled {
 			// The hash that was in flight failed; try again through
 			// this file.
-			d, err := digestStat(ctx, alg, f, fi)
+			d, _, err := digestStat(ctx, alg, f, fi, false)
 			return known(d), err
 		}
 		// The caller that was hashing gave up, which says nothing of
@@ -268,7 +272,8 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDig
 	c.busy[key] = e
 	c.mu.Unlock()
 
-	e.digest, e.err = digestStat(ctx, alg, f, fi)
+	var sums *BlockSums
+	e.digest, sums, e.err = digestStat(ctx, alg, f, fi, c.trees != nil)
 	e.cancelled = e.err != nil && ctx.Err() != nil
 	// Keep the result only if the file did not change while being read.
 	after, _, serr := keyOf(f, alg)
@@ -290,7 +295,55 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDig
 	}
 	c.mu.Unlock()
 	close(e.done)
+	if e.err == nil && sums != nil {
+		// Best effort: without them the next process hashes the
+		// file whole, as it would have anyway.
+		if err := c.trees.Save(e.digest, sums); err != nil {
+			slog.Debug("fs-verity tree not kept", "file", f.Name(), "err", err.Error())
+		}
+	}
 	return known(e.digest), e.err
+}
+
+// KeepTrees makes the cache keep in t the block sums of the files of at
+// least TreeMinSize that it hashes, and look there for those of files
+// whose digest it does not know (Blocks). Call it before the cache is
+// used.
+func (c *Cache) KeepTrees(t *Trees) { c.trees = t }
+
+// Blocks returns the block sums to check f by as it is read, for a caller
+// that reads f only through BlockSums.ReadAt and wants it to have digest
+// want: those kept for want when f's digest is not known here already,
+// so that f need not be hashed whole before its first byte is served.
+// Nil means f is to be checked whole (Verify): no trees are kept, f is
+// under TreeMinSize or not a regular file, its digest is known or being
+// computed (which costs Verify nothing more, or a wait), the kernel
+// measures it, or no sums giving want are kept.
+func (c *Cache) Blocks(f *os.File, alg Algorithm, want []byte) *BlockSums {
+	if c.trees == nil || !alg.Valid() || len(want) != alg.Size() {
+		return nil
+	}
+	key, fi, err := keyOf(f, alg)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() < TreeMinSize {
+		return nil
+	}
+	c.mu.Lock()
+	_, known := c.known[key]
+	r, recent := c.recent[weak.Make(f)]
+	_, busy := c.busy[key]
+	c.mu.Unlock()
+	if known || busy || recent && r.key == key {
+		return nil
+	}
+	if _, measured := kernelDigest(f, alg, key.dev); measured {
+		return nil
+	}
+	b, err := c.trees.Load(alg, want, fi.Size())
+	if err != nil {
+		slog.Debug("fs-verity tree not read", "file", f.Name(), "err", err.Error())
+		return nil
+	}
+	return b
 }
 
 // evictLocked makes room when the cache is full by dropping about a

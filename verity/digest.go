@@ -38,7 +38,8 @@ func DigestFile(alg Algorithm, f *os.File) ([]byte, error) {
 	if err != nil {
 		return nil, errpath.New(digestOp, f.Name(), err)
 	}
-	return digestStat(context.Background(), alg, f, fi)
+	d, _, err := digestStat(context.Background(), alg, f, fi, false)
+	return d, err
 }
 
 // digestOp is the operation of DigestFile's errors.
@@ -46,20 +47,34 @@ const digestOp = "fs-verity digest of"
 
 // digestStat is DigestFile for a file whose stat the caller already has;
 // hashing a regular file stops early, with ctx's error, once ctx is done.
-func digestStat(ctx context.Context, alg Algorithm, f *os.File, fi os.FileInfo) ([]byte, error) {
+// With keep, the block sums of a regular file hashed here of at least
+// TreeMinSize come back too (nil otherwise: a small file, or the kernel's
+// measurement).
+func digestStat(ctx context.Context, alg Algorithm, f *os.File, fi os.FileInfo, keep bool) ([]byte, *BlockSums, error) {
 	if !fi.Mode().IsRegular() {
 		// Pipes and devices: read what comes, from the current offset.
 		d, err := digestStream(alg, f, runtime.NumCPU())
 		if err != nil {
-			return nil, errpath.New(digestOp, f.Name(), err)
+			return nil, nil, errpath.New(digestOp, f.Name(), err)
 		}
-		return d, nil
+		return d, nil, nil
 	}
-	var dev uint64
+	if d, measured := kernelDigest(f, alg, deviceOf(fi)); measured {
+		return d, nil, nil
+	}
+	d, sums, err := computeKeeping(ctx, alg, f, fi.Size(), runtime.NumCPU(), keep)
+	if err != nil {
+		return nil, nil, errpath.New(digestOp, f.Name(), err)
+	}
+	return d, sums, nil
+}
+
+// deviceOf is the device a file's stat names, 0 if it has none.
+func deviceOf(fi os.FileInfo) uint64 {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		dev = uint64(st.Dev)
+		return uint64(st.Dev)
 	}
-	return digestRegular(ctx, alg, f, dev, fi.Size())
+	return 0
 }
 
 // noKernelVerity holds the devices whose file system answered that it has
@@ -67,38 +82,44 @@ func digestStat(ctx context.Context, alg Algorithm, f *os.File, fi os.FileInfo) 
 // there would cost an ioctl each time for the same answer.
 var noKernelVerity sync.Map // device number -> struct{}
 
-// digestRegular is DigestFile for a regular file whose device and size the
-// caller already has.
-func digestRegular(ctx context.Context, alg Algorithm, f *os.File, dev uint64, size int64) ([]byte, error) {
-	var kerr error = errKernelVerityUnsupported
-	if _, none := noKernelVerity.Load(dev); !none {
-		var d []byte
-		d, kerr = MeasureVerity(f, alg)
-		if kerr == nil {
-			debugf("fs-verity digest measured by kernel", f, alg, nil)
-			return d, nil
-		}
-		if errors.Is(kerr, unix.ENOTTY) || errors.Is(kerr, unix.EOPNOTSUPP) {
-			noKernelVerity.Store(dev, struct{}{})
-		}
+// kernelDigest is f's digest as the kernel measures it, when f, on device
+// dev, has fs-verity enabled with alg; measured is false when it has not,
+// and the digest is to be computed.
+func kernelDigest(f *os.File, alg Algorithm, dev uint64) (d []byte, measured bool) {
+	if _, none := noKernelVerity.Load(dev); none {
+		debugf("fs-verity digest computed in userspace", f, alg, errKernelVerityUnsupported)
+		return nil, false
 	}
-	debugf("fs-verity digest computed in userspace", f, alg, kerr)
-	d, err := computeSized(ctx, alg, f, size, runtime.NumCPU())
-	if err != nil {
-		return nil, errpath.New(digestOp, f.Name(), err)
+	d, err := MeasureVerity(f, alg)
+	if err == nil {
+		debugf("fs-verity digest measured by kernel", f, alg, nil)
+		return d, true
 	}
-	return d, nil
+	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EOPNOTSUPP) {
+		noKernelVerity.Store(dev, struct{}{})
+	}
+	debugf("fs-verity digest computed in userspace", f, alg, err)
+	return nil, false
 }
 
 // computeSized hashes the size bytes of regular file f in userspace, large
 // files with the given number of workers, until ctx is done.
 func computeSized(ctx context.Context, alg Algorithm, f *os.File, size int64, workers int) ([]byte, error) {
+	d, _, err := computeKeeping(ctx, alg, f, size, workers, false)
+	return d, err
+}
+
+// computeKeeping is computeSized returning, with keep, the block sums of a
+// file of at least TreeMinSize.
+func computeKeeping(ctx context.Context, alg Algorithm, f *os.File, size int64, workers int, keep bool) ([]byte, *BlockSums, error) {
 	computed.Add(1)
-	if size < parallelMin {
-		return digestSmall(ctx, alg, f, size)
+	keep = keep && size >= TreeMinSize
+	if size < parallelMin && !keep {
+		d, err := digestSmall(ctx, alg, f, size)
+		return d, nil, err
 	}
 	adviseSequential(f)
-	return digestAt(ctx, alg, f, size, workers)
+	return digestAtKeeping(ctx, alg, f, size, workers, keep)
 }
 
 var errKernelVerityUnsupported = fmt.Errorf("%w: not supported by this file system", ErrNoKernelVerity)

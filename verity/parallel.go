@@ -68,6 +68,9 @@ type pipeline struct {
 	tree   *tree
 	size   uint64
 	closed bool
+	// sums, when not nil, collects the block hashes in file order
+	// (digestAtKeeping).
+	sums []byte
 }
 
 func newPipeline(alg Algorithm, workers int, readAt io.ReaderAt) *pipeline {
@@ -140,6 +143,9 @@ func (p *pipeline) retire() error {
 	for i := range c.nsums {
 		p.tree.add(c.sums[i*p.ds : (i+1)*p.ds])
 	}
+	if p.sums != nil {
+		p.sums = append(p.sums, c.sums[:c.nsums*p.ds]...)
+	}
 	p.size += uint64(c.n)
 	return nil
 }
@@ -176,21 +182,35 @@ func (p *pipeline) stop() {
 // chunk's hashing, and the chunks already handed out (a few per worker)
 // are all that is hashed after it.
 func digestAt(ctx context.Context, alg Algorithm, src io.ReaderAt, size int64, workers int) ([]byte, error) {
+	d, _, err := digestAtKeeping(ctx, alg, src, size, workers, false)
+	return d, err
+}
+
+// digestAtKeeping is digestAt that also returns the block sums, when keep
+// says so: nothing more is hashed or read for them.
+func digestAtKeeping(ctx context.Context, alg Algorithm, src io.ReaderAt, size int64, workers int, keep bool) ([]byte, *BlockSums, error) {
 	p := newPipeline(alg, workers, src)
 	defer p.stop()
+	if keep {
+		p.sums = make([]byte, 0, sumsLen(alg, size))
+	}
 	for off := int64(0); off < size; off += chunkSize {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		c, err := p.get()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		c.off = off
 		c.n = int(min(chunkSize, size-off))
 		p.submit(c)
 	}
-	return p.finish()
+	d, err := p.finish()
+	if err != nil || !keep {
+		return d, nil, err
+	}
+	return d, &BlockSums{alg: alg, size: size, sums: p.sums}, nil
 }
 
 // digestStream hashes r to its end. Input that ends within the first chunk

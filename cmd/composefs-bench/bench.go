@@ -69,19 +69,46 @@ type measurement struct {
 func (b *bench) ways(verityOff bool) []mounter {
 	c := b.cfg
 	ways := []mounter{kernelMount{}}
+	trees := b.treesDir()
 	if c.transport != "dev" {
-		ways = append(ways, fuseMount{bin: c.bin, verityOff: verityOff})
+		ways = append(ways, fuseMount{bin: c.bin, verityOff: verityOff, trees: trees})
 	}
 	if c.transport != "io_uring" {
-		ways = append(ways, fuseMount{bin: c.bin, verityOff: verityOff, devFuse: true})
+		ways = append(ways, fuseMount{bin: c.bin, verityOff: verityOff, devFuse: true, trees: trees})
 	}
 	if c.passthrough {
-		ways = append(ways, fuseMount{bin: c.bin, verityOff: verityOff, devFuse: true, passthrough: true})
+		ways = append(ways, fuseMount{bin: c.bin, verityOff: verityOff, devFuse: true, passthrough: true, trees: trees})
 	}
 	if c.cServer != "" {
 		ways = append(ways, cServerMount{bin: c.cServer})
 	}
 	return ways
+}
+
+// treesDir is where our mounts keep the block sums of large objects
+// (--tree-cache), shared by every mount of the run as a user's cache is by
+// their mounts: a row's first cold mount hashes its large objects whole
+// and keeps their sums, and the mounts after it check them as they read.
+// It starts empty (removed when the run begins).
+func (b *bench) treesDir() string { return filepath.Join(b.cfg.work, "trees") }
+
+// firstMounts is ways with our mounts that keep trees made to start each
+// mount with none, as the first mount of an image does, and the others
+// (the C server, passthrough, which keeps none) left out.
+func firstMounts(ways []mounter, trees string) []mounter {
+	var first []mounter
+	for _, m := range ways {
+		switch m := m.(type) {
+		case kernelMount:
+			first = append(first, m)
+		case fuseMount:
+			if m.trees != "" && !m.passthrough && !m.verityOff {
+				m.trees, m.firstMount = trees, true
+				first = append(first, m)
+			}
+		}
+	}
+	return first
 }
 
 // runsFor is how many times a row group is measured: --group-runs or

@@ -122,7 +122,7 @@ func (b *bench) failedRun(at, who string, run int, err error) error {
 // httpWays are the two mounts of the HTTP rows: composefs-fuse on the
 // local store, and on the store at a URL fetching into cache.
 func (b *bench) httpWays(cache string) [2]fuseMount {
-	local := fuseMount{bin: b.cfg.bin, devFuse: b.cfg.transport == "dev"}
+	local := fuseMount{bin: b.cfg.bin, devFuse: b.cfg.transport == "dev", trees: b.treesDir()}
 	remote := local
 	remote.cache = cache
 	return [2]fuseMount{local, remote}

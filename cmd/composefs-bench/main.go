@@ -185,6 +185,11 @@ func measure(c *config) error {
 			return err
 		}
 	}
+	// Trees kept by an earlier run in the same --work would spare the
+	// first cold mount of each row its whole-object hashes.
+	if err := os.RemoveAll(filepath.Join(c.work, "trees")); err != nil {
+		return err
+	}
 	restore, err := useTransport(c.transport)
 	if err != nil {
 		return err

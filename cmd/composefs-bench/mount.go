@@ -70,6 +70,12 @@ type fuseMount struct {
 	cache string
 	// digest is --digest, the image's fs-verity digest in hex.
 	digest string
+	// trees is --tree-cache: where the block sums of large objects are
+	// kept from one mount to the next, as a user's cache keeps them.
+	trees string
+	// firstMount empties trees before each mount: every object is hashed
+	// whole again, as on the first mount of an image.
+	firstMount bool
 }
 
 func (f fuseMount) name() string {
@@ -101,6 +107,16 @@ func (f fuseMount) mount(c *corpus, at string) error {
 	}
 	if f.digest != "" {
 		args = append(args, "--digest="+f.digest)
+	}
+	if f.trees == "" {
+		args = append(args, "--tree-cache=none")
+	} else {
+		if f.firstMount {
+			if err := os.RemoveAll(f.trees); err != nil {
+				return err
+			}
+		}
+		args = append(args, "--tree-cache="+f.trees)
 	}
 	return runCmd(filepath.Join(f.bin, "composefs-fuse"), args...)
 }

@@ -309,6 +309,13 @@ func (b *bench) rootfsRows(ways []mounter, root string, add func(label, unit, ba
 		}
 		add("dpkg --verify, Debian minbase, cold", "s", "", "", cold)
 		add("dpkg --verify, Debian minbase, warm", "s", "", "", warm)
+		// The cold row again, each of our mounts starting with no
+		// trees kept: what the first mount of an image costs.
+		first, _, err := b.coldWarm("dpkg", firstMounts(ways, filepath.Join(c.work, "trees-first")), cp, dpkgVerify, check, nil)
+		if err != nil {
+			return err
+		}
+		add("  cold, first mount (no trees kept)", "s", "", "", first)
 	}
 	if c.wants("tar") {
 		content, err := contentBytes(root)

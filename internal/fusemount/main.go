@@ -74,6 +74,7 @@ func defineOptions(c *cli.Command) *commandLine {
 	fl.Lookup("debug").Usage = "log debug messages too, every FUSE request among them (-o debug)"
 	fl.StringArrayVar(&s.basedirs, "basedir", nil, "flat object store `DIR` or http(s):// URL (repeatable, or A:B for directories; searched in order)")
 	fl.StringVar(&s.cacheDir, "cache", "", "where objects fetched from a URL --basedir are kept, a flat store shared by mounts: `DIR` (default $XDG_CACHE_HOME/composefs-fuse/objects, /var/cache/composefs-fuse/objects for root) (-o cache=DIR)")
+	fl.StringVar(&s.treeCache, "tree-cache", "", "where the fs-verity block hashes of objects of 256 KiB or more are kept once hashed, so that later mounts check such a file block by block as it is read instead of hashing all of it before its first byte: `DIR`, private to the user, or none (default $XDG_CACHE_HOME/composefs-fuse/trees, or ~/.cache/...; nothing is kept with --passthrough or --verity=off) (-o tree_cache=DIR)")
 	fl.StringVar(&cl.cacheSize, "cache-size", "", "bound the cache to `SIZE` bytes (K, M, G, T suffixes), removing the objects used least recently that no one has open (-o cache_size=SIZE)")
 	fl.StringVar(&s.caFile, "ca-file", "", "trust the certificate authorities in the PEM `FILE` too, for https stores (-o ca_file=FILE)")
 	fl.StringVar(&cl.fetchTimeout, "fetch-timeout", "", "give up on a request to a URL store after `SECONDS` without a byte from it (default 20, from 0.01 to 3600); a request is tried 4 times in all before the file's open fails with EIO (-o fetch_timeout=SECONDS)")

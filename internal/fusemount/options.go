@@ -40,6 +40,9 @@ type settings struct {
 	caFile                string
 	tokenFile, headerFile string
 	fsname                string
+	// treeCache is where the block sums of large objects are kept
+	// (verity.Trees): "" for the default place, "none" for nowhere.
+	treeCache string
 	// mountFlags go to the kernel (or fusermount3) as given: nosuid,
 	// nodev, noexec and their opposites.
 	mountFlags []string
@@ -88,6 +91,8 @@ func (s *settings) addOptions(arg string) error {
 			s.logFile = val
 		case key == "cache" && hasVal:
 			s.cacheDir = val
+		case key == "tree_cache" && hasVal:
+			s.treeCache = val
 		case key == "cache_size" && hasVal:
 			n, err := parseSize(val)
 			if err != nil {

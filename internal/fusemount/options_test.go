@@ -3,6 +3,10 @@ package fusemount
 import (
 	"bytes"
 	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -229,4 +233,50 @@ func FuzzParseSize(f *testing.F) {
 			t.Fatalf("%q: %d", s, n)
 		}
 	})
+}
+
+func TestTreeCacheOption(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"img", "mnt"}, ""},
+		{[]string{"img", "mnt", "--tree-cache=/trees"}, "/trees"},
+		{[]string{"img", "mnt", "--tree-cache=/a", "-o", "tree_cache=none"}, "none"},
+	} {
+		s, err := parseArgs(tc.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.treeCache != tc.want {
+			t.Errorf("%q: tree cache %q, want %q", tc.args, s.treeCache, tc.want)
+		}
+	}
+}
+
+// openTrees keeps trees where asked, in the user's cache by default, and
+// none where nothing would use them.
+func TestOpenTrees(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir := filepath.Join(t.TempDir(), "t")
+	for _, tc := range []struct {
+		s    settings
+		want string
+	}{
+		{settings{}, filepath.Join(os.Getenv("XDG_CACHE_HOME"), "composefs-fuse", "trees")},
+		{settings{treeCache: dir}, dir},
+		{settings{treeCache: "none"}, ""},
+		{settings{treeCache: dir, verity: composefs.VerityOff}, ""},
+		{settings{treeCache: dir, passthrough: true}, ""},
+		{settings{treeCache: dir, passthrough: true, noOpen: true}, dir},
+	} {
+		got := ""
+		if tr := openTrees(&tc.s, logger); tr != nil {
+			got = tr.Dir()
+		}
+		if got != tc.want {
+			t.Errorf("%+v: trees in %q, want %q", tc.s, got, tc.want)
+		}
+	}
 }

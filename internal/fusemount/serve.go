@@ -80,6 +80,9 @@ func serve(s *settings, logs *cli.LogHandler) (ended syscall.Signal, err error) 
 		return 0, err
 	}
 	vc := verity.NewCache()
+	if trees := openTrees(s, logger); trees != nil {
+		vc.KeepTrees(trees)
+	}
 	imagePath, store, storeDirs, imageID, closeSources, err := openSources(s, digest, vc, logger)
 	if err != nil {
 		return 0, err
@@ -511,6 +514,38 @@ func defaultCacheDir() (string, error) {
 		return "", fmt.Errorf("no --cache, and no cache directory to put it in: %w", err)
 	}
 	return filepath.Join(base, "composefs-fuse", "objects"), nil
+}
+
+// openTrees opens the place the block sums of large objects are kept
+// (--tree-cache), or returns nil when none are to be: nothing is checked,
+// or the kernel reads objects itself (passthrough), which leaves nothing to
+// check block by block. The default is the user's cache directory, root's
+// too: the sums are hashes of the user's data, kept as private as it
+// (0700). Without a directory to put them in (no HOME) or room to make
+// it, the mount goes on without them, as it did before they existed.
+func openTrees(s *settings, logger *slog.Logger) *verity.Trees {
+	if s.treeCache == "none" || s.verity == composefs.VerityOff || s.passthrough && !s.noOpen {
+		return nil
+	}
+	dir := s.treeCache
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			logger.Debug("no fs-verity trees kept", "err", err)
+			return nil
+		}
+		dir = filepath.Join(base, "composefs-fuse", "trees")
+	}
+	t, err := verity.OpenTrees(dir)
+	if err != nil {
+		if s.treeCache != "" {
+			logger.Warn("--tree-cache: none kept", "err", err)
+		} else {
+			logger.Debug("no fs-verity trees kept", "err", err)
+		}
+		return nil
+	}
+	return t
 }
 
 func fileExists(p string) bool {

@@ -1,0 +1,185 @@
+package verity
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// BlockSums is level 0 of a file's fs-verity Merkle tree: the hash of each
+// of its data blocks, in order (the last one zero-padded). The levels
+// above are 1/128 (sha256) of its size, so the file's digest follows from
+// it at little cost (Digest); and once that digest is the one wanted, a
+// read can be checked against the hashes of the blocks it covers alone
+// (ReadAt). That is how the kernel's fs-verity reads: a file's first bytes
+// are served once their blocks are checked, not once all of it is hashed.
+type BlockSums struct {
+	alg  Algorithm
+	size int64
+	sums []byte // one digest per block
+}
+
+// TreeMinSize is the smallest file whose block sums are kept (Trees) and
+// read by (BlockSums.ReadAt). A smaller file is hashed whole in one read
+// loop, without workers, and so quickly that checking it block by block
+// gains nothing a separate file of sums would not cost back.
+const TreeMinSize = parallelMin
+
+// blockCount is the number of data blocks in a file of size bytes.
+func blockCount(size int64) int64 { return (size + BlockSize - 1) / BlockSize }
+
+// sumsLen is the length of the block sums of a file of size bytes.
+func sumsLen(alg Algorithm, size int64) int64 { return blockCount(size) * int64(alg.Size()) }
+
+// Size is the length of the file the sums describe.
+func (b *BlockSums) Size() int64 { return b.size }
+
+// Algorithm is the hash the sums are made with.
+func (b *BlockSums) Algorithm() Algorithm { return b.alg }
+
+// Digest is the fs-verity digest of the file the sums describe: the
+// levels above level 0 are built from them.
+func (b *BlockSums) Digest() []byte {
+	t := newTree(b.alg)
+	ds := b.alg.Size()
+	for off := 0; off < len(b.sums); off += ds {
+		t.add(b.sums[off : off+ds])
+	}
+	size := uint64(b.size)
+	return digestOf(b.alg, size, t.finish(size))
+}
+
+// BlockMismatchError is a block read that does not hash to its sum: the
+// file is not the one its digest describes.
+type BlockMismatchError struct {
+	// Offset is where the block begins in the file.
+	Offset int64
+}
+
+func (e *BlockMismatchError) Error() string {
+	return fmt.Sprintf("block at offset %d does not match its fs-verity hash", e.Offset)
+}
+
+// Unwrap makes the error an ErrMismatch.
+func (e *BlockMismatchError) Unwrap() error { return ErrMismatch }
+
+// errShortFile is a file shorter than its sums say: it shrank since.
+var errShortFile = errors.New("file shorter than its fs-verity block sums")
+
+// ReadAt reads from src, the file the sums describe, into p at off, as
+// io.ReaderAt does (short with io.EOF at the end of the file), and
+// returns the bytes only once every block they come from hashes to its
+// sum: the whole block is read and hashed, even for a read of part of
+// it. The bytes checked are the very bytes returned, so a file changed
+// after it was opened can give an error, never unchecked content. A block
+// that does not match gives a *BlockMismatchError and no bytes; a file
+// that ends before the sums do gives an error wrapping
+// io.ErrUnexpectedEOF. The sums bound what is read: bytes past their
+// size are not the file's, and are never read.
+func (b *BlockSums) ReadAt(src io.ReaderAt, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("read at negative offset %d", off)
+	}
+	if off >= b.size {
+		return 0, io.EOF
+	}
+	end := min(off+int64(len(p)), b.size)
+	first := off &^ (BlockSize - 1)
+	last := min((end+BlockSize-1)&^(BlockSize-1), b.size)
+	span := int(last - first)
+	// Whole blocks read straight into p; anything else (a read that
+	// begins or ends within a block) through a buffer of whole blocks.
+	direct := first == off && span <= len(p)
+	var buf []byte
+	if direct {
+		buf = p[:span]
+	} else if span <= chunkSize {
+		bp := getBuffer()
+		defer putBuffer(bp)
+		buf = (*bp)[:span]
+	} else {
+		buf = make([]byte, span)
+	}
+	if n, err := src.ReadAt(buf, first); n < span {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = fmt.Errorf("reading at offset %d: %w: %w", first+int64(n), errShortFile, io.ErrUnexpectedEOF)
+		}
+		return 0, err
+	}
+	if err := b.check(buf, first); err != nil {
+		if direct {
+			clear(buf) // no unchecked bytes left for a careless caller
+		}
+		return 0, err
+	}
+	n := int(end - off)
+	if !direct {
+		copy(p, buf[off-first:end-first])
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// check hashes data, the file's bytes from block-aligned offset at up to a
+// block boundary or the end of the file, and compares each block's hash
+// with its sum.
+func (b *BlockSums) check(data []byte, at int64) error {
+	ds := b.alg.Size()
+	h := getBlockHasher(b.alg)
+	defer putBlockHasher(b.alg, h)
+	var got [2 * maxDigestSize]byte
+	i := int(at / BlockSize)
+	for off := 0; off < len(data); {
+		if off+2*BlockSize <= len(data) {
+			h.sum2(b.alg, got[:ds], got[ds:2*ds], data[off:off+BlockSize], data[off+BlockSize:off+2*BlockSize])
+			if !bytes.Equal(got[:2*ds], b.sums[i*ds:(i+2)*ds]) {
+				if !bytes.Equal(got[:ds], b.sums[i*ds:(i+1)*ds]) {
+					return &BlockMismatchError{Offset: int64(i) * BlockSize}
+				}
+				return &BlockMismatchError{Offset: int64(i+1) * BlockSize}
+			}
+			off += 2 * BlockSize
+			i += 2
+			continue
+		}
+		blk := data[off:min(off+BlockSize, len(data))]
+		h.sumPadded(got[:ds], blk)
+		if !bytes.Equal(got[:ds], b.sums[i*ds:(i+1)*ds]) {
+			return &BlockMismatchError{Offset: int64(i) * BlockSize}
+		}
+		off += BlockSize
+		i++
+	}
+	return nil
+}
+
+// zeroBlock pads a file's short last block for its hash.
+var zeroBlock [BlockSize]byte
+
+// sumPadded writes into dst the hash of block, zero-padded to BlockSize,
+// without copying it.
+func (b blockHasher) sumPadded(dst, block []byte) {
+	b.h.Reset()
+	b.h.Write(block)
+	if len(block) < BlockSize {
+		b.h.Write(zeroBlock[:BlockSize-len(block)])
+	}
+	b.h.Sum(dst[:0])
+}
+
+// blockHashers keeps hash states for checks of reads, one pool per
+// algorithm: every READ of a file checked block by block needs one.
+var blockHashers = [...]sync.Pool{
+	SHA256: {New: func() any { h := newBlockHasher(SHA256); return &h }},
+	SHA512: {New: func() any { h := newBlockHasher(SHA512); return &h }},
+}
+
+func getBlockHasher(alg Algorithm) *blockHasher {
+	return blockHashers[alg].Get().(*blockHasher)
+}
+
+func putBlockHasher(alg Algorithm, h *blockHasher) { blockHashers[alg].Put(h) }

@@ -1,0 +1,339 @@
+package verity
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// treeSizes are file sizes around the edges of blocks, chunks and the
+// tree's levels, from TreeMinSize up.
+var treeSizes = []int64{
+	TreeMinSize, TreeMinSize + 1, TreeMinSize + BlockSize - 1,
+	chunkSize*5 + 7, 128 * BlockSize, 128*BlockSize + 1, 3<<20 + 4095,
+}
+
+// sumsOf hashes f whole, keeping its block sums.
+func sumsOf(t *testing.T, alg Algorithm, f *os.File, size int64) ([]byte, *BlockSums) {
+	t.Helper()
+	d, b, err := computeKeeping(context.Background(), alg, f, size, 3, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b == nil {
+		t.Fatalf("no block sums kept for %d bytes", size)
+	}
+	return d, b
+}
+
+func TestBlockSumsGiveTheDigest(t *testing.T) {
+	for _, alg := range []Algorithm{SHA256, SHA512} {
+		for _, size := range treeSizes {
+			data := randomBytes(size, uint64(size))
+			f := fileOfBytes(t, data)
+			d, b := sumsOf(t, alg, f, size)
+			if want := DigestBytes(alg, data); !bytes.Equal(d, want) {
+				t.Fatalf("%s %d bytes: digest %x, want %x", alg, size, d, want)
+			}
+			if got := b.Digest(); !bytes.Equal(got, d) {
+				t.Errorf("%s %d bytes: sums give %x, the file's digest is %x", alg, size, got, d)
+			}
+			if int64(len(b.sums)) != sumsLen(alg, size) || b.Size() != size {
+				t.Errorf("%s %d bytes: %d bytes of sums for size %d", alg, size, len(b.sums), b.Size())
+			}
+		}
+	}
+	// Below TreeMinSize nothing is kept.
+	f := fileOfBytes(t, randomBytes(TreeMinSize-1, 1))
+	if _, b, err := computeKeeping(context.Background(), SHA256, f, TreeMinSize-1, 2, true); err != nil || b != nil {
+		t.Errorf("under TreeMinSize: sums %v, err %v; want none", b != nil, err)
+	}
+}
+
+func TestBlockSumsReadAt(t *testing.T) {
+	size := int64(3<<20 + 1234)
+	data := randomBytes(size, 7)
+	f := fileOfBytes(t, data)
+	_, b := sumsOf(t, SHA256, f, size)
+	rng := rand.New(rand.NewPCG(1, 2))
+	check := func(off int64, n int) {
+		t.Helper()
+		p := make([]byte, n)
+		got, err := b.ReadAt(f, p, off)
+		want := max(0, min(int64(n), size-off))
+		if int64(got) != want {
+			t.Fatalf("ReadAt(%d bytes at %d) = %d, %v; want %d bytes", n, off, got, err, want)
+		}
+		if want < int64(n) && err != io.EOF || want == int64(n) && err != nil {
+			t.Fatalf("ReadAt(%d bytes at %d): err %v", n, off, err)
+		}
+		if !bytes.Equal(p[:got], data[off:off+want]) {
+			t.Fatalf("ReadAt(%d bytes at %d): wrong bytes", n, off)
+		}
+	}
+	// Aligned and not, within a block, across blocks, to the end and past.
+	check(0, BlockSize)
+	check(0, 128<<10)
+	check(1, 10)
+	check(BlockSize-3, 6)
+	check(size-5, 100)
+	check(size-BlockSize, BlockSize)
+	check(size&^(BlockSize-1), 2*BlockSize)
+	check(0, int(size)+10)
+	for range 200 {
+		off := rng.Int64N(size)
+		check(off, 1+rng.IntN(300<<10))
+	}
+	if n, err := b.ReadAt(f, make([]byte, 10), size); n != 0 || err != io.EOF {
+		t.Errorf("ReadAt at the end = %d, %v; want 0, EOF", n, err)
+	}
+	if _, err := b.ReadAt(f, make([]byte, 10), -1); err == nil {
+		t.Error("ReadAt at a negative offset: no error")
+	}
+}
+
+func TestBlockSumsRefuseChangedBytes(t *testing.T) {
+	size := int64(1<<20 + 100)
+	data := randomBytes(size, 9)
+	f := fileOfBytes(t, data)
+	_, b := sumsOf(t, SHA256, f, size)
+	// One byte changed in block 100, written under the sums.
+	bad := int64(100*BlockSize + 17)
+	w, err := os.OpenFile(f.Name(), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt([]byte{data[bad] ^ 1}, bad); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	for _, r := range []struct{ off, n int64 }{
+		{bad, 1}, {100 * BlockSize, BlockSize}, {99 * BlockSize, 2 * BlockSize},
+		{98 * BlockSize, 4 * BlockSize}, {bad - 5, 10}, {0, size},
+	} {
+		p := make([]byte, r.n)
+		n, err := b.ReadAt(f, p, r.off)
+		var me *BlockMismatchError
+		if !errors.As(err, &me) || !errors.Is(err, ErrMismatch) || me.Offset != 100*BlockSize || n != 0 {
+			t.Errorf("read of %d bytes at %d over the changed block: %d, %v; want a mismatch at %d", r.n, r.off, n, err, 100*BlockSize)
+		}
+		if bytes.ContainsFunc(p, func(r rune) bool { return r != 0 }) {
+			t.Errorf("read of %d bytes at %d: bytes left in the buffer after a mismatch", r.n, r.off)
+		}
+	}
+	// The blocks around it are still served.
+	p := make([]byte, 2*BlockSize)
+	if n, err := b.ReadAt(f, p, 101*BlockSize); err != nil || n != len(p) || !bytes.Equal(p, data[101*BlockSize:103*BlockSize]) {
+		t.Errorf("read after the changed block: %d, %v", n, err)
+	}
+	// A file cut short under its sums: an error, no bytes.
+	if err := os.Truncate(f.Name(), size-BlockSize); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.ReadAt(f, make([]byte, 10), size-5); n != 0 || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("read past a truncated end: %d, %v; want ErrUnexpectedEOF", n, err)
+	}
+}
+
+func TestTreesKeepAndCheck(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "trees")
+	trees, err := OpenTrees(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("trees directory: %v, %v; want mode 0700", st.Mode(), err)
+	}
+	size := int64(600 << 10)
+	data := randomBytes(size, 3)
+	f := fileOfBytes(t, data)
+	d, b := sumsOf(t, SHA256, f, size)
+	if got, err := trees.Load(SHA256, d, size); got != nil || err != nil {
+		t.Fatalf("Load before Save: %v, %v", got != nil, err)
+	}
+	if err := trees.Save(d, b); err != nil {
+		t.Fatal(err)
+	}
+	path := trees.path(SHA256, d)
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("tree file: %v, %v; want mode 0600", st, err)
+	}
+	got, err := trees.Load(SHA256, d, size)
+	if err != nil || got == nil || !bytes.Equal(got.sums, b.sums) {
+		t.Fatalf("Load after Save: %v, %v", got != nil, err)
+	}
+	// Asked for another size, another digest or algorithm: not these.
+	other := bytes.Clone(d)
+	other[0] ^= 1
+	for _, tc := range []struct {
+		name string
+		alg  Algorithm
+		d    []byte
+		size int64
+	}{{"size", SHA256, d, size + 1}, {"digest", SHA256, other, size}, {"algorithm", SHA512, append(bytes.Clone(d), d...), size}} {
+		if got, err := trees.Load(tc.alg, tc.d, tc.size); got != nil || err != nil {
+			t.Errorf("Load with another %s: %v, %v; want none", tc.name, got != nil, err)
+		}
+	}
+	// Sums that do not give the digest are never kept, nor used.
+	if err := trees.Save(other, b); err == nil {
+		t.Error("Save under another digest: no error")
+	}
+	damaged := bytes.Clone(b.sums)
+	damaged[40] ^= 1
+	if err := os.WriteFile(path, damaged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := trees.Load(SHA256, d, size); got != nil || err != nil {
+		t.Errorf("Load of damaged sums: %v, %v; want none", got != nil, err)
+	}
+	if err := os.WriteFile(path, b.sums[:len(b.sums)-1], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := trees.Load(SHA256, d, size); got != nil || err != nil {
+		t.Errorf("Load of short sums: %v, %v; want none", got != nil, err)
+	}
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".new-*"))
+	if len(left) != 0 {
+		t.Errorf("files left aside: %v", left)
+	}
+}
+
+// A cache that keeps trees saves the sums of the large files it hashes,
+// and another cache (the next mount) checks the same file by them without
+// hashing it; a file whose digest the cache knows is checked whole.
+func TestCacheKeepsTrees(t *testing.T) {
+	trees, err := OpenTrees(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(2<<20 + 5)
+	data := randomBytes(size, 11)
+	f := fileOfBytes(t, data)
+	want := DigestBytes(SHA256, data)
+	first := NewCache()
+	first.KeepTrees(trees)
+	if b := first.Blocks(f, SHA256, want); b != nil {
+		t.Fatal("Blocks before any hash: sums, want none")
+	}
+	if err := first.Verify(f, SHA256, want); err != nil {
+		t.Fatal(err)
+	}
+	if b := first.Blocks(f, SHA256, want); b != nil {
+		t.Error("Blocks of a file whose digest the cache knows: sums, want none (checked whole)")
+	}
+	next := NewCache()
+	next.KeepTrees(trees)
+	before := computed.Load()
+	b := next.Blocks(f, SHA256, want)
+	if b == nil {
+		t.Fatal("Blocks in the next cache: none, want the sums kept")
+	}
+	p := make([]byte, 200<<10)
+	if n, err := b.ReadAt(f, p, 1<<20); err != nil || !bytes.Equal(p[:n], data[1<<20:1<<20+n]) {
+		t.Errorf("read by the kept sums: %d, %v", n, err)
+	}
+	if computed.Load() != before {
+		t.Error("the file was hashed to read it by its kept sums")
+	}
+	// Another digest wanted: no sums give it.
+	other := bytes.Clone(want)
+	other[3] ^= 1
+	if b := next.Blocks(f, SHA256, other); b != nil {
+		t.Error("Blocks for another digest: sums, want none")
+	}
+	// No trees, or a small file: none.
+	if b := NewCache().Blocks(f, SHA256, want); b != nil {
+		t.Error("Blocks without trees: sums")
+	}
+	small := randomBytes(TreeMinSize-1, 12)
+	sf := fileOfBytes(t, small)
+	if err := first.Verify(sf, SHA256, DigestBytes(SHA256, small)); err != nil {
+		t.Fatal(err)
+	}
+	if b := next.Blocks(sf, SHA256, DigestBytes(SHA256, small)); b != nil {
+		t.Error("Blocks of a file under TreeMinSize: sums")
+	}
+}
+
+// randomBytes is size bytes drawn from seed: no two blocks alike, unlike
+// a repeating pattern whose blocks could stand for each other.
+func randomBytes(size int64, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, size)
+	for i := 0; i+8 <= len(b); i += 8 {
+		v := rng.Uint64()
+		for j := range 8 {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	for i := len(b) &^ 7; i < len(b); i++ {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// FuzzTreesLoad: whatever a tree file holds, Load never fails in a way
+// that serves it: it gives sums only when they give the digest asked for,
+// and reads by them return only bytes that hash to them.
+func FuzzTreesLoad(f *testing.F) {
+	good := randomBytes(TreeMinSize+5000, 4)
+	d, b, err := computeKeeping(context.Background(), SHA256, fileOfBytes(f, good), int64(len(good)), 2, true)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b.sums, int64(len(good)), false)
+	f.Add(b.sums[:len(b.sums)-1], int64(len(good)), false)
+	f.Add([]byte{}, int64(TreeMinSize), true)
+	f.Fuzz(func(t *testing.T, sums []byte, size int64, otherDigest bool) {
+		size = TreeMinSize + (size%(1<<20)+(1<<20))%(1<<20)
+		trees, err := OpenTrees(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := d
+		if otherDigest {
+			want = DigestBytes(SHA256, sums)
+		}
+		path := trees.path(SHA256, want)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, sums, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := trees.Load(SHA256, want, size)
+		if err != nil || got == nil {
+			return
+		}
+		if !bytes.Equal(got.Digest(), want) {
+			t.Fatalf("Load gave sums of digest %x for %x", got.Digest(), want)
+		}
+		if size == int64(len(good)) && bytes.Equal(want, d) {
+			p := make([]byte, 10000)
+			if n, err := got.ReadAt(bytes.NewReader(good), p, 1000); err != nil || !bytes.Equal(p[:n], good[1000:1000+n]) {
+				t.Fatalf("read by the sums of the file: %d, %v", n, err)
+			}
+		}
+	})
+}
+
+// fileOfBytes writes data to a file in a test's directory and opens it.
+func fileOfBytes(tb testing.TB, data []byte) *os.File {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "data")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { f.Close() })
+	return f
+}
