@@ -106,7 +106,14 @@ func buildCmd(t testing.TB, name string) string {
 
 func TestMain(m *testing.M) {
 	// The servers the tests start keep fs-verity trees in the user's
-	// cache directory: this run's own, not the machine's.
+	// cache directory: this run's own, not the machine's. Go's build
+	// cache stays where it was, or every command the tests build would
+	// be compiled from nothing.
+	if os.Getenv("GOCACHE") == "" {
+		if out, err := exec.Command("go", "env", "GOCACHE").Output(); err == nil {
+			os.Setenv("GOCACHE", strings.TrimSpace(string(out)))
+		}
+	}
 	cache, err := os.MkdirTemp("", "composefs-tests-cache-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
