@@ -32,7 +32,7 @@ func TestReadByKeptSums(t *testing.T) {
 	}
 	image := fixture.Image(t, fmt.Sprintf("/ 0 40755 2 0 0 0 1000.0 - - -\n/big %d 100644 1 0 0 0 1000.0 %s - %s\n",
 		len(obj.Content), obj.Payload, obj.Digest), 1)
-	trees, err := verity.OpenTrees(t.TempDir())
+	trees, err := verity.OpenTrees(filepath.Join(t.TempDir(), "trees"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,24 +48,35 @@ type Object struct {
 	// when Blocks is set.
 	Checked bool
 	// Blocks, when set (OpenObjectToRead only), checks the object as it
-	// is read instead: ReadAt serves bytes once the blocks they come
-	// from hash to the sums, which give the file's digest.
-	Blocks *verity.BlockSums
+	// is read instead: every read of it must go through Object.ReadAt
+	// or Blocks.ReadAt.
+	Blocks *ObjectBlocks
 }
 
 // ReadAt reads the object's content at off, as io.ReaderAt does, checked
-// block by block when Blocks is set. A block that does not match its sum
-// is an error wrapping ErrDigestMismatch and naming the object.
+// block by block when Blocks is set.
 func (o Object) ReadAt(p []byte, off int64) (int, error) {
 	if o.Blocks == nil {
 		return o.File.ReadAt(p, off)
 	}
-	n, err := o.Blocks.ReadAt(o.File, p, off)
+	return o.Blocks.ReadAt(o.File, p, off)
+}
+
+// ObjectBlocks is how an object checked block by block as it is read is
+// checked: the block sums that give its digest, and its name.
+type ObjectBlocks struct {
+	sums    *verity.BlockSums
+	payload string
+}
+
+// ReadAt reads the object's content from src, its file or another
+// descriptor of it, into p at off, as io.ReaderAt does, once the blocks the
+// bytes come from match their sums (verity.BlockSums.ReadAt). A block that
+// does not is an error wrapping ErrDigestMismatch; errors name the object.
+func (b *ObjectBlocks) ReadAt(src io.ReaderAt, p []byte, off int64) (int, error) {
+	n, err := b.sums.ReadAt(src, p, off)
 	if err != nil && err != io.EOF {
-		if errors.Is(err, verity.ErrMismatch) {
-			return n, fmt.Errorf("object %s: %w: %w", o.Payload, ErrDigestMismatch, err)
-		}
-		return n, fmt.Errorf("object %s: %w", o.Payload, err)
+		return n, verifyError(b.payload, err)
 	}
 	return n, err
 }
@@ -85,10 +96,13 @@ func (f *FS) OpenObject(ctx context.Context, in *erofs.Inode) (Object, error) {
 }
 
 // OpenObjectToRead is OpenObject for a caller that reads the object only
-// through Object.ReadAt: a large object from a local store whose block
-// sums the digest cache keeps (verity.Cache.KeepTrees), and whose digest
-// it does not know yet, comes back with Blocks set, to be checked as it is
-// read, instead of hashed whole first. That is what serves a file's first
+// through Object.ReadAt or Blocks.ReadAt: a large object from a store with
+// one place to look (not a CheckedStore, which must know a copy bad at
+// once to try the next), whose block sums the digest cache keeps
+// (verity.Cache.KeepTrees) and whose digest it does not know yet, comes
+// back with Blocks set, to be checked as it is read, instead of hashed
+// whole first. An object hashed whole here has its sums kept, once it
+// matches, for the next process. That is what serves a file's first
 // bytes soon after a mount: hashing all of a large file before its first
 // read waits for the disk to give the whole file, which a reader such as
 // dpkg or tar could otherwise have read and worked on meanwhile.
@@ -132,14 +146,20 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode, byBlocks bool) (Ob
 	if !check {
 		return Object{File: obj, Payload: payload}, nil
 	}
-	if byBlocks {
-		if b := f.cfg.Cache.Blocks(obj, alg, digest); b != nil {
-			return Object{File: obj, Payload: payload, Blocks: b}, nil
+	if !byBlocks {
+		if err := f.verifyObject(ctx, obj, payload, alg, digest); err != nil {
+			obj.Close()
+			return Object{}, err
 		}
+		return Object{File: obj, Payload: payload, Checked: true}, nil
 	}
-	if err := f.verifyObject(ctx, obj, payload, alg, digest); err != nil {
+	sums, err := f.cfg.Cache.VerifyReads(ctx, obj, alg, digest)
+	if err != nil {
 		obj.Close()
-		return Object{}, err
+		return Object{}, verifyError(payload, err)
+	}
+	if sums != nil {
+		return Object{File: obj, Payload: payload, Blocks: &ObjectBlocks{sums: sums, payload: payload}}, nil
 	}
 	return Object{File: obj, Payload: payload, Checked: true}, nil
 }
@@ -192,10 +212,15 @@ func (f *FS) checks(r objectRef) bool { return r.digest != nil && f.cfg.Verity !
 // verifyObject checks obj, the object payload, against digest.
 func (f *FS) verifyObject(ctx context.Context, obj *os.File, payload string, alg verity.Algorithm, digest []byte) error {
 	if err := f.cfg.Cache.VerifyContext(ctx, obj, alg, digest); err != nil {
-		if errors.Is(err, verity.ErrMismatch) {
-			return fmt.Errorf("object %s: %w: %w", payload, ErrDigestMismatch, err)
-		}
-		return fmt.Errorf("object %s: fs-verity check: %w", payload, err)
+		return verifyError(payload, err)
 	}
 	return nil
+}
+
+// verifyError names object payload in err, the failure of its check.
+func verifyError(payload string, err error) error {
+	if errors.Is(err, verity.ErrMismatch) {
+		return fmt.Errorf("object %s: %w: %w", payload, ErrDigestMismatch, err)
+	}
+	return fmt.Errorf("object %s: fs-verity check: %w", payload, err)
 }

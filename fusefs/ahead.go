@@ -665,7 +665,7 @@ func (f *FS) prefetchObject(nid uint64) {
 	if external, err := f.view.External(&in); err != nil || !external {
 		return
 	}
-	obj, state, err := f.checkedObject(cancelContext(f.ahead.done), &in)
+	obj, state, err := f.checkedObject(cancelContext(f.ahead.done), &in, !f.passthrough.Load())
 	if err != nil {
 		return
 	}

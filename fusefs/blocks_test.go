@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/composefs/composefs-go/erofs"
 	"github.com/composefs/composefs-go/verity"
 )
 
@@ -19,28 +23,14 @@ import (
 // with EIO, while the rest of the file is still served; and a server that
 // keeps no trees refuses the whole file, which it hashes before serving.
 func TestReadCheckedByBlocks(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	content := make([]byte, 900_000)
-	for i := range content {
-		content[i] = byte(rng.Uint32())
-	}
-	obj := newObject(content)
-	store := dirStore(t.TempDir())
-	obj.Put(t, string(store), content)
-	var b strings.Builder
-	b.WriteString("/ 0 40755 2 0 0 0 1000.0 - - -\n")
-	fmt.Fprintf(&b, "/big %d 100644 1 0 0 0 1000.0 %s - %s\n", len(content), obj.Payload, obj.Digest)
-	img := imageFromDump(t, b.String(), 1)
-	trees, err := verity.OpenTrees(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := newBigObject(t)
+	content, obj, store := b.content, b.obj, b.store
 	serve := func(keep bool) *server {
 		c := verity.NewCache()
 		if keep {
-			c.KeepTrees(trees)
+			c.KeepTrees(b.trees)
 		}
-		return newServer(t, img, testConfig{Store: store, Cache: c, NoOpen: true, NoReadAhead: true})
+		return newServer(t, b.img, testConfig{Store: store, Cache: c, NoOpen: true, NoReadAhead: true})
 	}
 	readAll := func(s *server, node uint64) ([]byte, fuse.Status) {
 		var got []byte
@@ -97,5 +87,108 @@ func TestReadCheckedByBlocks(t *testing.T) {
 	wn := whole.mustLookup("big").NodeId
 	if _, st := whole.readUnopened(wn, uint64(off), 64<<10); st != fuse.EIO {
 		t.Errorf("server without trees, READ away from the rewritten block: %v, want EIO", st)
+	}
+}
+
+// bigObject is an image of one large external file, its object in a
+// store, and trees to keep its sums in.
+type bigObject struct {
+	content []byte
+	obj     object
+	store   dirStore
+	img     *erofs.Image
+	trees   *verity.Trees
+}
+
+func newBigObject(t *testing.T) *bigObject {
+	rng := rand.New(rand.NewPCG(7, 8))
+	b := &bigObject{content: make([]byte, 600_000), store: dirStore(t.TempDir())}
+	for i := range b.content {
+		b.content[i] = byte(rng.Uint32())
+	}
+	b.obj = newObject(b.content)
+	b.obj.Put(t, string(b.store), b.content)
+	b.img = imageFromDump(t, fmt.Sprintf("/ 0 40755 2 0 0 0 1000.0 - - -\n/big %d 100644 1 0 0 0 1000.0 %s - %s\n",
+		len(b.content), b.obj.Payload, b.obj.Digest), 1)
+	var err error
+	if b.trees, err = verity.OpenTrees(filepath.Join(t.TempDir(), "trees")); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// server serves the image with a cache of its own that keeps trees.
+func (b *bigObject) server(t *testing.T) *server {
+	c := verity.NewCache()
+	c.KeepTrees(b.trees)
+	return newServer(t, b.img, testConfig{Store: b.store, Cache: c, NoReadAhead: true})
+}
+
+// open sends OPEN for the file, as with Config.Passthrough.
+func (s *server) open(node uint64) (uint64, fuse.Status) {
+	in := fuse.OpenIn{InHeader: header(node, rootCaller), Flags: syscall.O_RDONLY}
+	var out fuse.OpenOut
+	st := s.fsys.Open(nil, &in, &out)
+	return out.Fh, st
+}
+
+// An object opened (OPEN, so READs come with its handle) and checked by
+// its kept sums is served through them: a rewritten block fails its READ,
+// where bytes spliced from the object would go through unchecked.
+func TestOpenReadCheckedByBlocks(t *testing.T) {
+	b := newBigObject(t)
+	first := b.server(t)
+	if got, st := first.readFile("big"); !st.Ok() || !bytes.Equal(got, b.content) {
+		t.Fatalf("first server: %v", st)
+	}
+	next := b.server(t)
+	node := next.mustLookup("big").NodeId
+	fh, st := next.open(node)
+	if !st.Ok() {
+		t.Fatal(st)
+	}
+	if next.fsys.heldObject(next.fsys.nidOf(node)).blocks == nil {
+		t.Fatal("object checked whole, want by its kept sums")
+	}
+	bad := 20*verity.BlockSize + 3
+	rewriteAt(t, filepath.Join(string(b.store), b.obj.Payload), []byte{b.content[bad] ^ 1}, int64(bad))
+	buf := make([]byte, 64<<10)
+	rr, st := next.fsys.Read(nil, &fuse.ReadIn{InHeader: header(node, rootCaller), Fh: fh, Offset: 64 << 10, Size: 64 << 10}, buf)
+	if st != fuse.EIO {
+		data, _ := rr.Bytes(buf)
+		t.Errorf("READ over the rewritten block: %v (%d bytes), want EIO", st, len(data))
+	}
+	rr, st = next.fsys.Read(nil, &fuse.ReadIn{InHeader: header(node, rootCaller), Fh: fh, Offset: 256 << 10, Size: 64 << 10}, buf)
+	if data, _ := rr.Bytes(buf); !st.Ok() || !bytes.Equal(data, b.content[256<<10:320<<10]) {
+		t.Errorf("READ away from it: %v", st)
+	}
+}
+
+// An object checked whole and held by two opens, whose metadata changes
+// (its ctime moves) while sums for it are kept, is checked whole again and
+// goes on serving: sums for it say nothing of the bytes reads splice.
+func TestHeldObjectTouchedStaysWhole(t *testing.T) {
+	b := newBigObject(t)
+	s := b.server(t)
+	node := s.mustLookup("big").NodeId
+	for range 2 {
+		if _, st := s.open(node); !st.Ok() {
+			t.Fatal(st)
+		}
+	}
+	o := s.fsys.heldObject(s.fsys.nidOf(node))
+	if o.blocks != nil {
+		t.Fatal("first open checked the object by sums, want whole")
+	}
+	path := filepath.Join(string(b.store), b.obj.Payload)
+	old := time.Unix(1_000_000, 0)
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, st := s.open(node); !st.Ok() {
+		t.Fatalf("open after the object's times changed: %v, want OK", st)
+	}
+	if held := s.fsys.heldObject(s.fsys.nidOf(node)); held != o || held.blocks != nil {
+		t.Errorf("held object replaced or checked by sums after its times changed")
 	}
 }

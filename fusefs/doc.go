@@ -14,7 +14,9 @@
 //
 // Two differences come with the default, where the kernel opens files by
 // itself (no Config.Passthrough): a missing or tampered object fails the
-// file's first read rather than its open, and a file reads up to the size
+// file's first read rather than its open (for a large object checked block
+// by block as it is read, the first read of a tampered block, as with the
+// kernel's fs-verity), and a file reads up to the size
 // its inode gives, where overlayfs reads the object to its own end (the
 // two differ only in an image whose inode's size is not its object's,
 // which mkcomposefs never writes).

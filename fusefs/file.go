@@ -15,7 +15,6 @@ import (
 
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
-	"github.com/composefs/composefs-go/verity"
 )
 
 // fhObject marks an open external file: its content comes from the object
@@ -113,10 +112,10 @@ func (f *FS) storeSmall(nodeID uint64, in *erofs.Inode) {
 // file and the object; a missing object is ENOENT, as overlayfs answers for
 // a missing data-only lower file. Out of descriptors, it lets go of idle
 // objects and tries once more.
-func (f *FS) objectFile(ctx context.Context, in *erofs.Inode) (composefs.Object, objectState, fuse.Status) {
-	obj, state, err := f.checkedObject(ctx, in)
+func (f *FS) objectFile(ctx context.Context, in *erofs.Inode, byBlocks bool) (composefs.Object, objectState, fuse.Status) {
+	obj, state, err := f.checkedObject(ctx, in, byBlocks)
 	if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && f.shedIdle() {
-		obj, state, err = f.checkedObject(ctx, in)
+		obj, state, err = f.checkedObject(ctx, in, byBlocks)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -141,14 +140,14 @@ var errChangedAtCheck = errors.New("object changed as it was checked")
 // back). Unchanged since its hash, the second check finds its digest
 // cached (through the same *os.File, for an object changed just before).
 //
-// Unless the kernel reads objects itself (passthrough), a large object
-// may come back to be checked block by block as it is read (Blocks set,
-// composefs.FS.OpenObjectToRead): every read of it must then go through
-// readChecked. Each read checks the very bytes it serves, so there is no
-// hash for its state to be bound to.
-func (f *FS) checkedObject(ctx context.Context, in *erofs.Inode) (composefs.Object, objectState, error) {
+// With byBlocks, for an object the kernel will not read itself (no
+// passthrough), a large object may come back to be checked block by block
+// as it is read (Blocks set, composefs.FS.OpenObjectToRead): every read of
+// it must then go through readChecked. Each read checks the very bytes it
+// serves, so there is no hash for its state to be bound to.
+func (f *FS) checkedObject(ctx context.Context, in *erofs.Inode, byBlocks bool) (composefs.Object, objectState, error) {
 	open := f.view.OpenObject
-	if !f.passthrough.Load() {
+	if byBlocks {
 		open = f.view.OpenObjectToRead
 	}
 	obj, err := open(ctx, in)
@@ -264,13 +263,8 @@ func (f *FS) readChecked(o *openObject, off uint64, dest []byte) (fuse.ReadResul
 	if off > math.MaxInt64 {
 		return fuse.ReadResultData(nil), fuse.OK
 	}
-	n, err := o.blocks.sums.ReadAt(fdReader(o.fd), dest, int64(off))
+	n, err := o.blocks.ReadAt(fdReader(o.fd), dest, int64(off))
 	if err != nil && err != io.EOF {
-		if errors.Is(err, verity.ErrMismatch) {
-			err = fmt.Errorf("object %s: %w: %w", o.blocks.payload, composefs.ErrDigestMismatch, err)
-		} else {
-			err = fmt.Errorf("object %s: %w", o.blocks.payload, err)
-		}
 		return nil, f.fail(o.nid, "read", err)
 	}
 	return fuse.ReadResultData(dest[:n]), fuse.OK

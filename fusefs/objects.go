@@ -11,7 +11,6 @@ import (
 
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
-	"github.com/composefs/composefs-go/verity"
 )
 
 // openObject is the object of an external file, opened and checked, shared
@@ -37,19 +36,12 @@ type openObject struct {
 	backing int32       // passthrough backing id; 0 when reads come to us
 	refs    int         // opens the kernel holds
 	// blocks, for an object checked as it is read rather than whole
-	// (composefs.Object.Blocks), is what every read of it checks by.
+	// (composefs.Object.Blocks), is what every read of it goes through.
 	// Set once, before the object is shared.
-	blocks *blockSums
+	blocks *composefs.ObjectBlocks
 
 	// The idle list, most recently released first.
 	newer, older *openObject
-}
-
-// blockSums is how an object checked block by block is checked, and its
-// name for the log.
-type blockSums struct {
-	sums    *verity.BlockSums
-	payload string
 }
 
 // objectState is what changes when a file is written or replaced.
@@ -196,7 +188,7 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode, note bool) (*openO
 		}
 	}
 	if o == nil {
-		obj, state, st := f.objectFile(ctx, in)
+		obj, state, st := f.objectFile(ctx, in, !f.passthrough.Load())
 		if !st.Ok() {
 			return nil, st
 		}
@@ -247,7 +239,11 @@ func (f *FS) holdObject(nid uint64) (o *openObject, changed bool) {
 // open holds o, it replaces o; while one does, the kernel keeps o as the
 // inode's backing file, and the open fails rather than serve o unchecked.
 func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) (*openObject, fuse.Status) {
-	obj, now, st := f.objectFile(ctx, in)
+	// Checked the way o was: a whole-checked o, which reads may splice
+	// or the kernel read through passthrough, is never kept on the
+	// word of block sums. A block-checked o may be kept whichever way
+	// the object passes now, since its every read is checked.
+	obj, now, st := f.objectFile(ctx, in, o.blocks != nil)
 	if !st.Ok() {
 		// Kept while other opens hold it, never taken idle again.
 		f.objMu.Lock()
@@ -263,12 +259,7 @@ func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) 
 		return nil, st
 	}
 	f.objMu.Lock()
-	// Checked the way o is (whole, or block by block as it is read): o
-	// serves as it did. Checked the other way, o would serve a whole
-	// object by its sums it never read, or by splicing bytes only its
-	// blocks vouch for: it is replaced, as another file is.
-	sameCheck := (obj.Blocks == nil) == (o.blocks == nil)
-	if !now.statErr && now.ino == o.checked.ino && sameCheck {
+	if !now.statErr && now.ino == o.checked.ino && (o.blocks != nil || obj.Blocks == nil) {
 		o.checked = now
 		f.objMu.Unlock()
 		obj.File.Close()
@@ -299,10 +290,7 @@ func (f *FS) holdLocked(o *openObject) {
 // (checkedObject), registered as a passthrough backing file where the
 // kernel takes one and the object needs no check as it is read.
 func (f *FS) backObject(nid uint64, obj composefs.Object, state objectState) *openObject {
-	var blocks *blockSums
-	if obj.Blocks != nil {
-		blocks = &blockSums{sums: obj.Blocks, payload: obj.Payload}
-	}
+	blocks := obj.Blocks
 	file := obj.File
 	fd, err := unix.FcntlInt(file.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
@@ -317,7 +305,7 @@ func (f *FS) backObject(nid uint64, obj composefs.Object, state objectState) *op
 }
 
 // backFd is backObject for a bare descriptor, which the object owns.
-func (f *FS) backFd(nid uint64, fd int, state objectState, blocks *blockSums) *openObject {
+func (f *FS) backFd(nid uint64, fd int, state objectState, blocks *composefs.ObjectBlocks) *openObject {
 	o := &openObject{nid: nid, fd: fd, checked: state, blocks: blocks}
 	if f.conn != nil && f.passthrough.Load() && blocks == nil {
 		id, errno := f.conn.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})

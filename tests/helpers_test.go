@@ -105,23 +105,16 @@ func buildCmd(t testing.TB, name string) string {
 }
 
 func TestMain(m *testing.M) {
-	// The servers the tests start keep fs-verity trees in the user's
-	// cache directory: this run's own, not the machine's. Go's build
-	// cache stays where it was, or every command the tests build would
-	// be compiled from nothing.
-	if os.Getenv("GOCACHE") == "" {
-		if out, err := exec.Command("go", "env", "GOCACHE").Output(); err == nil {
-			os.Setenv("GOCACHE", strings.TrimSpace(string(out)))
-		}
-	}
-	cache, err := os.MkdirTemp("", "composefs-tests-cache-")
+	// The servers the tests start keep fs-verity trees in this run's
+	// own directory, not the machine's (/var/cache for root).
+	trees, err := os.MkdirTemp("", "composefs-tests-trees-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	os.Setenv("XDG_CACHE_HOME", cache)
+	os.Setenv("COMPOSEFS_FUSE_TREE_CACHE", trees)
 	code := m.Run()
-	os.RemoveAll(cache)
+	os.RemoveAll(trees)
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

@@ -2,7 +2,6 @@ package verity
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -23,9 +22,17 @@ type BlockSums struct {
 
 // TreeMinSize is the smallest file whose block sums are kept (Trees) and
 // read by (BlockSums.ReadAt). A smaller file is hashed whole in one read
-// loop, without workers, and so quickly that checking it block by block
-// gains nothing a separate file of sums would not cost back.
-const TreeMinSize = parallelMin
+// loop, and so quickly that checking it block by block gains nothing a
+// separate file of sums would not cost back.
+const TreeMinSize = 256 << 10
+
+// TreeMaxSize is the largest: its sums (8 MiB for sha256) are held in
+// memory while the file is open. A larger file is hashed whole, as
+// before, and a sparse file claiming a terabyte costs no 8 GiB of sums.
+const TreeMaxSize = 1 << 30
+
+// keepsSums tells whether a file of size bytes has its block sums kept.
+func keepsSums(size int64) bool { return size >= TreeMinSize && size <= TreeMaxSize }
 
 // blockCount is the number of data blocks in a file of size bytes.
 func blockCount(size int64) int64 { return (size + BlockSize - 1) / BlockSize }
@@ -65,19 +72,16 @@ func (e *BlockMismatchError) Error() string {
 // Unwrap makes the error an ErrMismatch.
 func (e *BlockMismatchError) Unwrap() error { return ErrMismatch }
 
-// errShortFile is a file shorter than its sums say: it shrank since.
-var errShortFile = errors.New("file shorter than its fs-verity block sums")
-
 // ReadAt reads from src, the file the sums describe, into p at off, as
 // io.ReaderAt does (short with io.EOF at the end of the file), and
 // returns the bytes only once every block they come from hashes to its
 // sum: the whole block is read and hashed, even for a read of part of
 // it. The bytes checked are the very bytes returned, so a file changed
 // after it was opened can give an error, never unchecked content. A block
-// that does not match gives a *BlockMismatchError and no bytes; a file
-// that ends before the sums do gives an error wrapping
-// io.ErrUnexpectedEOF. The sums bound what is read: bytes past their
-// size are not the file's, and are never read.
+// that does not match gives a *BlockMismatchError; a file that ends
+// before the sums do gives an error wrapping io.ErrUnexpectedEOF; either
+// way no bytes, and none left in p. The sums bound what is read: bytes
+// past their size are not the file's, and are never read.
 func (b *BlockSums) ReadAt(src io.ReaderAt, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read at negative offset %d", off)
@@ -90,7 +94,8 @@ func (b *BlockSums) ReadAt(src io.ReaderAt, p []byte, off int64) (int, error) {
 	last := min((end+BlockSize-1)&^(BlockSize-1), b.size)
 	span := int(last - first)
 	// Whole blocks read straight into p; anything else (a read that
-	// begins or ends within a block) through a buffer of whole blocks.
+	// begins or ends within a block, as the kernel's never do) through
+	// a buffer of whole blocks.
 	direct := first == off && span <= len(p)
 	var buf []byte
 	if direct {
@@ -102,13 +107,11 @@ func (b *BlockSums) ReadAt(src io.ReaderAt, p []byte, off int64) (int, error) {
 	} else {
 		buf = make([]byte, span)
 	}
-	if n, err := src.ReadAt(buf, first); n < span {
-		if err == nil || errors.Is(err, io.EOF) {
-			err = fmt.Errorf("reading at offset %d: %w: %w", first+int64(n), errShortFile, io.ErrUnexpectedEOF)
-		}
-		return 0, err
+	err := readFullAt(src, buf, first)
+	if err == nil {
+		err = b.check(buf, first)
 	}
-	if err := b.check(buf, first); err != nil {
+	if err != nil {
 		if direct {
 			clear(buf) // no unchecked bytes left for a careless caller
 		}
@@ -125,36 +128,28 @@ func (b *BlockSums) ReadAt(src io.ReaderAt, p []byte, off int64) (int, error) {
 }
 
 // check hashes data, the file's bytes from block-aligned offset at up to a
-// block boundary or the end of the file, and compares each block's hash
-// with its sum.
+// block boundary or the end of the file, and compares the hashes with the
+// sums of those blocks.
 func (b *BlockSums) check(data []byte, at int64) error {
 	ds := b.alg.Size()
-	h := getBlockHasher(b.alg)
-	defer putBlockHasher(b.alg, h)
-	var got [2 * maxDigestSize]byte
-	i := int(at / BlockSize)
-	for off := 0; off < len(data); {
-		if off+2*BlockSize <= len(data) {
-			h.sum2(b.alg, got[:ds], got[ds:2*ds], data[off:off+BlockSize], data[off+BlockSize:off+2*BlockSize])
-			if !bytes.Equal(got[:2*ds], b.sums[i*ds:(i+2)*ds]) {
-				if !bytes.Equal(got[:ds], b.sums[i*ds:(i+1)*ds]) {
-					return &BlockMismatchError{Offset: int64(i) * BlockSize}
-				}
-				return &BlockMismatchError{Offset: int64(i+1) * BlockSize}
-			}
-			off += 2 * BlockSize
-			i += 2
-			continue
-		}
-		blk := data[off:min(off+BlockSize, len(data))]
-		h.sumPadded(got[:ds], blk)
-		if !bytes.Equal(got[:ds], b.sums[i*ds:(i+1)*ds]) {
-			return &BlockMismatchError{Offset: int64(i) * BlockSize}
-		}
-		off += BlockSize
-		i++
+	c := getChecker(b.alg)
+	defer putChecker(b.alg, c)
+	n := int(blockCount(int64(len(data))))
+	if cap(c.sums) < n*ds {
+		c.sums = make([]byte, n*ds)
 	}
-	return nil
+	got := c.sums[:n*ds]
+	hashBlocks(c.hash, b.alg, got, data)
+	i := int(at / BlockSize)
+	want := b.sums[i*ds : (i+n)*ds]
+	if bytes.Equal(got, want) {
+		return nil
+	}
+	for j := 0; ; j++ {
+		if !bytes.Equal(got[j*ds:(j+1)*ds], want[j*ds:(j+1)*ds]) {
+			return &BlockMismatchError{Offset: int64(i+j) * BlockSize}
+		}
+	}
 }
 
 // zeroBlock pads a file's short last block for its hash.
@@ -171,15 +166,21 @@ func (b blockHasher) sumPadded(dst, block []byte) {
 	b.h.Sum(dst[:0])
 }
 
-// blockHashers keeps hash states for checks of reads, one pool per
-// algorithm: every READ of a file checked block by block needs one.
-var blockHashers = [...]sync.Pool{
-	SHA256: {New: func() any { h := newBlockHasher(SHA256); return &h }},
-	SHA512: {New: func() any { h := newBlockHasher(SHA512); return &h }},
+// checker is what a check of a read needs: a hash state and room for the
+// hashes of its blocks, kept in a pool (every READ of a file checked block
+// by block needs one) so that a check allocates nothing.
+type checker struct {
+	hash blockHasher
+	sums []byte
 }
 
-func getBlockHasher(alg Algorithm) *blockHasher {
-	return blockHashers[alg].Get().(*blockHasher)
+// checkers holds one pool per algorithm; BlockSums are only ever made
+// with a valid one.
+var checkers = [...]sync.Pool{
+	SHA256: {New: func() any { return &checker{hash: newBlockHasher(SHA256)} }},
+	SHA512: {New: func() any { return &checker{hash: newBlockHasher(SHA512)} }},
 }
 
-func putBlockHasher(alg Algorithm, h *blockHasher) { blockHashers[alg].Put(h) }
+func getChecker(alg Algorithm) *checker { return checkers[alg].Get().(*checker) }
+
+func putChecker(alg Algorithm, c *checker) { checkers[alg].Put(c) }

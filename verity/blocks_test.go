@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // treeSizes are file sizes around the edges of blocks, chunks and the
@@ -159,7 +161,7 @@ func TestTreesKeepAndCheck(t *testing.T) {
 	if err := trees.Save(d, b); err != nil {
 		t.Fatal(err)
 	}
-	path := trees.path(SHA256, d)
+	path := filepath.Join(trees.Dir(), name(SHA256, d))
 	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("tree file: %v, %v; want mode 0600", st, err)
 	}
@@ -204,35 +206,34 @@ func TestTreesKeepAndCheck(t *testing.T) {
 	}
 }
 
-// A cache that keeps trees saves the sums of the large files it hashes,
-// and another cache (the next mount) checks the same file by them without
-// hashing it; a file whose digest the cache knows is checked whole.
+// A cache that keeps trees keeps the sums of the large files VerifyReads
+// hashes, and another cache (the next mount) checks the same file by them
+// without hashing it; a file whose digest the cache knows is checked
+// whole.
 func TestCacheKeepsTrees(t *testing.T) {
-	trees, err := OpenTrees(t.TempDir())
+	trees, err := OpenTrees(filepath.Join(t.TempDir(), "trees"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx := context.Background()
 	size := int64(2<<20 + 5)
 	data := randomBytes(size, 11)
 	f := fileOfBytes(t, data)
 	want := DigestBytes(SHA256, data)
 	first := NewCache()
 	first.KeepTrees(trees)
-	if b := first.Blocks(f, SHA256, want); b != nil {
-		t.Fatal("Blocks before any hash: sums, want none")
+	if b, err := first.VerifyReads(ctx, f, SHA256, want); b != nil || err != nil {
+		t.Fatalf("VerifyReads before any hash: %v, %v; want checked whole", b != nil, err)
 	}
-	if err := first.Verify(f, SHA256, want); err != nil {
-		t.Fatal(err)
-	}
-	if b := first.Blocks(f, SHA256, want); b != nil {
-		t.Error("Blocks of a file whose digest the cache knows: sums, want none (checked whole)")
+	if b := first.keptSums(f, SHA256, want); b != nil {
+		t.Error("sums of a file whose digest the cache knows: want none (checked whole)")
 	}
 	next := NewCache()
 	next.KeepTrees(trees)
 	before := computed.Load()
-	b := next.Blocks(f, SHA256, want)
-	if b == nil {
-		t.Fatal("Blocks in the next cache: none, want the sums kept")
+	b, err := next.VerifyReads(ctx, f, SHA256, want)
+	if b == nil || err != nil {
+		t.Fatalf("VerifyReads in the next cache: %v, %v; want the sums kept", b != nil, err)
 	}
 	p := make([]byte, 200<<10)
 	if n, err := b.ReadAt(f, p, 1<<20); err != nil || !bytes.Equal(p[:n], data[1<<20:1<<20+n]) {
@@ -244,20 +245,20 @@ func TestCacheKeepsTrees(t *testing.T) {
 	// Another digest wanted: no sums give it.
 	other := bytes.Clone(want)
 	other[3] ^= 1
-	if b := next.Blocks(f, SHA256, other); b != nil {
-		t.Error("Blocks for another digest: sums, want none")
+	if b := next.keptSums(f, SHA256, other); b != nil {
+		t.Error("sums for another digest")
 	}
 	// No trees, or a small file: none.
-	if b := NewCache().Blocks(f, SHA256, want); b != nil {
-		t.Error("Blocks without trees: sums")
+	if b, err := NewCache().VerifyReads(ctx, f, SHA256, want); b != nil || err != nil {
+		t.Errorf("VerifyReads without trees: %v, %v", b != nil, err)
 	}
 	small := randomBytes(TreeMinSize-1, 12)
 	sf := fileOfBytes(t, small)
-	if err := first.Verify(sf, SHA256, DigestBytes(SHA256, small)); err != nil {
+	if _, err := first.VerifyReads(ctx, sf, SHA256, DigestBytes(SHA256, small)); err != nil {
 		t.Fatal(err)
 	}
-	if b := next.Blocks(sf, SHA256, DigestBytes(SHA256, small)); b != nil {
-		t.Error("Blocks of a file under TreeMinSize: sums")
+	if b := next.keptSums(sf, SHA256, DigestBytes(SHA256, small)); b != nil {
+		t.Error("sums of a file under TreeMinSize")
 	}
 }
 
@@ -292,7 +293,7 @@ func FuzzTreesLoad(f *testing.F) {
 	f.Add([]byte{}, int64(TreeMinSize), true)
 	f.Fuzz(func(t *testing.T, sums []byte, size int64, otherDigest bool) {
 		size = TreeMinSize + (size%(1<<20)+(1<<20))%(1<<20)
-		trees, err := OpenTrees(t.TempDir())
+		trees, err := OpenTrees(filepath.Join(t.TempDir(), "trees"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,7 +301,7 @@ func FuzzTreesLoad(f *testing.F) {
 		if otherDigest {
 			want = DigestBytes(SHA256, sums)
 		}
-		path := trees.path(SHA256, want)
+		path := filepath.Join(trees.Dir(), name(SHA256, want))
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -336,4 +337,131 @@ func fileOfBytes(tb testing.TB, data []byte) *os.File {
 	}
 	tb.Cleanup(func() { f.Close() })
 	return f
+}
+
+// The last block, short, is checked with its zero padding: a change in
+// it fails, and bytes a file gained past the size its sums give are
+// never read, checked or not.
+func TestBlockSumsLastBlock(t *testing.T) {
+	for _, alg := range []Algorithm{SHA256, SHA512} {
+		size := int64(TreeMinSize + 1000)
+		data := randomBytes(size, 21)
+		f := fileOfBytes(t, data)
+		_, b := sumsOf(t, alg, f, size)
+		w, err := os.OpenFile(f.Name(), os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte("more bytes past the end")); err != nil {
+			t.Fatal(err)
+		}
+		p := make([]byte, 4000)
+		n, err := b.ReadAt(f, p, size-900)
+		if n != 900 || err != io.EOF || !bytes.Equal(p[:n], data[size-900:]) {
+			t.Errorf("%s: read at the end of a grown file: %d, %v; want the 900 bytes of the sums' size", alg, n, err)
+		}
+		w.Close()
+		if w, err = os.OpenFile(f.Name(), os.O_WRONLY, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.WriteAt([]byte{data[size-1] ^ 1}, size-1); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		var me *BlockMismatchError
+		if _, err := b.ReadAt(f, p, size-10); !errors.As(err, &me) || me.Offset != size&^(BlockSize-1) {
+			t.Errorf("%s: read of the changed last block: %v, want a mismatch at %d", alg, err, size&^(BlockSize-1))
+		}
+	}
+}
+
+// Trees refuse what is not theirs: a directory others may read, and at a
+// tree's place a link, a fifo (which must not block) or a directory.
+func TestTreesRefuseStrangeFiles(t *testing.T) {
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenTrees(open); err == nil {
+		t.Error("OpenTrees of a 0755 directory: no error")
+	}
+	dir := filepath.Join(t.TempDir(), "trees")
+	trees, err := OpenTrees(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trees.Close()
+	size := int64(TreeMinSize + 3*BlockSize)
+	data := randomBytes(size, 22)
+	d, b := sumsOf(t, SHA256, fileOfBytes(t, data), size)
+	at := filepath.Join(dir, name(SHA256, d))
+	if err := os.MkdirAll(filepath.Dir(at), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(t.TempDir(), "good")
+	if err := os.WriteFile(good, b.sums, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for what, plant := range map[string]func() error{
+		"link to good sums": func() error { return os.Symlink(good, at) },
+		"fifo":              func() error { return syscall.Mkfifo(at, 0o600) },
+		"directory":         func() error { return os.Mkdir(at, 0o700) },
+	} {
+		os.RemoveAll(at)
+		if err := plant(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if got, _ := trees.Load(SHA256, d, size); got != nil {
+				t.Errorf("Load through a %s: sums, want none", what)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Load through a %s: still blocked after 5s", what)
+		}
+	}
+	os.RemoveAll(at)
+	if err := trees.Save(d, b); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := trees.Load(SHA256, d, size); got == nil || err != nil {
+		t.Errorf("Load after Save over the planted files: %v, %v", got != nil, err)
+	}
+}
+
+// Only the sums of a file that matched are kept.
+func TestCacheKeepsNoTreeOfMismatch(t *testing.T) {
+	trees, err := OpenTrees(filepath.Join(t.TempDir(), "trees"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randomBytes(TreeMinSize+10, 23)
+	f := fileOfBytes(t, data)
+	c := NewCache()
+	c.KeepTrees(trees)
+	other := bytes.Clone(DigestBytes(SHA256, data))
+	other[0] ^= 1
+	if b, err := c.VerifyReads(context.Background(), f, SHA256, other); b != nil || !errors.Is(err, ErrMismatch) {
+		t.Fatalf("VerifyReads with a wrong digest: %v, %v", b != nil, err)
+	}
+	kept, _ := filepath.Glob(filepath.Join(trees.Dir(), "*", "*", "*"))
+	if len(kept) != 0 {
+		t.Errorf("sums kept of a file that did not match: %v", kept)
+	}
+	// Checked by another cache against its digest, it has its sums kept.
+	want := DigestBytes(SHA256, data)
+	c = NewCache()
+	c.KeepTrees(trees)
+	if b, err := c.VerifyReads(context.Background(), f, SHA256, want); b != nil || err != nil {
+		t.Fatalf("VerifyReads with the right digest: %v, %v", b != nil, err)
+	}
+	next := NewCache()
+	next.KeepTrees(trees)
+	if b, err := next.VerifyReads(context.Background(), f, SHA256, want); b == nil || err != nil {
+		t.Errorf("VerifyReads in the next cache: %v, %v; want the sums kept", b != nil, err)
+	}
 }

@@ -214,15 +214,23 @@ func (c *Cache) Digest(f *os.File, alg Algorithm) ([]byte, error) {
 // ctx's error, whether it was hashing or waiting for another caller's hash
 // of the same file.
 func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDigest, error) {
+	k, _, err := c.digestKeeping(ctx, f, alg, false)
+	return k, err
+}
+
+// digestKeeping is digest that, with keep, also returns the block sums of
+// a file it hashed here whose sums are kept (nil when the digest was
+// known, another caller hashed it, or the kernel measured it).
+func (c *Cache) digestKeeping(ctx context.Context, f *os.File, alg Algorithm, keep bool) (knownDigest, *BlockSums, error) {
 	if !alg.Valid() {
-		return knownDigest{}, errpath.New(digestOp, f.Name(), errInvalidAlgorithm(alg))
+		return knownDigest{}, nil, errpath.New(digestOp, f.Name(), errInvalidAlgorithm(alg))
 	}
 	// Before the state is taken: a file changed after that moment has a
 	// later ctime than start less a tick.
 	start := c.now()
 	key, fi, err := keyOf(f, alg)
 	if err != nil {
-		return knownDigest{}, err
+		return knownDigest{}, nil, err
 	}
 	file := weak.Make(f)
 	c.mu.Lock()
@@ -230,11 +238,11 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDig
 	for {
 		if k, ok := c.known[key]; ok {
 			c.mu.Unlock()
-			return k, nil
+			return k, nil, nil
 		}
 		if r, ok := c.recent[file]; ok && r.key == key {
 			c.mu.Unlock()
-			return r.digest, nil
+			return r.digest, nil, nil
 		}
 		e, ok := c.busy[key]
 		if !ok {
@@ -244,7 +252,7 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDig
 		select {
 		case <-e.done:
 		case <-ctx.Done():
-			return knownDigest{}, ctx.Err()
+			return knownDigest{}, nil, ctx.Err()
 		}
 		if e.err == nil {
 			if !settled(key, start) {
@@ -254,13 +262,13 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDig
 				c.keepRecentLocked(file, recentDigest{key: key, digest: known(e.digest)})
 				c.mu.Unlock()
 			}
-			return known(e.digest), nil
+			return known(e.digest), nil, nil
 		}
 		if !e.cancelled {
 			// The hash that was in flight failed; try again through
 			// this file.
-			d, _, err := digestStat(ctx, alg, f, fi, false)
-			return known(d), err
+			d, sums, err := digestStat(ctx, alg, f, fi, keep)
+			return known(d), sums, err
 		}
 		// The caller that was hashing gave up, which says nothing of
 		// the file: hash it for this caller, through the cache (the
@@ -273,7 +281,7 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDig
 	c.mu.Unlock()
 
 	var sums *BlockSums
-	e.digest, sums, e.err = digestStat(ctx, alg, f, fi, c.trees != nil)
+	e.digest, sums, e.err = digestStat(ctx, alg, f, fi, keep)
 	e.cancelled = e.err != nil && ctx.Err() != nil
 	// Keep the result only if the file did not change while being read.
 	after, _, serr := keyOf(f, alg)
@@ -295,36 +303,46 @@ func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDig
 	}
 	c.mu.Unlock()
 	close(e.done)
-	if e.err == nil && sums != nil {
-		// Best effort: without them the next process hashes the
-		// file whole, as it would have anyway.
-		if err := c.trees.Save(e.digest, sums); err != nil {
-			slog.Debug("fs-verity tree not kept", "file", f.Name(), "err", err.Error())
-		}
+	if e.err != nil {
+		sums = nil
 	}
-	return known(e.digest), e.err
+	return known(e.digest), sums, e.err
 }
 
-// KeepTrees makes the cache keep in t the block sums of the files of at
-// least TreeMinSize that it hashes, and look there for those of files
-// whose digest it does not know (Blocks). Call it before the cache is
+// KeepTrees makes the cache keep in t the block sums of the files it
+// hashes for VerifyReads (those keepsSums takes), and look there for the
+// sums of files whose digest it does not know. Call it before the cache is
 // used.
 func (c *Cache) KeepTrees(t *Trees) { c.trees = t }
 
-// Blocks returns the block sums to check f by as it is read, for a caller
-// that reads f only through BlockSums.ReadAt and wants it to have digest
-// want: those kept for want when f's digest is not known here already,
-// so that f need not be hashed whole before its first byte is served.
-// Nil means f is to be checked whole (Verify): no trees are kept, f is
-// under TreeMinSize or not a regular file, its digest is known or being
-// computed (which costs Verify nothing more, or a wait), the kernel
-// measures it, or no sums giving want are kept.
-func (c *Cache) Blocks(f *os.File, alg Algorithm, want []byte) *BlockSums {
-	if c.trees == nil || !alg.Valid() || len(want) != alg.Size() {
+// VerifyReads is VerifyContext for a caller that reads f only through the
+// sums it returns when they are not nil: those the trees keep (KeepTrees)
+// for want, when f's digest is not known here already, so that f is
+// checked block by block as it is read (BlockSums.ReadAt) instead of
+// hashed whole before its first byte. Otherwise f is checked whole, as
+// VerifyContext does, and if it matches, its block sums are kept for the
+// next process; the sums of a file that does not match are not.
+func (c *Cache) VerifyReads(ctx context.Context, f *os.File, alg Algorithm, want []byte) (*BlockSums, error) {
+	if c.trees == nil {
+		return nil, c.VerifyContext(ctx, f, alg, want)
+	}
+	if b := c.keptSums(f, alg, want); b != nil {
+		return b, nil
+	}
+	return nil, c.verify(ctx, f, alg, want, true)
+}
+
+// keptSums returns the sums the trees keep for f, to be checked as it is
+// read to have digest want, or nil when f is to be checked whole: its size
+// is not one whose sums are kept, its digest is known or being computed
+// (which costs a check nothing more, or a wait), the kernel measures it,
+// or no sums giving want are kept.
+func (c *Cache) keptSums(f *os.File, alg Algorithm, want []byte) *BlockSums {
+	if !alg.Valid() || len(want) != alg.Size() {
 		return nil
 	}
 	key, fi, err := keyOf(f, alg)
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() < TreeMinSize {
+	if err != nil || !fi.Mode().IsRegular() || !keepsSums(fi.Size()) {
 		return nil
 	}
 	c.mu.Lock()
@@ -400,15 +418,28 @@ func (c *Cache) Verify(f *os.File, alg Algorithm, want []byte) error {
 // interrupts (its caller killed) must not keep the CPUs busy for nothing.
 // Another caller waiting for the same file's digest then hashes it itself.
 func (c *Cache) VerifyContext(ctx context.Context, f *os.File, alg Algorithm, want []byte) error {
+	return c.verify(ctx, f, alg, want, false)
+}
+
+// verify is VerifyContext that, with keep, has the trees keep the block
+// sums of a file it hashes, once it matches.
+func (c *Cache) verify(ctx context.Context, f *os.File, alg Algorithm, want []byte, keep bool) error {
 	if len(want) != alg.Size() {
 		return fmt.Errorf("%s: expected digest has %d bytes, %s needs %d", f.Name(), len(want), alg, alg.Size())
 	}
-	k, err := c.digest(ctx, f, alg)
+	k, sums, err := c.digestKeeping(ctx, f, alg, keep)
 	if err != nil {
 		return err
 	}
 	if got := k.d[:k.n]; !bytes.Equal(got, want) {
 		return &MismatchError{Name: f.Name(), Alg: alg, Expected: bytes.Clone(want), Actual: bytes.Clone(got)}
+	}
+	if sums != nil {
+		// Best effort: without them the next process hashes the
+		// file whole, as it would have anyway.
+		if err := c.trees.Save(want, sums); err != nil {
+			slog.Debug("fs-verity tree not kept", "file", f.Name(), "err", err.Error())
+		}
 	}
 	return nil
 }

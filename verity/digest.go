@@ -47,9 +47,9 @@ const digestOp = "fs-verity digest of"
 
 // digestStat is DigestFile for a file whose stat the caller already has;
 // hashing a regular file stops early, with ctx's error, once ctx is done.
-// With keep, the block sums of a regular file hashed here of at least
-// TreeMinSize come back too (nil otherwise: a small file, or the kernel's
-// measurement).
+// With keep, the block sums of a regular file hashed here come back too,
+// when its size is one whose sums are kept (nil otherwise, and for the
+// kernel's measurement).
 func digestStat(ctx context.Context, alg Algorithm, f *os.File, fi os.FileInfo, keep bool) ([]byte, *BlockSums, error) {
 	if !fi.Mode().IsRegular() {
 		// Pipes and devices: read what comes, from the current offset.
@@ -60,8 +60,10 @@ func digestStat(ctx context.Context, alg Algorithm, f *os.File, fi os.FileInfo, 
 		return d, nil, nil
 	}
 	if d, measured := kernelDigest(f, alg, deviceOf(fi)); measured {
+		debugf("fs-verity digest measured by kernel", f, alg, nil)
 		return d, nil, nil
 	}
+	debugf("fs-verity digest computed in userspace", f, alg, nil)
 	d, sums, err := computeKeeping(ctx, alg, f, fi.Size(), runtime.NumCPU(), keep)
 	if err != nil {
 		return nil, nil, errpath.New(digestOp, f.Name(), err)
@@ -87,18 +89,15 @@ var noKernelVerity sync.Map // device number -> struct{}
 // and the digest is to be computed.
 func kernelDigest(f *os.File, alg Algorithm, dev uint64) (d []byte, measured bool) {
 	if _, none := noKernelVerity.Load(dev); none {
-		debugf("fs-verity digest computed in userspace", f, alg, errKernelVerityUnsupported)
 		return nil, false
 	}
 	d, err := MeasureVerity(f, alg)
 	if err == nil {
-		debugf("fs-verity digest measured by kernel", f, alg, nil)
 		return d, true
 	}
 	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EOPNOTSUPP) {
 		noKernelVerity.Store(dev, struct{}{})
 	}
-	debugf("fs-verity digest computed in userspace", f, alg, err)
 	return nil, false
 }
 
@@ -110,10 +109,10 @@ func computeSized(ctx context.Context, alg Algorithm, f *os.File, size int64, wo
 }
 
 // computeKeeping is computeSized returning, with keep, the block sums of a
-// file of at least TreeMinSize.
+// file whose sums are kept (keepsSums).
 func computeKeeping(ctx context.Context, alg Algorithm, f *os.File, size int64, workers int, keep bool) ([]byte, *BlockSums, error) {
 	computed.Add(1)
-	keep = keep && size >= TreeMinSize
+	keep = keep && keepsSums(size)
 	if size < parallelMin && !keep {
 		d, err := digestSmall(ctx, alg, f, size)
 		return d, nil, err
@@ -121,8 +120,6 @@ func computeKeeping(ctx context.Context, alg Algorithm, f *os.File, size int64, 
 	adviseSequential(f)
 	return digestAtKeeping(ctx, alg, f, size, workers, keep)
 }
-
-var errKernelVerityUnsupported = fmt.Errorf("%w: not supported by this file system", ErrNoKernelVerity)
 
 // DigestPath returns the fs-verity digest of the file at path.
 func DigestPath(alg Algorithm, path string) ([]byte, error) {

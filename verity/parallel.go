@@ -34,25 +34,27 @@ type chunk struct {
 	done  chan struct{}
 }
 
-// hashChunk hashes the blocks of c, zero-padding a short last block in
-// place (buf is a whole number of blocks long).
-func hashChunk(hash blockHasher, alg Algorithm, ds int, c *chunk) {
-	i := 0
-	off := 0
-	for ; off+2*BlockSize <= c.n; off += 2 * BlockSize {
-		hash.sum2(alg, c.sums[i*ds:(i+1)*ds], c.sums[(i+1)*ds:(i+2)*ds],
-			c.buf[off:off+BlockSize], c.buf[off+BlockSize:off+2*BlockSize])
+// hashChunk hashes the blocks of c.
+func hashChunk(hash blockHasher, alg Algorithm, c *chunk) {
+	c.nsums = hashBlocks(hash, alg, c.sums, c.buf[:c.n])
+}
+
+// hashBlocks writes into sums the hash of each block of data, the last
+// one zero-padded if short, and returns how many it hashed: whole blocks
+// two at a time where the CPU can, and nothing copied.
+func hashBlocks(hash blockHasher, alg Algorithm, sums, data []byte) int {
+	ds := alg.Size()
+	i, off := 0, 0
+	for ; off+2*BlockSize <= len(data); off += 2 * BlockSize {
+		hash.sum2(alg, sums[i*ds:(i+1)*ds], sums[(i+1)*ds:(i+2)*ds],
+			data[off:off+BlockSize], data[off+BlockSize:off+2*BlockSize])
 		i += 2
 	}
-	for ; off < c.n; off += BlockSize {
-		blk := c.buf[off : off+BlockSize]
-		if rest := c.n - off; rest < BlockSize {
-			clear(blk[rest:])
-		}
-		hash.sum(c.sums[i*ds:(i+1)*ds], blk)
+	for ; off < len(data); off += BlockSize {
+		hash.sumPadded(sums[i*ds:(i+1)*ds], data[off:min(off+BlockSize, len(data))])
 		i++
 	}
-	c.nsums = i
+	return i
 }
 
 // pipeline runs the workers and keeps the jobs in flight in order.
@@ -100,7 +102,7 @@ func (p *pipeline) work() {
 			c.err = readFullAt(p.readAt, c.buf[:c.n], c.off)
 		}
 		if c.err == nil {
-			hashChunk(hash, p.alg, p.ds, c)
+			hashChunk(hash, p.alg, c)
 		}
 		c.done <- struct{}{}
 	}
@@ -282,14 +284,15 @@ func putBuffer(b *[]byte) {
 }
 
 // readFullAt fills buf from src at off; running short means the file
-// shrank while it was being hashed.
+// shrank since its size was taken (while it was hashed, or since its
+// block sums were).
 func readFullAt(src io.ReaderAt, buf []byte, off int64) error {
 	n, err := src.ReadAt(buf, off)
 	if n == len(buf) {
 		return nil
 	}
 	if err == nil || errors.Is(err, io.EOF) {
-		return fmt.Errorf("reading at offset %d: file shrank while hashing: %w", off, io.ErrUnexpectedEOF)
+		return fmt.Errorf("reading at offset %d: file shrank: %w", off+int64(n), io.ErrUnexpectedEOF)
 	}
 	return err
 }

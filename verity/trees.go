@@ -2,13 +2,15 @@ package verity
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"path"
+	"syscall"
 )
 
 // Trees keeps the block sums of files hashed in userspace on disk, by
@@ -18,44 +20,70 @@ import (
 // first byte. The kernel's fs-verity keeps a file's tree beside it for the
 // same reason.
 //
-// Nothing read back is trusted: sums are used only when the digest they
-// give (BlockSums.Digest) is the one the caller expects, so a damaged or
-// planted file costs a full hash, never a wrong byte. What they reveal
-// (hashes of a user's data, block by block) is kept as private as the
-// user's own files: the directories are made 0700 and the files 0600.
+// Nothing read back is trusted for content: sums are used only when the
+// digest they give (BlockSums.Digest) is the one the caller expects, so a
+// damaged or planted file costs a full hash, never a wrong byte. The
+// directory itself must be the user's own and private (OpenTrees): the
+// sums are hashes of the user's data, block by block, and a directory
+// others can write to could make a server (root's, say) write where they
+// point it, or hang on a fifo. Every access stays beneath the directory
+// opened, whatever links are made inside it, and follows no link at the
+// end of a path.
 //
 // Layout: DIR/ALG/XX/REST, where XXREST is the digest in hex and the file
 // holds the sums alone, one digest per data block (1/128 of the data's
-// size for sha256).
+// size for sha256). Nothing is ever removed: a tree is 1/128 of what was
+// read, and the directory can be emptied at any time.
 type Trees struct {
-	dir string
+	root *os.Root
 }
 
-// OpenTrees returns the trees kept in dir, making it if need be.
+// OpenTrees returns the trees kept in dir, making it (0700) if need be.
+// A directory that is not this user's, or that others may read or write,
+// is refused.
 func OpenTrees(dir string) (*Trees, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("fs-verity trees: %w", err)
 	}
-	return &Trees{dir: dir}, nil
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fs-verity trees: %w", err)
+	}
+	fi, err := root.Stat(".")
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("fs-verity trees: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o077 != 0 {
+		root.Close()
+		return nil, fmt.Errorf("fs-verity trees: %s is not private to this user (mode %v, owner %d): not used", dir, fi.Mode().Perm(), st.Uid)
+	}
+	return &Trees{root: root}, nil
 }
 
 // Dir is where the trees are kept.
-func (t *Trees) Dir() string { return t.dir }
+func (t *Trees) Dir() string { return t.root.Name() }
 
-func (t *Trees) path(alg Algorithm, digest []byte) string {
+// Close lets go of the directory.
+func (t *Trees) Close() error { return t.root.Close() }
+
+// name is where the sums of the file of digest are, within the directory.
+func name(alg Algorithm, digest []byte) string {
 	h := hex.EncodeToString(digest)
-	return filepath.Join(t.dir, alg.String(), h[:2], h[2:])
+	return path.Join(alg.String(), h[:2], h[2:])
 }
 
 // Load returns the block sums kept for a file of size bytes whose digest
 // is digest, or nil when none are kept, or the sums kept do not give that
-// digest. Files under TreeMinSize have none.
+// digest. Files whose size keepsSums refuses have none.
 func (t *Trees) Load(alg Algorithm, digest []byte, size int64) (*BlockSums, error) {
-	if size < TreeMinSize || !alg.Valid() || len(digest) != alg.Size() {
+	if !keepsSums(size) || !alg.Valid() || len(digest) != alg.Size() {
 		return nil, nil
 	}
-	f, err := os.Open(t.path(alg, digest))
-	if errors.Is(err, fs.ErrNotExist) {
+	// No link followed, and a fifo planted there does not block the open.
+	f, err := t.root.OpenFile(name(alg, digest), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
 		return nil, nil
 	}
 	if err != nil {
@@ -86,29 +114,32 @@ func (t *Trees) Load(alg Algorithm, digest []byte, size int64) (*BlockSums, erro
 // what was kept for it. Sums that do not give digest are refused. The
 // file appears whole or not at all (written aside, then renamed).
 func (t *Trees) Save(digest []byte, b *BlockSums) error {
-	if b.size < TreeMinSize {
+	if !keepsSums(b.size) {
 		return nil
 	}
 	if !bytes.Equal(b.Digest(), digest) {
 		return fmt.Errorf("fs-verity tree: block sums do not give digest %x", digest)
 	}
-	path := t.path(b.alg, digest)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dst := name(b.alg, digest)
+	if err := t.root.MkdirAll(path.Dir(dst), 0o700); err != nil {
 		return fmt.Errorf("fs-verity tree: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".new-*")
+	var r [8]byte
+	rand.Read(r[:])
+	tmp := path.Join(path.Dir(dst), ".new-"+hex.EncodeToString(r[:]))
+	f, err := t.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("fs-verity tree: %w", err)
 	}
-	_, err = tmp.Write(b.sums)
-	if cerr := tmp.Close(); err == nil {
+	_, err = f.Write(b.sums)
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), path)
+		err = t.root.Rename(tmp, dst)
 	}
 	if err != nil {
-		os.Remove(tmp.Name())
+		t.root.Remove(tmp)
 		return fmt.Errorf("fs-verity tree: %w", err)
 	}
 	return nil

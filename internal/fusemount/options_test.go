@@ -254,17 +254,18 @@ func TestTreeCacheOption(t *testing.T) {
 	}
 }
 
-// openTrees keeps trees where asked, in the user's cache by default, and
-// none where nothing would use them.
+// openTrees keeps trees where asked, where the environment says without
+// the flag, and none where nothing would use them.
 func TestOpenTrees(t *testing.T) {
-	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	dir := filepath.Join(t.TempDir(), "t")
+	env := filepath.Join(t.TempDir(), "env")
+	t.Setenv(treeCacheEnv, env)
 	for _, tc := range []struct {
 		s    settings
 		want string
 	}{
-		{settings{}, filepath.Join(os.Getenv("XDG_CACHE_HOME"), "composefs-fuse", "trees")},
+		{settings{}, env},
 		{settings{treeCache: dir}, dir},
 		{settings{treeCache: "none"}, ""},
 		{settings{treeCache: dir, verity: composefs.VerityOff}, ""},
@@ -274,9 +275,22 @@ func TestOpenTrees(t *testing.T) {
 		got := ""
 		if tr := openTrees(&tc.s, logger); tr != nil {
 			got = tr.Dir()
+			tr.Close()
 		}
 		if got != tc.want {
 			t.Errorf("%+v: trees in %q, want %q", tc.s, got, tc.want)
 		}
+	}
+	t.Setenv(treeCacheEnv, "none")
+	if tr := openTrees(&settings{}, logger); tr != nil {
+		t.Errorf("%s=none: trees in %s", treeCacheEnv, tr.Dir())
+	}
+	// A directory others may read is not used.
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if tr := openTrees(&settings{treeCache: open}, logger); tr != nil {
+		t.Errorf("mode 0755: trees in %s", tr.Dir())
 	}
 }

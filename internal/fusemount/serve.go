@@ -81,6 +81,7 @@ func serve(s *settings, logs *cli.LogHandler) (ended syscall.Signal, err error) 
 	}
 	vc := verity.NewCache()
 	if trees := openTrees(s, logger); trees != nil {
+		defer trees.Close()
 		vc.KeepTrees(trees)
 	}
 	imagePath, store, storeDirs, imageID, closeSources, err := openSources(s, digest, vc, logger)
@@ -492,8 +493,8 @@ func remoteConfig(s *settings, vc *verity.Cache) (cfg objects.RemoteConfig, clos
 	}
 	dir := s.cacheDir
 	if dir == "" {
-		if dir, err = defaultCacheDir(); err != nil {
-			return cfg, nil, err
+		if dir, err = defaultCacheDir("objects"); err != nil {
+			return cfg, nil, fmt.Errorf("no --cache, and %w", err)
 		}
 	}
 	if cfg.Cache, err = objects.OpenCache(dir, s.cacheSize); err != nil {
@@ -502,43 +503,50 @@ func remoteConfig(s *settings, vc *verity.Cache) (cfg objects.RemoteConfig, clos
 	return cfg, func() { cfg.Cache.Close() }, nil
 }
 
-// defaultCacheDir is where fetched objects are kept without --cache:
-// /var/cache for root, else the user's cache directory ($XDG_CACHE_HOME,
-// ~/.cache).
-func defaultCacheDir() (string, error) {
+// defaultCacheDir is where what is cached under sub (fetched objects,
+// trees) goes without a flag naming the place: /var/cache for root, else
+// the user's cache directory ($XDG_CACHE_HOME, ~/.cache).
+func defaultCacheDir(sub string) (string, error) {
 	if os.Geteuid() == 0 {
-		return "/var/cache/composefs-fuse/objects", nil
+		return filepath.Join("/var/cache/composefs-fuse", sub), nil
 	}
 	base, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("no --cache, and no cache directory to put it in: %w", err)
+		return "", fmt.Errorf("no cache directory to put it in: %w", err)
 	}
-	return filepath.Join(base, "composefs-fuse", "objects"), nil
+	return filepath.Join(base, "composefs-fuse", sub), nil
 }
 
 // openTrees opens the place the block sums of large objects are kept
 // (--tree-cache), or returns nil when none are to be: nothing is checked,
 // or the kernel reads objects itself (passthrough), which leaves nothing to
-// check block by block. The default is the user's cache directory, root's
-// too: the sums are hashes of the user's data, kept as private as it
-// (0700). Without a directory to put them in (no HOME) or room to make
-// it, the mount goes on without them, as it did before they existed.
+// check block by block. Without the flag: $COMPOSEFS_FUSE_TREE_CACHE, else
+// beside the objects fetched from URLs (defaultCacheDir): root's under
+// /var/cache, where no user's directory can lead it; a user's in their
+// cache directory. A place that cannot be used (no home, not private)
+// leaves the mount without trees, as it was before they existed; a place
+// asked for by the flag says so.
 func openTrees(s *settings, logger *slog.Logger) *verity.Trees {
 	if s.treeCache == "none" || s.verity == composefs.VerityOff || s.passthrough && !s.noOpen {
 		return nil
 	}
-	dir := s.treeCache
+	dir, asked := s.treeCache, s.treeCache != ""
+	if !asked {
+		dir = os.Getenv(treeCacheEnv)
+	}
+	if dir == "none" {
+		return nil
+	}
 	if dir == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
+		var err error
+		if dir, err = defaultCacheDir("trees"); err != nil {
 			logger.Debug("no fs-verity trees kept", "err", err)
 			return nil
 		}
-		dir = filepath.Join(base, "composefs-fuse", "trees")
 	}
 	t, err := verity.OpenTrees(dir)
 	if err != nil {
-		if s.treeCache != "" {
+		if asked {
 			logger.Warn("--tree-cache: none kept", "err", err)
 		} else {
 			logger.Debug("no fs-verity trees kept", "err", err)
@@ -547,6 +555,9 @@ func openTrees(s *settings, logger *slog.Logger) *verity.Trees {
 	}
 	return t
 }
+
+// treeCacheEnv names the variable that moves the default --tree-cache.
+const treeCacheEnv = "COMPOSEFS_FUSE_TREE_CACHE"
 
 func fileExists(p string) bool {
 	st, err := os.Stat(p)
