@@ -99,8 +99,11 @@ func baseName(name string) string {
 
 // Open opens the file at name. An external file's object is opened and
 // checked here, as the kernel's open does: a mismatch fails the Open with
-// an error wrapping ErrDigestMismatch. Devices, fifos and sockets open as
-// files with nothing to read, without blocking.
+// an error wrapping ErrDigestMismatch; but a large object whose block sums
+// the digest cache keeps is checked as it is read instead
+// (OpenObjectToRead), and a read of a block that does not match fails
+// with that error. Devices, fifos and sockets open as files with nothing
+// to read, without blocking.
 func (f *FS) Open(name string) (fs.File, error) {
 	in, err := f.resolve("open", name)
 	if err != nil {

@@ -69,6 +69,10 @@ type ObjectBlocks struct {
 	payload string
 }
 
+// Len is the memory the object's block sums take, in bytes: 1/128 of its
+// size for sha256.
+func (b *ObjectBlocks) Len() int64 { return b.sums.Len() }
+
 // ReadAt reads the object's content from src, its file or another
 // descriptor of it, into p at off, as io.ReaderAt does, once the blocks the
 // bytes come from match their sums (verity.BlockSums.ReadAt). A block that

@@ -8,7 +8,9 @@ type VerityMode int
 
 const (
 	// VerityOn checks a file whose metacopy carries a digest before its
-	// first byte is served; files without a digest are served unchecked.
+	// first byte is served (a large one whose block sums are kept, each
+	// block before it is served); files without a digest are served
+	// unchecked.
 	VerityOn VerityMode = iota
 	// VerityRequire is VerityOn, and also refuses external files whose
 	// metacopy carries no digest.

@@ -647,8 +647,9 @@ func (a *readAhead) fileLoop(f *FS) {
 
 // prefetchObject opens the object of external file nid and, as its open
 // will, checks its digest (which also leaves the content in the page
-// cache; unchecked, the kernel is asked to read the object in), then
-// keeps it, registered for passthrough, for the open to take. Failures are
+// cache; unchecked, or to be checked block by block as it is read, the
+// kernel is asked to read the object in), then keeps it, registered for
+// passthrough where it may be, for the open to take. Failures are
 // silent: the open tries again and reports them.
 func (f *FS) prefetchObject(nid uint64) {
 	defer func() { recover() }()

@@ -192,3 +192,29 @@ func TestHeldObjectTouchedStaysWhole(t *testing.T) {
 		t.Errorf("held object replaced or checked by sums after its times changed")
 	}
 }
+
+// An object read ahead (a 600 KB file, under the read-ahead's size limit)
+// is checked by its kept sums, and is the object its READ takes, sums and
+// all.
+func TestReadAheadKeepsBlocks(t *testing.T) {
+	b := newBigObject(t)
+	if got, st := b.server(t).readFile("big"); !st.Ok() || !bytes.Equal(got, b.content) {
+		t.Fatalf("first server: %v", st)
+	}
+	c := verity.NewCache()
+	c.KeepTrees(b.trees)
+	s := newServer(t, b.img, testConfig{Store: b.store, Cache: c, NoOpen: true})
+	node := s.mustLookup("big").NodeId
+	nid := s.fsys.nidOf(node)
+	s.fsys.prefetchObject(nid)
+	ready := s.fsys.ahead.ready[nid].o
+	if ready == nil || ready.blocks == nil {
+		t.Fatalf("read ahead: %v, want an object checked by its kept sums", ready)
+	}
+	if got, st := s.readUnopened(node, 128<<10, 128<<10); !st.Ok() || !bytes.Equal(got, b.content[128<<10:256<<10]) {
+		t.Fatalf("READ: %v", st)
+	}
+	if held := s.fsys.heldObject(nid); held != ready || held.blocks == nil {
+		t.Errorf("READ took %p (sums %v), want the object read ahead %p", held, held != nil && held.blocks != nil, ready)
+	}
+}

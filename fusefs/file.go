@@ -23,7 +23,8 @@ import (
 const fhObject = 1
 
 // Open refuses writing, and for an external file opens and (per the verity
-// policy) checks its object before anything is read. The object is handed
+// policy) checks its object before anything is read (or, a large object
+// whose block sums are kept, sets it to be checked as it is read). The object is handed
 // to the kernel for passthrough where it can be; otherwise reads come here.
 // Contents never change, so the kernel keeps its page cache across opens.
 func (f *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {

@@ -123,13 +123,30 @@ func RaiseFileLimit() {
 	}
 }
 
-// idleObjects is the list of objects no open holds, with their count.
+// idleObjects is the list of objects no open holds, with their count and
+// the memory their block sums take.
 type idleObjects struct {
 	newest, oldest *openObject
 	n              int
+	sums           int64
+}
+
+// idleSumsMax bounds the memory of the block sums idle objects keep (64
+// MiB: those of 8 GiB of large files). Past it, a block-checked object
+// released goes, as any object past idleMax does: its next open reads its
+// sums again.
+const idleSumsMax = 64 << 20
+
+// sumsOf is the memory o's block sums take.
+func sumsOf(o *openObject) int64 {
+	if o.blocks == nil {
+		return 0
+	}
+	return o.blocks.Len()
 }
 
 func (l *idleObjects) push(o *openObject) {
+	l.sums += sumsOf(o)
 	o.newer, o.older = nil, l.newest
 	if l.newest != nil {
 		l.newest.newer = o
@@ -141,6 +158,7 @@ func (l *idleObjects) push(o *openObject) {
 }
 
 func (l *idleObjects) remove(o *openObject) {
+	l.sums -= sumsOf(o)
 	if o.newer != nil {
 		o.newer.older = o.older
 	} else {
@@ -265,6 +283,13 @@ func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) 
 		obj.File.Close()
 		return o, fuse.OK
 	}
+	if o.refs > 1 && o.blocks != nil {
+		// Another file now, but o's every read is checked: it serves
+		// until its last open is closed, and is replaced then.
+		f.objMu.Unlock()
+		obj.File.Close()
+		return o, fuse.OK
+	}
 	if o.refs > 1 {
 		o.refs--
 		f.objMu.Unlock()
@@ -351,7 +376,7 @@ func (f *FS) releaseObject(nid uint64) {
 		f.objMu.Unlock()
 		return
 	}
-	if f.idle.n >= f.idleMax {
+	if f.idle.n >= f.idleMax || f.idle.sums+sumsOf(o) > idleSumsMax {
 		// Full: this one goes, and those kept stay until the kernel
 		// forgets their inode. Evicting the oldest instead would keep
 		// nothing of a walk over more files than the cap, read again

@@ -27,7 +27,7 @@ type BlockSums struct {
 const TreeMinSize = 256 << 10
 
 // TreeMaxSize is the largest: its sums (8 MiB for sha256) are held in
-// memory while the file is open. A larger file is hashed whole, as
+// memory while the file is open, or held for another open. A larger file is hashed whole, as
 // before, and a sparse file claiming a terabyte costs no 8 GiB of sums.
 const TreeMaxSize = 1 << 30
 
@@ -42,6 +42,9 @@ func sumsLen(alg Algorithm, size int64) int64 { return blockCount(size) * int64(
 
 // Size is the length of the file the sums describe.
 func (b *BlockSums) Size() int64 { return b.size }
+
+// Len is the memory the sums take, in bytes.
+func (b *BlockSums) Len() int64 { return int64(len(b.sums)) }
 
 // Algorithm is the hash the sums are made with.
 func (b *BlockSums) Algorithm() Algorithm { return b.alg }
@@ -88,6 +91,9 @@ func (b *BlockSums) ReadAt(src io.ReaderAt, p []byte, off int64) (int, error) {
 	}
 	if off >= b.size {
 		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
 	}
 	end := min(off+int64(len(p)), b.size)
 	first := off &^ (BlockSize - 1)
@@ -183,4 +189,10 @@ var checkers = [...]sync.Pool{
 
 func getChecker(alg Algorithm) *checker { return checkers[alg].Get().(*checker) }
 
-func putChecker(alg Algorithm, c *checker) { checkers[alg].Put(c) }
+// putChecker pools c again, unless a large read grew its room past what
+// reads through FUSE (1 MiB at most) need.
+func putChecker(alg Algorithm, c *checker) {
+	if cap(c.sums) <= 256*maxDigestSize {
+		checkers[alg].Put(c)
+	}
+}

@@ -50,6 +50,9 @@ func TestBlockSumsGiveTheDigest(t *testing.T) {
 			}
 		}
 	}
+	if keepsSums(TreeMinSize-1) || !keepsSums(TreeMinSize) || !keepsSums(TreeMaxSize) || keepsSums(TreeMaxSize+1) {
+		t.Error("keepsSums does not take exactly TreeMinSize to TreeMaxSize")
+	}
 	// Below TreeMinSize nothing is kept.
 	f := fileOfBytes(t, randomBytes(TreeMinSize-1, 1))
 	if _, b, err := computeKeeping(context.Background(), SHA256, f, TreeMinSize-1, 2, true); err != nil || b != nil {
@@ -90,6 +93,9 @@ func TestBlockSumsReadAt(t *testing.T) {
 	for range 200 {
 		off := rng.Int64N(size)
 		check(off, 1+rng.IntN(300<<10))
+	}
+	if n, err := b.ReadAt(f, nil, 5); n != 0 || err != nil {
+		t.Errorf("ReadAt of nothing = %d, %v; want 0, nil", n, err)
 	}
 	if n, err := b.ReadAt(f, make([]byte, 10), size); n != 0 || err != io.EOF {
 		t.Errorf("ReadAt at the end = %d, %v; want 0, EOF", n, err)
@@ -404,8 +410,14 @@ func TestTreesRefuseStrangeFiles(t *testing.T) {
 	}
 	for what, plant := range map[string]func() error{
 		"link to good sums": func() error { return os.Symlink(good, at) },
-		"fifo":              func() error { return syscall.Mkfifo(at, 0o600) },
-		"directory":         func() error { return os.Mkdir(at, 0o700) },
+		"link within the directory to good sums": func() error {
+			if err := os.WriteFile(at+".copy", b.sums, 0o600); err != nil {
+				return err
+			}
+			return os.Symlink(filepath.Base(at)+".copy", at)
+		},
+		"fifo":      func() error { return syscall.Mkfifo(at, 0o600) },
+		"directory": func() error { return os.Mkdir(at, 0o700) },
 	} {
 		os.RemoveAll(at)
 		if err := plant(); err != nil {

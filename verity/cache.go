@@ -110,7 +110,7 @@ type Cache struct {
 	// reading: a wall clock set back shows against it (clockSetBack).
 	since time.Time
 	// trees, when set, keeps the block sums of the large files hashed
-	// here, and gives those of files met again (Blocks).
+	// for VerifyReads, and gives those of files met again (keptSums).
 	trees *Trees
 }
 

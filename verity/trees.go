@@ -27,8 +27,8 @@ import (
 // sums are hashes of the user's data, block by block, and a directory
 // others can write to could make a server (root's, say) write where they
 // point it, or hang on a fifo. Every access stays beneath the directory
-// opened, whatever links are made inside it, and follows no link at the
-// end of a path.
+// opened, whatever links are made inside it, and only regular files are
+// read.
 //
 // Layout: DIR/ALG/XX/REST, where XXREST is the digest in hex and the file
 // holds the sums alone, one digest per data block (1/128 of the data's
@@ -54,10 +54,13 @@ func OpenTrees(dir string) (*Trees, error) {
 		root.Close()
 		return nil, fmt.Errorf("fs-verity trees: %w", err)
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o077 != 0 {
+	owner := -1
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		owner = int(st.Uid)
+	}
+	if owner != os.Geteuid() || fi.Mode().Perm()&0o077 != 0 {
 		root.Close()
-		return nil, fmt.Errorf("fs-verity trees: %s is not private to this user (mode %v, owner %d): not used", dir, fi.Mode().Perm(), st.Uid)
+		return nil, fmt.Errorf("fs-verity trees: %s is not private to this user (mode %v, owner %d): not used", dir, fi.Mode().Perm(), owner)
 	}
 	return &Trees{root: root}, nil
 }
@@ -81,7 +84,11 @@ func (t *Trees) Load(alg Algorithm, digest []byte, size int64) (*BlockSums, erro
 	if !keepsSums(size) || !alg.Valid() || len(digest) != alg.Size() {
 		return nil, nil
 	}
-	// No link followed, and a fifo planted there does not block the open.
+	// Only a regular file; and should one be swapped for a fifo after
+	// this look, the open does not block on it.
+	if fi, err := t.root.Lstat(name(alg, digest)); err != nil || !fi.Mode().IsRegular() {
+		return nil, nil
+	}
 	f, err := t.root.OpenFile(name(alg, digest), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
 		return nil, nil

@@ -48,7 +48,9 @@ type cfsctlMount struct{ bin, repo, image, log string }
 func (cfsctlMount) name() string { return "cfsctl" }
 
 func (m cfsctlMount) mount(_ *corpus, at string) error {
-	return runCmd(filepath.Join(m.bin, "cfsctl"), "--repo", m.repo, "oci", "mount", "--log", m.log, m.image, at)
+	// Block hashes beside the repository, not in the machine's cache.
+	trees := filepath.Join(filepath.Dir(m.repo), "trees")
+	return runCmd(filepath.Join(m.bin, "cfsctl"), "--repo", m.repo, "oci", "mount", "--log", m.log, "--tree-cache", trees, m.image, at)
 }
 
 func (m cfsctlMount) unmount(at string) error { return unmountDaemon(at, m.daemonPID(at)) }

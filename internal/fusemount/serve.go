@@ -525,15 +525,16 @@ func defaultCacheDir(sub string) (string, error) {
 // /var/cache, where no user's directory can lead it; a user's in their
 // cache directory. A place that cannot be used (no home, not private)
 // leaves the mount without trees, as it was before they existed; a place
-// asked for by the flag says so.
+// asked for, by the flag or the variable, says so.
 func openTrees(s *settings, logger *slog.Logger) *verity.Trees {
 	if s.treeCache == "none" || s.verity == composefs.VerityOff || s.passthrough && !s.noOpen {
 		return nil
 	}
-	dir, asked := s.treeCache, s.treeCache != ""
-	if !asked {
+	dir := s.treeCache
+	if dir == "" {
 		dir = os.Getenv(treeCacheEnv)
 	}
+	asked := dir != ""
 	if dir == "none" {
 		return nil
 	}
@@ -547,7 +548,7 @@ func openTrees(s *settings, logger *slog.Logger) *verity.Trees {
 	t, err := verity.OpenTrees(dir)
 	if err != nil {
 		if asked {
-			logger.Warn("--tree-cache: none kept", "err", err)
+			logger.Warn("no fs-verity trees kept", "err", err)
 		} else {
 			logger.Debug("no fs-verity trees kept", "err", err)
 		}
