@@ -130,8 +130,12 @@ func (f *FS) objectFile(ctx context.Context, in *erofs.Inode, byBlocks bool) (co
 	return obj, state, fuse.OK
 }
 
-// errChangedAtCheck is an object rewritten just as it was checked.
-var errChangedAtCheck = errors.New("object changed as it was checked")
+// errChangedAtCheck is an object rewritten just as it was checked, and
+// errChangedSinceCheck one rewritten while a file held it open.
+var (
+	errChangedAtCheck    = errors.New("object changed as it was checked")
+	errChangedSinceCheck = errors.New("object changed since it was checked at the file's open")
+)
 
 // checkedObject opens and checks the object of external file in, and
 // takes the state (fstat) later opens compare with to know it unchanged
@@ -197,12 +201,19 @@ func (f *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Rea
 	debug.SetPanicOnFault(true)
 	dest := buf[:min(len(buf), int(in.Size))]
 	if in.Fh == fhObject {
-		o := f.heldObject(f.nidOf(in.NodeId))
+		o, checked := f.heldChecked(f.nidOf(in.NodeId))
 		if o == nil {
 			return nil, fuse.EBADF
 		}
 		if o.blocks != nil {
 			return f.readChecked(o, in.Offset, dest)
+		}
+		// Checked whole at its open: served only while unchanged since
+		// (one fstat), as a READ with no OPEN serves (holdObject). An
+		// object written in place under an open file is refused, not
+		// spliced unchecked; its next open checks it anew.
+		if now := stateOf(o.fd); now.statErr || now != checked {
+			return nil, f.fail(o.nid, "read", errChangedSinceCheck)
 		}
 		// A reference to the object's bytes, which go-fuse splices to
 		// the kernel without copying them through our memory.

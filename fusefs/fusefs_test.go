@@ -742,3 +742,37 @@ func TestStoreSmallOncePerInode(t *testing.T) {
 		t.Errorf("%d inodes noted as pushed, want 1", len(s.fsys.stored))
 	}
 }
+
+// TestOpenObjectRewritten: an object written in place while a file holds
+// it open (OPEN answered, no passthrough) is not served any more: its
+// READs fail with EIO rather than pass on bytes never checked.
+func TestOpenObjectRewritten(t *testing.T) {
+	tt := newTestTree(t)
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
+	objPath := filepath.Join(string(tt.store), tt.ext.Payload)
+	old := time.Unix(1_000_000, 0)
+	if err := os.Chtimes(objPath, old, old); err != nil {
+		t.Fatal(err)
+	}
+	ext := s.mustLookup("dir/ext")
+	in := fuse.OpenIn{InHeader: header(ext.NodeId, rootCaller), Flags: syscall.O_RDONLY}
+	var out fuse.OpenOut
+	if st := s.fsys.Open(nil, &in, &out); !st.Ok() {
+		t.Fatal(st)
+	}
+	read := func() ([]byte, fuse.Status) {
+		buf := make([]byte, 4096)
+		rr, st := s.fsys.Read(nil, &fuse.ReadIn{InHeader: in.InHeader, Fh: out.Fh, Offset: 0, Size: 4096}, buf)
+		if !st.Ok() {
+			return nil, st
+		}
+		return rr.Bytes(buf)
+	}
+	if b, st := read(); !st.Ok() || !bytes.Equal(b, tt.ext.Content[:4096]) {
+		t.Fatalf("READ before the rewrite: %v", st)
+	}
+	rewriteAt(t, objPath, []byte("rewritten"), 100)
+	if b, st := read(); st != fuse.EIO {
+		t.Errorf("READ after the object was rewritten under the open file: %v (%q...), want EIO", st, b[:min(len(b), 120)])
+	}
+}

@@ -323,3 +323,9 @@ func rewriteAt(t *testing.T, path string, data []byte, off int64) {
 		t.Fatal(err)
 	}
 }
+
+// heldObject is the object held for file nid, open or idle.
+func (f *FS) heldObject(nid uint64) *openObject {
+	o, _ := f.heldChecked(nid)
+	return o
+}

@@ -356,11 +356,16 @@ func (f *FS) dropObject(o *openObject) {
 	}
 }
 
-// heldObject is the object of the open external file at nid.
-func (f *FS) heldObject(nid uint64) *openObject {
+// heldChecked is the object of the open external file at nid, with the
+// state it was checked in.
+func (f *FS) heldChecked(nid uint64) (*openObject, objectState) {
 	f.objMu.Lock()
 	defer f.objMu.Unlock()
-	return f.open[nid]
+	o := f.open[nid]
+	if o == nil {
+		return nil, objectState{}
+	}
+	return o, o.checked
 }
 
 // releaseObject drops one open of the external file at nid; the object
