@@ -475,21 +475,7 @@ func TestFailedReadAnsweredAgain(t *testing.T) {
 // checked is not taken again: the next open checks the file anew, and
 // with verity on refuses the new content.
 func TestIdleObjectRewritten(t *testing.T) {
-	tt := newTestTree(t)
-	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
-	objPath := filepath.Join(string(tt.store), tt.ext.Payload)
-	// An old mtime, so that the rewrite below changes it even within one
-	// tick of the clock file times are taken from.
-	old := time.Unix(1_000_000, 0)
-	if err := os.Chtimes(objPath, old, old); err != nil {
-		t.Fatal(err)
-	}
-	ext := s.mustLookup("dir/ext")
-	in := fuse.OpenIn{InHeader: header(ext.NodeId, rootCaller), Flags: syscall.O_RDONLY}
-	var out fuse.OpenOut
-	if st := s.fsys.Open(nil, &in, &out); !st.Ok() {
-		t.Fatal(st)
-	}
+	_, s, objPath, in, out := openOldExt(t)
 	s.fsys.Release(nil, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh})
 	if s.fsys.idle.n != 1 {
 		t.Fatalf("%d idle objects after the release, want 1", s.fsys.idle.n)
@@ -747,19 +733,7 @@ func TestStoreSmallOncePerInode(t *testing.T) {
 // it open (OPEN answered, no passthrough) is not served any more: its
 // READs fail with EIO rather than pass on bytes never checked.
 func TestOpenObjectRewritten(t *testing.T) {
-	tt := newTestTree(t)
-	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
-	objPath := filepath.Join(string(tt.store), tt.ext.Payload)
-	old := time.Unix(1_000_000, 0)
-	if err := os.Chtimes(objPath, old, old); err != nil {
-		t.Fatal(err)
-	}
-	ext := s.mustLookup("dir/ext")
-	in := fuse.OpenIn{InHeader: header(ext.NodeId, rootCaller), Flags: syscall.O_RDONLY}
-	var out fuse.OpenOut
-	if st := s.fsys.Open(nil, &in, &out); !st.Ok() {
-		t.Fatal(st)
-	}
+	tt, s, objPath, in, out := openOldExt(t)
 	read := func() ([]byte, fuse.Status) {
 		buf := make([]byte, 4096)
 		rr, st := s.fsys.Read(nil, &fuse.ReadIn{InHeader: in.InHeader, Fh: out.Fh, Offset: 0, Size: 4096}, buf)
@@ -775,4 +749,25 @@ func TestOpenObjectRewritten(t *testing.T) {
 	if b, st := read(); st != fuse.EIO {
 		t.Errorf("READ after the object was rewritten under the open file: %v (%q...), want EIO", st, b[:min(len(b), 120)])
 	}
+}
+
+// openOldExt serves the test tree with OPEN answered, gives dir/ext's
+// object an old mtime (so that a rewrite changes it even within one tick
+// of the clock file times come from), and opens dir/ext.
+func openOldExt(t *testing.T) (*testTree, *server, string, fuse.OpenIn, fuse.OpenOut) {
+	t.Helper()
+	tt := newTestTree(t)
+	s := newServer(t, imageFromDump(t, tt.dump, 1), testConfig{Store: tt.store})
+	objPath := filepath.Join(string(tt.store), tt.ext.Payload)
+	old := time.Unix(1_000_000, 0)
+	if err := os.Chtimes(objPath, old, old); err != nil {
+		t.Fatal(err)
+	}
+	ext := s.mustLookup("dir/ext")
+	in := fuse.OpenIn{InHeader: header(ext.NodeId, rootCaller), Flags: syscall.O_RDONLY}
+	var out fuse.OpenOut
+	if st := s.fsys.Open(nil, &in, &out); !st.Ok() {
+		t.Fatal(st)
+	}
+	return tt, s, objPath, in, out
 }
