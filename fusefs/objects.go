@@ -277,7 +277,7 @@ func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) 
 		return nil, st
 	}
 	f.objMu.Lock()
-	if !now.statErr && now.ino == o.checked.ino && (o.blocks != nil || obj.Blocks == nil) {
+	if !now.statErr && now.ino == o.checked.ino {
 		o.checked = now
 		f.objMu.Unlock()
 		obj.File.Close()

@@ -27,8 +27,9 @@ type BlockSums struct {
 const TreeMinSize = 256 << 10
 
 // TreeMaxSize is the largest: its sums (8 MiB for sha256) are held in
-// memory while the file is open, or held for another open. A larger file is hashed whole, as
-// before, and a sparse file claiming a terabyte costs no 8 GiB of sums.
+// memory while the file is open, or held for another open. A larger file
+// is hashed whole, as before, and a sparse file claiming a terabyte costs
+// no 8 GiB of sums.
 const TreeMaxSize = 1 << 30
 
 // keepsSums tells whether a file of size bytes has its block sums kept.
@@ -40,14 +41,8 @@ func blockCount(size int64) int64 { return (size + BlockSize - 1) / BlockSize }
 // sumsLen is the length of the block sums of a file of size bytes.
 func sumsLen(alg Algorithm, size int64) int64 { return blockCount(size) * int64(alg.Size()) }
 
-// Size is the length of the file the sums describe.
-func (b *BlockSums) Size() int64 { return b.size }
-
 // Len is the memory the sums take, in bytes.
 func (b *BlockSums) Len() int64 { return int64(len(b.sums)) }
-
-// Algorithm is the hash the sums are made with.
-func (b *BlockSums) Algorithm() Algorithm { return b.alg }
 
 // Digest is the fs-verity digest of the file the sums describe: the
 // levels above level 0 are built from them.

@@ -23,7 +23,7 @@ var treeSizes = []int64{
 // sumsOf hashes f whole, keeping its block sums.
 func sumsOf(t *testing.T, alg Algorithm, f *os.File, size int64) ([]byte, *BlockSums) {
 	t.Helper()
-	d, b, err := computeKeeping(context.Background(), alg, f, size, 3, true)
+	d, b, err := computeSized(context.Background(), alg, f, size, 3, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,8 +45,8 @@ func TestBlockSumsGiveTheDigest(t *testing.T) {
 			if got := b.Digest(); !bytes.Equal(got, d) {
 				t.Errorf("%s %d bytes: sums give %x, the file's digest is %x", alg, size, got, d)
 			}
-			if int64(len(b.sums)) != sumsLen(alg, size) || b.Size() != size {
-				t.Errorf("%s %d bytes: %d bytes of sums for size %d", alg, size, len(b.sums), b.Size())
+			if int64(len(b.sums)) != sumsLen(alg, size) || b.size != size {
+				t.Errorf("%s %d bytes: %d bytes of sums for size %d", alg, size, len(b.sums), b.size)
 			}
 		}
 	}
@@ -55,7 +55,7 @@ func TestBlockSumsGiveTheDigest(t *testing.T) {
 	}
 	// Below TreeMinSize nothing is kept.
 	f := fileOfBytes(t, randomBytes(TreeMinSize-1, 1))
-	if _, b, err := computeKeeping(context.Background(), SHA256, f, TreeMinSize-1, 2, true); err != nil || b != nil {
+	if _, b, err := computeSized(context.Background(), SHA256, f, TreeMinSize-1, 2, true); err != nil || b != nil {
 		t.Errorf("under TreeMinSize: sums %v, err %v; want none", b != nil, err)
 	}
 }
@@ -290,7 +290,7 @@ func randomBytes(size int64, seed uint64) []byte {
 // and reads by them return only bytes that hash to them.
 func FuzzTreesLoad(f *testing.F) {
 	good := randomBytes(TreeMinSize+5000, 4)
-	d, b, err := computeKeeping(context.Background(), SHA256, fileOfBytes(f, good), int64(len(good)), 2, true)
+	d, b, err := computeSized(context.Background(), SHA256, fileOfBytes(f, good), int64(len(good)), 2, true)
 	if err != nil {
 		f.Fatal(err)
 	}

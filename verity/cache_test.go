@@ -164,16 +164,16 @@ func (r failingReaderAt) ReadAt(p []byte, off int64) (int, error) {
 func TestPipelineErrors(t *testing.T) {
 	data := mod251(8 << 20)
 	for _, w := range []int{1, 2, 7} {
-		_, err := digestAt(context.Background(), SHA256, failingReaderAt{data, 5 << 20}, int64(len(data)), w)
+		_, _, err := digestAt(context.Background(), SHA256, failingReaderAt{data, 5 << 20}, int64(len(data)), w, false)
 		if !errors.Is(err, errInjected) {
 			t.Errorf("workers %d: error %v", w, err)
 		}
 		// A source shorter than announced: the file shrank.
-		_, err = digestAt(context.Background(), SHA256, bytes.NewReader(data[:3<<20]), int64(len(data)), w)
+		_, _, err = digestAt(context.Background(), SHA256, bytes.NewReader(data[:3<<20]), int64(len(data)), w, false)
 		if err == nil || !strings.Contains(err.Error(), "shrank") {
 			t.Errorf("workers %d: shrinking source: %v", w, err)
 		}
-		d, err := digestAt(context.Background(), SHA512, bytes.NewReader(data), int64(len(data)), w)
+		d, _, err := digestAt(context.Background(), SHA512, bytes.NewReader(data), int64(len(data)), w, false)
 		if err != nil || !bytes.Equal(d, DigestBytes(SHA512, data)) {
 			t.Errorf("workers %d: %x %v", w, d, err)
 		}

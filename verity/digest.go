@@ -64,7 +64,7 @@ func digestStat(ctx context.Context, alg Algorithm, f *os.File, fi os.FileInfo, 
 		return d, nil, nil
 	}
 	debugf("fs-verity digest computed in userspace", f, alg, nil)
-	d, sums, err := computeKeeping(ctx, alg, f, fi.Size(), runtime.NumCPU(), keep)
+	d, sums, err := computeSized(ctx, alg, f, fi.Size(), runtime.NumCPU(), keep)
 	if err != nil {
 		return nil, nil, errpath.New(digestOp, f.Name(), err)
 	}
@@ -102,15 +102,9 @@ func kernelDigest(f *os.File, alg Algorithm, dev uint64) (d []byte, measured boo
 }
 
 // computeSized hashes the size bytes of regular file f in userspace, large
-// files with the given number of workers, until ctx is done.
-func computeSized(ctx context.Context, alg Algorithm, f *os.File, size int64, workers int) ([]byte, error) {
-	d, _, err := computeKeeping(ctx, alg, f, size, workers, false)
-	return d, err
-}
-
-// computeKeeping is computeSized returning, with keep, the block sums of a
-// file whose sums are kept (keepsSums).
-func computeKeeping(ctx context.Context, alg Algorithm, f *os.File, size int64, workers int, keep bool) ([]byte, *BlockSums, error) {
+// files with the given number of workers, until ctx is done; with keep, it
+// also returns the block sums of a file whose sums are kept (keepsSums).
+func computeSized(ctx context.Context, alg Algorithm, f *os.File, size int64, workers int, keep bool) ([]byte, *BlockSums, error) {
 	computed.Add(1)
 	keep = keep && keepsSums(size)
 	if size < parallelMin && !keep {
@@ -118,7 +112,7 @@ func computeKeeping(ctx context.Context, alg Algorithm, f *os.File, size int64, 
 		return d, nil, err
 	}
 	adviseSequential(f)
-	return digestAtKeeping(ctx, alg, f, size, workers, keep)
+	return digestAt(ctx, alg, f, size, workers, keep)
 }
 
 // DigestPath returns the fs-verity digest of the file at path.

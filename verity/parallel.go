@@ -71,7 +71,7 @@ type pipeline struct {
 	size   uint64
 	closed bool
 	// sums, when not nil, collects the block hashes in file order
-	// (digestAtKeeping).
+	// (digestAt's keep).
 	sums []byte
 }
 
@@ -182,15 +182,9 @@ func (p *pipeline) stop() {
 // digestAt hashes size bytes of src with workers reading and hashing. It
 // stops with ctx's error once ctx is done: the check costs nothing next to a
 // chunk's hashing, and the chunks already handed out (a few per worker)
-// are all that is hashed after it.
-func digestAt(ctx context.Context, alg Algorithm, src io.ReaderAt, size int64, workers int) ([]byte, error) {
-	d, _, err := digestAtKeeping(ctx, alg, src, size, workers, false)
-	return d, err
-}
-
-// digestAtKeeping is digestAt that also returns the block sums, when keep
-// says so: nothing more is hashed or read for them.
-func digestAtKeeping(ctx context.Context, alg Algorithm, src io.ReaderAt, size int64, workers int, keep bool) ([]byte, *BlockSums, error) {
+// are all that is hashed after it. With keep it also returns the block
+// sums: nothing more is hashed or read for them.
+func digestAt(ctx context.Context, alg Algorithm, src io.ReaderAt, size int64, workers int, keep bool) ([]byte, *BlockSums, error) {
 	p := newPipeline(alg, workers, src)
 	defer p.stop()
 	if keep {

@@ -128,7 +128,7 @@ func TestVectors(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, w := range []int{1, 2, 7} {
-				got, err := computeSized(context.Background(), alg, f, int64(len(data)), w)
+				got, _, err := computeSized(context.Background(), alg, f, int64(len(data)), w, false)
 				if err != nil {
 					t.Fatal(err)
 				}
