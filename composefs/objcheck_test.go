@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/composefs/composefs-go/internal/fixture"
 	"github.com/composefs/composefs-go/objects"
+	"github.com/composefs/composefs-go/verity"
 )
 
 // TestCheckObjects: of the image's objects, the ones the store lacks, all
@@ -159,11 +162,12 @@ func TestObjectRefs(t *testing.T) {
 	}
 }
 
-// TestRecheckObject: an object checked by OpenObject passes RecheckObject
-// while it is unchanged, and fails it with ErrDigestMismatch once
-// rewritten in place; with verity off, or with no digest, there is nothing
-// to check.
-func TestRecheckObject(t *testing.T) {
+// TestObjectState: an object checked by OpenObject comes with the state
+// its check covers, which is the file's as fstat shows it while unchanged
+// and no longer once it is rewritten in place (whose next open then fails
+// with ErrDigestMismatch); with verity off, nothing was checked and the
+// state is zero.
+func TestObjectState(t *testing.T) {
 	store := t.TempDir()
 	o := fixture.NewObject([]byte(strings.Repeat("checked content ", 300)))
 	o.Put(t, store, o.Content)
@@ -171,6 +175,14 @@ func TestRecheckObject(t *testing.T) {
 	flat, err := objects.OpenFlat(store)
 	if err != nil {
 		t.Fatal(err)
+	}
+	fstat := func(f *os.File) verity.State {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			t.Fatal(err)
+		}
+		return verity.StateOfStat(&st)
 	}
 	for _, mode := range []VerityMode{VerityOn, VerityOff} {
 		f, err := OpenBytes(img, Config{Store: flat, Verity: mode})
@@ -191,11 +203,14 @@ func TestRecheckObject(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer obj.File.Close()
-		if err := f.RecheckObject(t.Context(), &in, obj.File); err != nil {
-			t.Errorf("verity %v, unchanged: %v", mode, err)
-		}
 		if mode == VerityOff {
+			if obj.Checked || obj.State != (verity.State{}) {
+				t.Errorf("verity off: checked %v, state %+v; want neither", obj.Checked, obj.State)
+			}
 			continue
+		}
+		if !obj.Checked || obj.State != fstat(obj.File) {
+			t.Fatalf("checked %v, state %+v; want the file's %+v", obj.Checked, obj.State, fstat(obj.File))
 		}
 		path := filepath.Join(store, o.Payload)
 		w, err := os.OpenFile(path, os.O_WRONLY, 0)
@@ -209,7 +224,13 @@ func TestRecheckObject(t *testing.T) {
 		if err := os.Chtimes(path, time.Unix(1_000_000, 0), time.Unix(1_000_000, 0)); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.RecheckObject(t.Context(), &in, obj.File); !errors.Is(err, ErrDigestMismatch) {
+		if obj.State == fstat(obj.File) {
+			t.Error("rewritten in place, the file still shows the state checked")
+		}
+		if again, err := f.OpenObject(t.Context(), &in); !errors.Is(err, ErrDigestMismatch) {
+			if err == nil {
+				again.File.Close()
+			}
 			t.Errorf("rewritten in place: %v, want ErrDigestMismatch", err)
 		}
 		// Put back, for the next mode.

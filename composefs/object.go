@@ -51,6 +51,11 @@ type Object struct {
 	// is read instead: every read of it must go through Object.ReadAt
 	// or Blocks.ReadAt.
 	Blocks *ObjectBlocks
+	// State, when Checked, is the file's state that the check covers
+	// (verity.Cache.VerifyState): a holder that finds the file in that
+	// state later holds what was checked. With Blocks it is the state
+	// the sums were found in. Zero otherwise.
+	State verity.State
 }
 
 // ReadAt reads the object's content at off, as io.ReaderAt does, checked
@@ -135,13 +140,15 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode, byBlocks bool) (Ob
 	check := f.checks(t)
 	if cs, ok := f.cfg.Store.(objects.CheckedStore); ok && check {
 		// A copy that fails the check lets the next store serve.
-		obj, err := cs.OpenChecked(ctx, payload, func(obj *os.File) error {
-			return f.verifyObject(ctx, obj, payload, alg, digest)
+		var state verity.State
+		obj, err := cs.OpenChecked(ctx, payload, func(obj *os.File) (err error) {
+			state, err = f.verifyObject(ctx, obj, payload, alg, digest)
+			return err
 		})
 		if err != nil {
 			return Object{}, err // which names the object
 		}
-		return Object{File: obj, Payload: payload, Checked: true}, nil
+		return Object{File: obj, Payload: payload, Checked: true, State: state}, nil
 	}
 	obj, err := objects.OpenContext(ctx, f.cfg.Store, payload)
 	if err != nil {
@@ -151,36 +158,22 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode, byBlocks bool) (Ob
 		return Object{File: obj, Payload: payload}, nil
 	}
 	if !byBlocks {
-		if err := f.verifyObject(ctx, obj, payload, alg, digest); err != nil {
+		state, err := f.verifyObject(ctx, obj, payload, alg, digest)
+		if err != nil {
 			obj.Close()
 			return Object{}, err
 		}
-		return Object{File: obj, Payload: payload, Checked: true}, nil
+		return Object{File: obj, Payload: payload, Checked: true, State: state}, nil
 	}
-	sums, err := f.cfg.Cache.VerifyReads(ctx, obj, alg, digest)
+	state, sums, err := f.cfg.Cache.VerifyReads(ctx, obj, alg, digest)
 	if err != nil {
 		obj.Close()
 		return Object{}, verifyError(payload, err)
 	}
 	if sums != nil {
-		return Object{File: obj, Payload: payload, Blocks: &ObjectBlocks{sums: sums, payload: payload}}, nil
+		return Object{File: obj, Payload: payload, Blocks: &ObjectBlocks{sums: sums, payload: payload}, State: state}, nil
 	}
-	return Object{File: obj, Payload: payload, Checked: true}, nil
-}
-
-// RecheckObject checks obj, the object of external file in as OpenObject
-// opened and checked it, once more as the policy says. A caller that notes
-// the object's state (its fstat) after OpenObject learns so that the state
-// it noted is one a check covered: not a rewrite that came just after the
-// hash. While the object is unchanged this costs a lookup in the digest
-// cache (or the kernel's measurement): the cache knows obj's digest, by
-// its stat or, just after a change, through obj itself.
-func (f *FS) RecheckObject(ctx context.Context, in *erofs.Inode, obj *os.File) error {
-	t, err := f.objectOf(in)
-	if err != nil || !f.checks(t) {
-		return err
-	}
-	return f.verifyObject(ctx, obj, t.payload, t.alg, t.digest)
+	return Object{File: obj, Payload: payload, Checked: true, State: state}, nil
 }
 
 // objectRef is what an external file's inode says of its object: its name
@@ -213,12 +206,14 @@ func (f *FS) objectOf(in *erofs.Inode) (objectRef, error) {
 // checks tells whether the verity policy checks the object r names.
 func (f *FS) checks(r objectRef) bool { return r.digest != nil && f.cfg.Verity != VerityOff }
 
-// verifyObject checks obj, the object payload, against digest.
-func (f *FS) verifyObject(ctx context.Context, obj *os.File, payload string, alg verity.Algorithm, digest []byte) error {
-	if err := f.cfg.Cache.VerifyContext(ctx, obj, alg, digest); err != nil {
-		return verifyError(payload, err)
+// verifyObject checks obj, the object payload, against digest, and
+// returns the state of obj the check covers.
+func (f *FS) verifyObject(ctx context.Context, obj *os.File, payload string, alg verity.Algorithm, digest []byte) (verity.State, error) {
+	state, err := f.cfg.Cache.VerifyState(ctx, obj, alg, digest)
+	if err != nil {
+		return verity.State{}, verifyError(payload, err)
 	}
-	return nil
+	return state, nil
 }
 
 // verifyError names object payload in err, the failure of its check.

@@ -3,7 +3,6 @@ package fusefs
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"runtime/debug"
@@ -130,26 +129,21 @@ func (f *FS) objectFile(ctx context.Context, in *erofs.Inode, byBlocks bool) (co
 	return obj, state, fuse.OK
 }
 
-// errChangedAtCheck is an object rewritten just as it was checked, and
-// errChangedSinceCheck one rewritten while a file held it open.
-var (
-	errChangedAtCheck    = errors.New("object changed as it was checked")
-	errChangedSinceCheck = errors.New("object changed since it was checked at the file's open")
-)
+// errChangedSinceCheck is an object rewritten while a file held it open.
+var errChangedSinceCheck = errors.New("object changed since it was checked at the file's open")
 
 // checkedObject opens and checks the object of external file in, and
-// takes the state (fstat) later opens compare with to know it unchanged
-// (holdObject). Taken after the check, that state could be a rewrite's
-// that came just after the hash; so the check is made again between two
-// takings of it, which must agree (a change moves ctime, which never goes
-// back). Unchanged since its hash, the second check finds its digest
-// cached (through the same *os.File, for an object changed just before).
+// returns the state later opens compare with to know it unchanged
+// (holdObject): for an object checked, the state its check covers
+// (composefs.Object.State), so that a rewrite that came just after the
+// hash shows as a change; for one not checked (verity off, or no digest),
+// its state now.
 //
 // With byBlocks, for an object the kernel will not read itself (no
 // passthrough), a large object may come back to be checked block by block
 // as it is read (Blocks set, composefs.FS.OpenObjectToRead): every read of
 // it must then go through readChecked. Each read checks the very bytes it
-// serves, so there is no hash for its state to be bound to.
+// serves, so its state only says when to look for its sums again.
 func (f *FS) checkedObject(ctx context.Context, in *erofs.Inode, byBlocks bool) (composefs.Object, objectState, error) {
 	open := f.view.OpenObject
 	if byBlocks {
@@ -159,20 +153,10 @@ func (f *FS) checkedObject(ctx context.Context, in *erofs.Inode, byBlocks bool) 
 	if err != nil {
 		return composefs.Object{}, objectState{}, err
 	}
-	fd := int(obj.File.Fd())
-	state := stateOf(fd)
-	if !obj.Checked {
-		return obj, state, nil
+	if obj.Checked || obj.Blocks != nil {
+		return obj, objectState{State: obj.State}, nil
 	}
-	err = f.view.RecheckObject(ctx, in, obj.File)
-	if err == nil && (state.statErr || stateOf(fd) != state) {
-		err = fmt.Errorf("object %s: %w", obj.Payload, errChangedAtCheck)
-	}
-	if err != nil {
-		obj.File.Close()
-		return composefs.Object{}, objectState{}, err
-	}
-	return obj, state, nil
+	return obj, stateOf(int(obj.File.Fd())), nil
 }
 
 // cancelContext is a context whose Done is a request's cancel channel

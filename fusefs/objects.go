@@ -11,6 +11,7 @@ import (
 
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/verity"
 )
 
 // openObject is the object of an external file, opened and checked, shared
@@ -44,11 +45,11 @@ type openObject struct {
 	newer, older *openObject
 }
 
-// objectState is what changes when a file is written or replaced.
+// objectState is what changes when a file is written or replaced; statErr
+// is a state that matches none, the fstat having failed.
 type objectState struct {
-	ino, size    int64
-	mtime, ctime unix.Timespec
-	statErr      bool
+	verity.State
+	statErr bool
 }
 
 func stateOf(fd int) objectState {
@@ -56,7 +57,7 @@ func stateOf(fd int) objectState {
 	if unix.Fstat(fd, &st) != nil {
 		return objectState{statErr: true}
 	}
-	return objectState{ino: int64(st.Ino), size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
+	return objectState{State: verity.StateOfStat(&st)}
 }
 
 // defaultIdleMax is the cap on idle objects: each holds a descriptor, and
@@ -277,7 +278,7 @@ func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) 
 		return nil, st
 	}
 	f.objMu.Lock()
-	if !now.statErr && now.ino == o.checked.ino {
+	if !now.statErr && now.Ino == o.checked.Ino && now.Dev == o.checked.Dev {
 		o.checked = now
 		f.objMu.Unlock()
 		obj.File.Close()

@@ -230,8 +230,10 @@ func readlinkat(dirfd int, name string) (string, error) {
 // retries without.
 func openRegular(dirfd int, rel, name string, res resolution) (*os.File, error) {
 	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY
-	fd, err := openBeneath(dirfd, rel, flags|unix.O_NOATIME, res)
+	noatime := unix.O_NOATIME
+	fd, err := openBeneath(dirfd, rel, flags|noatime, res)
 	if errors.Is(err, unix.EPERM) {
+		noatime = 0
 		fd, err = openBeneath(dirfd, rel, flags, res)
 	}
 	if err != nil {
@@ -241,7 +243,10 @@ func openRegular(dirfd int, rel, name string, res resolution) (*os.File, error) 
 		unix.Close(fd)
 		return nil, err
 	}
-	if err := unix.SetNonblock(fd, false); err != nil {
+	// Blocking again, in one F_SETFL: the status flags it sets are those
+	// the open gave less O_NONBLOCK (O_NOATIME kept as it was, which
+	// needs no ownership then). unix.SetNonblock would read them first.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, noatime); err != nil {
 		unix.Close(fd)
 		return nil, err
 	}

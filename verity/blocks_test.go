@@ -228,16 +228,16 @@ func TestCacheKeepsTrees(t *testing.T) {
 	want := DigestBytes(SHA256, data)
 	first := NewCache()
 	first.KeepTrees(trees)
-	if b, err := first.VerifyReads(ctx, f, SHA256, want); b != nil || err != nil {
+	if _, b, err := first.VerifyReads(ctx, f, SHA256, want); b != nil || err != nil {
 		t.Fatalf("VerifyReads before any hash: %v, %v; want checked whole", b != nil, err)
 	}
-	if b := first.keptSums(f, SHA256, want); b != nil {
+	if b := first.keptSums(f, mustKey(t, f), want); b != nil {
 		t.Error("sums of a file whose digest the cache knows: want none (checked whole)")
 	}
 	next := NewCache()
 	next.KeepTrees(trees)
 	before := computed.Load()
-	b, err := next.VerifyReads(ctx, f, SHA256, want)
+	_, b, err := next.VerifyReads(ctx, f, SHA256, want)
 	if b == nil || err != nil {
 		t.Fatalf("VerifyReads in the next cache: %v, %v; want the sums kept", b != nil, err)
 	}
@@ -251,19 +251,19 @@ func TestCacheKeepsTrees(t *testing.T) {
 	// Another digest wanted: no sums give it.
 	other := bytes.Clone(want)
 	other[3] ^= 1
-	if b := next.keptSums(f, SHA256, other); b != nil {
+	if b := next.keptSums(f, mustKey(t, f), other); b != nil {
 		t.Error("sums for another digest")
 	}
 	// No trees, or a small file: none.
-	if b, err := NewCache().VerifyReads(ctx, f, SHA256, want); b != nil || err != nil {
+	if _, b, err := NewCache().VerifyReads(ctx, f, SHA256, want); b != nil || err != nil {
 		t.Errorf("VerifyReads without trees: %v, %v", b != nil, err)
 	}
 	small := randomBytes(TreeMinSize-1, 12)
 	sf := fileOfBytes(t, small)
-	if _, err := first.VerifyReads(ctx, sf, SHA256, DigestBytes(SHA256, small)); err != nil {
+	if _, _, err := first.VerifyReads(ctx, sf, SHA256, DigestBytes(SHA256, small)); err != nil {
 		t.Fatal(err)
 	}
-	if b := next.keptSums(sf, SHA256, DigestBytes(SHA256, small)); b != nil {
+	if b := next.keptSums(sf, mustKey(t, sf), DigestBytes(SHA256, small)); b != nil {
 		t.Error("sums of a file under TreeMinSize")
 	}
 }
@@ -457,7 +457,7 @@ func TestCacheKeepsNoTreeOfMismatch(t *testing.T) {
 	c.KeepTrees(trees)
 	other := bytes.Clone(DigestBytes(SHA256, data))
 	other[0] ^= 1
-	if b, err := c.VerifyReads(context.Background(), f, SHA256, other); b != nil || !errors.Is(err, ErrMismatch) {
+	if _, b, err := c.VerifyReads(context.Background(), f, SHA256, other); b != nil || !errors.Is(err, ErrMismatch) {
 		t.Fatalf("VerifyReads with a wrong digest: %v, %v", b != nil, err)
 	}
 	kept, _ := filepath.Glob(filepath.Join(trees.Dir(), "*", "*", "*"))
@@ -468,12 +468,22 @@ func TestCacheKeepsNoTreeOfMismatch(t *testing.T) {
 	want := DigestBytes(SHA256, data)
 	c = NewCache()
 	c.KeepTrees(trees)
-	if b, err := c.VerifyReads(context.Background(), f, SHA256, want); b != nil || err != nil {
+	if _, b, err := c.VerifyReads(context.Background(), f, SHA256, want); b != nil || err != nil {
 		t.Fatalf("VerifyReads with the right digest: %v, %v", b != nil, err)
 	}
 	next := NewCache()
 	next.KeepTrees(trees)
-	if b, err := next.VerifyReads(context.Background(), f, SHA256, want); b == nil || err != nil {
+	if _, b, err := next.VerifyReads(context.Background(), f, SHA256, want); b == nil || err != nil {
 		t.Errorf("VerifyReads in the next cache: %v, %v; want the sums kept", b != nil, err)
 	}
+}
+
+// mustKey is f's cache key for SHA256 now.
+func mustKey(t *testing.T, f *os.File) cacheKey {
+	t.Helper()
+	key, err := keyOf(f, SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
 }

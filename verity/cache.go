@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 	"weak"
 
@@ -43,13 +42,8 @@ func (e *MismatchError) Unwrap() error { return ErrMismatch }
 // last change is settled (see Cache): any write changes mtime or ctime, but
 // a freed inode number can come back at once with the same size and times.
 type cacheKey struct {
-	dev, ino  uint64
-	size      int64
-	mtimeSec  int64
-	mtimeNsec int64
-	ctimeSec  int64
-	ctimeNsec int64
-	alg       Algorithm
+	State
+	alg Algorithm
 }
 
 // cacheEntry is the promise of a digest while it is being computed, so
@@ -179,24 +173,15 @@ func (c *Cache) clockSetBack(now time.Time) {
 // enough before start, when its hash began, for no other file to take
 // its key.
 func settled(key cacheKey, start time.Time) bool {
-	return time.Unix(key.ctimeSec, key.ctimeNsec).Before(start.Add(-settleTime))
+	return time.Unix(key.Ctime.Unix()).Before(start.Add(-settleTime))
 }
 
-func keyOf(f *os.File, alg Algorithm) (cacheKey, os.FileInfo, error) {
-	fi, err := f.Stat()
+func keyOf(f *os.File, alg Algorithm) (cacheKey, error) {
+	st, err := stateOf(f)
 	if err != nil {
-		return cacheKey{}, nil, err
+		return cacheKey{}, err
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return cacheKey{}, nil, fmt.Errorf("%s: no stat information", f.Name())
-	}
-	return cacheKey{
-		dev: uint64(st.Dev), ino: uint64(st.Ino), size: st.Size,
-		mtimeSec: int64(st.Mtim.Sec), mtimeNsec: int64(st.Mtim.Nsec),
-		ctimeSec: int64(st.Ctim.Sec), ctimeNsec: int64(st.Ctim.Nsec),
-		alg: alg,
-	}, fi, nil
+	return cacheKey{State: st, alg: alg}, nil
 }
 
 // Digest returns f's fs-verity digest, from the cache when f is unchanged
@@ -214,24 +199,27 @@ func (c *Cache) Digest(f *os.File, alg Algorithm) ([]byte, error) {
 // ctx's error, whether it was hashing or waiting for another caller's hash
 // of the same file.
 func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDigest, error) {
-	k, _, err := c.digestKeeping(ctx, f, alg, false)
+	if !alg.Valid() {
+		return knownDigest{}, errpath.New(digestOp, f.Name(), errInvalidAlgorithm(alg))
+	}
+	start := c.now()
+	key, err := keyOf(f, alg)
+	if err != nil {
+		return knownDigest{}, err
+	}
+	k, _, err := c.digestKeeping(ctx, f, key, start, false)
 	return k, err
 }
 
-// digestKeeping is digest that, with keep, also returns the block sums of
-// a file it hashed here whose sums are kept (nil when the digest was
-// known, another caller hashed it, or the kernel measured it).
-func (c *Cache) digestKeeping(ctx context.Context, f *os.File, alg Algorithm, keep bool) (knownDigest, *BlockSums, error) {
-	if !alg.Valid() {
-		return knownDigest{}, nil, errpath.New(digestOp, f.Name(), errInvalidAlgorithm(alg))
-	}
-	// Before the state is taken: a file changed after that moment has a
-	// later ctime than start less a tick.
-	start := c.now()
-	key, fi, err := keyOf(f, alg)
-	if err != nil {
-		return knownDigest{}, nil, err
-	}
+// digestKeeping is digest for f in state key, taken at or after start (so
+// that a file changed after start has a later ctime than start less a
+// tick), with a valid key.alg. With keep, it also returns the block sums
+// of a file it hashed here whose sums are kept (nil when the digest was
+// known, another caller hashed it, or the kernel measured it). A digest it
+// returns is of f's content in state key: a hash made here fails if f
+// changed while it was read.
+func (c *Cache) digestKeeping(ctx context.Context, f *os.File, key cacheKey, start time.Time, keep bool) (knownDigest, *BlockSums, error) {
+	alg := key.alg
 	file := weak.Make(f)
 	c.mu.Lock()
 	c.clockSetBack(start)
@@ -267,7 +255,7 @@ func (c *Cache) digestKeeping(ctx context.Context, f *os.File, alg Algorithm, ke
 		if !e.cancelled {
 			// The hash that was in flight failed; try again through
 			// this file.
-			d, sums, err := digestStat(ctx, alg, f, fi, keep)
+			d, sums, err := digestStat(ctx, alg, f, key.State, keep)
 			return known(d), sums, err
 		}
 		// The caller that was hashing gave up, which says nothing of
@@ -281,10 +269,10 @@ func (c *Cache) digestKeeping(ctx context.Context, f *os.File, alg Algorithm, ke
 	c.mu.Unlock()
 
 	var sums *BlockSums
-	e.digest, sums, e.err = digestStat(ctx, alg, f, fi, keep)
+	e.digest, sums, e.err = digestStat(ctx, alg, f, key.State, keep)
 	e.cancelled = e.err != nil && ctx.Err() != nil
 	// Keep the result only if the file did not change while being read.
-	after, _, serr := keyOf(f, alg)
+	after, serr := keyOf(f, alg)
 	if e.err == nil && serr == nil && after != key {
 		e.err = fmt.Errorf("%s changed while its fs-verity digest was computed", f.Name())
 	} else if e.err == nil {
@@ -315,34 +303,26 @@ func (c *Cache) digestKeeping(ctx context.Context, f *os.File, alg Algorithm, ke
 // used.
 func (c *Cache) KeepTrees(t *Trees) { c.trees = t }
 
-// VerifyReads is VerifyContext for a caller that reads f only through the
+// VerifyReads is VerifyState for a caller that reads f only through the
 // sums it returns when they are not nil: those the trees keep (KeepTrees)
 // for want, when f's digest is not known here already, so that f is
 // checked block by block as it is read (BlockSums.ReadAt) instead of
 // hashed whole before its first byte. Otherwise f is checked whole, as
-// VerifyContext does, and if it matches, its block sums are kept for the
-// next process; the sums of a file that does not match are not.
-func (c *Cache) VerifyReads(ctx context.Context, f *os.File, alg Algorithm, want []byte) (*BlockSums, error) {
-	if c.trees == nil {
-		return nil, c.VerifyContext(ctx, f, alg, want)
-	}
-	if b := c.keptSums(f, alg, want); b != nil {
-		return b, nil
-	}
-	return nil, c.verify(ctx, f, alg, want, true)
+// VerifyState does, and if it matches, its block sums are kept for the
+// next process; the sums of a file that does not match are not. With sums,
+// the state is f's when they were found, which no hash covers: every read
+// is checked instead.
+func (c *Cache) VerifyReads(ctx context.Context, f *os.File, alg Algorithm, want []byte) (State, *BlockSums, error) {
+	return c.verify(ctx, f, alg, want, c.trees != nil)
 }
 
-// keptSums returns the sums the trees keep for f, to be checked as it is
-// read to have digest want, or nil when f is to be checked whole: its size
-// is not one whose sums are kept, its digest is known or being computed
-// (which costs a check nothing more, or a wait), the kernel measures it,
-// or no sums giving want are kept.
-func (c *Cache) keptSums(f *os.File, alg Algorithm, want []byte) *BlockSums {
-	if !alg.Valid() || len(want) != alg.Size() {
-		return nil
-	}
-	key, fi, err := keyOf(f, alg)
-	if err != nil || !fi.Mode().IsRegular() || !keepsSums(fi.Size()) {
+// keptSums returns the sums the trees keep for f, in state key, to be
+// checked as it is read to have digest want, or nil when f is to be
+// checked whole: its size is not one whose sums are kept, its digest is
+// known or being computed (which costs a check nothing more, or a wait),
+// the kernel measures it, or no sums giving want are kept.
+func (c *Cache) keptSums(f *os.File, key cacheKey, want []byte) *BlockSums {
+	if !key.regular() || !keepsSums(key.Size) {
 		return nil
 	}
 	c.mu.Lock()
@@ -353,10 +333,10 @@ func (c *Cache) keptSums(f *os.File, alg Algorithm, want []byte) *BlockSums {
 	if known || busy || recent && r.key == key {
 		return nil
 	}
-	if _, measured := kernelDigest(f, alg, key.dev); measured {
+	if _, measured := kernelDigest(f, key.alg, key.Dev); measured {
 		return nil
 	}
-	b, err := c.trees.Load(alg, want, fi.Size())
+	b, err := c.trees.Load(key.alg, want, key.Size)
 	if err != nil {
 		slog.Debug("fs-verity tree not read", "file", f.Name(), "err", err.Error())
 		return nil
@@ -418,21 +398,47 @@ func (c *Cache) Verify(f *os.File, alg Algorithm, want []byte) error {
 // interrupts (its caller killed) must not keep the CPUs busy for nothing.
 // Another caller waiting for the same file's digest then hashes it itself.
 func (c *Cache) VerifyContext(ctx context.Context, f *os.File, alg Algorithm, want []byte) error {
-	return c.verify(ctx, f, alg, want, false)
+	_, _, err := c.verify(ctx, f, alg, want, false)
+	return err
 }
 
-// verify is VerifyContext that, with keep, has the trees keep the block
-// sums of a file it hashes, once it matches.
-func (c *Cache) verify(ctx context.Context, f *os.File, alg Algorithm, want []byte, keep bool) error {
+// VerifyState is VerifyContext that also returns the state of f its check
+// covers: f's content was found to have digest want while f was in that
+// state (hashed between two fstats that agreed, measured by the kernel, or
+// known for it). A caller holding f compares a later fstat with it to know
+// that f is still what was checked, with no second check.
+func (c *Cache) VerifyState(ctx context.Context, f *os.File, alg Algorithm, want []byte) (State, error) {
+	st, _, err := c.verify(ctx, f, alg, want, false)
+	return st, err
+}
+
+// verify checks f against want, as VerifyReads does with reads and
+// VerifyState without.
+func (c *Cache) verify(ctx context.Context, f *os.File, alg Algorithm, want []byte, reads bool) (State, *BlockSums, error) {
 	if len(want) != alg.Size() {
-		return fmt.Errorf("%s: expected digest has %d bytes, %s needs %d", f.Name(), len(want), alg, alg.Size())
+		return State{}, nil, fmt.Errorf("%s: expected digest has %d bytes, %s needs %d", f.Name(), len(want), alg, alg.Size())
 	}
-	k, sums, err := c.digestKeeping(ctx, f, alg, keep)
+	if !alg.Valid() {
+		return State{}, nil, errpath.New(digestOp, f.Name(), errInvalidAlgorithm(alg))
+	}
+	// Before the state is taken: a file changed after that moment has a
+	// later ctime than start less a tick.
+	start := c.now()
+	key, err := keyOf(f, alg)
 	if err != nil {
-		return err
+		return State{}, nil, err
+	}
+	if reads {
+		if b := c.keptSums(f, key, want); b != nil {
+			return key.State, b, nil
+		}
+	}
+	k, sums, err := c.digestKeeping(ctx, f, key, start, reads)
+	if err != nil {
+		return State{}, nil, err
 	}
 	if got := k.d[:k.n]; !bytes.Equal(got, want) {
-		return &MismatchError{Name: f.Name(), Alg: alg, Expected: bytes.Clone(want), Actual: bytes.Clone(got)}
+		return State{}, nil, &MismatchError{Name: f.Name(), Alg: alg, Expected: bytes.Clone(want), Actual: bytes.Clone(got)}
 	}
 	if sums != nil {
 		// Best effort: without them the next process hashes the
@@ -441,5 +447,5 @@ func (c *Cache) verify(ctx context.Context, f *os.File, alg Algorithm, want []by
 			slog.Debug("fs-verity tree not kept", "file", f.Name(), "err", err.Error())
 		}
 	}
-	return nil
+	return key.State, nil, nil
 }

@@ -321,7 +321,7 @@ func TestCacheInodeTakenAgain(t *testing.T) {
 		if err := c.Verify(f, SHA256, DigestBytes(SHA256, old)); err != nil {
 			t.Fatal(err)
 		}
-		oldKey, _, err := keyOf(f, SHA256)
+		oldKey, err := keyOf(f, SHA256)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,7 +329,7 @@ func TestCacheInodeTakenAgain(t *testing.T) {
 
 		next := bytes.Repeat([]byte{byte(try + 1)}, size)
 		g := writeOpen(fmt.Sprintf("next%d", try), next)
-		if k, _, err := keyOf(g, SHA256); err == nil && k == oldKey {
+		if k, err := keyOf(g, SHA256); err == nil && k == oldKey {
 			sameKey++
 		}
 		if err := c.Verify(g, SHA256, DigestBytes(SHA256, next)); err != nil {
@@ -373,7 +373,7 @@ func TestCacheRecentWaiter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	key, _, err := keyOf(f, SHA256)
+	key, err := keyOf(f, SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}

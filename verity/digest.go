@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/composefs/composefs-go/internal/errpath"
 	"golang.org/x/sys/unix"
@@ -34,11 +33,11 @@ func DigestFile(alg Algorithm, f *os.File) ([]byte, error) {
 	if !alg.Valid() {
 		return nil, errpath.New(digestOp, f.Name(), errInvalidAlgorithm(alg))
 	}
-	fi, err := f.Stat()
+	st, err := stateOf(f)
 	if err != nil {
 		return nil, errpath.New(digestOp, f.Name(), err)
 	}
-	d, _, err := digestStat(context.Background(), alg, f, fi, false)
+	d, _, err := digestStat(context.Background(), alg, f, st, false)
 	return d, err
 }
 
@@ -50,8 +49,8 @@ const digestOp = "fs-verity digest of"
 // With keep, the block sums of a regular file hashed here come back too,
 // when its size is one whose sums are kept (nil otherwise, and for the
 // kernel's measurement).
-func digestStat(ctx context.Context, alg Algorithm, f *os.File, fi os.FileInfo, keep bool) ([]byte, *BlockSums, error) {
-	if !fi.Mode().IsRegular() {
+func digestStat(ctx context.Context, alg Algorithm, f *os.File, st State, keep bool) ([]byte, *BlockSums, error) {
+	if !st.regular() {
 		// Pipes and devices: read what comes, from the current offset.
 		d, err := digestStream(alg, f, runtime.NumCPU())
 		if err != nil {
@@ -59,24 +58,16 @@ func digestStat(ctx context.Context, alg Algorithm, f *os.File, fi os.FileInfo, 
 		}
 		return d, nil, nil
 	}
-	if d, measured := kernelDigest(f, alg, deviceOf(fi)); measured {
+	if d, measured := kernelDigest(f, alg, st.Dev); measured {
 		debugf("fs-verity digest measured by kernel", f, alg, nil)
 		return d, nil, nil
 	}
 	debugf("fs-verity digest computed in userspace", f, alg, nil)
-	d, sums, err := computeSized(ctx, alg, f, fi.Size(), runtime.NumCPU(), keep)
+	d, sums, err := computeSized(ctx, alg, f, st.Size, runtime.NumCPU(), keep)
 	if err != nil {
 		return nil, nil, errpath.New(digestOp, f.Name(), err)
 	}
 	return d, sums, nil
-}
-
-// deviceOf is the device a file's stat names, 0 if it has none.
-func deviceOf(fi os.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Dev)
-	}
-	return 0
 }
 
 // noKernelVerity holds the devices whose file system answered that it has

@@ -1,0 +1,52 @@
+package verity
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// State is a file as fstat shows it at one moment: its identity, size,
+// type and last changes. Any write moves its mtime or ctime, so two equal
+// States of an open file mean the content did not change between them
+// (within the grain of the file system's clock, see Cache). It is what the
+// Cache knows a digest by, and what a check reports it covered
+// (VerifyState): a caller that keeps it learns, by comparing a later
+// fstat with it, whether what it holds is still what was checked.
+type State struct {
+	Dev, Ino     uint64
+	Size         int64
+	Mode         uint32
+	Mtime, Ctime unix.Timespec
+}
+
+// StateOfStat is the State an fstat gave.
+func StateOfStat(st *unix.Stat_t) State {
+	return State{
+		Dev: st.Dev, Ino: st.Ino, Size: st.Size, Mode: st.Mode,
+		Mtime: st.Mtim, Ctime: st.Ctim,
+	}
+}
+
+// regular tells whether the state is a regular file's.
+func (s State) regular() bool { return s.Mode&unix.S_IFMT == unix.S_IFREG }
+
+// stateOf is f's State now: one fstat, through f's descriptor without
+// changing its mode (os.File.Fd would make a pipe blocking) and without
+// the os.FileInfo os.File.Stat allocates.
+func stateOf(f *os.File) (State, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return State{}, err
+	}
+	var st unix.Stat_t
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }); err != nil {
+		// The one way Control fails: f is closed (as os.File.Stat says).
+		return State{}, &os.PathError{Op: "stat", Path: f.Name(), Err: os.ErrClosed}
+	}
+	if serr != nil {
+		return State{}, &os.PathError{Op: "stat", Path: f.Name(), Err: serr}
+	}
+	return StateOfStat(&st), nil
+}
