@@ -209,6 +209,27 @@ func TestObjectState(t *testing.T) {
 			}
 			continue
 		}
+		// Through several stores, the first with a bad copy: the state
+		// is that of the copy that passed, the one served.
+		bad := t.TempDir()
+		o.Put(t, bad, []byte(strings.Repeat("tampered content", 300)))
+		badStore, err := objects.OpenFlat(bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fm, err := OpenBytes(img, Config{Store: objects.Multi(badStore, flat), Verity: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fm.Close()
+		mobj, err := fm.OpenObject(t.Context(), &in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !mobj.Checked || mobj.State != fstat(mobj.File) || mobj.State.Ino != fstat(obj.File).Ino {
+			t.Errorf("several stores: checked %v, state %+v; want the good copy's %+v", mobj.Checked, mobj.State, fstat(obj.File))
+		}
+		mobj.File.Close()
 		if !obj.Checked || obj.State != fstat(obj.File) {
 			t.Fatalf("checked %v, state %+v; want the file's %+v", obj.Checked, obj.State, fstat(obj.File))
 		}

@@ -141,8 +141,11 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode, byBlocks bool) (Ob
 	if cs, ok := f.cfg.Store.(objects.CheckedStore); ok && check {
 		// A copy that fails the check lets the next store serve.
 		var state verity.State
-		obj, err := cs.OpenChecked(ctx, payload, func(obj *os.File) (err error) {
-			state, err = f.verifyObject(ctx, obj, payload, alg, digest)
+		obj, err := cs.OpenChecked(ctx, payload, func(obj *os.File) error {
+			st, err := f.verifyObject(ctx, obj, payload, alg, digest)
+			if err == nil {
+				state = st // of the copy that passes, which is served
+			}
 			return err
 		})
 		if err != nil {
