@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/composefs/composefs-go/internal/fixture"
 	"github.com/composefs/composefs-go/objects"
 	"github.com/composefs/composefs-go/verity"
@@ -178,11 +176,11 @@ func TestObjectState(t *testing.T) {
 	}
 	fstat := func(f *os.File) verity.State {
 		t.Helper()
-		var st unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		st, err := verity.StateOfFd(int(f.Fd()))
+		if err != nil {
 			t.Fatal(err)
 		}
-		return verity.StateOfStat(&st)
+		return st
 	}
 	for _, mode := range []VerityMode{VerityOn, VerityOff} {
 		f, err := OpenBytes(img, Config{Store: flat, Verity: mode})

@@ -24,9 +24,10 @@ import (
 // same way, through the lower dentry its cached inode holds, and lets go
 // of it when memory pressure evicts that inode; for us the eviction is the
 // FORGET of the node. A cap (FS.idleMax) bounds what is held if FORGETs
-// are slow to come: past it, a released object is let go of at once. An idle object is taken again only if it is unchanged
-// since it was checked (same inode, size, mtime and ctime, one fstat):
-// an object rewritten in place is opened and checked anew.
+// are slow to come: past it, a released object is let go of at once. An
+// idle object is taken again only if it is unchanged since it was checked
+// (the same verity.State: device, inode, size, mode, mtime and ctime, one
+// fstat): an object rewritten in place is opened and checked anew.
 type openObject struct {
 	nid uint64
 	// fd is the object's descriptor, a bare one: an *os.File costs some
@@ -53,11 +54,11 @@ type objectState struct {
 }
 
 func stateOf(fd int) objectState {
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) != nil {
+	st, err := verity.StateOfFd(fd)
+	if err != nil {
 		return objectState{statErr: true}
 	}
-	return objectState{State: verity.StateOfStat(&st)}
+	return objectState{State: st}
 }
 
 // defaultIdleMax is the cap on idle objects: each holds a descriptor, and

@@ -305,3 +305,39 @@ func TestAbsolutePayloadIsStoreRelative(t *testing.T) {
 		}
 	})
 }
+
+// TestObjectOpenFlags: an object comes back blocking (it was opened with
+// O_NONBLOCK, so that a fifo planted in the store cannot hang the open),
+// read-only, and with O_NOATIME where the opener may set it (the owner, or
+// root), so that serving it leaves its access time alone.
+func TestObjectOpenFlags(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "ab"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ab", "cdef"), []byte("content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenFlat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.Open("ab/cdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flags&unix.O_NONBLOCK != 0 {
+		t.Error("object left non-blocking")
+	}
+	if flags&unix.O_ACCMODE != unix.O_RDONLY {
+		t.Errorf("object opened with access mode %#o, want read-only", flags&unix.O_ACCMODE)
+	}
+	if flags&unix.O_NOATIME == 0 {
+		t.Error("object opened without O_NOATIME by its owner")
+	}
+}

@@ -228,8 +228,17 @@ func TestCacheKeepsTrees(t *testing.T) {
 	want := DigestBytes(SHA256, data)
 	first := NewCache()
 	first.KeepTrees(trees)
-	if _, b, err := first.VerifyReads(ctx, f, SHA256, want); b != nil || err != nil {
-		t.Fatalf("VerifyReads before any hash: %v, %v; want checked whole", b != nil, err)
+	// Each check reports the file's state, which it covers: hashed,
+	// known since, or read by kept sums.
+	now, err := StateOfFd(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, b, err := first.VerifyReads(ctx, f, SHA256, want); b != nil || err != nil || st != now {
+		t.Fatalf("VerifyReads before any hash: %v, %v, state %+v; want checked whole, state %+v", b != nil, err, st, now)
+	}
+	if st, err := first.VerifyState(ctx, f, SHA256, want); err != nil || st != now {
+		t.Fatalf("VerifyState of a file hashed: %v, state %+v; want %+v", err, st, now)
 	}
 	if b := first.keptSums(f, mustKey(t, f), want); b != nil {
 		t.Error("sums of a file whose digest the cache knows: want none (checked whole)")
@@ -237,9 +246,9 @@ func TestCacheKeepsTrees(t *testing.T) {
 	next := NewCache()
 	next.KeepTrees(trees)
 	before := computed.Load()
-	_, b, err := next.VerifyReads(ctx, f, SHA256, want)
-	if b == nil || err != nil {
-		t.Fatalf("VerifyReads in the next cache: %v, %v; want the sums kept", b != nil, err)
+	st, b, err := next.VerifyReads(ctx, f, SHA256, want)
+	if b == nil || err != nil || st != now {
+		t.Fatalf("VerifyReads in the next cache: %v, %v, state %+v; want the sums kept, state %+v", b != nil, err, st, now)
 	}
 	p := make([]byte, 200<<10)
 	if n, err := b.ReadAt(f, p, 1<<20); err != nil || !bytes.Equal(p[:n], data[1<<20:1<<20+n]) {

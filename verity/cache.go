@@ -88,8 +88,7 @@ func known(digest []byte) knownDigest {
 // changed after the hash began then has a later ctime. A digest of a file
 // changed just before its hash is known only through the *os.File it was
 // hashed through (recent): while that is open, its inode cannot be freed,
-// and a check made again through it (the open's second look, to bind the
-// state it notes to a check) costs no hash.
+// and a check made again through it costs no hash.
 type Cache struct {
 	mu     sync.Mutex
 	known  map[cacheKey]knownDigest // digests computed, of settled files
@@ -199,16 +198,24 @@ func (c *Cache) Digest(f *os.File, alg Algorithm) ([]byte, error) {
 // ctx's error, whether it was hashing or waiting for another caller's hash
 // of the same file.
 func (c *Cache) digest(ctx context.Context, f *os.File, alg Algorithm) (knownDigest, error) {
-	if !alg.Valid() {
-		return knownDigest{}, errpath.New(digestOp, f.Name(), errInvalidAlgorithm(alg))
-	}
-	start := c.now()
-	key, err := keyOf(f, alg)
+	key, start, err := c.keyNow(f, alg)
 	if err != nil {
 		return knownDigest{}, err
 	}
 	k, _, err := c.digestKeeping(ctx, f, key, start, false)
 	return k, err
+}
+
+// keyNow takes f's key for alg, and start, the time just before it, which
+// digestKeeping needs: a file changed after that moment has a later ctime
+// than start less a tick.
+func (c *Cache) keyNow(f *os.File, alg Algorithm) (cacheKey, time.Time, error) {
+	if !alg.Valid() {
+		return cacheKey{}, time.Time{}, errpath.New(digestOp, f.Name(), errInvalidAlgorithm(alg))
+	}
+	start := c.now()
+	key, err := keyOf(f, alg)
+	return key, start, err
 }
 
 // digestKeeping is digest for f in state key, taken at or after start (so
@@ -252,15 +259,11 @@ func (c *Cache) digestKeeping(ctx context.Context, f *os.File, key cacheKey, sta
 			}
 			return known(e.digest), nil, nil
 		}
-		if !e.cancelled {
-			// The hash that was in flight failed; try again through
-			// this file.
-			d, sums, err := digestStat(ctx, alg, f, key.State, keep)
-			return known(d), sums, err
-		}
-		// The caller that was hashing gave up, which says nothing of
-		// the file: hash it for this caller, through the cache (the
-		// abandoned entry is gone from it).
+		// The hash in flight failed (the file changed under it, a read
+		// failed) or its caller gave up: hash it for this caller,
+		// through the cache (the failed entry is gone from it), so that
+		// this hash too fails if f is no longer in state key. What a
+		// waiter returns is always of f's content in that state.
 		c.mu.Lock()
 	}
 	e := &cacheEntry{done: make(chan struct{})}
@@ -404,8 +407,8 @@ func (c *Cache) VerifyContext(ctx context.Context, f *os.File, alg Algorithm, wa
 
 // VerifyState is VerifyContext that also returns the state of f its check
 // covers: f's content was found to have digest want while f was in that
-// state (hashed between two fstats that agreed, measured by the kernel, or
-// known for it). A caller holding f compares a later fstat with it to know
+// state (hashed here or by a caller this one waited for, between two
+// fstats that agreed; measured by the kernel; or known for it). A caller holding f compares a later fstat with it to know
 // that f is still what was checked, with no second check.
 func (c *Cache) VerifyState(ctx context.Context, f *os.File, alg Algorithm, want []byte) (State, error) {
 	st, _, err := c.verify(ctx, f, alg, want, false)
@@ -418,13 +421,7 @@ func (c *Cache) verify(ctx context.Context, f *os.File, alg Algorithm, want []by
 	if len(want) != alg.Size() {
 		return State{}, nil, fmt.Errorf("%s: expected digest has %d bytes, %s needs %d", f.Name(), len(want), alg, alg.Size())
 	}
-	if !alg.Valid() {
-		return State{}, nil, errpath.New(digestOp, f.Name(), errInvalidAlgorithm(alg))
-	}
-	// Before the state is taken: a file changed after that moment has a
-	// later ctime than start less a tick.
-	start := c.now()
-	key, err := keyOf(f, alg)
+	key, start, err := c.keyNow(f, alg)
 	if err != nil {
 		return State{}, nil, err
 	}

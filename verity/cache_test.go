@@ -436,3 +436,70 @@ func TestCacheRecentKnownThroughFile(t *testing.T) {
 		t.Fatalf("a settled file opened again hashed %d times, want 0", n)
 	}
 }
+
+// TestCacheWaiterAfterFailedHash: a check that waited for another's hash
+// of the same file, which failed, hashes again; if the file changed
+// meanwhile (here rewritten back to its old content, with other times), it
+// does not report the state it started from as checked, since the content
+// it hashed is not that state's.
+func TestCacheWaiterAfterFailedHash(t *testing.T) {
+	data := randomBytes(64<<10, 21)
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := DigestBytes(SHA256, data)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	key, err := keyOf(f, SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewCache()
+	e := &cacheEntry{done: make(chan struct{})} // a hash in flight
+	c.busy[key] = e
+	taking := make(chan struct{})
+	var once sync.Once
+	c.now = func() time.Time {
+		once.Do(func() { close(taking) })
+		return time.Now()
+	}
+	type result struct {
+		st  State
+		err error
+	}
+	done := make(chan result)
+	go func() {
+		st, err := c.VerifyState(context.Background(), f, SHA256, want)
+		done <- result{st, err}
+	}()
+	<-taking
+	// Time for the check to take its state and find the hash in flight
+	// (were it later, it would take the new state and test nothing).
+	time.Sleep(50 * time.Millisecond)
+	if err := os.WriteFile(path, bytes.Repeat([]byte{1}, len(data)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path, time.Unix(1_000_000, 0), time.Unix(1_000_000, 0)); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	delete(c.busy, key)
+	c.mu.Unlock()
+	e.err = errors.New("changed while its digest was computed")
+	close(e.done)
+	r := <-done
+	now, err := StateOfFd(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.err == nil && r.st != now {
+		t.Fatalf("checked, reporting state %+v, which the file left before the hash (now %+v)", r.st, now)
+	}
+}

@@ -23,30 +23,39 @@ type State struct {
 // StateOfStat is the State an fstat gave.
 func StateOfStat(st *unix.Stat_t) State {
 	return State{
-		Dev: st.Dev, Ino: st.Ino, Size: st.Size, Mode: st.Mode,
+		// Converted: some architectures give narrower fields.
+		Dev: uint64(st.Dev), Ino: uint64(st.Ino), Size: int64(st.Size), Mode: uint32(st.Mode),
 		Mtime: st.Mtim, Ctime: st.Ctim,
 	}
+}
+
+// StateOfFd is the State of the file open at fd now: one fstat.
+func StateOfFd(fd int) (State, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return State{}, err
+	}
+	return StateOfStat(&st), nil
 }
 
 // regular tells whether the state is a regular file's.
 func (s State) regular() bool { return s.Mode&unix.S_IFMT == unix.S_IFREG }
 
 // stateOf is f's State now: one fstat, through f's descriptor without
-// changing its mode (os.File.Fd would make a pipe blocking) and without
-// the os.FileInfo os.File.Stat allocates.
+// changing its mode (os.File.Fd would make a pipe blocking).
 func stateOf(f *os.File) (State, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return State{}, err
 	}
-	var st unix.Stat_t
+	var st State
 	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }); err != nil {
+	if err := rc.Control(func(fd uintptr) { st, serr = StateOfFd(int(fd)) }); err != nil {
 		// The one way Control fails: f is closed (as os.File.Stat says).
 		return State{}, &os.PathError{Op: "stat", Path: f.Name(), Err: os.ErrClosed}
 	}
 	if serr != nil {
 		return State{}, &os.PathError{Op: "stat", Path: f.Name(), Err: serr}
 	}
-	return StateOfStat(&st), nil
+	return st, nil
 }
