@@ -373,10 +373,7 @@ func TestCacheRecentWaiter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	key, err := keyOf(f, SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := mustKey(t, f)
 	// Another open's hash of the same state, which this one finds in
 	// flight and waits for (ended already: the wait is not what is
 	// tested, what it keeps is).
@@ -454,10 +451,7 @@ func TestCacheWaiterAfterFailedHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	key, err := keyOf(f, SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := mustKey(t, f)
 	c := NewCache()
 	e := &cacheEntry{done: make(chan struct{})} // a hash in flight
 	c.busy[key] = e
