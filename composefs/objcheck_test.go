@@ -1,6 +1,7 @@
 package composefs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -228,6 +229,17 @@ func TestObjectState(t *testing.T) {
 			t.Errorf("several stores: checked %v, state %+v; want the good copy's %+v", mobj.Checked, mobj.State, fstat(obj.File))
 		}
 		mobj.File.Close()
+		// A store that serves a copy without passing it to check:
+		// refused, since nothing says what was checked.
+		fu, err := OpenBytes(img, Config{Store: uncheckedStore{flat}, Verity: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fu.Close()
+		if uobj, err := fu.OpenObject(t.Context(), &in); err == nil {
+			uobj.File.Close()
+			t.Error("an object a store did not check was served")
+		}
 		if !obj.Checked || obj.State != fstat(obj.File) {
 			t.Fatalf("checked %v, state %+v; want the file's %+v", obj.Checked, obj.State, fstat(obj.File))
 		}
@@ -257,4 +269,12 @@ func TestObjectState(t *testing.T) {
 		w.WriteAt(o.Content[100:109], 100)
 		w.Close()
 	}
+}
+
+// uncheckedStore is a CheckedStore that breaks its contract: it serves its
+// copy without passing it to check.
+type uncheckedStore struct{ objects.Store }
+
+func (s uncheckedStore) OpenChecked(ctx context.Context, payload string, check func(*os.File) error) (*os.File, error) {
+	return s.Open(payload)
 }

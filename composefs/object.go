@@ -151,6 +151,12 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode, byBlocks bool) (Ob
 		if err != nil {
 			return Object{}, err // which names the object
 		}
+		if state == (verity.State{}) {
+			// A store that served a copy it did not pass to check:
+			// nothing says what was checked, so nothing is served.
+			obj.Close()
+			return Object{}, fmt.Errorf("object %s: the store served a copy it did not check", payload)
+		}
 		return Object{File: obj, Payload: payload, Checked: true, State: state}, nil
 	}
 	obj, err := objects.OpenContext(ctx, f.cfg.Store, payload)

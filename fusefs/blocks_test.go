@@ -224,22 +224,22 @@ func TestReadAheadKeepsBlocks(t *testing.T) {
 // second one to find its end; an object whose state is unknown is read
 // as asked.
 func TestReadWithinObject(t *testing.T) {
-	o := &openObject{}
-	o.checked.Size = 98
+	var s objectState
+	s.Size = 98
 	dest := make([]byte, 4096)
 	for _, c := range []struct {
 		off  uint64
 		want int
 	}{{0, 98}, {90, 8}, {98, 0}, {1 << 40, 0}} {
-		if got := len(o.within(dest, c.off)); got != c.want {
+		if got := len(s.within(dest, c.off)); got != c.want {
 			t.Errorf("size 98, %d bytes at %d: %d, want %d", len(dest), c.off, got, c.want)
 		}
 	}
-	if got := len(o.within(dest[:10], 0)); got != 10 {
+	if got := len(s.within(dest[:10], 0)); got != 10 {
 		t.Errorf("10 bytes at 0 of 98: %d", got)
 	}
-	o.checked.statErr = true
-	if got := len(o.within(dest, 0)); got != len(dest) {
+	s.statErr = true
+	if got := len(s.within(dest, 0)); got != len(dest) {
 		t.Errorf("state unknown: %d, want %d", got, len(dest))
 	}
 }

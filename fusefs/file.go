@@ -243,19 +243,19 @@ func (f *FS) readObject(cancel <-chan struct{}, in *erofs.Inode, off uint64, des
 	if o.blocks != nil {
 		return f.readChecked(o, off, dest)
 	}
-	n, err := preadFull(o.fd, o.within(dest, off), int64(off))
+	n, err := preadFull(o.fd, f.checkedOf(o).within(dest, off), int64(off))
 	if err != nil {
 		return nil, f.fail(in.Nid, "read", err)
 	}
 	return fuse.ReadResultData(dest[:n]), fuse.OK
 }
 
-// within is the part of dest, to be read at off, that o's file holds as it
-// was checked: the kernel asks for whole pages, and a read past the end
-// would cost a second pread, to learn that it is the end.
-func (o *openObject) within(dest []byte, off uint64) []byte {
-	size := o.checked.Size
-	if o.checked.statErr || size < 0 {
+// within is the part of dest, to be read at off, that a file in state s
+// holds: the kernel asks for whole pages, and a read past the end would
+// cost a second pread, to learn that it is the end.
+func (s objectState) within(dest []byte, off uint64) []byte {
+	size := s.Size
+	if s.statErr || size < 0 {
 		return dest
 	}
 	if off >= uint64(size) {

@@ -358,6 +358,14 @@ func (f *FS) dropObject(o *openObject) {
 	}
 }
 
+// checkedOf is the state o was last checked in, read under the lock
+// recheckObject writes it under.
+func (f *FS) checkedOf(o *openObject) objectState {
+	f.objMu.Lock()
+	defer f.objMu.Unlock()
+	return o.checked
+}
+
 // heldChecked is the object of the open external file at nid, with the
 // state it was checked in.
 func (f *FS) heldChecked(nid uint64) (*openObject, objectState) {

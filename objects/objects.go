@@ -48,9 +48,10 @@ func OpenContext(ctx context.Context, s Store, payload string) (*os.File, error)
 type CheckedStore interface {
 	Store
 	// OpenChecked opens payload from the first store whose copy passes
-	// check. A check error that does not wrap verity.ErrMismatch stops
-	// the search; when every copy found mismatched, the last mismatch
-	// is returned.
+	// check, and returns that very copy, the file check passed (a caller
+	// learns from check what it covers). A check error that does not
+	// wrap verity.ErrMismatch stops the search; when every copy found
+	// mismatched, the last mismatch is returned.
 	OpenChecked(ctx context.Context, payload string, check func(*os.File) error) (*os.File, error)
 }
 

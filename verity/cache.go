@@ -259,11 +259,18 @@ func (c *Cache) digestKeeping(ctx context.Context, f *os.File, key cacheKey, sta
 			}
 			return known(e.digest), nil, nil
 		}
-		// The hash in flight failed (the file changed under it, a read
-		// failed) or its caller gave up: hash it for this caller,
-		// through the cache (the failed entry is gone from it), so that
-		// this hash too fails if f is no longer in state key. What a
-		// waiter returns is always of f's content in that state.
+		if !e.cancelled {
+			// The hash in flight, of the same state, failed: the
+			// file changed under it, or could not be read. Its
+			// failure is this caller's too. Hashing again would
+			// fail the same way once the file has moved on (each
+			// waiter in turn, a whole hash each), and could not
+			// report as checked a state the file has left.
+			return knownDigest{}, nil, e.err
+		}
+		// The caller that was hashing gave up, which says nothing of
+		// the file: hash it for this caller, through the cache (the
+		// abandoned entry is gone from it).
 		c.mu.Lock()
 	}
 	e := &cacheEntry{done: make(chan struct{})}

@@ -434,46 +434,27 @@ func TestCacheRecentKnownThroughFile(t *testing.T) {
 	}
 }
 
-// TestCacheWaiterAfterFailedHash: a check that waited for another's hash
-// of the same file, which failed, hashes again; if the file changed
-// meanwhile (here rewritten back to its old content, with other times), it
-// does not report the state it started from as checked, since the content
-// it hashed is not that state's.
+// TestCacheWaiterAfterFailedHash: checks that find a hash of the same
+// state in flight, which then fails (the file changed under it, here
+// rewritten back to its old content with other times), fail too: they do
+// not hash again, one after the other, and none reports the state it
+// started from as checked, since the file has left it.
 func TestCacheWaiterAfterFailedHash(t *testing.T) {
 	data := randomBytes(64<<10, 21)
 	path := filepath.Join(t.TempDir(), "f")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want := DigestBytes(SHA256, data)
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	key := mustKey(t, f)
 	c := NewCache()
-	e := &cacheEntry{done: make(chan struct{})} // a hash in flight
-	c.busy[key] = e
-	taking := make(chan struct{})
-	var once sync.Once
-	c.now = func() time.Time {
-		once.Do(func() { close(taking) })
-		return time.Now()
+	key, start, err := c.keyNow(f, SHA256)
+	if err != nil {
+		t.Fatal(err)
 	}
-	type result struct {
-		st  State
-		err error
-	}
-	done := make(chan result)
-	go func() {
-		st, err := c.VerifyState(context.Background(), f, SHA256, want)
-		done <- result{st, err}
-	}()
-	<-taking
-	// Time for the check to take its state and find the hash in flight
-	// (were it later, it would take the new state and test nothing).
-	time.Sleep(50 * time.Millisecond)
 	if err := os.WriteFile(path, bytes.Repeat([]byte{1}, len(data)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -483,17 +464,31 @@ func TestCacheWaiterAfterFailedHash(t *testing.T) {
 	if err := os.Chtimes(path, time.Unix(1_000_000, 0), time.Unix(1_000_000, 0)); err != nil {
 		t.Fatal(err)
 	}
-	c.mu.Lock()
-	delete(c.busy, key)
-	c.mu.Unlock()
-	e.err = errors.New("changed while its digest was computed")
+	// The hash in flight for key, ended in failure. (A hasher takes its
+	// entry out before it closes done; left in, it is met for sure.)
+	e := &cacheEntry{done: make(chan struct{}), err: errors.New("changed while its digest was computed")}
 	close(e.done)
-	r := <-done
-	now, err := StateOfFd(int(f.Fd()))
-	if err != nil {
-		t.Fatal(err)
+	c.busy[key] = e
+	before := computed.Load()
+	const waiters = 4
+	errs := make(chan error, waiters)
+	for range waiters {
+		go func() {
+			_, _, err := c.digestKeeping(context.Background(), f, key, start, false)
+			errs <- err
+		}()
 	}
-	if r.err == nil && r.st != now {
-		t.Fatalf("checked, reporting state %+v, which the file left before the hash (now %+v)", r.st, now)
+	for range waiters {
+		select {
+		case err := <-errs:
+			if err == nil {
+				t.Error("a check of a state the file has left succeeded")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a waiter did not return")
+		}
+	}
+	if n := computed.Load() - before; n != 0 {
+		t.Errorf("the waiters hashed %d times, want 0: the failure in flight was theirs", n)
 	}
 }
