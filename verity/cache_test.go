@@ -441,15 +441,8 @@ func TestCacheRecentKnownThroughFile(t *testing.T) {
 // started from as checked, since the file has left it.
 func TestCacheWaiterAfterFailedHash(t *testing.T) {
 	data := randomBytes(64<<10, 21)
-	path := filepath.Join(t.TempDir(), "f")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := fileOfBytes(t, data)
+	path := f.Name()
 	c := NewCache()
 	key, start, err := c.keyNow(f, SHA256)
 	if err != nil {
