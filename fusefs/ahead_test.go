@@ -272,7 +272,7 @@ func TestReadAheadAfterHeld(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, st := s.fsys.openObject(context.Background(), &ino, false); !st.Ok() {
+		if _, _, st := s.fsys.openObject(context.Background(), &ino, false); !st.Ok() {
 			t.Fatalf("f%02d: %v", i, st)
 		}
 		s.fsys.releaseObject(nid)

@@ -52,7 +52,7 @@ func (f *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fu
 		f.storeSmall(in.NodeId, &ino)
 		return fuse.OK
 	}
-	o, st := f.openObject(cancelContext(cancel), &ino, true)
+	o, _, st := f.openObject(cancelContext(cancel), &ino, true)
 	if !st.Ok() {
 		return st
 	}
@@ -232,7 +232,7 @@ func (f *FS) readObject(cancel <-chan struct{}, in *erofs.Inode, off uint64, des
 	if st, failed := f.failedRecently(in.Nid); failed {
 		return nil, st
 	}
-	o, st := f.openObject(cancelContext(cancel), in, off == 0)
+	o, checked, st := f.openObject(cancelContext(cancel), in, off == 0)
 	if !st.Ok() {
 		if st != fuse.EINTR {
 			f.noteFailure(in.Nid, st)
@@ -243,7 +243,7 @@ func (f *FS) readObject(cancel <-chan struct{}, in *erofs.Inode, off uint64, des
 	if o.blocks != nil {
 		return f.readChecked(o, off, dest)
 	}
-	n, err := preadFull(o.fd, f.checkedOf(o).within(dest, off), int64(off))
+	n, err := preadFull(o.fd, checked.within(dest, off), int64(off))
 	if err != nil {
 		return nil, f.fail(in.Nid, "read", err)
 	}

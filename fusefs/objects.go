@@ -178,9 +178,11 @@ func (l *idleObjects) remove(o *openObject) {
 // openObject returns the object of external file in: the one held (open or
 // idle) if there is one and it is unchanged since it was checked, else
 // opened and checked now. note says whether this is a new open of the file
-// (not a later READ of one), for the read-ahead to follow.
-func (f *FS) openObject(ctx context.Context, in *erofs.Inode, note bool) (*openObject, fuse.Status) {
-	if o, changed := f.holdObject(in.Nid); o != nil {
+// (not a later READ of one), for the read-ahead to follow. With the object
+// comes the state it was checked in, as the open found it (o.checked is
+// the lock's to read).
+func (f *FS) openObject(ctx context.Context, in *erofs.Inode, note bool) (*openObject, objectState, fuse.Status) {
+	if o, checked, changed := f.holdObject(in.Nid); o != nil {
 		if note {
 			// Followed by the read-ahead, which sends no scan for
 			// it: one per warm open would wake a worker to find
@@ -188,7 +190,7 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode, note bool) (*openO
 			f.noteOpen(in.Nid, true)
 		}
 		if !changed {
-			return o, fuse.OK
+			return o, checked, fuse.OK
 		}
 		return f.recheckObject(ctx, in, o)
 	}
@@ -210,45 +212,50 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode, note bool) (*openO
 	if o == nil {
 		obj, state, st := f.objectFile(ctx, in, !f.passthrough.Load())
 		if !st.Ok() {
-			return nil, st
+			return nil, objectState{}, st
 		}
 		o = f.backObject(in.Nid, obj, state)
 	}
-	return f.installObject(o), fuse.OK
+	o, checked := f.installObject(o)
+	return o, checked, fuse.OK
 }
 
 // installObject makes o, just opened and checked, the held object of its
-// file with one open, unless a concurrent open got there first.
-func (f *FS) installObject(o *openObject) *openObject {
+// file with one open, unless a concurrent open got there first; it returns
+// the object held and the state it was checked in.
+func (f *FS) installObject(o *openObject) (*openObject, objectState) {
 	f.objMu.Lock()
 	if held := f.open[o.nid]; held != nil {
 		f.holdLocked(held)
+		checked := held.checked
 		f.objMu.Unlock()
 		f.dropObject(o)
-		return held
+		return held, checked
 	}
 	o.refs = 1
 	f.open[o.nid] = o
+	checked := o.checked
 	f.objMu.Unlock()
-	return o
+	return o, checked
 }
 
 // holdObject takes one more open of the object held for nid, if any, and
-// tells whether its file changed since it was checked (one fstat).
-func (f *FS) holdObject(nid uint64) (o *openObject, changed bool) {
+// tells the state it was checked in and whether its file changed since
+// (one fstat).
+func (f *FS) holdObject(nid uint64) (o *openObject, checked objectState, changed bool) {
 	f.objMu.Lock()
 	o = f.open[nid]
 	if o == nil {
 		f.objMu.Unlock()
-		return nil, false
+		return nil, objectState{}, false
 	}
 	f.holdLocked(o)
-	checked := o.checked
+	checked = o.checked
 	f.objMu.Unlock()
 	// The fstat outside the lock, which every OPEN takes: the open held
 	// keeps the descriptor from closing meanwhile.
 	now := stateOf(o.fd)
-	return o, now.statErr || now != checked
+	return o, checked, now.statErr || now != checked
 }
 
 // recheckObject answers an open of in whose held object o (one open of it
@@ -258,7 +265,7 @@ func (f *FS) holdObject(nid uint64) (o *openObject, changed bool) {
 // now; if it fails, so does the open. If it is another file and no other
 // open holds o, it replaces o; while one does, the kernel keeps o as the
 // inode's backing file, and the open fails rather than serve o unchecked.
-func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) (*openObject, fuse.Status) {
+func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) (*openObject, objectState, fuse.Status) {
 	// Checked the way o was: a whole-checked o, which reads may splice
 	// or the kernel read through passthrough, is never kept on the
 	// word of block sums. A block-checked o may be kept whichever way
@@ -276,34 +283,36 @@ func (f *FS) recheckObject(ctx context.Context, in *erofs.Inode, o *openObject) 
 		if last {
 			f.dropObject(o)
 		}
-		return nil, st
+		return nil, objectState{}, st
 	}
 	f.objMu.Lock()
 	if !now.statErr && now.Ino == o.checked.Ino && now.Dev == o.checked.Dev {
 		o.checked = now
 		f.objMu.Unlock()
 		obj.File.Close()
-		return o, fuse.OK
+		return o, now, fuse.OK
 	}
 	if o.refs > 1 && o.blocks != nil {
 		// Another file now, but o's every read is checked: it serves
 		// until its last open is closed, and is replaced then.
+		checked := o.checked
 		f.objMu.Unlock()
 		obj.File.Close()
-		return o, fuse.OK
+		return o, checked, fuse.OK
 	}
 	if o.refs > 1 {
 		o.refs--
 		f.objMu.Unlock()
 		obj.File.Close()
 		f.cfg.Logger.Error("object changed while open, replaced in the store: refused until its last open is closed", "path", f.pathOf(in.Nid))
-		return nil, fuse.EIO
+		return nil, objectState{}, fuse.EIO
 	}
 	o.refs = 0
 	delete(f.open, in.Nid)
 	f.objMu.Unlock()
 	f.dropObject(o)
-	return f.installObject(f.backObject(in.Nid, obj, now)), fuse.OK
+	o, checked := f.installObject(f.backObject(in.Nid, obj, now))
+	return o, checked, fuse.OK
 }
 
 func (f *FS) holdLocked(o *openObject) {
@@ -356,14 +365,6 @@ func (f *FS) dropObject(o *openObject) {
 	} else {
 		unix.Close(o.fd)
 	}
-}
-
-// checkedOf is the state o was last checked in, read under the lock
-// recheckObject writes it under.
-func (f *FS) checkedOf(o *openObject) objectState {
-	f.objMu.Lock()
-	defer f.objMu.Unlock()
-	return o.checked
 }
 
 // heldChecked is the object of the open external file at nid, with the
