@@ -166,15 +166,13 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode, byBlocks bool) (Ob
 	if !check {
 		return Object{File: obj, Payload: payload}, nil
 	}
-	if !byBlocks {
-		state, err := f.verifyObject(ctx, obj, payload, alg, digest)
-		if err != nil {
-			obj.Close()
-			return Object{}, err
-		}
-		return Object{File: obj, Payload: payload, Checked: true, State: state}, nil
+	var state verity.State
+	var sums *verity.BlockSums
+	if byBlocks {
+		state, sums, err = f.cfg.Cache.VerifyReads(ctx, obj, alg, digest)
+	} else {
+		state, err = f.cfg.Cache.VerifyState(ctx, obj, alg, digest)
 	}
-	state, sums, err := f.cfg.Cache.VerifyReads(ctx, obj, alg, digest)
 	if err != nil {
 		obj.Close()
 		return Object{}, verifyError(payload, err)

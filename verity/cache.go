@@ -415,8 +415,9 @@ func (c *Cache) VerifyContext(ctx context.Context, f *os.File, alg Algorithm, wa
 // VerifyState is VerifyContext that also returns the state of f its check
 // covers: f's content was found to have digest want while f was in that
 // state (hashed here or by a caller this one waited for, between two
-// fstats that agreed; measured by the kernel; or known for it). A caller holding f compares a later fstat with it to know
-// that f is still what was checked, with no second check.
+// fstats that agreed; measured by the kernel; or known for it). A caller
+// holding f compares a later fstat with it to know that f is still what
+// was checked, with no second check.
 func (c *Cache) VerifyState(ctx context.Context, f *os.File, alg Algorithm, want []byte) (State, error) {
 	st, _, err := c.verify(ctx, f, alg, want, false)
 	return st, err

@@ -20,8 +20,8 @@ type State struct {
 	Mtime, Ctime unix.Timespec
 }
 
-// StateOfStat is the State an fstat gave.
-func StateOfStat(st *unix.Stat_t) State {
+// stateOfStat is the State an fstat gave.
+func stateOfStat(st *unix.Stat_t) State {
 	return State{
 		// Converted: some architectures give narrower fields.
 		Dev: uint64(st.Dev), Ino: uint64(st.Ino), Size: int64(st.Size), Mode: uint32(st.Mode),
@@ -35,7 +35,7 @@ func StateOfFd(fd int) (State, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return State{}, err
 	}
-	return StateOfStat(&st), nil
+	return stateOfStat(&st), nil
 }
 
 // regular tells whether the state is a regular file's.
