@@ -139,7 +139,7 @@ func Mount(dir string, fs fuse.RawFileSystem, opts Options) (*Conn, error) {
 		c.abandon()
 		return nil, err
 	}
-	c.readers.start()
+	c.readers.start(c.ring == nil)
 	go c.serve()
 	if err := c.learnNoPoll(); err != nil {
 		c.logger.Warn("could not have the kernel learn that the connection has no poll", "err", err)
@@ -273,6 +273,17 @@ func (c *Conn) abandon() {
 	}
 	c.ring.Stop()
 	unix.Close(c.fd)
+}
+
+// WillWait is for a request's handler about to wait for long (an object
+// opened and checked, a read from disk): it makes sure another reader
+// takes the requests that come meanwhile, since the reader serving this
+// one serves no other until it is done. Requests served by the rings need
+// none.
+func (c *Conn) WillWait() {
+	if c.ring == nil {
+		c.readers.more()
+	}
 }
 
 // Wait returns once the mount is gone and its requests are answered.

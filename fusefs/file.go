@@ -113,6 +113,10 @@ func (f *FS) storeSmall(nodeID uint64, in *erofs.Inode) {
 // a missing data-only lower file. Out of descriptors, it lets go of idle
 // objects and tries once more.
 func (f *FS) objectFile(ctx context.Context, in *erofs.Inode, byBlocks bool) (composefs.Object, objectState, fuse.Status) {
+	// Checking a large object takes long, as may fetching any.
+	if f.fetches || in.Size >= longCheckSize {
+		f.aboutToWait()
+	}
 	obj, state, err := f.checkedObject(ctx, in, byBlocks)
 	if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && f.shedIdle() {
 		obj, state, err = f.checkedObject(ctx, in, byBlocks)
@@ -128,6 +132,12 @@ func (f *FS) objectFile(ctx context.Context, in *erofs.Inode, byBlocks bool) (co
 	}
 	return obj, state, fuse.OK
 }
+
+// longCheckSize is the size from which an object's open and check waits
+// long enough for the requests behind it to want another reader: 256 KiB
+// is a quarter to a half of a millisecond to hash here, more from a cold
+// disk.
+const longCheckSize = 256 << 10
 
 // errChangedSinceCheck is an object rewritten while a file held it open.
 var errChangedSinceCheck = errors.New("object changed since it was checked at the file's open")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/composefs/composefs-go/composefs"
 	"github.com/composefs/composefs-go/erofs"
+	"github.com/composefs/composefs-go/objects"
 )
 
 // Config holds the settings of serving beyond what the image shows.
@@ -58,6 +59,12 @@ type FS struct {
 	// conn is the connection, once mounted: for passthrough and for
 	// pushing small files into the page cache. Nil when driven directly.
 	conn Conn
+	// willWait is the connection's Conn.WillWait where it has one (a
+	// *fuseconn.Conn): called before a request waits for long, so that
+	// the requests behind it are read meanwhile.
+	willWait func()
+	// fetches: the store's opens may take long (a remote store's fetch).
+	fetches bool
 	// passthrough is cleared by the first failed backing file
 	// registration (not root, or a kernel without it): reads of external
 	// files then come to us.
@@ -100,8 +107,10 @@ func New(view *composefs.FS, cfg Config) *FS {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	_, fetches := view.Config().Store.(objects.ContextStore)
 	return &FS{
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
+		fetches:       fetches,
 		view:          view,
 		img:           view.Image(),
 		cfg:           cfg,
@@ -140,9 +149,21 @@ func (f *FS) Init(s *fuse.Server) { f.connected(s, s.KernelSettings().Flags64())
 // any request: offered is what the kernel offered at INIT.
 func (f *FS) connected(c Conn, offered uint64) {
 	f.conn = c
+	if w, ok := c.(interface{ WillWait() }); ok {
+		f.willWait = w.WillWait
+	}
 	f.passthrough.Store(f.cfg.Passthrough && offered&fuse.CAP_PASSTHROUGH != 0 && canPassthrough(c))
 	f.noOpen = !f.passthrough.Load()
 	f.noOpendir = offered&fuse.CAP_NO_OPENDIR_SUPPORT != 0
+}
+
+// aboutToWait is said before a request waits for long: see willWait. Not
+// before every open of an object: a small one, read from a local disk and
+// hashed, takes less than another reader would cost to wake.
+func (f *FS) aboutToWait() {
+	if f.willWait != nil {
+		f.willWait()
+	}
 }
 
 // canPassthrough tries what passthrough takes beyond the kernel's offer,

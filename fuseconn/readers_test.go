@@ -1,0 +1,149 @@
+//go:build linux
+
+package fuseconn
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/composefs/composefs-go/fuseuring"
+	"github.com/composefs/composefs-go/internal/logbuf"
+)
+
+// waitingFS answers a LOOKUP of "first" only once it has answered one of
+// "second": a request whose handler waits on another request, without
+// saying so (Conn.WillWait), as one whose object store is itself served by
+// this connection would.
+type waitingFS struct {
+	fuse.RawFileSystem
+	second chan struct{}
+}
+
+func (f *waitingFS) Lookup(_ <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	switch name {
+	case "first":
+		out.NodeId = 2
+		select {
+		case <-f.second:
+		case <-time.After(20 * time.Second):
+		}
+	case "second":
+		out.NodeId = 3
+		defer close(f.second)
+	default:
+		return fuse.ENOENT
+	}
+	out.Attr.Ino, out.Attr.Mode, out.Attr.Nlink = out.NodeId, fuse.S_IFREG|0o644, 1
+	return fuse.OK
+}
+
+func (f *waitingFS) GetAttr(_ <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	out.Attr.Ino, out.Attr.Mode, out.Attr.Nlink = in.NodeId, fuse.S_IFREG|0o644, 1
+	if in.NodeId == fuse.FUSE_ROOT_ID {
+		out.Attr.Mode, out.Attr.Nlink = fuse.S_IFDIR|0o755, 2
+	}
+	return fuse.OK
+}
+
+// TestStuckReaderGetsCompany: a reader serves the request it read itself,
+// with no other reader started first, yet a request that waits on a later
+// one does not hang the mount: another reader starts once the first has
+// made no progress for a while. Without that, the LOOKUP of "second" would
+// never be read and both stats would hang.
+func TestStuckReaderGetsCompany(t *testing.T) {
+	requireRoot(t)
+	logs := &logbuf.Buffer{}
+	mnt := t.TempDir()
+	fs := &waitingFS{fuse.NewDefaultRawFileSystem(), make(chan struct{})}
+	c, err := Mount(mnt, fs, Options{Protocol: fuse.MountOptions{MaxWrite: 1 << 20}, Logger: logs.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Unmount(); err != nil {
+			syscall.Unmount(mnt, syscall.MNT_DETACH)
+			c.Wait()
+		}
+	})
+	// One reader left: those the mount's first requests started end
+	// once they find another reading.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		os.Stat(filepath.Join(mnt, "nothing"))
+		c.readers.mu.Lock()
+		total := c.readers.total
+		c.readers.mu.Unlock()
+		if total == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d readers, not one", total)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := os.Stat(filepath.Join(mnt, "first"))
+		first <- err
+	}()
+	// The first LOOKUP is being served (or about to be) before the
+	// second is asked.
+	time.Sleep(50 * time.Millisecond)
+	second := make(chan error, 1)
+	go func() {
+		_, err := os.Stat(filepath.Join(mnt, "second"))
+		second <- err
+	}()
+	for _, ch := range []chan error{second, first} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Errorf("stat: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			if err := fuseuring.AbortConnection(mnt); err != nil {
+				t.Logf("aborting: %v", err)
+			}
+			t.Fatalf("a request waiting on another hung the mount; log:\n%s", logs.String())
+		}
+	}
+}
+
+// request is a FUSE request header of opcode op from process pid.
+func request(op, pid uint32) []byte {
+	b := make([]byte, sizeOfInHeader)
+	*(*uint32)(unsafe.Pointer(&b[4])) = op
+	*(*uint32)(unsafe.Pointer(&b[32])) = pid
+	return b
+}
+
+// TestFromAnother: a request found waiting starts another reader only when
+// another process than the last asked it, and not for the requests that
+// are answered at once (FORGET, INTERRUPT).
+func TestFromAnother(t *testing.T) {
+	const lookup = 1
+	var r readers
+	for i, c := range []struct {
+		req  []byte
+		want bool
+	}{
+		{request(lookup, 100), true}, // after none
+		{request(lookup, 100), false},
+		{request(15, 100), false}, // READ, same process
+		{request(opForget, 0), false},
+		{request(opBatchForget, 0), false},
+		{request(opInterrupt, 7), false},
+		{request(lookup, 200), true},
+		{request(lookup, 100), true},
+		{request(lookup, 100)[:20], false}, // too short to tell
+	} {
+		if got := r.fromAnother(c.req); got != c.want {
+			t.Errorf("request %d: fromAnother %v, want %v", i, got, c.want)
+		}
+	}
+}
