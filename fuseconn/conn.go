@@ -139,7 +139,7 @@ func Mount(dir string, fs fuse.RawFileSystem, opts Options) (*Conn, error) {
 		c.abandon()
 		return nil, err
 	}
-	c.readers.start(c.ring == nil)
+	c.readers.start()
 	go c.serve()
 	if err := c.learnNoPoll(); err != nil {
 		c.logger.Warn("could not have the kernel learn that the connection has no poll", "err", err)
@@ -275,11 +275,11 @@ func (c *Conn) abandon() {
 	unix.Close(c.fd)
 }
 
-// WillWait is for a request's handler about to wait for long (an object
-// opened and checked, a read from disk): it makes sure another reader
-// takes the requests that come meanwhile, since the reader serving this
-// one serves no other until it is done. Requests served by the rings need
-// none.
+// WillWait is for a request's handler about to wait for long (a large
+// object's check, a remote fetch): it makes sure another reader takes the
+// requests that come meanwhile, since the reader serving this one serves
+// no other until it is done (readers.go). Requests served by the rings
+// need none.
 func (c *Conn) WillWait() {
 	if c.ring == nil {
 		c.readers.more()

@@ -14,34 +14,41 @@ import (
 	"github.com/composefs/composefs-go/fuseuring"
 )
 
-// The /dev/fuse side of a connection: goroutines reading requests, each
-// answering the one it read with write(2). A reader serves its request
-// itself, without waking another first: a program's requests mostly come
-// one at a time, each after the last reply, and on a VM a wakeup costs as
-// much as the request. So one reader is usually all there is, and another
-// starts only when requests queue (a read finds one waiting at once) or a
-// request is about to wait (Conn.WillWait: an object opened and checked,
-// a disk read) and none is left reading; one that finds another reading
-// when it is done ends. Up to maxReaders serve at once: with io_uring
-// serving, only FORGET and INTERRUPT come this way.
+// The /dev/fuse side of a connection: goroutines blocked in read(2), each
+// answering the request it read with write(2). A reader serves the request
+// it read itself and starts no other first: most programs ask one thing at
+// a time, each after the last reply, and a reader started to wait for the
+// next request meanwhile costs a wakeup of a runtime thread of its own,
+// which on a VM costs as much as the request.
+// So one reader is usually all there is, and one that finds another
+// reading when it is done ends. Another starts when:
+//   - a request comes from another process than the one before it: two
+//     programs asking at once (find | xargs cat) should not wait for each
+//     other's requests;
+//   - a handler says it will wait long (Conn.WillWait: a large object's
+//     check, a remote fetch);
+//   - as a last resort, the only reader has been serving the same request
+//     for stuckAfter (watch): a cold page of the image, a slow disk, an
+//     object store that is itself a FUSE mount.
 //
-// Over /dev/fuse alone, the descriptor is non-blocking and a reader with
-// nothing to read tries again for up to spinFor before it waits in
-// poll(2): the next request of a program that reads file after file comes
-// within that, and a reader still running takes it with no wakeup. Cold
-// dpkg --verify of a Debian root (12,000 requests) took 8% less time that
-// way, tar 10% (2 CPUs, a VM; see readersSpin in the notes of issue 11).
-const (
-	maxReaders = 16
-	spinFor    = 40 * time.Microsecond
-)
+// Up to maxReaders serve at once. With io_uring serving, only FORGET and
+// INTERRUPT come this way. Measured on 2 CPUs in a VM, five interleaved
+// cold runs each against a reader starting another whenever none was left
+// reading: dpkg --verify of a Debian root 9% faster (five of five), tar of
+// it 5% (five of five), an in-process read of 20,000 small files 11% (five
+// of five), find | xargs cat of them 2% (three of five). Spinning on a
+// non-blocking descriptor before waiting, to take the next request with no
+// wakeup at all, did not add to that, and lost find | xargs cat 3%.
+const maxReaders = 16
 
 type readers struct {
 	c     *Conn
 	mu    sync.Mutex
-	idle  int // reading, waiting for a request, or about to
+	idle  int // blocked in read(2), or about to be
 	total int
 	wg    sync.WaitGroup
+	// lastPid is the process of the last request that names one.
+	lastPid atomic.Uint32
 	// taken and answered count requests, for watch to see progress.
 	taken, answered atomic.Uint64
 	// sleeping: watch waits on wake, for the next request taken.
@@ -51,25 +58,13 @@ type readers struct {
 	// gone, and no reader may start again.
 	ended chan struct{}
 	done  bool
-	// lastPid is the process of the last request found waiting.
-	lastPid atomic.Uint32
-	// spin: c.fd is non-blocking and readers spin before they wait.
-	spin bool
 	// free are the buffers of readers that ended, for the next to start:
 	// mapped, so that pages a reply never touched take no memory.
 	free [][]byte
 }
 
-// start starts the first reader. spin says whether requests come mostly
-// this way (no rings serving).
-func (r *readers) start(spin bool) {
-	if spin {
-		flags, err := unix.FcntlInt(uintptr(r.c.fd), unix.F_GETFL, 0)
-		if err == nil {
-			_, err = unix.FcntlInt(uintptr(r.c.fd), unix.F_SETFL, flags|unix.O_NONBLOCK)
-		}
-		r.spin = err == nil
-	}
+// start starts the first reader, and watch.
+func (r *readers) start() {
 	r.mu.Lock()
 	r.total, r.idle = 1, 1
 	r.mu.Unlock()
@@ -79,6 +74,28 @@ func (r *readers) start(spin bool) {
 	go r.read()
 	go r.watch()
 }
+
+// fromAnother tells whether req comes from another process than the last
+// request that named one. FORGET, INTERRUPT and the kernel's own requests
+// (pid 0) name none that matters.
+func (r *readers) fromAnother(req []byte) bool {
+	if len(req) < sizeOfInHeader {
+		return false
+	}
+	switch *(*uint32)(unsafe.Pointer(&req[4])) {
+	case opForget, opBatchForget, opInterrupt:
+		return false
+	}
+	pid := *(*uint32)(unsafe.Pointer(&req[32]))
+	return pid != 0 && r.lastPid.Swap(pid) != pid
+}
+
+// FUSE opcodes answered at once, with no reply.
+const (
+	opForget      = 2
+	opInterrupt   = 36
+	opBatchForget = 42
+)
 
 // stuckAfter is how long a request may keep the only reader without
 // another starting, when its handler did not say it would wait
@@ -185,7 +202,10 @@ func (r *readers) read() {
 	}()
 	var yield yielder
 	for {
-		n, queued, err := r.next(in)
+		n, err := unix.Read(c.fd, in)
+		if retryRead(err) {
+			continue
+		}
 		if err != nil {
 			// ENODEV: unmounted (or aborted); nothing else is
 			// expected, and nothing more can be read either way.
@@ -195,17 +215,15 @@ func (r *readers) read() {
 			r.exit()
 			return
 		}
-		r.mu.Lock()
-		r.idle--
-		r.mu.Unlock()
-		if queued && r.fromAnother(in[:n]) {
-			// Requests are coming faster than one reader serves
-			// them, from more than one process.
-			r.more()
-		}
 		r.taken.Add(1)
 		if r.sleeping.CompareAndSwap(true, false) {
 			r.wake <- struct{}{}
+		}
+		r.mu.Lock()
+		r.idle--
+		r.mu.Unlock()
+		if r.fromAnother(in[:n]) {
+			r.more()
 		}
 		c.answer(in[:n], out)
 		r.answered.Add(1)
@@ -217,72 +235,11 @@ func (r *readers) read() {
 		}
 		r.idle++
 		r.mu.Unlock()
-		// Counted as reading already, so that no other reader starts
+		// Counted as waiting already, so that no other reader starts
 		// meanwhile.
 		yield.tick()
 	}
 }
-
-// next reads the next request into in. queued says it was there at once,
-// without spinning or waiting for it.
-func (r *readers) next(in []byte) (n int, queued bool, err error) {
-	fd := r.c.fd
-	if !r.spin {
-		for {
-			n, err = unix.Read(fd, in)
-			if !retryRead(err) {
-				return n, false, err
-			}
-		}
-	}
-	var until time.Time
-	for try := 0; ; try++ {
-		n, err = unix.Read(fd, in)
-		if err != unix.EAGAIN {
-			if retryRead(err) {
-				continue
-			}
-			return n, try == 0, err
-		}
-		now := time.Now()
-		if try == 0 {
-			until = now.Add(spinFor)
-		}
-		if now.Before(until) {
-			continue
-		}
-		// poll(2) as a system call the runtime knows may block.
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		if _, err := unix.Poll(pfd, -1); err != nil && err != unix.EINTR {
-			return 0, false, err
-		}
-	}
-}
-
-// fromAnother tells whether req, found waiting, is the request of another
-// process than the one before it, and one that could take a while. A
-// program that reads file after file is often quick to ask again, its
-// next request in before the reader is back; another reader would
-// only cost a wakeup. Two programs asking at once can each use one.
-func (r *readers) fromAnother(req []byte) bool {
-	if len(req) < sizeOfInHeader {
-		return false
-	}
-	switch op := *(*uint32)(unsafe.Pointer(&req[4])); op {
-	case opForget, opBatchForget, opInterrupt:
-		return false
-	}
-	pid := *(*uint32)(unsafe.Pointer(&req[32]))
-	last := r.lastPid.Swap(pid)
-	return last != pid
-}
-
-// FUSE opcodes that are answered at once, with no reply.
-const (
-	opForget      = 2
-	opInterrupt   = 36
-	opBatchForget = 42
-)
 
 // more starts one more reader if none is reading and there is room.
 func (r *readers) more() {

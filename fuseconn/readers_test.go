@@ -3,8 +3,10 @@
 package fuseconn
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -22,13 +24,14 @@ import (
 // this connection would.
 type waitingFS struct {
 	fuse.RawFileSystem
-	second chan struct{}
+	firstAsked, second chan struct{}
 }
 
 func (f *waitingFS) Lookup(_ <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
 	switch name {
 	case "first":
 		out.NodeId = 2
+		close(f.firstAsked)
 		select {
 		case <-f.second:
 		case <-time.After(20 * time.Second):
@@ -60,7 +63,7 @@ func TestStuckReaderGetsCompany(t *testing.T) {
 	requireRoot(t)
 	logs := &logbuf.Buffer{}
 	mnt := t.TempDir()
-	fs := &waitingFS{fuse.NewDefaultRawFileSystem(), make(chan struct{})}
+	fs := &waitingFS{fuse.NewDefaultRawFileSystem(), make(chan struct{}), make(chan struct{})}
 	c, err := Mount(mnt, fs, Options{Protocol: fuse.MountOptions{MaxWrite: 1 << 20}, Logger: logs.Logger()})
 	if err != nil {
 		t.Fatal(err)
@@ -71,29 +74,35 @@ func TestStuckReaderGetsCompany(t *testing.T) {
 			c.Wait()
 		}
 	})
-	// One reader left: those the mount's first requests started end
-	// once they find another reading.
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		os.Stat(filepath.Join(mnt, "nothing"))
-		c.readers.mu.Lock()
-		total := c.readers.total
-		c.readers.mu.Unlock()
-		if total == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d readers, not one", total)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// The stats before and of "first" from one thread (one pid to the
+	// kernel), so that one reader serves them, with no other started.
 	first := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			os.Stat(filepath.Join(mnt, "nothing"))
+			c.readers.mu.Lock()
+			total := c.readers.total
+			c.readers.mu.Unlock()
+			if total == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				first <- fmt.Errorf("%d readers, want one", total)
+				return
+			}
+		}
 		_, err := os.Stat(filepath.Join(mnt, "first"))
 		first <- err
 	}()
-	// The first LOOKUP is being served (or about to be) before the
-	// second is asked.
-	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-fs.firstAsked:
+	case err := <-first:
+		t.Fatalf("first: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no LOOKUP of first")
+	}
 	second := make(chan error, 1)
 	go func() {
 		_, err := os.Stat(filepath.Join(mnt, "second"))
@@ -122,25 +131,26 @@ func request(op, pid uint32) []byte {
 	return b
 }
 
-// TestFromAnother: a request found waiting starts another reader only when
-// another process than the last asked it, and not for the requests that
-// are answered at once (FORGET, INTERRUPT).
+// TestFromAnother: a request starts another reader when another process
+// than the last one named asked it; FORGET, INTERRUPT and the kernel's own
+// requests name none.
 func TestFromAnother(t *testing.T) {
-	const lookup = 1
+	const lookup, read = 1, 15
 	var r readers
 	for i, c := range []struct {
 		req  []byte
 		want bool
 	}{
 		{request(lookup, 100), true}, // after none
-		{request(lookup, 100), false},
-		{request(15, 100), false}, // READ, same process
+		{request(read, 100), false},
 		{request(opForget, 0), false},
 		{request(opBatchForget, 0), false},
 		{request(opInterrupt, 7), false},
+		{request(read, 0), false}, // the kernel's
+		{request(lookup, 100), false},
+		{request(lookup, 200)[:20], false}, // too short to tell
 		{request(lookup, 200), true},
 		{request(lookup, 100), true},
-		{request(lookup, 100)[:20], false}, // too short to tell
 	} {
 		if got := r.fromAnother(c.req); got != c.want {
 			t.Errorf("request %d: fromAnother %v, want %v", i, got, c.want)
