@@ -132,7 +132,7 @@ func (f *FS) openObject(ctx context.Context, in *erofs.Inode, byBlocks bool) (Ob
 	if f.cfg.Store == nil {
 		return Object{}, fmt.Errorf("object %s: no object store: %w", payload, fs.ErrNotExist)
 	}
-	if _, fetches := f.cfg.Store.(objects.ContextStore); fetches && in.Size <= math.MaxInt64 {
+	if objects.Fetches(f.cfg.Store) && in.Size <= math.MaxInt64 {
 		// A store that fetches stops a server that sends more. (A
 		// local store needs no size, and the open no allocation.)
 		ctx = objects.WithSize(ctx, int64(in.Size))

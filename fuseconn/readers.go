@@ -19,17 +19,16 @@ import (
 // it read itself and starts no other first: most programs ask one thing at
 // a time, each after the last reply, and a reader started to wait for the
 // next request meanwhile costs a wakeup of a runtime thread of its own,
-// which on a VM costs as much as the request.
-// So one reader is usually all there is, and one that finds another
-// reading when it is done ends. Another starts when:
-//   - a request comes from another process than the one before it: two
-//     programs asking at once (find | xargs cat) should not wait for each
-//     other's requests;
+// which on a VM costs as much as the request. So one reader is usually all
+// there is, and one that finds another reading when it is done ends.
+// Another starts when:
+//   - a request comes from another thread than the one before it (the
+//     kernel's pid is the thread's): two programs, or two threads of one,
+//     asking at once (find | xargs cat) should not wait for each other;
 //   - a handler says it will wait long (Conn.WillWait: a large object's
 //     check, a remote fetch);
-//   - as a last resort, the only reader has been serving the same request
-//     for stuckAfter (watch): a cold page of the image, a slow disk, an
-//     object store that is itself a FUSE mount.
+//   - as a last resort, every reader has served the same requests for a
+//     whole look of watch's (stuckAfter).
 //
 // Up to maxReaders serve at once. With io_uring serving, only FORGET and
 // INTERRUPT come this way. Measured on 2 CPUs in a VM, five interleaved
@@ -47,7 +46,7 @@ type readers struct {
 	idle  int // blocked in read(2), or about to be
 	total int
 	wg    sync.WaitGroup
-	// lastPid is the process of the last request that names one.
+	// lastPid is the thread of the last request that names one.
 	lastPid atomic.Uint32
 	// taken and answered count requests, for watch to see progress.
 	taken, answered atomic.Uint64
@@ -75,9 +74,9 @@ func (r *readers) start() {
 	go r.watch()
 }
 
-// fromAnother tells whether req comes from another process than the last
-// request that named one. FORGET, INTERRUPT and the kernel's own requests
-// (pid 0) name none that matters.
+// fromAnother tells whether req comes from another thread than the last
+// request that named one (the header's pid is the thread's). FORGET,
+// INTERRUPT and the kernel's own requests (pid 0) name none that matters.
 func (r *readers) fromAnother(req []byte) bool {
 	if len(req) < sizeOfInHeader {
 		return false
@@ -97,21 +96,23 @@ const (
 	opBatchForget = 42
 )
 
-// stuckAfter is how long a request may keep the only reader without
-// another starting, when its handler did not say it would wait
-// (Conn.WillWait): a cold page of the image, a slow disk under the store,
-// an object store that is itself a FUSE mount. watch looks that often,
-// and sleeps once it has seen nothing served for idleLooks looks in a row:
-// waking it costs as much as a request, so it is not put to sleep and
-// woken between the requests of a busy program.
+// stuckAfter is how often watch looks. It starts another reader when it
+// finds every reader busy with the same requests as at its last look (10
+// to 20 ms in service): a handler that waits and did not say so
+// (Conn.WillWait), on a cold page of the image, a slow disk under the
+// store, an object store that is itself a FUSE mount, or one request
+// waiting on pages another holds (storeSmall behind a READ). It sleeps once
+// it has seen nothing served for idleLooks looks in a row: waking it costs
+// as much as a request, so it is not put to sleep and woken between the
+// requests of a busy program.
 const (
 	stuckAfter = 10 * time.Millisecond
 	idleLooks  = 5
 )
 
-// watch starts another reader when none has finished a request for
-// stuckAfter while none is reading. It sleeps while the connection is
-// idle: the next request taken wakes it.
+// watch starts another reader when every reader has served the same
+// requests since its last look (stuckAfter). It sleeps while the
+// connection is idle: the next request taken wakes it.
 func (r *readers) watch() {
 	defer r.wg.Done()
 	tick := time.NewTicker(stuckAfter)
@@ -143,10 +144,15 @@ func (r *readers) watch() {
 		// until a request is taken.
 		tick.Stop()
 		r.sleeping.Store(true)
-		select {
-		case <-r.ended:
-			return
-		case <-r.wake:
+		// A request taken since the look may have found sleeping
+		// still false, and sent nothing: its reader could be stuck
+		// with no one watching. Whoever clears sleeping sends.
+		if r.progress() == now || !r.sleeping.CompareAndSwap(true, false) {
+			select {
+			case <-r.ended:
+				return
+			case <-r.wake:
+			}
 		}
 		tick.Reset(stuckAfter)
 		last, quiet = r.progress(), 0
@@ -244,7 +250,8 @@ func (r *readers) read() {
 // more starts one more reader if none is reading and there is room.
 func (r *readers) more() {
 	r.mu.Lock()
-	start := r.idle == 0 && r.total < maxReaders && !r.done
+	// total is 0 before start (and after the end, with done).
+	start := r.idle == 0 && r.total > 0 && r.total < maxReaders && !r.done
 	if start {
 		r.idle++
 		r.total++

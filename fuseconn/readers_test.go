@@ -123,7 +123,7 @@ func TestStuckReaderGetsCompany(t *testing.T) {
 	}
 }
 
-// request is a FUSE request header of opcode op from process pid.
+// request is a FUSE request header of opcode op from thread pid.
 func request(op, pid uint32) []byte {
 	b := make([]byte, sizeOfInHeader)
 	*(*uint32)(unsafe.Pointer(&b[4])) = op
@@ -131,9 +131,10 @@ func request(op, pid uint32) []byte {
 	return b
 }
 
-// TestFromAnother: a request starts another reader when another process
+// TestFromAnother: a request starts another reader when another thread
 // than the last one named asked it; FORGET, INTERRUPT and the kernel's own
-// requests name none.
+// requests name none. (The function alone: read acts on it with one call,
+// and TestStuckReaderGetsCompany relies on one thread starting none.)
 func TestFromAnother(t *testing.T) {
 	const lookup, read = 1, 15
 	var r readers

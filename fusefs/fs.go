@@ -63,7 +63,7 @@ type FS struct {
 	// *fuseconn.Conn): called before a request waits for long, so that
 	// the requests behind it are read meanwhile.
 	willWait func()
-	// fetches: the store's opens may take long (a remote store's fetch).
+	// fetches: the store's opens may take long (objects.Fetches).
 	fetches bool
 	// passthrough is cleared by the first failed backing file
 	// registration (not root, or a kernel without it): reads of external
@@ -107,10 +107,9 @@ func New(view *composefs.FS, cfg Config) *FS {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	_, fetches := view.Config().Store.(objects.ContextStore)
 	return &FS{
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
-		fetches:       fetches,
+		fetches:       objects.Fetches(view.Config().Store),
 		view:          view,
 		img:           view.Image(),
 		cfg:           cfg,

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 
 	"github.com/composefs/composefs-go/verity"
 )
@@ -82,6 +83,20 @@ func Multi(stores ...Store) Store {
 }
 
 type multiStore []Store
+
+// Fetches tells whether opening an object of s may take long: s is a
+// remote store, or a Multi with one among its stores. (A Multi of local
+// directories is a ContextStore too, for the stores it may hold, but
+// opens as fast as they do.)
+func Fetches(s Store) bool {
+	switch s := s.(type) {
+	case multiStore:
+		return slices.ContainsFunc(s, Fetches)
+	case ContextStore:
+		return true
+	}
+	return false
+}
 
 func (m multiStore) Open(payload string) (*os.File, error) {
 	return m.OpenContext(context.Background(), payload)

@@ -530,6 +530,38 @@ func TestRemoteHeaderAndTLS(t *testing.T) {
 	}
 }
 
+// TestFetches: a remote store fetches, a flat one does not, and a Multi
+// does when one of its stores does.
+func TestFetches(t *testing.T) {
+	r, err := OpenRemote("http://h/objects", RemoteConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := OpenFlat(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenFlat(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		store Store
+		want  bool
+	}{
+		{"remote", r, true},
+		{"flat", a, false},
+		{"multi of flat", Multi(a, b), false},
+		{"multi with remote", Multi(a, r), true},
+		{"multi of multi with remote", Multi(Multi(b), Multi(a, r)), true},
+	} {
+		if got := Fetches(c.store); got != c.want {
+			t.Errorf("%s: Fetches %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
 func TestOpenRemoteURLs(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"http://h/objects", "http://h/objects/ab/cd"},
