@@ -124,10 +124,13 @@ func (r *readers) watch() {
 			return
 		case <-tick.C:
 		}
-		now := r.progress()
+		// reading before progress: a reader counts a request taken
+		// before it stops counting as reading, so none seen reading
+		// means its take is already in now.
 		r.mu.Lock()
 		reading := r.idle > 0
 		r.mu.Unlock()
+		now := r.progress()
 		if now != last || !reading {
 			if now == last {
 				// The same requests in service since the
@@ -146,7 +149,8 @@ func (r *readers) watch() {
 		r.sleeping.Store(true)
 		// A request taken since the look may have found sleeping
 		// still false, and sent nothing: its reader could be stuck
-		// with no one watching. Whoever clears sleeping sends.
+		// with no one watching. A reader that clears sleeping sends;
+		// if watch clears it itself, it does not wait.
 		if r.progress() == now || !r.sleeping.CompareAndSwap(true, false) {
 			select {
 			case <-r.ended:

@@ -26,9 +26,10 @@ type Store interface {
 	Has(payload string) (bool, error)
 }
 
-// ContextStore is a Store whose opens may take long (a remote store's
-// fetch) and can be given up: once ctx is done OpenContext returns
-// ctx's error at once.
+// ContextStore is a Store whose opens take a context: a remote store's
+// fetch, which may take long, returns ctx's error at once once ctx is
+// done. A Multi is one too, to pass the context on to the stores it holds
+// (Fetches tells whether any may fetch).
 type ContextStore interface {
 	Store
 	OpenContext(ctx context.Context, payload string) (*os.File, error)

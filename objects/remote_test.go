@@ -537,14 +537,17 @@ func TestFetches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer r.Close()
 	a, err := OpenFlat(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer a.Close()
 	b, err := OpenFlat(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer b.Close()
 	for _, c := range []struct {
 		name  string
 		store Store
