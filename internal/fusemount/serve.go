@@ -31,13 +31,17 @@ import (
 )
 
 // minProcs is the fewest Ps the server runs with. Serving is a chain of
-// requests answered in microseconds between blocking reads of /dev/fuse,
-// and fuseconn keeps one or two readers blocked there. When every P sits
-// in such a read, the Go runtime hands Ps off and wakes threads to look for
-// work around every request; a P left idle stops that. Measured on 2 CPUs
-// against GOMAXPROCS=2: a quarter fewer context switches, five times fewer
-// futex wakes, 15% less CPU per request.
-const minProcs = 8
+// requests answered in microseconds between blocking reads of /dev/fuse.
+// When every P sits in such a read, the Go runtime hands Ps off and wakes
+// threads to look for work around every request; a P left idle stops
+// that. Measured on 2 CPUs against GOMAXPROCS=2: a quarter fewer context
+// switches, five times fewer futex wakes, 15% less CPU per request. Since
+// one reader serves a program's requests by itself (fuseconn/readers.go),
+// four are as many as pay: against eight, cold dpkg --verify and tar of a
+// Debian root 5% faster (four runs of five and five of five, alternating),
+// cold find | xargs cat of 20,000 files 3% (four of four), warm the same
+// within noise.
+const minProcs = 4
 
 // gcPercent is the collector's setting unless GOGC says otherwise. What
 // the daemon allocates is mostly garbage within a request (go-fuse's
