@@ -37,10 +37,10 @@ import (
 // that. Measured on 2 CPUs against GOMAXPROCS=2: a quarter fewer context
 // switches, five times fewer futex wakes, 15% less CPU per request. Since
 // one reader serves a program's requests by itself (fuseconn/readers.go),
-// four are as many as pay: against eight, cold dpkg --verify and tar of a
-// Debian root 5% faster (four runs of five and five of five, alternating),
-// cold find | xargs cat of 20,000 files 3% (four of four), warm the same
-// within noise.
+// four are as many as pay. Against eight, alternating cold runs: dpkg
+// --verify of a Debian root 2-5% faster (in 14 runs of 18), tar of it 2-5%
+// (7 of 11), find | xargs cat of 20,000 files 3% (4 of 4), the same read
+// in one process 5% (4 of 4); warm, within noise.
 const minProcs = 4
 
 // gcPercent is the collector's setting unless GOGC says otherwise. What
