@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -62,18 +61,8 @@ func (f *waitingFS) GetAttr(_ <-chan struct{}, in *fuse.GetAttrIn, out *fuse.Att
 func TestStuckReaderGetsCompany(t *testing.T) {
 	requireRoot(t)
 	logs := &logbuf.Buffer{}
-	mnt := t.TempDir()
 	fs := &waitingFS{fuse.NewDefaultRawFileSystem(), make(chan struct{}), make(chan struct{})}
-	c, err := Mount(mnt, fs, Options{Protocol: fuse.MountOptions{MaxWrite: 1 << 20}, Logger: logs.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Unmount(); err != nil {
-			syscall.Unmount(mnt, syscall.MNT_DETACH)
-			c.Wait()
-		}
-	})
+	c, mnt := mountTest(t, fs, false, logs)
 	// The stats before and of "first" from one thread (one pid to the
 	// kernel), so that one reader serves them, with no other started.
 	first := make(chan error, 1)

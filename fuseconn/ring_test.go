@@ -66,13 +66,12 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-// mountTiny mounts a tinyFS and checks that it reads, within a time limit
-// (a connection waiting for rings hangs every request).
-func mountTiny(t *testing.T, ring bool) *Conn {
+// mountTest mounts fs on a new directory, logging into logs, and unmounts
+// it when the test ends.
+func mountTest(t *testing.T, fs fuse.RawFileSystem, ring bool, logs *logbuf.Buffer) (c *Conn, mnt string) {
 	t.Helper()
-	logs := &logbuf.Buffer{}
-	mnt := t.TempDir()
-	c, err := Mount(mnt, &tinyFS{fuse.NewDefaultRawFileSystem()}, Options{
+	mnt = t.TempDir()
+	c, err := Mount(mnt, fs, Options{
 		Protocol: fuse.MountOptions{MaxWrite: 1 << 20},
 		Logger:   logs.Logger(),
 		IOUring:  ring,
@@ -86,6 +85,15 @@ func mountTiny(t *testing.T, ring bool) *Conn {
 			c.Wait()
 		}
 	})
+	return c, mnt
+}
+
+// mountTiny mounts a tinyFS and checks that it reads, within a time limit
+// (a connection waiting for rings hangs every request).
+func mountTiny(t *testing.T, ring bool) *Conn {
+	t.Helper()
+	logs := &logbuf.Buffer{}
+	c, mnt := mountTest(t, &tinyFS{fuse.NewDefaultRawFileSystem()}, ring, logs)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
