@@ -54,9 +54,8 @@ type readers struct {
 	sleeping atomic.Bool
 	wake     chan struct{}
 	// ended is closed when the last reader has ended: the connection is
-	// gone, and no reader may start again.
+	// gone, and no reader may start again (total stays 0).
 	ended chan struct{}
-	done  bool
 	// free are the buffers of readers that ended, for the next to start:
 	// mapped, so that pages a reply never touched take no memory.
 	free [][]byte
@@ -254,8 +253,9 @@ func (r *readers) read() {
 // more starts one more reader if none is reading and there is room.
 func (r *readers) more() {
 	r.mu.Lock()
-	// total is 0 before start (and after the end, with done).
-	start := r.idle == 0 && r.total > 0 && r.total < maxReaders && !r.done
+	// total is 0 before start and after the end, and only a reader
+	// counted in it starts another.
+	start := r.idle == 0 && r.total > 0 && r.total < maxReaders
 	if start {
 		r.idle++
 		r.total++
@@ -272,8 +272,7 @@ func (r *readers) exit() {
 	r.mu.Lock()
 	r.idle--
 	r.total--
-	if r.total == 0 && !r.done {
-		r.done = true
+	if r.total == 0 {
 		close(r.ended)
 	}
 	r.mu.Unlock()
